@@ -1,0 +1,54 @@
+// Plain config structs (model, parallel layout, KV cache), parsed and validated once at startup.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "common/tensor.h"
+
+namespace kvmesh {
+
+enum class Activation { gelu_new, gelu, gelu_fast, relu };
+const char* activation_name(Activation a);
+
+// Hyper-parameters of a GPT-2-family model, as in Hugging Face's config.json.
+struct ModelConfig {
+  std::string name = "gpt2";     // served model name (directory base name by default)
+  int n_layer = 0;
+  int n_embd = 0;
+  int n_head = 0;
+  int n_inner = 0;               // MLP width; 4 * n_embd when config.json has null
+  int n_positions = 0;
+  int vocab_size = 0;
+  float layer_norm_epsilon = 1e-5f;
+  Activation activation = Activation::gelu_new;
+  int bos_token_id = 50256;
+  int eos_token_id = 50256;
+
+  int head_dim() const { return n_embd / n_head; }
+  // Checks the fields are positive and consistent (n_embd divisible by n_head, ...).
+  Status validate() const;
+  // Number of parameters (embeddings counted once, LM head tied).
+  int64_t n_params() const;
+};
+
+// Parses config.json text. Errors name the field; `source` names the file in messages.
+Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
+Result<ModelConfig> load_model_config(const std::string& path);
+// config.json text for a ModelConfig (what kvmesh-ckpt writes).
+std::string model_config_to_json(const ModelConfig& config);
+
+struct ParallelConfig {
+  int tp = 1;
+  int pp = 1;
+  int world_size() const { return tp * pp; }
+};
+
+struct CacheConfig {
+  int block_size = 16;               // tokens per page
+  DType kv_dtype = DType::f32;
+  int64_t device_bytes = 256ll << 20;  // budget of the device tier
+};
+
+}  // namespace kvmesh
