@@ -1,7 +1,9 @@
 // Memory-mapped safetensors reader (single file or sharded index) with full header validation.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,7 +21,11 @@ struct TensorInfo {
   uint64_t begin = 0;  // byte offset inside the data section
   uint64_t end = 0;    // one past the last byte
   int64_t numel() const;
+  uint64_t nbytes() const { return end - begin; }
 };
+
+// The dtype spelling of safetensors headers ("F32", "BF16", ...).
+const char* safetensors_dtype_name(DType dtype);
 
 // One .safetensors file, memory-mapped read-only. Every offset is validated at open.
 class SafetensorsFile {
@@ -36,23 +42,28 @@ class SafetensorsFile {
   const uint8_t* data(const TensorInfo& info) const;
   // Copies bytes [offset, offset + n) of one tensor's data into dst.
   Status read_bytes(const std::string& name, uint64_t offset, uint64_t n, void* dst) const;
-  uint64_t bytes_read() const { return bytes_read_; }
+  // Converts elements [elem_begin, elem_begin + n) of an F32/F16/BF16 tensor to fp32 into dst.
+  Status read_f32_elems(const TensorInfo& info, uint64_t elem_begin, uint64_t n, float* dst) const;
+  uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
 
  private:
   SafetensorsFile() = default;
+  Status parse_header(const std::string& header);
   std::string path_;
   int fd_ = -1;
   const uint8_t* map_ = nullptr;
   uint64_t map_size_ = 0;
   uint64_t data_offset_ = 0;  // 8 + header length
   std::map<std::string, TensorInfo> tensors_;
-  mutable uint64_t bytes_read_ = 0;
+  mutable std::atomic<uint64_t> bytes_read_{0};
 };
 
 // A checkpoint: model.safetensors, or the shards listed in model.safetensors.index.json.
 class Checkpoint {
  public:
   static Result<std::unique_ptr<Checkpoint>> open_dir(const std::string& dir);
+  // Opens one .safetensors file as a checkpoint (dir() is its directory).
+  static Result<std::unique_ptr<Checkpoint>> open_file(const std::string& path);
 
   // Finds a tensor by name, trying the name as given, with "transformer." prefixed and stripped.
   const TensorInfo* find(const std::string& name, const SafetensorsFile** file) const;
@@ -65,10 +76,17 @@ class Checkpoint {
   Result<std::vector<int64_t>> shape(const std::string& name) const;
   uint64_t bytes_read() const;
   const std::string& dir() const { return dir_; }
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+  // Every tensor name across all files, sorted.
+  std::vector<std::string> tensor_names() const;
 
  private:
+  Status open_index(const std::string& index_path);
+  // Maps each tensor of files_ to its file; names the index already placed are skipped.
+  Status register_tensors(const std::map<std::string, std::string>& index_map);
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const SafetensorsFile*> owner_;  // tensor name -> the file holding it
 };
 
 // Writes tensors to a .safetensors file (used by kvmesh-ckpt and tests).
@@ -79,5 +97,35 @@ struct TensorToWrite {
   std::string bytes;  // raw little-endian data, numel * dtype_size bytes
 };
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+
+// Streaming writer: the header is written at create(), then the tensors' bytes in header order
+// (any chunking), so a large checkpoint never sits in memory. Writes "<path>.tmp" and renames it
+// to path at finish(); without finish() the temporary file is removed.
+struct TensorHeader {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<int64_t> shape;
+};
+class SafetensorsWriter {
+ public:
+  static Result<std::unique_ptr<SafetensorsWriter>> create(
+      const std::string& path, const std::vector<TensorHeader>& tensors,
+      const std::map<std::string, std::string>& metadata = {});
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  Status append(const void* bytes, uint64_t n);
+  Status finish();
+  uint64_t data_bytes() const { return data_total_; }
+
+ private:
+  SafetensorsWriter() = default;
+  std::string path_;
+  std::string tmp_path_;
+  std::FILE* out_ = nullptr;
+  uint64_t data_total_ = 0;    // bytes the header promises
+  uint64_t data_written_ = 0;
+};
 
 }  // namespace kvmesh

@@ -1,0 +1,104 @@
+// The step protocol between coordinator and workers: StepPlan (+ CacheOps) and StepResult.
+// Plain structs; serialization with a version tag and bounds-checked decoding lives in protocol.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kvmesh {
+
+constexpr int kMaxLogprobs = 20;
+
+// How a sequence picks its next token. Stateless: the draw at position p uses (seed, p).
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 means greedy
+  float top_p = 1.0f;        // (0, 1]
+  int32_t top_k = 0;         // 0 means off
+  float min_p = 0.0f;        // [0, 1]
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
+  uint64_t seed = 0;
+  int32_t n_logprobs = -1;   // top-N log-probs of each generated token; -1 none, 0 chosen only
+
+  bool greedy() const { return temperature <= 0.0f || top_k == 1; }
+  bool has_penalties() const {
+    return presence_penalty != 0.0f || frequency_penalty != 0.0f || repetition_penalty != 1.0f;
+  }
+};
+
+// Page moves a worker performs before the step's compute. Ids are global page ids per tier.
+enum class CacheOpKind : uint8_t {
+  copy = 0,        // device page src -> device page dst (copy-on-write)
+  swap_out = 1,    // device page src -> host slot dst
+  swap_in = 2,     // host slot src -> device page dst
+  disk_store = 3,  // host slot src -> disk slot dst
+  disk_load = 4,   // disk slot src -> host slot dst
+};
+
+struct CacheOp {
+  CacheOpKind kind = CacheOpKind::copy;
+  int32_t src = 0;
+  int32_t dst = 0;
+  uint64_t page_hash = 0;  // identifies the page's tokens (checked on disk loads)
+  int32_t n_tokens = 0;    // tokens held by the page
+};
+
+// One sequence's work in a step: a prefill chunk (many tokens) or a decode step (one token).
+struct SeqWork {
+  uint64_t seq_id = 0;
+  int32_t n_past = 0;                  // tokens already in the KV cache; token i sits at n_past + i
+  std::vector<int32_t> token_ids;      // tokens computed this step
+  std::vector<int32_t> block_table;    // device pages holding positions [0, n_past + n_tokens)
+  bool sample = false;                 // sample a token after the last of token_ids
+  int32_t prompt_logprobs = -1;        // >= 0: log-prob (+ top-N) of each next prompt token
+  int32_t next_prompt_token = -1;      // the prompt token after this chunk, or -1
+  SamplingParams sampling;
+  std::vector<int32_t> history_ids;    // prompt + output tokens, sent only when penalties are on
+  int32_t n_history_prompt = 0;        // how many of history_ids are prompt tokens
+  std::vector<int32_t> banned_token_ids;  // never sampled this step (stop tokens before min_tokens)
+
+  int32_t n_tokens() const { return static_cast<int32_t>(token_ids.size()); }
+};
+
+struct StepPlan {
+  uint64_t step_id = 0;
+  bool shutdown = false;               // workers leave their loop
+  std::vector<CacheOp> cache_ops;
+  std::vector<SeqWork> seqs;
+
+  int32_t n_tokens() const {
+    int32_t n = 0;
+    for (const auto& s : seqs) n += s.n_tokens();
+    return n;
+  }
+};
+
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
+// Log-prob of one known token (a prompt token or the sampled one) and the top-N at its position.
+struct PositionLogprobs {
+  TokenLogprob chosen;
+  std::vector<TokenLogprob> top;
+};
+
+struct SeqResult {
+  uint64_t seq_id = 0;
+  int32_t token = -1;                        // sampled token, -1 when the step did not sample
+  PositionLogprobs token_logprobs;           // filled when sampling.n_logprobs >= 0
+  std::vector<PositionLogprobs> prompt_logprobs;  // one per known next prompt token in the chunk
+};
+
+struct StepResult {
+  uint64_t step_id = 0;
+  std::vector<SeqResult> seqs;  // in the order of StepPlan::seqs
+  std::vector<int32_t> failed_disk_loads;  // host slots whose disk page was missing or corrupt
+};
+
+}  // namespace kvmesh

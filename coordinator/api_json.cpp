@@ -1,0 +1,123 @@
+// OpenAI-compatible API, shared pieces: errors and their body, JSON dumping, request ids, per-choice
+// engine requests, and how a token is shown in log-probs.
+#include "coordinator/api_json.h"
+
+#include <cstdio>
+#include <random>
+
+#include "common/tokenizer.h"
+
+namespace kvmesh {
+
+ApiError bad_request(std::string message, std::string param) {
+  ApiError error;
+  error.http_status = 400;
+  error.message = std::move(message);
+  error.param = std::move(param);
+  return error;
+}
+
+ApiError model_not_found(const std::string& model) {
+  ApiError error;
+  error.http_status = 404;
+  error.message = "The model `" + model + "` does not exist.";
+  error.type = "not_found_error";
+  error.param = "model";
+  error.code = "model_not_found";
+  return error;
+}
+
+ApiError server_error(std::string message) {
+  ApiError error;
+  error.http_status = 500;
+  error.message = std::move(message);
+  error.type = "server_error";
+  return error;
+}
+
+Json error_body(const ApiError& error) {
+  Json body = Json::object();
+  body["message"] = error.message;
+  body["type"] = error.type;
+  body["param"] = error.param.empty() ? Json(nullptr) : Json(error.param);
+  body["code"] = error.code.empty() ? Json(nullptr) : Json(error.code);
+  return Json{{"error", std::move(body)}};
+}
+
+std::string dump_json(const Json& value, int indent) {
+  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+std::mt19937_64& thread_rng() {
+  thread_local std::mt19937_64 rng{(static_cast<uint64_t>(std::random_device{}()) << 32) ^
+                                   std::random_device{}()};
+  return rng;
+}
+
+}  // namespace
+
+std::string make_request_id(const std::string& prefix) {
+  static const char* kHex = "0123456789abcdef";
+  std::string id = prefix;
+  for (int i = 0; i < 2; ++i) {
+    uint64_t r = thread_rng()();
+    for (int j = 0; j < 16; ++j, r >>= 4) id += kHex[r & 15];
+  }
+  return id;
+}
+
+uint64_t random_seed() { return thread_rng()(); }
+
+GenerationRequest CompletionRequest::choice_request(int32_t index) const {
+  KVMESH_CHECK(index >= 0 && index < n_choices());
+  const size_t prompt = static_cast<size_t>(index / n);
+  const int32_t sample = index % n;
+  GenerationRequest request = params;
+  request.request_id = id + "-" + std::to_string(index);
+  request.prompt_ids = prompts[prompt];
+  request.max_tokens = max_tokens[prompt];
+  if (sample > 0) request.sampling.seed = splitmix64(params.sampling.seed + static_cast<uint64_t>(sample));
+  return request;
+}
+
+bool is_valid_utf8(std::string_view bytes) {
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > bytes.size()) return false;
+    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(bytes[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
+}
+
+std::string token_display(const Tokenizer& tokenizer, int32_t token) {
+  std::string bytes = tokenizer.token_bytes(token);
+  if (is_valid_utf8(bytes)) return bytes;
+  std::string shown = "bytes:";
+  char buf[8];
+  for (unsigned char c : bytes) {
+    std::snprintf(buf, sizeof buf, "\\x%02x", c);
+    shown += buf;
+  }
+  return shown;
+}
+
+}  // namespace kvmesh

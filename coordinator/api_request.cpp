@@ -1,0 +1,536 @@
+// Request parsing for the OpenAI-style endpoints: JSON body -> CompletionRequest or token ids.
+// Sampling fields are validated from tables (name, range, destination); the first problem found
+// becomes the ApiError, naming its parameter. Nothing here throws.
+#include "coordinator/api_request.h"
+
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <span>
+
+#include "common/tokenizer.h"
+
+namespace kvmesh {
+namespace {
+
+using JsonIn = nlohmann::json;
+constexpr int kMaxJsonDepth = 64;
+constexpr int64_t kInt32Max = INT32_MAX;
+
+// ---- the body and its fields ---------------------------------------------------------------
+
+// The JSON parser recurses, so a body of a million '[' is refused before it is parsed.
+bool nesting_within(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+ApiResult<JsonIn> parse_body(std::string_view body) {
+  if (!nesting_within(body, kMaxJsonDepth)) {
+    return bad_request("Invalid JSON: nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
+  JsonIn json;
+  try {
+    json = JsonIn::parse(body.begin(), body.end());
+  } catch (const JsonIn::exception& e) {
+    std::string what = e.what();  // "[json.exception.parse_error.101] parse error at line 1, ..."
+    const size_t tag_end = what.find("] ");
+    if (tag_end != std::string::npos) what.erase(0, tag_end + 2);
+    return bad_request("Invalid JSON: " + what);
+  }
+  if (!json.is_object()) return bad_request("The request body must be a JSON object");
+  return json;
+}
+
+// A value as it appears in messages, cut short.
+std::string shown(const JsonIn& value) {
+  std::string text = value.dump(-1, ' ', false, JsonIn::error_handler_t::replace);
+  if (text.size() > 64) text = text.substr(0, 61) + "...";
+  return text;
+}
+
+std::string format_number(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
+// An integral JSON number (5, or 5.0) as int64; false for anything else.
+bool as_int64(const JsonIn& value, int64_t* out) {
+  if (value.is_number_unsigned()) {
+    const auto u = value.get<uint64_t>();
+    if (u > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = static_cast<int64_t>(u);
+    return true;
+  }
+  if (value.is_number_integer()) {
+    *out = value.get<int64_t>();
+    return true;
+  }
+  if (value.is_number_float()) {
+    const double d = value.get<double>();
+    if (std::floor(d) != d || std::fabs(d) > 9.0e18) return false;
+    *out = static_cast<int64_t>(d);
+    return true;
+  }
+  return false;
+}
+
+// Reads the fields of one JSON object. null counts as absent (the default) everywhere. The first
+// problem is kept; reads after it are harmless.
+class FieldReader {
+ public:
+  explicit FieldReader(const JsonIn& object) : object_(object) {}
+
+  const JsonIn* find(const char* name) const {
+    auto it = object_.find(name);
+    return it == object_.end() || it->is_null() ? nullptr : &*it;
+  }
+  void fail(std::string message, const std::string& param) { fail(bad_request(std::move(message), param)); }
+  void fail(ApiError error) {
+    if (!error_) error_ = std::move(error);
+  }
+  // "`name` must be <expected>, got <value>"
+  void fail_expected(const std::string& name, const std::string& expected, const JsonIn& got) {
+    fail("`" + name + "` must be " + expected + ", got " + shown(got), name);
+  }
+  bool failed() const { return error_.has_value(); }
+  const ApiError& error() const { return *error_; }
+
+  std::optional<bool> boolean(const char* name) {
+    const JsonIn* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) return fail_expected(name, "a boolean", *v), std::nullopt;
+    return v->get<bool>();
+  }
+  std::optional<int64_t> integer(const char* name, int64_t lo, int64_t hi) {
+    const JsonIn* v = find(name);
+    if (!v) return std::nullopt;
+    int64_t x = 0;
+    if (!as_int64(*v, &x) || x < lo || x > hi) {
+      const std::string range = hi >= kInt32Max ? " >= " + std::to_string(lo)
+                                                : " in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+      return fail_expected(name, "an integer" + range, *v), std::nullopt;
+    }
+    return x;
+  }
+  std::optional<double> number(const char* name, double lo, double hi, bool lo_open) {
+    const JsonIn* v = find(name);
+    if (!v) return std::nullopt;
+    const double x = v->is_number() ? v->get<double>() : NAN;
+    if (!(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
+      const std::string range = (lo_open ? "(" : "[") + format_number(lo) + ", " + format_number(hi) + "]";
+      return fail_expected(name, "a number in " + range, *v), std::nullopt;
+    }
+    return x;
+  }
+  std::optional<std::string> string(const char* name, bool non_empty) {
+    const JsonIn* v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->is_string() || (non_empty && v->get_ref<const std::string&>().empty())) {
+      return fail_expected(name, non_empty ? "a non-empty string" : "a string", *v), std::nullopt;
+    }
+    return v->get<std::string>();
+  }
+
+ private:
+  const JsonIn& object_;
+  std::optional<ApiError> error_;
+};
+
+// ---- the tables --------------------------------------------------------------------------
+
+struct NumberRule {
+  const char* name;
+  float SamplingParams::*field;
+  double lo, hi;
+  bool lo_open;  // (lo, hi] rather than [lo, hi]
+};
+constexpr NumberRule kNumberRules[] = {
+    {"temperature", &SamplingParams::temperature, 0.0, 2.0, false},
+    {"top_p", &SamplingParams::top_p, 0.0, 1.0, true},
+    {"min_p", &SamplingParams::min_p, 0.0, 1.0, false},
+    {"presence_penalty", &SamplingParams::presence_penalty, -2.0, 2.0, false},
+    {"frequency_penalty", &SamplingParams::frequency_penalty, -2.0, 2.0, false},
+    {"repetition_penalty", &SamplingParams::repetition_penalty, 0.0, 2.0, true},
+};
+
+struct IntRule {
+  const char* name;
+  int64_t lo, hi;
+  void (*apply)(CompletionRequest& r, int64_t v);
+};
+const IntRule kCommonIntRules[] = {
+    {"n", 1, kMaxChoices, [](CompletionRequest& r, int64_t v) { r.n = static_cast<int32_t>(v); }},
+    // -1 and 0 both mean "off"
+    {"top_k", -1, kInt32Max,
+     [](CompletionRequest& r, int64_t v) { r.params.sampling.top_k = v < 0 ? 0 : static_cast<int32_t>(v); }},
+    {"min_tokens", 0, kInt32Max,
+     [](CompletionRequest& r, int64_t v) { r.params.min_tokens = static_cast<int32_t>(v); }},
+};
+const IntRule kCompletionIntRules[] = {
+    {"logprobs", 0, kMaxLogprobs, [](CompletionRequest& r, int64_t v) { r.logprobs = static_cast<int32_t>(v); }},
+};
+
+struct BoolRule {
+  const char* name;
+  void (*apply)(CompletionRequest& r, bool v);
+};
+const BoolRule kCommonBoolRules[] = {
+    {"stream", [](CompletionRequest& r, bool v) { r.stream = v; }},
+    {"ignore_eos", [](CompletionRequest& r, bool v) { r.params.ignore_eos = v; }},
+    {"return_token_ids", [](CompletionRequest& r, bool v) { r.return_token_ids = v; }},
+};
+const BoolRule kCompletionBoolRules[] = {
+    {"echo", [](CompletionRequest& r, bool v) { r.echo = v; }},
+};
+
+struct StringRule {
+  const char* name;
+  bool non_empty;
+  void (*apply)(CompletionRequest& r, std::string v);
+};
+const StringRule kCommonStringRules[] = {
+    {"user", false, [](CompletionRequest& r, std::string v) { r.user = std::move(v); }},
+    {"cache_salt", true, [](CompletionRequest& r, std::string v) { r.params.cache_salt = std::move(v); }},
+};
+
+void apply_rules(FieldReader& reader, std::span<const IntRule> ints, std::span<const BoolRule> bools,
+                 CompletionRequest& r) {
+  for (const IntRule& rule : ints) {
+    if (auto v = reader.integer(rule.name, rule.lo, rule.hi)) rule.apply(r, *v);
+  }
+  for (const BoolRule& rule : bools) {
+    if (auto v = reader.boolean(rule.name)) rule.apply(r, *v);
+  }
+}
+
+// ---- fields with shapes of their own ------------------------------------------------------
+
+std::optional<ApiError> check_model(const FieldReader& reader, const ServedModel& served) {
+  const JsonIn* model = reader.find("model");
+  if (!model) return std::nullopt;
+  if (!model->is_string()) return bad_request("`model` must be a string, got " + shown(*model), "model");
+  if (model->get_ref<const std::string&>() != served.name) return model_not_found(model->get<std::string>());
+  return std::nullopt;
+}
+
+void read_seed(FieldReader& reader, SamplingParams& sampling) {
+  const JsonIn* seed = reader.find("seed");
+  int64_t x = 0;
+  if (!seed) sampling.seed = random_seed();
+  else if (seed->is_number_unsigned()) sampling.seed = seed->get<uint64_t>();
+  else if (as_int64(*seed, &x)) sampling.seed = static_cast<uint64_t>(x);
+  else reader.fail_expected("seed", "an integer", *seed);
+}
+
+void read_stop(FieldReader& reader, std::vector<std::string>& stop) {
+  const JsonIn* value = reader.find("stop");
+  if (!value) return;
+  if (value->is_string()) {
+    if (value->get_ref<const std::string&>().empty()) return reader.fail("`stop` strings must not be empty", "stop");
+    stop.push_back(value->get<std::string>());
+    return;
+  }
+  if (!value->is_array()) return reader.fail_expected("stop", "a string or a list of strings", *value);
+  if (value->size() > kMaxStopStrings) {
+    return reader.fail("`stop` may hold at most " + std::to_string(kMaxStopStrings) + " strings, got " +
+                           std::to_string(value->size()), "stop");
+  }
+  for (const JsonIn& s : *value) {
+    if (!s.is_string()) return reader.fail_expected("stop", "a string or a list of strings", *value);
+    if (s.get_ref<const std::string&>().empty()) return reader.fail("`stop` strings must not be empty", "stop");
+    stop.push_back(s.get<std::string>());
+  }
+}
+
+// Token ids of a JSON list, each in [0, vocab_size). Records the problem under `param`.
+bool read_token_ids(FieldReader& reader, const JsonIn& list, int32_t vocab_size, const std::string& param,
+                    std::vector<int32_t>& ids) {
+  for (const JsonIn& v : list) {
+    int64_t id = 0;
+    if (!as_int64(v, &id)) return reader.fail_expected(param, "a list of token ids", v), false;
+    if (id < 0 || id >= vocab_size) {
+      reader.fail("Token id " + std::to_string(id) + " is out of vocabulary (valid ids are [0, " +
+                  std::to_string(vocab_size) + "))", param);
+      return false;
+    }
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return true;
+}
+
+void read_stop_token_ids(FieldReader& reader, const ServedModel& served, std::vector<int32_t>& ids) {
+  const JsonIn* value = reader.find("stop_token_ids");
+  if (!value) return;
+  if (!value->is_array()) return reader.fail_expected("stop_token_ids", "a list of token ids", *value);
+  read_token_ids(reader, *value, served.vocab_size, "stop_token_ids", ids);
+}
+
+void read_stream_options(FieldReader& reader, CompletionRequest& r) {
+  const JsonIn* options = reader.find("stream_options");
+  if (!options) return;
+  if (!options->is_object()) return reader.fail_expected("stream_options", "an object", *options);
+  if (!r.stream) {
+    return reader.fail("Stream options can only be defined when `stream=True`.", "stream_options");
+  }
+  FieldReader inner(*options);
+  auto include_usage = inner.boolean("include_usage");
+  if (inner.failed()) return reader.fail(inner.error().message, "stream_options");
+  r.include_usage = include_usage.value_or(false);
+}
+
+// Fields shared by completions and chat.
+void read_common_fields(FieldReader& reader, const ServedModel& served, CompletionRequest& r) {
+  for (const NumberRule& rule : kNumberRules) {
+    if (auto v = reader.number(rule.name, rule.lo, rule.hi, rule.lo_open)) {
+      r.params.sampling.*rule.field = static_cast<float>(*v);
+    }
+  }
+  apply_rules(reader, kCommonIntRules, kCommonBoolRules, r);
+  for (const StringRule& rule : kCommonStringRules) {
+    if (auto v = reader.string(rule.name, rule.non_empty)) rule.apply(r, std::move(*v));
+  }
+  read_seed(reader, r.params.sampling);
+  read_stop(reader, r.params.stop);
+  read_stop_token_ids(reader, served, r.params.stop_token_ids);
+  read_stream_options(reader, r);
+}
+
+// ---- prompts, context, and the finished request ---------------------------------------------
+
+constexpr const char* kPromptShape = "a string, a list of strings, a list of token ids or a list of token-id lists";
+
+void add_prompt(FieldReader& reader, std::vector<int32_t> ids, CompletionRequest& r) {
+  if (ids.empty()) return reader.fail("`prompt` must not be empty", "prompt");
+  r.prompts.push_back(std::move(ids));
+}
+
+void read_prompts(FieldReader& reader, const ServedModel& served, const Tokenizer& tokenizer,
+                  CompletionRequest& r) {
+  const JsonIn* prompt = reader.find("prompt");
+  if (!prompt) return reader.fail("`prompt` is required", "prompt");
+  if (prompt->is_string()) return add_prompt(reader, tokenizer.encode(prompt->get<std::string>()), r);
+  if (!prompt->is_array()) return reader.fail_expected("prompt", kPromptShape, *prompt);
+  if (prompt->empty()) return reader.fail("`prompt` must not be empty", "prompt");
+  if (prompt->front().is_number()) {
+    std::vector<int32_t> ids;
+    if (read_token_ids(reader, *prompt, served.vocab_size, "prompt", ids)) add_prompt(reader, std::move(ids), r);
+    return;
+  }
+  const bool strings = prompt->front().is_string();
+  for (const JsonIn& item : *prompt) {
+    if (reader.failed()) return;
+    if (strings && item.is_string()) {
+      add_prompt(reader, tokenizer.encode(item.get<std::string>()), r);
+    } else if (!strings && item.is_array()) {
+      std::vector<int32_t> ids;
+      if (read_token_ids(reader, item, served.vocab_size, "prompt", ids)) add_prompt(reader, std::move(ids), r);
+    } else {
+      return reader.fail_expected("prompt", kPromptShape, *prompt);
+    }
+  }
+}
+
+// Resolves max_tokens per prompt (null: what is left of the context) and refuses prompts that do
+// not fit, in vLLM's words.
+std::optional<ApiError> fit_context(std::optional<int64_t> max_tokens, int32_t n_positions,
+                                    const std::string& param, CompletionRequest& r) {
+  const std::string limit = "This model's maximum context length is " + std::to_string(n_positions) + " tokens. ";
+  for (const auto& prompt : r.prompts) {
+    const auto n_prompt = static_cast<int64_t>(prompt.size());
+    if (max_tokens && n_prompt + *max_tokens > n_positions) {
+      return bad_request(limit + "However, you requested " + std::to_string(n_prompt + *max_tokens) +
+                             " tokens (" + std::to_string(n_prompt) + " in the messages, " +
+                             std::to_string(*max_tokens) +
+                             " in the completion). Please reduce the length of the messages or completion.",
+                         param);
+    }
+    if (!max_tokens && n_prompt >= n_positions) {
+      return bad_request(limit + "However, your request has " + std::to_string(n_prompt) +
+                             " input tokens. Please reduce the length of the input messages.",
+                         param);
+    }
+    r.max_tokens.push_back(static_cast<int32_t>(max_tokens ? *max_tokens : n_positions - n_prompt));
+    if (r.params.min_tokens > r.max_tokens.back()) {
+      return bad_request("min_tokens must be less than or equal to max_tokens=" +
+                             std::to_string(r.max_tokens.back()) + ", got " + std::to_string(r.params.min_tokens),
+                         "min_tokens");
+    }
+  }
+  return std::nullopt;
+}
+
+CompletionRequest new_request(ApiKind kind, const ServedModel& served) {
+  CompletionRequest r;
+  r.kind = kind;
+  r.id = make_request_id(kind == ApiKind::chat ? "chatcmpl-" : "cmpl-");
+  r.created = static_cast<int64_t>(std::time(nullptr));
+  r.model = served.name;
+  return r;
+}
+
+ApiResult<CompletionRequest> finish_request(FieldReader& reader, const ServedModel& served,
+                                            std::optional<int64_t> max_tokens, const std::string& prompt_param,
+                                            CompletionRequest r) {
+  if (reader.failed()) return reader.error();
+  if (auto error = fit_context(max_tokens, served.n_positions, prompt_param, r)) return *error;
+  r.params.sampling.n_logprobs = r.logprobs;
+  r.params.prompt_logprobs = r.echo && r.logprobs >= 0 ? r.logprobs : -1;
+  return r;
+}
+
+}  // namespace
+
+ApiResult<CompletionRequest> parse_completion_request(std::string_view body, const ServedModel& served,
+                                                      const Tokenizer& tokenizer) {
+  auto json = parse_body(body);
+  if (!json) return json.error();
+  FieldReader reader(json.value());
+  if (auto error = check_model(reader, served)) return *error;
+  CompletionRequest r = new_request(ApiKind::completion, served);
+  read_prompts(reader, served, tokenizer, r);
+  read_common_fields(reader, served, r);
+  apply_rules(reader, kCompletionIntRules, kCompletionBoolRules, r);
+  auto max_tokens = reader.integer("max_tokens", 1, kInt32Max);
+  return finish_request(reader, served, max_tokens, "prompt", std::move(r));
+}
+
+// ---- chat ----------------------------------------------------------------------------------
+
+std::string render_gpt2_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  std::string text;
+  for (const ChatMessage& m : messages) text += m.role + ": " + m.content + "\n";
+  if (add_generation_prompt) text += "assistant:";
+  return text;
+}
+
+namespace {
+
+// A message's content: a string, or a list of {"type": "text", "text": ...} parts joined by "\n".
+// null is allowed for assistant messages (as OpenAI allows with tool calls) and reads as "".
+std::optional<std::string> read_content(FieldReader& reader, const JsonIn& message, const std::string& role,
+                                        const std::string& where) {
+  auto it = message.find("content");
+  if (it == message.end() || it->is_null()) {
+    if (role == "assistant") return std::string();
+    return reader.fail("`" + where + ".content` is required", "messages"), std::nullopt;
+  }
+  if (it->is_string()) return it->get<std::string>();
+  if (!it->is_array()) return reader.fail(where + ".content must be a string or a list of text parts", "messages"), std::nullopt;
+  std::string text;
+  for (const JsonIn& part : *it) {
+    const bool is_text = part.is_object() && part.value("type", JsonIn()) == "text" &&
+                         part.contains("text") && part["text"].is_string();
+    if (!is_text) {
+      reader.fail("Only text content parts ({\"type\": \"text\", \"text\": ...}) are supported, got " +
+                      shown(part) + " in " + where, "messages");
+      return std::nullopt;
+    }
+    if (!text.empty()) text += "\n";
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+void read_messages(FieldReader& reader, std::vector<ChatMessage>& out) {
+  const JsonIn* messages = reader.find("messages");
+  if (!messages) return reader.fail("`messages` is required", "messages");
+  if (!messages->is_array() || messages->empty()) {
+    return reader.fail_expected("messages", "a non-empty list of messages", *messages);
+  }
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const JsonIn& m = (*messages)[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) return reader.fail("`" + where + "` must be an object, got " + shown(m), "messages");
+    std::string role = m.contains("role") && m["role"].is_string() ? m["role"].get<std::string>() : "";
+    if (role == "developer") role = "system";  // OpenAI's newer name for system
+    if (role != "system" && role != "user" && role != "assistant") {
+      return reader.fail("`" + where + ".role` must be one of system, user, assistant, got " +
+                             shown(m.value("role", JsonIn())), "messages");
+    }
+    auto content = read_content(reader, m, role, where);
+    if (!content) return;
+    out.push_back({role, std::move(*content)});
+  }
+}
+
+// logprobs (bool) and top_logprobs (0..20, only with logprobs=true).
+void read_chat_logprobs(FieldReader& reader, CompletionRequest& r) {
+  const bool logprobs = reader.boolean("logprobs").value_or(false);
+  auto top = reader.integer("top_logprobs", 0, kMaxLogprobs);
+  if (top && !logprobs) return reader.fail("when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs");
+  r.logprobs = logprobs ? static_cast<int32_t>(top.value_or(0)) : -1;
+}
+
+}  // namespace
+
+ApiResult<CompletionRequest> parse_chat_request(std::string_view body, const ServedModel& served,
+                                                const Tokenizer& tokenizer) {
+  auto json = parse_body(body);
+  if (!json) return json.error();
+  FieldReader reader(json.value());
+  if (auto error = check_model(reader, served)) return *error;
+  CompletionRequest r = new_request(ApiKind::chat, served);
+  read_messages(reader, r.messages);
+  read_common_fields(reader, served, r);
+  read_chat_logprobs(reader, r);
+  auto max_tokens = reader.integer("max_completion_tokens", 1, kInt32Max);
+  if (!max_tokens) max_tokens = reader.integer("max_tokens", 1, kInt32Max);
+  if (!reader.failed()) {
+    r.prompts.push_back(tokenizer.encode(render_gpt2_chat(r.messages)));
+    r.params.stop.push_back(kChatStop);
+  }
+  return finish_request(reader, served, max_tokens, "messages", std::move(r));
+}
+
+// ---- /tokenize and /detokenize ---------------------------------------------------------------
+
+ApiResult<std::vector<int32_t>> parse_tokenize_request(std::string_view body, const ServedModel& served,
+                                                       const Tokenizer& tokenizer) {
+  auto json = parse_body(body);
+  if (!json) return json.error();
+  FieldReader reader(json.value());
+  if (auto error = check_model(reader, served)) return *error;
+  if (reader.find("messages")) {
+    std::vector<ChatMessage> messages;
+    read_messages(reader, messages);
+    const bool generation_prompt = reader.boolean("add_generation_prompt").value_or(true);
+    if (reader.failed()) return reader.error();
+    return tokenizer.encode(render_gpt2_chat(messages, generation_prompt));
+  }
+  const JsonIn* prompt = reader.find("prompt");
+  if (!prompt) return bad_request("`prompt` or `messages` is required", "prompt");
+  if (!prompt->is_string()) return bad_request("`prompt` must be a string, got " + shown(*prompt), "prompt");
+  return tokenizer.encode(prompt->get<std::string>());
+}
+
+ApiResult<std::vector<int32_t>> parse_detokenize_request(std::string_view body, const ServedModel& served) {
+  auto json = parse_body(body);
+  if (!json) return json.error();
+  FieldReader reader(json.value());
+  if (auto error = check_model(reader, served)) return *error;
+  const JsonIn* tokens = reader.find("tokens");
+  if (!tokens) return bad_request("`tokens` is required", "tokens");
+  if (!tokens->is_array()) return bad_request("`tokens` must be a list of token ids, got " + shown(*tokens), "tokens");
+  std::vector<int32_t> ids;
+  if (!read_token_ids(reader, *tokens, served.vocab_size, "tokens", ids)) return reader.error();
+  return ids;
+}
+
+}  // namespace kvmesh

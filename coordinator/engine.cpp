@@ -1,0 +1,100 @@
+// The engine: owns scheduler and executor, and runs one step at a time (schedule, execute, postprocess).
+#include "coordinator/engine.h"
+
+#include <string>
+
+#include "common/tokenizer.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/step_executor.h"
+
+namespace kvmesh {
+namespace {
+
+Status check_result_matches(const StepPlan& plan, const StepResult& result) {
+  if (result.step_id != plan.step_id || result.seqs.size() != plan.seqs.size())
+    return internal_error("step result does not match its plan");
+  for (size_t i = 0; i < plan.seqs.size(); ++i)
+    if (result.seqs[i].seq_id != plan.seqs[i].seq_id)
+      return internal_error("step result lists sequences out of order");
+  return Status::ok();
+}
+
+}  // namespace
+
+Engine::Engine(const EngineConfig& config, std::unique_ptr<StepExecutor> executor,
+               std::shared_ptr<const Tokenizer> tokenizer)
+    : config_(config), executor_(std::move(executor)), tokenizer_(std::move(tokenizer)) {
+  SchedulerConfig sc;
+  sc.max_num_seqs = config_.max_num_seqs;
+  sc.max_batch_tokens = config_.max_batch_tokens;
+  sc.n_positions = config_.model.n_positions;
+  sc.eos_token_id = config_.model.eos_token_id;
+  scheduler_ = std::make_unique<Scheduler>(sc, executor_->n_device_pages(),
+                                           config_.cache.block_size, tokenizer_.get());
+}
+
+Engine::~Engine() = default;
+
+Result<uint64_t> Engine::add_request(GenerationRequest request, OutputSink sink) {
+  const ModelConfig& m = config_.model;
+  const auto n_prompt = static_cast<int64_t>(request.prompt_ids.size());
+  if (n_prompt == 0) return invalid_argument("the prompt is empty");
+  for (int32_t t : request.prompt_ids) {
+    if (t < 0 || t >= m.vocab_size)
+      return invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
+                              std::to_string(m.vocab_size) + ")");
+  }
+  if (request.max_tokens < 1) return invalid_argument("max_tokens must be at least 1");
+  const int64_t total = n_prompt + request.max_tokens;
+  if (total > m.n_positions) {
+    return invalid_argument("This model's maximum context length is " +
+                            std::to_string(m.n_positions) + " tokens. However, you requested " +
+                            std::to_string(total) + " tokens (" + std::to_string(n_prompt) +
+                            " in the messages, " + std::to_string(request.max_tokens) +
+                            " in the completion). Please reduce the length of the messages or "
+                            "completion.");
+  }
+  const BlockManager& blocks = scheduler_->blocks();
+  if (blocks.pages_for(total) > blocks.n_pages()) {
+    return resource_exhausted("the request needs " + std::to_string(blocks.pages_for(total)) +
+                              " KV pages but the cache holds " + std::to_string(blocks.n_pages()) +
+                              "; raise the KV cache budget or lower max_tokens");
+  }
+  const uint64_t id = next_seq_id_++;
+  scheduler_->add(std::make_unique<Sequence>(id, std::move(request), std::move(sink),
+                                             tokenizer_.get()));
+  return id;
+}
+
+void Engine::cancel(uint64_t seq_id) { scheduler_->cancel(seq_id); }
+
+bool Engine::has_work() const { return scheduler_->has_work(); }
+
+Status Engine::step() {
+  StepPlan plan = scheduler_->schedule();
+  if (plan.seqs.empty() && plan.cache_ops.empty()) return Status::ok();
+  StepResult result;
+  Status status = executor_->execute(plan, &result);
+  if (status.is_ok()) status = check_result_matches(plan, result);
+  if (!status.is_ok()) {
+    scheduler_->fail_all(status);
+    return status;
+  }
+  scheduler_->postprocess(plan, result);
+  return Status::ok();
+}
+
+Result<GenerationOutput> generate_blocking(Engine& engine, GenerationRequest request) {
+  GenerationOutput output;
+  auto id = engine.add_request(std::move(request),
+                               [&output](const GenerationDelta& d) { output.append(d); });
+  if (!id.is_ok()) return id.status();
+  while (!output.finished()) {
+    Status st = engine.step();
+    if (!st.is_ok()) return st;
+    if (!engine.has_work() && !output.finished()) return internal_error("sequence vanished");
+  }
+  return output;
+}
+
+}  // namespace kvmesh

@@ -1,0 +1,56 @@
+// The engine: owns scheduler and worker, and runs one step at a time (schedule, execute, postprocess).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "coordinator/request.h"
+
+namespace kvmesh {
+
+class Scheduler;
+class StepExecutor;
+class Tokenizer;
+
+struct EngineConfig {
+  ModelConfig model;
+  CacheConfig cache;
+  int32_t max_num_seqs = 64;          // sequences in one step
+  int32_t max_batch_tokens = 2048;    // tokens in one step (chunked prefill)
+};
+
+class Engine {
+ public:
+  // executor runs StepPlans (the local worker, or the broadcast to all ranks).
+  Engine(const EngineConfig& config, std::unique_ptr<StepExecutor> executor,
+         std::shared_ptr<const Tokenizer> tokenizer);
+  ~Engine();
+
+  // Queues a sequence. Fails (nothing queued) when the prompt is empty, holds an id outside the
+  // vocabulary, or prompt + max_tokens exceeds the context. The sink gets every delta.
+  Result<uint64_t> add_request(GenerationRequest request, OutputSink sink);
+  // Stops a sequence; its sink gets a final delta with finish == cancelled at the next step.
+  void cancel(uint64_t seq_id);
+  bool has_work() const;
+  // One schedule -> execute -> postprocess round. A failed execute ends every running sequence
+  // with an error delta and returns the status.
+  Status step();
+
+  const EngineConfig& config() const { return config_; }
+  const Scheduler& scheduler() const { return *scheduler_; }
+
+ private:
+  EngineConfig config_;
+  std::unique_ptr<StepExecutor> executor_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::unique_ptr<Scheduler> scheduler_;
+  uint64_t next_seq_id_ = 1;
+};
+
+// Runs a request to completion on an engine with nothing else queued (offline use and tests).
+Result<GenerationOutput> generate_blocking(Engine& engine, GenerationRequest request);
+
+}  // namespace kvmesh

@@ -1,0 +1,32 @@
+// FinishReason names and GenerationOutput::append (accumulating streamed deltas into a whole output).
+#include "coordinator/request.h"
+
+namespace kvmesh {
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::none: return "";
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::cancelled: return "cancelled";
+    case FinishReason::error: return "error";
+  }
+  return "";
+}
+
+void GenerationOutput::append(const GenerationDelta& delta) {
+  text += delta.text;
+  token_ids.insert(token_ids.end(), delta.token_ids.begin(), delta.token_ids.end());
+  logprobs.insert(logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+  prompt_logprobs.insert(prompt_logprobs.end(), delta.prompt_logprobs.begin(),
+                         delta.prompt_logprobs.end());
+  // Every delta carries the counts; a delta that leaves them at 0 does not erase known values.
+  if (delta.n_prompt_tokens > 0) n_prompt_tokens = delta.n_prompt_tokens;
+  if (delta.n_cached_tokens > 0) n_cached_tokens = delta.n_cached_tokens;
+  if (delta.finish != FinishReason::none && finish == FinishReason::none) {
+    finish = delta.finish;
+    error = delta.error;
+  }
+}
+
+}  // namespace kvmesh

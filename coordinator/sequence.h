@@ -1,0 +1,46 @@
+// Sequence: the coordinator's state of one generation (tokens, pages, progress, output text).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "coordinator/output_text.h"
+#include "coordinator/request.h"
+
+namespace kvmesh {
+
+enum class SeqStatus { waiting, running, finished };
+
+struct Sequence {
+  Sequence(uint64_t id, GenerationRequest request, OutputSink sink, const Tokenizer* tokenizer);
+
+  uint64_t id;
+  GenerationRequest request;
+  OutputSink sink;
+  SeqStatus status = SeqStatus::waiting;
+  std::vector<int32_t> tokens;          // prompt, then generated tokens
+  int32_t n_prompt = 0;
+  int32_t n_computed = 0;               // leading tokens whose K/V sit in the block table's pages
+  std::vector<int32_t> block_table;
+  int32_t n_cached_prompt = 0;          // prompt tokens served from the prefix cache
+  int32_t n_preemptions = 0;
+  bool cancel_requested = false;
+  OutputText text;
+  std::vector<PositionLogprobs> prompt_logprobs;  // collected so far (prompt tokens 1..)
+  bool prompt_logprobs_sent = false;
+  std::chrono::steady_clock::time_point arrival;
+
+  int32_t n_tokens() const { return static_cast<int32_t>(tokens.size()); }
+  int32_t n_generated() const { return n_tokens() - n_prompt; }
+  // Tokens still to compute before the next sample (the prompt, or the last sampled token).
+  int32_t n_uncomputed() const { return n_tokens() - n_computed; }
+  bool in_prefill() const { return n_uncomputed() > 1; }
+  bool wants_prompt_logprobs() const {
+    return request.prompt_logprobs >= 0 &&
+           static_cast<int32_t>(prompt_logprobs.size()) < n_prompt - 1;
+  }
+};
+
+}  // namespace kvmesh

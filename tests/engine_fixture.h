@@ -1,0 +1,83 @@
+// Test helpers: build an in-process engine over a checkpoint directory and run requests on it.
+#pragma once
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/config.h"
+#include "common/tokenizer.h"
+#include "coordinator/engine.h"
+#include "coordinator/step_executor.h"
+#include "worker/worker.h"
+
+namespace kvmesh::testing {
+
+inline std::string hf_fixture_dir() { return KVMESH_TEST_DATA_DIR "/hf-gpt2-4l32d"; }
+
+inline nlohmann::json load_json_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str());
+}
+
+struct EngineOptions {
+  int32_t block_size = 16;
+  int64_t device_bytes = 64ll << 20;
+  int32_t max_batch_tokens = 2048;
+  int32_t max_num_seqs = 64;
+  int n_threads = 2;
+};
+
+inline std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
+  static std::shared_ptr<const Tokenizer> tok = [] {
+    auto t = Tokenizer::from_vocab_merges(KVMESH_DATA_DIR "/gpt2/vocab.json",
+                                          KVMESH_DATA_DIR "/gpt2/merges.txt");
+    return t.is_ok() ? std::shared_ptr<const Tokenizer>(std::move(t).value()) : nullptr;
+  }();
+  return tok;
+}
+
+// Builds an engine for model_dir; aborts the test (via the returned null) on failure.
+inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const EngineOptions& o,
+                                           std::string* error = nullptr) {
+  WorkerOptions wo;
+  wo.model_dir = model_dir;
+  wo.cache.block_size = o.block_size;
+  wo.cache.device_bytes = o.device_bytes;
+  wo.n_threads = o.n_threads;
+  auto worker = Worker::create(wo);
+  if (!worker.is_ok()) {
+    if (error) *error = worker.status().to_string();
+    return nullptr;
+  }
+  EngineConfig ec;
+  ec.model = (*worker)->model_config();
+  ec.cache = wo.cache;
+  ec.max_batch_tokens = o.max_batch_tokens;
+  ec.max_num_seqs = o.max_num_seqs;
+  return std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker).value()),
+                                  gpt2_tokenizer());
+}
+
+// Submits every request at once and steps until all finish. Outputs in request order.
+inline std::vector<GenerationOutput> run_all(Engine& engine, std::vector<GenerationRequest> reqs) {
+  std::vector<GenerationOutput> outputs(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto id = engine.add_request(std::move(reqs[i]),
+                                 [&outputs, i](const GenerationDelta& d) { outputs[i].append(d); });
+    if (!id.is_ok()) outputs[i].error = id.status().to_string();
+    if (!id.is_ok()) outputs[i].finish = FinishReason::error;
+  }
+  for (int guard = 0; engine.has_work() && guard < 1000000; ++guard) {
+    if (!engine.step().is_ok()) break;
+  }
+  return outputs;
+}
+
+}  // namespace kvmesh::testing

@@ -1,0 +1,641 @@
+// Tests of the OpenAI-style API JSON: request validation (each rule: status, param, message),
+// prompt shapes, defaults, chat template, (de)tokenize, response and stream-chunk shapes.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/tokenizer.h"
+#include "coordinator/api_request.h"
+#include "coordinator/api_response.h"
+
+namespace kvmesh {
+namespace {
+
+class ApiJsonTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string dir = std::string(KVMESH_DATA_DIR) + "/gpt2";
+    auto loaded = Tokenizer::from_vocab_merges(dir + "/vocab.json", dir + "/merges.txt");
+    ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+    tokenizer_ = std::move(loaded).value().release();
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    tokenizer_ = nullptr;
+  }
+  static const Tokenizer& tok() { return *tokenizer_; }
+
+  CompletionRequest parse_ok(const std::string& body) {
+    auto r = parse_completion_request(body, served_, tok());
+    EXPECT_TRUE(r.is_ok()) << body << " -> " << (r.is_ok() ? "" : r.error().message);
+    return r.is_ok() ? std::move(r).value() : CompletionRequest{};
+  }
+  ApiError parse_fails(const std::string& body) {
+    auto r = parse_completion_request(body, served_, tok());
+    EXPECT_FALSE(r.is_ok()) << body;
+    return r.is_ok() ? ApiError{} : r.error();
+  }
+  CompletionRequest chat_ok(const std::string& body) {
+    auto r = parse_chat_request(body, served_, tok());
+    EXPECT_TRUE(r.is_ok()) << body << " -> " << (r.is_ok() ? "" : r.error().message);
+    return r.is_ok() ? std::move(r).value() : CompletionRequest{};
+  }
+  ApiError chat_fails(const std::string& body) {
+    auto r = parse_chat_request(body, served_, tok());
+    EXPECT_FALSE(r.is_ok()) << body;
+    return r.is_ok() ? ApiError{} : r.error();
+  }
+
+  static Tokenizer* tokenizer_;
+  ServedModel served_{"gpt2", 64, 50257, 1700000000};
+};
+Tokenizer* ApiJsonTest::tokenizer_ = nullptr;
+
+// ---- requests: defaults and prompt shapes -----------------------------------------------------
+
+TEST_F(ApiJsonTest, DefaultsOfAMinimalRequest) {
+  CompletionRequest r = parse_ok(R"({"prompt": "Hello world"})");
+  EXPECT_EQ(r.kind, ApiKind::completion);
+  EXPECT_EQ(r.id.rfind("cmpl-", 0), 0u);
+  EXPECT_EQ(r.id.size(), 5u + 32u);
+  EXPECT_GT(r.created, 0);
+  EXPECT_EQ(r.model, "gpt2");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0], tok().encode("Hello world"));
+  EXPECT_EQ(r.max_tokens, std::vector<int32_t>{16});
+  EXPECT_EQ(r.n, 1);
+  EXPECT_FALSE(r.stream || r.include_usage || r.echo || r.return_token_ids);
+  EXPECT_EQ(r.logprobs, -1);
+  const GenerationRequest& p = r.params;
+  EXPECT_EQ(p.sampling.temperature, 1.0f);
+  EXPECT_EQ(p.sampling.top_p, 1.0f);
+  EXPECT_EQ(p.sampling.top_k, 0);
+  EXPECT_EQ(p.sampling.min_p, 0.0f);
+  EXPECT_EQ(p.sampling.presence_penalty, 0.0f);
+  EXPECT_EQ(p.sampling.frequency_penalty, 0.0f);
+  EXPECT_EQ(p.sampling.repetition_penalty, 1.0f);
+  EXPECT_EQ(p.sampling.n_logprobs, -1);
+  EXPECT_EQ(p.prompt_logprobs, -1);
+  EXPECT_EQ(p.min_tokens, 0);
+  EXPECT_TRUE(p.stop.empty());
+  EXPECT_TRUE(p.stop_token_ids.empty());
+  EXPECT_FALSE(p.ignore_eos);
+  // No seed given: a random one per request.
+  EXPECT_NE(parse_ok(R"({"prompt": "x"})").params.sampling.seed, parse_ok(R"({"prompt": "x"})").params.sampling.seed);
+  EXPECT_NE(parse_ok(R"({"prompt": "x"})").id, parse_ok(R"({"prompt": "x"})").id);
+}
+
+TEST_F(ApiJsonTest, PromptShapes) {
+  const auto hello = tok().encode("Hello");
+  const auto bye = tok().encode(" bye");
+  EXPECT_EQ(parse_ok(R"({"prompt": "Hello"})").prompts, (std::vector<std::vector<int32_t>>{hello}));
+  EXPECT_EQ(parse_ok(R"({"prompt": ["Hello", " bye"]})").prompts, (std::vector<std::vector<int32_t>>{hello, bye}));
+  EXPECT_EQ(parse_ok(R"({"prompt": [15496, 995]})").prompts, (std::vector<std::vector<int32_t>>{{15496, 995}}));
+  EXPECT_EQ(parse_ok(R"({"prompt": [[1, 2], [3], [50256]]})").prompts,
+            (std::vector<std::vector<int32_t>>{{1, 2}, {3}, {50256}}));
+  EXPECT_EQ(parse_ok(R"({"prompt": [0]})").prompts[0], std::vector<int32_t>{0});
+}
+
+TEST_F(ApiJsonTest, BadPromptsNameThePromptParam) {
+  const char* bodies[] = {
+      R"({})", R"({"prompt": null})", R"({"prompt": ""})", R"({"prompt": []})", R"({"prompt": [""]})",
+      R"({"prompt": ["a", ""]})", R"({"prompt": [[]]})", R"({"prompt": [[1], []]})", R"({"prompt": 5})",
+      R"({"prompt": {"text": "a"}})", R"({"prompt": [1, "a"]})", R"({"prompt": ["a", 1]})",
+      R"({"prompt": [["a"]]})", R"({"prompt": [true]})", R"({"prompt": [1.5]})", R"({"prompt": [50257]})",
+      R"({"prompt": [-1]})", R"({"prompt": [[1, 99999]]})", R"({"prompt": [[1], "a"]})",
+  };
+  for (const char* body : bodies) {
+    ApiError e = parse_fails(body);
+    EXPECT_EQ(e.http_status, 400) << body;
+    EXPECT_EQ(e.type, "invalid_request_error") << body;
+    EXPECT_EQ(e.param, "prompt") << body;
+    EXPECT_TRUE(e.message.find("prompt") != std::string::npos || e.message.find("Token id") == 0)
+        << body << ": " << e.message;
+  }
+  EXPECT_EQ(parse_fails(R"({"prompt": [50257]})").message,
+            "Token id 50257 is out of vocabulary (valid ids are [0, 50257))");
+  EXPECT_EQ(parse_fails(R"({"prompt": ""})").message, "`prompt` must not be empty");
+}
+
+// ---- requests: one table row per validation rule ----------------------------------------------
+
+struct BadField {
+  const char* fields;  // spliced into {"prompt": "hi", ...}
+  const char* param;
+};
+
+TEST_F(ApiJsonTest, EachValidationRuleNamesItsParam) {
+  const BadField cases[] = {
+      {R"("temperature": -0.1)", "temperature"}, {R"("temperature": 2.5)", "temperature"},
+      {R"("temperature": "hot")", "temperature"}, {R"("temperature": true)", "temperature"},
+      {R"("top_p": 0)", "top_p"}, {R"("top_p": 1.5)", "top_p"}, {R"("top_p": [1])", "top_p"},
+      {R"("top_k": -2)", "top_k"}, {R"("top_k": 1.5)", "top_k"}, {R"("top_k": "5")", "top_k"},
+      {R"("min_p": -0.1)", "min_p"}, {R"("min_p": 1.1)", "min_p"},
+      {R"("presence_penalty": 2.1)", "presence_penalty"}, {R"("presence_penalty": -3)", "presence_penalty"},
+      {R"("frequency_penalty": -2.5)", "frequency_penalty"}, {R"("frequency_penalty": {})", "frequency_penalty"},
+      {R"("repetition_penalty": 0)", "repetition_penalty"}, {R"("repetition_penalty": 2.1)", "repetition_penalty"},
+      {R"("n": 0)", "n"}, {R"("n": 17)", "n"}, {R"("n": "2")", "n"}, {R"("n": 1.5)", "n"},
+      {R"("max_tokens": 0)", "max_tokens"}, {R"("max_tokens": -1)", "max_tokens"},
+      {R"("max_tokens": "5")", "max_tokens"}, {R"("max_tokens": 1e30)", "max_tokens"},
+      {R"("min_tokens": -1)", "min_tokens"}, {R"("min_tokens": 17)", "min_tokens"},
+      {R"("logprobs": 21)", "logprobs"}, {R"("logprobs": -1)", "logprobs"}, {R"("logprobs": true)", "logprobs"},
+      {R"("seed": "x")", "seed"}, {R"("seed": 1.5)", "seed"},
+      {R"("stop": "")", "stop"}, {R"("stop": [""])", "stop"}, {R"("stop": 5)", "stop"}, {R"("stop": [1])", "stop"},
+      {R"("stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"])", "stop"},
+      {R"("stop_token_ids": [50257])", "stop_token_ids"}, {R"("stop_token_ids": "x")", "stop_token_ids"},
+      {R"("stop_token_ids": [-1])", "stop_token_ids"},
+      {R"("stream": "yes")", "stream"}, {R"("echo": 1)", "echo"}, {R"("ignore_eos": "no")", "ignore_eos"},
+      {R"("return_token_ids": 0)", "return_token_ids"}, {R"("user": 5)", "user"},
+      {R"("cache_salt": "")", "cache_salt"}, {R"("cache_salt": 1)", "cache_salt"},
+      {R"("stream_options": {"include_usage": true})", "stream_options"},
+      {R"("stream": true, "stream_options": 5)", "stream_options"},
+      {R"("stream": true, "stream_options": {"include_usage": "y"})", "stream_options"},
+      {R"("model": 5)", "model"},
+  };
+  for (const BadField& c : cases) {
+    const std::string body = std::string(R"({"prompt": "hi", )") + c.fields + "}";
+    ApiError e = parse_fails(body);
+    EXPECT_EQ(e.http_status, 400) << body;
+    EXPECT_EQ(e.type, "invalid_request_error") << body;
+    EXPECT_EQ(e.param, c.param) << body;
+    EXPECT_NE(e.message.find(c.param), std::string::npos) << body << ": " << e.message;
+  }
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "temperature": 3})").message,
+            "`temperature` must be a number in [0, 2], got 3");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "top_p": 0})").message, "`top_p` must be a number in (0, 1], got 0");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "n": 17})").message, "`n` must be an integer in [1, 16], got 17");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "max_tokens": 0})").message, "`max_tokens` must be an integer >= 1, got 0");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "min_tokens": 17})").message,
+            "min_tokens must be less than or equal to max_tokens=16, got 17");
+}
+
+TEST_F(ApiJsonTest, BoundaryValuesAreAccepted) {
+  CompletionRequest r = parse_ok(R"({"prompt": "hi", "temperature": 0, "top_p": 1, "top_k": -1, "min_p": 1,
+      "presence_penalty": -2, "frequency_penalty": 2, "repetition_penalty": 2, "n": 16, "logprobs": 20,
+      "max_tokens": 1, "min_tokens": 1, "seed": -5, "stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p"],
+      "stop_token_ids": [0, 50256], "ignore_eos": true, "cache_salt": "tenant", "user": "", "return_token_ids": true})");
+  EXPECT_EQ(r.params.sampling.temperature, 0.0f);
+  EXPECT_EQ(r.params.sampling.top_k, 0);  // -1 means off
+  EXPECT_EQ(r.params.sampling.min_p, 1.0f);
+  EXPECT_EQ(r.params.sampling.repetition_penalty, 2.0f);
+  EXPECT_EQ(r.n, 16);
+  EXPECT_EQ(r.logprobs, 20);
+  EXPECT_EQ(r.max_tokens, std::vector<int32_t>{1});
+  EXPECT_EQ(r.params.min_tokens, 1);
+  EXPECT_EQ(r.params.sampling.seed, static_cast<uint64_t>(int64_t{-5}));
+  EXPECT_EQ(r.params.stop.size(), 16u);
+  EXPECT_EQ(r.params.stop_token_ids, (std::vector<int32_t>{0, 50256}));
+  EXPECT_TRUE(r.params.ignore_eos && r.return_token_ids);
+  EXPECT_EQ(r.params.cache_salt, "tenant");
+  EXPECT_EQ(parse_ok(R"({"prompt": "hi", "top_k": 5, "n": 2.0})").params.sampling.top_k, 5);
+  EXPECT_EQ(parse_ok(R"({"prompt": "hi", "seed": 18446744073709551615})").params.sampling.seed, UINT64_MAX);
+  EXPECT_EQ(parse_ok(R"({"prompt": "hi", "stop": "\n"})").params.stop, std::vector<std::string>{"\n"});
+  // null means "the default" everywhere.
+  CompletionRequest nulls = parse_ok(R"({"prompt": "hi", "temperature": null, "n": null, "stop": null,
+      "logprobs": null, "seed": null, "stream_options": null, "model": null, "max_tokens": null})");
+  EXPECT_EQ(nulls.n, 1);
+  EXPECT_EQ(nulls.logprobs, -1);
+  EXPECT_EQ(nulls.max_tokens, std::vector<int32_t>{64 - 1});
+}
+
+TEST_F(ApiJsonTest, UnknownFieldsAreIgnored) {
+  CompletionRequest r = parse_ok(R"({"prompt": "hi", "best_of": 3, "suffix": "x", "foo": {"bar": [1]}})");
+  EXPECT_EQ(r.prompts.size(), 1u);
+}
+
+TEST_F(ApiJsonTest, ModelMustBeTheServedOne) {
+  EXPECT_EQ(parse_ok(R"({"prompt": "hi", "model": "gpt2"})").model, "gpt2");
+  ApiError e = parse_fails(R"({"prompt": "hi", "model": "gpt-4"})");
+  EXPECT_EQ(e.http_status, 404);
+  EXPECT_EQ(e.type, "not_found_error");
+  EXPECT_EQ(e.code, "model_not_found");
+  EXPECT_EQ(e.param, "model");
+  EXPECT_EQ(e.message, "The model `gpt-4` does not exist.");
+}
+
+TEST_F(ApiJsonTest, MalformedBodies) {
+  for (const std::string body : {"", "{", "{\"prompt\": }", "nope", "{\"prompt\": \"a\",}"}) {
+    ApiError e = parse_fails(body);
+    EXPECT_EQ(e.http_status, 400);
+    EXPECT_EQ(e.message.rfind("Invalid JSON: ", 0), 0u) << e.message;
+    EXPECT_EQ(e.param, "");
+  }
+  EXPECT_EQ(parse_fails("[1, 2]").message, "The request body must be a JSON object");
+  EXPECT_EQ(parse_fails("\"text\"").http_status, 400);
+  EXPECT_EQ(parse_fails(std::string(100000, '[')).http_status, 400);  // no stack overflow
+  EXPECT_EQ(parse_fails("{\"prompt\": \"\xff\xfe\"}").http_status, 400);  // invalid UTF-8 in JSON text
+}
+
+TEST_F(ApiJsonTest, ContextLengthCheck) {
+  std::string ids60 = "[";
+  for (int i = 0; i < 60; ++i) ids60 += (i ? ",1" : "1");
+  ids60 += "]";
+  ApiError e = parse_fails(R"({"prompt": )" + ids60 + R"(, "max_tokens": 5})");
+  EXPECT_EQ(e.http_status, 400);
+  EXPECT_EQ(e.param, "prompt");
+  EXPECT_EQ(e.message,
+            "This model's maximum context length is 64 tokens. However, you requested 65 tokens (60 in the "
+            "messages, 5 in the completion). Please reduce the length of the messages or completion.");
+  EXPECT_EQ(parse_ok(R"({"prompt": )" + ids60 + R"(, "max_tokens": 4})").max_tokens, std::vector<int32_t>{4});
+  // null max_tokens: what is left of the context, per prompt.
+  EXPECT_EQ(parse_ok(R"({"prompt": [)" + ids60 + R"(, [1, 2]], "max_tokens": null})").max_tokens,
+            (std::vector<int32_t>{4, 62}));
+  std::string ids64 = ids60.substr(0, ids60.size() - 1) + ",1,1,1,1]";
+  ApiError full = parse_fails(R"({"prompt": )" + ids64 + R"(, "max_tokens": null})");
+  EXPECT_EQ(full.message,
+            "This model's maximum context length is 64 tokens. However, your request has 64 input tokens. "
+            "Please reduce the length of the input messages.");
+  EXPECT_EQ(full.param, "prompt");
+  // The default max_tokens (16) counts too.
+  EXPECT_EQ(parse_fails(R"({"prompt": )" + ids60 + "}").param, "prompt");
+}
+
+TEST_F(ApiJsonTest, EchoAndLogprobsMapping) {
+  CompletionRequest lp = parse_ok(R"({"prompt": "hi", "logprobs": 3})");
+  EXPECT_EQ(lp.params.sampling.n_logprobs, 3);
+  EXPECT_EQ(lp.params.prompt_logprobs, -1);
+  CompletionRequest echo_lp = parse_ok(R"({"prompt": "hi", "logprobs": 3, "echo": true})");
+  EXPECT_EQ(echo_lp.params.sampling.n_logprobs, 3);
+  EXPECT_EQ(echo_lp.params.prompt_logprobs, 3);
+  CompletionRequest echo = parse_ok(R"({"prompt": "hi", "echo": true})");
+  EXPECT_TRUE(echo.echo);
+  EXPECT_EQ(echo.params.prompt_logprobs, -1);
+  EXPECT_EQ(parse_ok(R"({"prompt": "hi", "logprobs": 0, "echo": true})").params.prompt_logprobs, 0);
+}
+
+TEST_F(ApiJsonTest, StreamOptions) {
+  CompletionRequest r = parse_ok(R"({"prompt": "hi", "stream": true, "stream_options": {"include_usage": true}})");
+  EXPECT_TRUE(r.stream && r.include_usage);
+  EXPECT_FALSE(parse_ok(R"({"prompt": "hi", "stream": true, "stream_options": {}})").include_usage);
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "stream_options": {"include_usage": true}})").message,
+            "Stream options can only be defined when `stream=True`.");
+}
+
+TEST_F(ApiJsonTest, ChoiceRequestsMapIndexToPromptAndSeed) {
+  CompletionRequest r = parse_ok(R"({"prompt": [[1, 2], [3]], "n": 3, "seed": 42, "max_tokens": 7, "stop": ["x"]})");
+  ASSERT_EQ(r.n_choices(), 6);
+  std::set<uint64_t> seeds;
+  std::set<std::string> ids;
+  for (int32_t c = 0; c < 6; ++c) {
+    GenerationRequest g = r.choice_request(c);
+    EXPECT_EQ(g.prompt_ids, c < 3 ? std::vector<int32_t>{1, 2} : std::vector<int32_t>{3});
+    EXPECT_EQ(g.max_tokens, 7);
+    EXPECT_EQ(g.stop, std::vector<std::string>{"x"});
+    seeds.insert(g.sampling.seed);
+    ids.insert(g.request_id);
+  }
+  EXPECT_EQ(r.choice_request(0).sampling.seed, 42u);
+  EXPECT_EQ(r.choice_request(3).sampling.seed, 42u);  // sample 0 of each prompt keeps the seed
+  EXPECT_EQ(seeds.size(), 3u);                        // the samples of one prompt differ
+  EXPECT_EQ(ids.size(), 6u);
+}
+
+// ---- chat ---------------------------------------------------------------------------------------
+
+TEST_F(ApiJsonTest, ChatTemplate) {
+  EXPECT_EQ(render_gpt2_chat({{"system", "Be brief."}, {"user", "Hi"}}),
+            "system: Be brief.\nuser: Hi\nassistant:");
+  EXPECT_EQ(render_gpt2_chat({{"user", "Hi"}, {"assistant", " Hello"}, {"user", "Bye"}}, false),
+            "user: Hi\nassistant:  Hello\nuser: Bye\n");
+  EXPECT_STREQ(kChatStop, "\nuser:");
+}
+
+TEST_F(ApiJsonTest, ChatRequest) {
+  CompletionRequest r = chat_ok(R"({"model": "gpt2", "messages": [
+      {"role": "developer", "content": "Be brief."},
+      {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]},
+      {"role": "assistant", "content": null}, {"role": "user", "content": "?", "name": "bob"}],
+      "max_tokens": 5, "max_completion_tokens": 7, "stop": "END", "logprobs": true, "top_logprobs": 2})");
+  EXPECT_EQ(r.kind, ApiKind::chat);
+  EXPECT_EQ(r.id.rfind("chatcmpl-", 0), 0u);
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.messages[0].role, "system");
+  EXPECT_EQ(r.messages[1].content, "Hi\nthere");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0], tok().encode("system: Be brief.\nuser: Hi\nthere\nassistant: \nuser: ?\nassistant:"));
+  EXPECT_EQ(r.max_tokens, std::vector<int32_t>{7});  // max_completion_tokens wins
+  EXPECT_EQ(r.params.stop, (std::vector<std::string>{"END", "\nuser:"}));
+  EXPECT_EQ(r.logprobs, 2);
+  EXPECT_EQ(r.params.sampling.n_logprobs, 2);
+  EXPECT_EQ(r.params.prompt_logprobs, -1);
+  EXPECT_EQ(chat_ok(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})").logprobs, 0);
+  EXPECT_EQ(chat_ok(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": false})").logprobs, -1);
+  EXPECT_EQ(chat_ok(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 3})").max_tokens,
+            std::vector<int32_t>{3});
+}
+
+TEST_F(ApiJsonTest, ChatValidation) {
+  const BadField cases[] = {
+      {R"("messages": null)", "messages"}, {R"("messages": [])", "messages"}, {R"("messages": "hi")", "messages"},
+      {R"("messages": [5])", "messages"}, {R"("messages": [{"role": "tool", "content": "x"}])", "messages"},
+      {R"("messages": [{"content": "x"}])", "messages"}, {R"("messages": [{"role": "user"}])", "messages"},
+      {R"("messages": [{"role": "user", "content": 5}])", "messages"},
+      {R"("messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}])", "messages"},
+      {R"("messages": [{"role": "user", "content": [{"type": "text"}]}])", "messages"},
+  };
+  for (const BadField& c : cases) {
+    const std::string body = std::string("{") + c.fields + "}";
+    ApiError e = chat_fails(body);
+    EXPECT_EQ(e.http_status, 400) << body;
+    EXPECT_EQ(e.param, c.param) << body;
+    EXPECT_NE(e.message.find("messages"), std::string::npos) << body << ": " << e.message;
+  }
+  const std::string user = R"({"messages": [{"role": "user", "content": "x"}], )";
+  EXPECT_EQ(chat_fails(user + R"("top_logprobs": 2})").param, "top_logprobs");
+  EXPECT_EQ(chat_fails(user + R"("top_logprobs": 21, "logprobs": true})").param, "top_logprobs");
+  EXPECT_EQ(chat_fails(user + R"("logprobs": 2})").param, "logprobs");
+  EXPECT_EQ(chat_fails(user + R"("max_completion_tokens": 0})").param, "max_completion_tokens");
+  EXPECT_EQ(chat_fails(user + R"("temperature": 9})").param, "temperature");
+  EXPECT_EQ(chat_fails(user + R"("model": "other"})").http_status, 404);
+  ApiError ctx = chat_fails(user + R"("max_tokens": 60})");
+  EXPECT_EQ(ctx.param, "messages");
+  EXPECT_NE(ctx.message.find("maximum context length is 64 tokens"), std::string::npos);
+}
+
+// ---- tokenize / detokenize / models / errors ----------------------------------------------------
+
+TEST_F(ApiJsonTest, TokenizeAndDetokenize) {
+  auto ids = parse_tokenize_request(R"({"prompt": "Hello world"})", served_, tok());
+  ASSERT_TRUE(ids.is_ok());
+  EXPECT_EQ(ids.value(), tok().encode("Hello world"));
+  Json body = build_tokenize_response(ids.value(), served_);
+  EXPECT_EQ(dump_json(body), R"({"tokens":[15496,995],"count":2,"max_model_len":64})");
+  auto chat = parse_tokenize_request(R"({"messages": [{"role": "user", "content": "Hi"}]})", served_, tok());
+  ASSERT_TRUE(chat.is_ok());
+  EXPECT_EQ(chat.value(), tok().encode("user: Hi\nassistant:"));
+  EXPECT_EQ(parse_tokenize_request(R"({"prompt": 5})", served_, tok()).error().param, "prompt");
+  EXPECT_EQ(parse_tokenize_request(R"({})", served_, tok()).error().param, "prompt");
+  EXPECT_EQ(parse_tokenize_request(R"({"prompt": "a", "model": "x"})", served_, tok()).error().http_status, 404);
+
+  auto back = parse_detokenize_request(R"({"tokens": [15496, 995]})", served_);
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(dump_json(build_detokenize_response(back.value(), tok())), R"({"prompt":"Hello world"})");
+  for (const char* bad : {R"({})", R"({"tokens": "x"})", R"({"tokens": [50257]})", R"({"tokens": [1, "a"]})"}) {
+    auto r = parse_detokenize_request(bad, served_);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.error().param, "tokens") << bad;
+  }
+}
+
+TEST_F(ApiJsonTest, ModelsAndErrorBodies) {
+  EXPECT_EQ(dump_json(build_models_response(served_)),
+            R"({"object":"list","data":[{"id":"gpt2","object":"model","created":1700000000,"owned_by":"kvmesh",)"
+            R"("root":"gpt2","parent":null,"max_model_len":64}]})");
+  EXPECT_EQ(dump_json(error_body(bad_request("bad n", "n"))),
+            R"({"error":{"message":"bad n","type":"invalid_request_error","param":"n","code":null}})");
+  EXPECT_EQ(dump_json(error_body(model_not_found("m"))),
+            R"({"error":{"message":"The model `m` does not exist.","type":"not_found_error","param":"model",)"
+            R"("code":"model_not_found"}})");
+  EXPECT_EQ(server_error("x").http_status, 500);
+  EXPECT_EQ(dump_json(Json("a\xff" "b")), "\"a\xef\xbf\xbd" "b\"");  // never throws on bad UTF-8
+}
+
+// ---- responses ----------------------------------------------------------------------------------
+
+GenerationOutput make_output(const std::string& text, std::vector<int32_t> ids, FinishReason finish,
+                             int32_t n_cached = 0) {
+  GenerationOutput out;
+  out.text = text;
+  out.token_ids = std::move(ids);
+  out.finish = finish;
+  out.n_cached_tokens = n_cached;
+  return out;
+}
+
+PositionLogprobs plp(int32_t token, float logprob, std::vector<TokenLogprob> top = {}) {
+  return PositionLogprobs{{token, logprob}, std::move(top)};
+}
+
+TEST_F(ApiJsonTest, RequestHelpers) {
+  EXPECT_STREQ(finish_reason_name(FinishReason::none), "");
+  EXPECT_STREQ(finish_reason_name(FinishReason::stop), "stop");
+  EXPECT_STREQ(finish_reason_name(FinishReason::length), "length");
+  GenerationOutput out;
+  GenerationDelta d1;
+  d1.text = "a";
+  d1.token_ids = {1};
+  d1.logprobs = {plp(1, -1)};
+  d1.prompt_logprobs = {plp(2, -2)};
+  d1.n_prompt_tokens = 2;
+  d1.n_cached_tokens = 1;
+  out.append(d1);
+  GenerationDelta d2;
+  d2.text = "b";
+  d2.token_ids = {3};
+  d2.logprobs = {plp(3, -3)};
+  d2.finish = FinishReason::length;
+  out.append(d2);
+  EXPECT_EQ(out.text, "ab");
+  EXPECT_EQ(out.token_ids, (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(out.logprobs.size(), 2u);
+  EXPECT_EQ(out.prompt_logprobs.size(), 1u);
+  EXPECT_EQ(out.n_prompt_tokens, 2);
+  EXPECT_EQ(out.n_cached_tokens, 1);
+  EXPECT_TRUE(out.finished());
+  EXPECT_EQ(out.finish, FinishReason::length);
+}
+
+TEST_F(ApiJsonTest, CompletionResponse) {
+  CompletionRequest r = parse_ok(R"({"prompt": ["Hello", " world"], "n": 2, "stop": ["!"], "stop_token_ids": [13],
+                                     "return_token_ids": true})");
+  const std::vector<GenerationOutput> outputs = {
+      make_output(" there", tok().encode(" there"), FinishReason::length),
+      make_output("", {0}, FinishReason::stop),                    // "!" stop string
+      make_output(",", {11, 50256}, FinishReason::stop, 1),        // end of text
+      make_output("x", {87, 13}, FinishReason::stop, 1)};          // stop token "."
+  auto built = build_completion_response(r, outputs, tok());
+  ASSERT_TRUE(built.is_ok()) << built.error().message;
+  const Json& body = built.value();
+  EXPECT_EQ(body["id"], r.id);
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["created"], r.created);
+  EXPECT_EQ(body["model"], "gpt2");
+  ASSERT_EQ(body["choices"].size(), 4u);
+  for (int c = 0; c < 4; ++c) {
+    const Json& choice = body["choices"][c];
+    EXPECT_EQ(choice["index"], c);
+    EXPECT_EQ(choice["text"], outputs[c].text);
+    EXPECT_TRUE(choice["logprobs"].is_null());
+    EXPECT_EQ(choice["prompt_token_ids"], r.prompts[c / 2]);
+    EXPECT_EQ(choice["token_ids"], outputs[c].token_ids);
+  }
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(body["choices"][0]["stop_reason"].is_null());
+  EXPECT_EQ(body["choices"][1]["finish_reason"], "stop");
+  EXPECT_EQ(body["choices"][1]["stop_reason"], "!");
+  EXPECT_TRUE(body["choices"][2]["stop_reason"].is_null());
+  EXPECT_EQ(body["choices"][3]["stop_reason"], 13);
+  const Json& usage = body["usage"];
+  const int64_t n_completion = static_cast<int64_t>(tok().encode(" there").size()) + 1 + 2 + 2;
+  EXPECT_EQ(usage["prompt_tokens"], 2);  // each prompt once, whatever n
+  EXPECT_EQ(usage["completion_tokens"], n_completion);
+  EXPECT_EQ(usage["total_tokens"], 2 + n_completion);
+  EXPECT_EQ(usage["prompt_tokens_details"]["cached_tokens"], 1);
+  EXPECT_EQ(dump_json(body).rfind("{\"id\":\"cmpl-", 0), 0u);
+}
+
+TEST_F(ApiJsonTest, EchoWithLogprobs) {
+  CompletionRequest r = parse_ok(R"({"prompt": "Hello world", "echo": true, "logprobs": 1})");
+  GenerationOutput out = make_output("!!", {0, 0}, FinishReason::length);
+  out.logprobs = {plp(0, -0.5f), plp(0, -0.25f, {{13, -0.125f}})};
+  out.prompt_logprobs = {plp(995, -3.0f, {{11, -1.0f}})};
+  auto built = build_completion_response(r, {out}, tok());
+  ASSERT_TRUE(built.is_ok());
+  const Json& choice = built.value()["choices"][0];
+  EXPECT_EQ(choice["text"], "Hello world!!");
+  EXPECT_EQ(dump_json(choice["logprobs"]),
+            R"({"tokens":["Hello"," world","!","!"],"token_logprobs":[null,-3.0,-0.5,-0.25],)"
+            R"("top_logprobs":[null,{",":-1.0," world":-3.0},{"!":-0.5},{".":-0.125,"!":-0.25}],)"
+            R"("text_offset":[0,5,11,12]})");
+  // Without echo the offsets start at the generated text.
+  CompletionRequest plain = parse_ok(R"({"prompt": "Hello world", "logprobs": 0})");
+  auto no_echo = build_completion_response(plain, {out}, tok());
+  ASSERT_TRUE(no_echo.is_ok());
+  EXPECT_EQ(no_echo.value()["choices"][0]["text"], "!!");
+  EXPECT_EQ(no_echo.value()["choices"][0]["logprobs"]["text_offset"], Json::array({0, 1}));
+}
+
+TEST_F(ApiJsonTest, TokensThatAreNotUtf8OnTheirOwn) {
+  int32_t e6 = -1;
+  for (int32_t id = 0; id < tok().vocab_size() && e6 < 0; ++id) {
+    if (tok().token_bytes(id) == "\xe6") e6 = id;
+  }
+  ASSERT_GE(e6, 0);
+  EXPECT_EQ(token_display(tok(), e6), "bytes:\\xe6");
+  EXPECT_EQ(token_display(tok(), 15496), "Hello");
+  EXPECT_TRUE(is_valid_utf8("h\xc3\xa9llo \xe6\x97\xa5"));
+  EXPECT_FALSE(is_valid_utf8("\xe6\x97"));
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));  // overlong
+  TextOffsets offsets;
+  EXPECT_EQ(offsets.add("\xe6\x97"), 0);
+  EXPECT_EQ(offsets.add("\xa5"), 0);  // completes one character
+  EXPECT_EQ(offsets.add("ab"), 1);
+  EXPECT_EQ(offsets.add("c"), 3);
+}
+
+TEST_F(ApiJsonTest, ChatResponse) {
+  CompletionRequest r = chat_ok(R"({"messages": [{"role": "user", "content": "Hi"}], "logprobs": true,
+                                    "top_logprobs": 1, "return_token_ids": true})");
+  GenerationOutput out = make_output(" Hello", {18435}, FinishReason::stop);
+  out.logprobs = {plp(18435, -0.5f, {{18435, -0.5f}})};
+  auto built = build_response(r, {out}, tok());
+  ASSERT_TRUE(built.is_ok());
+  const Json& body = built.value();
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["prompt_token_ids"], r.prompts[0]);
+  const Json& choice = body["choices"][0];
+  EXPECT_EQ(dump_json(choice["message"]), R"({"role":"assistant","content":" Hello"})");
+  EXPECT_EQ(dump_json(choice["logprobs"]),
+            R"({"content":[{"token":" Hello","logprob":-0.5,"bytes":[32,72,101,108,108,111],)"
+            R"("top_logprobs":[{"token":" Hello","logprob":-0.5,"bytes":[32,72,101,108,108,111]}]}]})");
+  EXPECT_EQ(choice["finish_reason"], "stop");
+  EXPECT_EQ(body["usage"]["completion_tokens"], 1);
+}
+
+TEST_F(ApiJsonTest, FailedOutputsBecomeServerErrors) {
+  CompletionRequest r = parse_ok(R"({"prompt": "hi", "n": 2})");
+  GenerationOutput ok = make_output("a", {64}, FinishReason::length);
+  GenerationOutput bad = make_output("", {}, FinishReason::error);
+  bad.error = "worker lost";
+  auto failed = build_completion_response(r, {ok, bad}, tok());
+  ASSERT_FALSE(failed.is_ok());
+  EXPECT_EQ(failed.error().http_status, 500);
+  EXPECT_EQ(failed.error().message, "worker lost");
+  EXPECT_FALSE(build_completion_response(r, {ok}, tok()).is_ok());                  // a choice missing
+  EXPECT_FALSE(build_completion_response(r, {ok, GenerationOutput{}}, tok()).is_ok());  // unfinished
+  EXPECT_TRUE(build_completion_response(r, {ok, ok}, tok()).is_ok());
+}
+
+// ---- streams ------------------------------------------------------------------------------------
+
+GenerationDelta make_delta(const std::string& text, std::vector<int32_t> ids, FinishReason finish) {
+  GenerationDelta d;
+  d.text = text;
+  d.token_ids = std::move(ids);
+  d.finish = finish;
+  return d;
+}
+
+TEST_F(ApiJsonTest, CompletionStreamChunks) {
+  CompletionRequest r = parse_ok(R"({"prompt": "Hello", "n": 2, "echo": true, "logprobs": 0, "stream": true,
+      "stream_options": {"include_usage": true}, "return_token_ids": true})");
+  StreamBuilder stream(r, tok());
+  GenerationDelta d1 = make_delta(" there", {612}, FinishReason::none);
+  d1.logprobs = {plp(612, -1.0f)};
+  Json c1 = stream.chunk(0, d1);
+  EXPECT_EQ(c1["id"], r.id);
+  EXPECT_EQ(c1["object"], "text_completion");
+  EXPECT_EQ(c1["model"], "gpt2");
+  ASSERT_EQ(c1["choices"].size(), 1u);
+  const Json& ch1 = c1["choices"][0];
+  EXPECT_EQ(ch1["index"], 0);
+  EXPECT_EQ(ch1["text"], "Hello there");  // the echo rides on the first chunk
+  EXPECT_EQ(dump_json(ch1["logprobs"]), R"({"tokens":["Hello"," there"],"token_logprobs":[null,-1.0],)"
+                                        R"("top_logprobs":[null,{" there":-1.0}],"text_offset":[0,5]})");
+  EXPECT_TRUE(ch1["finish_reason"].is_null());
+  EXPECT_EQ(ch1["prompt_token_ids"], Json::array({15496}));
+  EXPECT_EQ(ch1["token_ids"], Json::array({612}));
+  EXPECT_FALSE(stream.all_finished());
+
+  GenerationDelta d2 = make_delta("!", {0}, FinishReason::length);
+  d2.logprobs = {plp(0, -2.0f)};
+  const Json& ch2 = stream.chunk(0, d2)["choices"][0];
+  EXPECT_EQ(ch2["text"], "!");
+  EXPECT_FALSE(ch2.contains("prompt_token_ids"));
+  EXPECT_EQ(ch2["logprobs"]["text_offset"], Json::array({11}));
+  EXPECT_EQ(ch2["finish_reason"], "length");
+
+  const Json ch3 = stream.chunk(1, make_delta("", {50256}, FinishReason::stop))["choices"][0];
+  EXPECT_EQ(ch3["index"], 1);
+  EXPECT_EQ(ch3["text"], "Hello");
+  EXPECT_EQ(ch3["finish_reason"], "stop");
+  EXPECT_TRUE(ch3["stop_reason"].is_null());
+  EXPECT_TRUE(stream.all_finished());
+
+  std::optional<Json> usage = stream.usage_chunk();
+  ASSERT_TRUE(usage.has_value());
+  EXPECT_EQ((*usage)["choices"], Json::array());
+  EXPECT_EQ(dump_json((*usage)["usage"]), R"({"prompt_tokens":1,"completion_tokens":3,"total_tokens":4,)"
+                                          R"("prompt_tokens_details":{"cached_tokens":0}})");
+  EXPECT_STREQ(kDoneMarker, "[DONE]");
+
+  CompletionRequest quiet = parse_ok(R"({"prompt": "Hello", "stream": true, "stop": ["!"]})");
+  StreamBuilder quiet_stream(quiet, tok());
+  Json last = quiet_stream.chunk(0, make_delta(" a", {257, 0}, FinishReason::stop));
+  EXPECT_EQ(last["choices"][0]["stop_reason"], "!");
+  EXPECT_TRUE(last["choices"][0]["logprobs"].is_null());
+  EXPECT_FALSE(last["choices"][0].contains("token_ids"));
+  EXPECT_FALSE(quiet_stream.usage_chunk().has_value());
+}
+
+TEST_F(ApiJsonTest, StreamErrorDeltaBecomesErrorBody) {
+  StreamBuilder stream(parse_ok(R"({"prompt": "Hello", "stream": true})"), tok());
+  GenerationDelta d = make_delta("", {}, FinishReason::error);
+  d.error = "rank 1 lost";
+  EXPECT_EQ(dump_json(stream.chunk(0, d)),
+            R"({"error":{"message":"rank 1 lost","type":"server_error","param":null,"code":null}})");
+}
+
+TEST_F(ApiJsonTest, ChatStreamChunks) {
+  CompletionRequest r = chat_ok(R"({"messages": [{"role": "user", "content": "Hi"}], "stream": true,
+                                    "logprobs": true})");
+  StreamBuilder stream(r, tok());
+  GenerationDelta d1 = make_delta(" Hello", {18435}, FinishReason::none);
+  d1.logprobs = {plp(18435, -0.5f)};
+  Json c1 = stream.chunk(0, d1);
+  EXPECT_EQ(c1["object"], "chat.completion.chunk");
+  EXPECT_EQ(c1["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_EQ(dump_json(c1["choices"][0]["delta"]), R"({"role":"assistant","content":" Hello"})");
+  EXPECT_EQ(c1["choices"][0]["logprobs"]["content"][0]["token"], " Hello");
+  EXPECT_TRUE(c1["choices"][0]["finish_reason"].is_null());
+  Json c2 = stream.chunk(0, make_delta("", {198, 7220, 25}, FinishReason::stop));
+  EXPECT_EQ(dump_json(c2["choices"][0]["delta"]), R"({"content":""})");
+  EXPECT_EQ(c2["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(c2["choices"][0]["stop_reason"], "\nuser:");
+}
+
+}  // namespace
+}  // namespace kvmesh

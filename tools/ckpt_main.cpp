@@ -1,0 +1,102 @@
+// kvmesh-ckpt: writes a random GPT-2 checkpoint in Hugging Face layout (config.json,
+// model.safetensors, vocab.json, merges.txt) for tests and benchmarks without a real model.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "common/checkpoint_maker.h"
+
+namespace {
+
+struct Options {
+  std::string out_dir;
+  std::string preset = "gpt2-124m";
+  int layers = 0, embd = 0, heads = 0, positions = 0, vocab = 0, inner = 0;
+  std::string dtype = "f32";
+  uint64_t seed = 1;
+  bool no_tokenizer = false;
+};
+
+// Preset first, then every option given on the command line overrides it.
+kvmesh::Result<kvmesh::CheckpointSpec> build_spec(const CLI::App& app, const Options& o) {
+  KVMESH_ASSIGN_OR_RETURN(kvmesh::ModelConfig c, kvmesh::preset_model_config(o.preset));
+  auto given = [&](const char* name) { return app.get_option(name)->count() > 0; };
+  if (given("--layers")) c.n_layer = o.layers;
+  if (given("--embd")) c.n_embd = o.embd;
+  if (given("--heads")) c.n_head = o.heads;
+  if (given("--positions")) c.n_positions = o.positions;
+  if (given("--vocab")) c.vocab_size = o.vocab;
+  c.n_inner = (given("--inner") && o.inner != 0) ? o.inner : 4 * c.n_embd;
+  if (c.vocab_size > 0 && c.vocab_size <= c.eos_token_id) {  // a vocabulary cut below <|endoftext|>
+    c.bos_token_id = c.vocab_size - 1;
+    c.eos_token_id = c.vocab_size - 1;
+  }
+  c.name = std::filesystem::path(o.out_dir).filename().string();
+  if (c.name.empty()) c.name = std::filesystem::path(o.out_dir).parent_path().filename().string();
+  KVMESH_RETURN_IF_ERROR(c.validate());
+  kvmesh::CheckpointSpec spec;
+  spec.out_dir = o.out_dir;
+  spec.config = c;
+  spec.seed = o.seed;
+  spec.copy_tokenizer = !o.no_tokenizer;
+  if (!kvmesh::parse_dtype(o.dtype, &spec.dtype) ||
+      (spec.dtype != kvmesh::DType::f32 && spec.dtype != kvmesh::DType::f16 && spec.dtype != kvmesh::DType::bf16)) {
+    return kvmesh::invalid_argument("--dtype must be f32, f16 or bf16, not '" + o.dtype + "'");
+  }
+  return spec;
+}
+
+void print_progress(const std::string& tensor, uint64_t done, uint64_t total) {
+  const double mb = 1.0 / (1 << 20);
+  std::fprintf(stderr, "\rkvmesh-ckpt: %5.1f%% (%.0f / %.0f MB) %-40s", total ? 100.0 * done / total : 100.0,
+               done * mb, total * mb, tensor.c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvmesh-ckpt: write a random GPT-2 checkpoint (Hugging Face layout)"};
+  Options o;
+  app.add_option("--out", o.out_dir, "output directory (created if missing)")->required();
+  app.add_option("--preset", o.preset, "gpt2-124m, gpt2-medium, gpt2-large, gpt2-xl or tiny")
+      ->capture_default_str();
+  app.add_option("--layers", o.layers, "n_layer (default: the preset's)");
+  app.add_option("--embd", o.embd, "n_embd");
+  app.add_option("--heads", o.heads, "n_head (must divide n_embd)");
+  app.add_option("--positions", o.positions, "n_positions (context length)");
+  app.add_option("--vocab", o.vocab, "vocab_size");
+  app.add_option("--inner", o.inner, "MLP width n_inner (0: 4 * n_embd)");
+  app.add_option("--dtype", o.dtype, "weight dtype: f32, f16 or bf16")->capture_default_str();
+  app.add_option("--seed", o.seed, "random seed (same seed, same bytes)")->capture_default_str();
+  app.add_flag("--no-tokenizer", o.no_tokenizer, "do not copy vocab.json and merges.txt");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 1;
+  }
+
+  auto spec = build_spec(app, o);
+  if (!spec.is_ok()) {
+    std::fprintf(stderr, "kvmesh-ckpt: error: %s\n", spec.status().message().c_str());
+    return 1;
+  }
+  spec->progress = print_progress;
+  const auto start = std::chrono::steady_clock::now();
+  kvmesh::Status st = kvmesh::make_random_checkpoint(*spec);
+  std::fprintf(stderr, "\n");
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "kvmesh-ckpt: error: %s\n", st.message().c_str());
+    return 1;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto& c = spec->config;
+  std::fprintf(stderr, "kvmesh-ckpt: wrote %s: %d layers, n_embd %d, %d heads, %.1fM parameters (%s) in %.1f s\n",
+               o.out_dir.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_params() / 1e6,
+               kvmesh::dtype_name(spec->dtype), secs);
+  return 0;
+}

@@ -1,0 +1,150 @@
+// CPU backend: fp32 ops with OpenBLAS matrix products and OpenMP loops. The reference for every GPU op.
+#include "worker/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/status.h"
+#include "worker/cpu/cpu_attention.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace kvmesh {
+namespace {
+
+float gelu_tanh(float x) {
+  constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int n_threads) {
+    if (n_threads > 0) {
+      openblas_set_num_threads(n_threads);
+      omp_set_num_threads(n_threads);
+    }
+  }
+
+  void embed(const TensorView& wte, const TensorView& wpe, const int32_t* tokens,
+             const int32_t* positions, TensorView out) override {
+    const int64_t n = out.dim(0), e = out.dim(1);
+    const float* te = wte.f32();
+    const float* pe = wpe.f32();
+    float* o = out.f32();
+    for (int64_t t = 0; t < n; ++t) {
+      const float* a = te + static_cast<int64_t>(tokens[t]) * e;
+      const float* b = pe + static_cast<int64_t>(positions[t]) * e;
+      for (int64_t i = 0; i < e; ++i) o[t * e + i] = a[i] + b[i];
+    }
+  }
+
+  void layer_norm(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
+                  TensorView out) override {
+    const int64_t n = x.dim(0), e = x.dim(1);
+    const float* xs = x.f32();
+    const float* ws = w.f32();
+    const float* bs = b.f32();
+    float* o = out.f32();
+#pragma omp parallel for if (n > 8)
+    for (int64_t t = 0; t < n; ++t) {
+      const float* row = xs + t * e;
+      double mean = 0.0;
+      for (int64_t i = 0; i < e; ++i) mean += row[i];
+      mean /= static_cast<double>(e);
+      double var = 0.0;
+      for (int64_t i = 0; i < e; ++i) var += (row[i] - mean) * (row[i] - mean);
+      var /= static_cast<double>(e);
+      const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+      const float m = static_cast<float>(mean);
+      for (int64_t i = 0; i < e; ++i) o[t * e + i] = (row[i] - m) * inv * ws[i] + bs[i];
+    }
+  }
+
+  void linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) override {
+    const int64_t n = x.dim(0), in = w.dim(0), outc = w.dim(1);
+    float* y = out.f32();
+    if (n == 1) {
+      cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(in), static_cast<int>(outc), 1.0f,
+                  w.f32(), static_cast<int>(outc), x.f32(), 1, 0.0f, y, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
+                  static_cast<int>(outc), static_cast<int>(in), 1.0f, x.f32(), static_cast<int>(in),
+                  w.f32(), static_cast<int>(outc), 0.0f, y, static_cast<int>(outc));
+    }
+    if (b != nullptr) {
+      const float* bias = b->f32();
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t i = 0; i < outc; ++i) y[t * outc + i] += bias[i];
+    }
+  }
+
+  void activation(TensorView x, Activation act) override {
+    float* v = x.f32();
+    const int64_t n = x.numel();
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) v[i] = apply(act, v[i]);
+  }
+
+  void add(TensorView x, const TensorView& y) override {
+    float* a = x.f32();
+    const float* b = y.f32();
+    const int64_t n = x.numel();
+    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+  }
+
+  void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
+                KvPoolView pool) override {
+    cpu_kv_write(qkv, batch, layer, pool);
+  }
+
+  void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
+                 TensorView out) override {
+    cpu_paged_attention(qkv, batch, layer, pool, out);
+  }
+
+  void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override {
+    const int64_t r = x.dim(0), e = x.dim(1), v = wte.dim(0);
+    if (r == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(v), static_cast<int>(e), 1.0f,
+                  wte.f32(), static_cast<int>(e), x.f32(), 1, 0.0f, logits.f32(), 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r), static_cast<int>(v),
+                  static_cast<int>(e), 1.0f, x.f32(), static_cast<int>(e), wte.f32(),
+                  static_cast<int>(e), 0.0f, logits.f32(), static_cast<int>(v));
+    }
+  }
+
+  void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
+    const size_t page_bytes = static_cast<size_t>(pool.page_elems()) * dtype_size(pool.dtype);
+    auto* base = static_cast<uint8_t*>(pool.data);
+    for (const auto& [src, dst] : moves) {
+      if (src == dst) continue;
+      std::memcpy(base + dst * page_bytes, base + src * page_bytes, page_bytes);
+    }
+  }
+
+ private:
+  static float apply(Activation act, float x) {
+    switch (act) {
+      case Activation::gelu_new: return gelu_tanh(x);
+      case Activation::gelu: return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+      case Activation::gelu_fast:
+        return 0.5f * x * (1.0f + std::tanh(x * 0.7978845608f * (1.0f + 0.044715f * x * x)));
+      case Activation::relu: return x > 0.0f ? x : 0.0f;
+    }
+    return x;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
+  return std::make_unique<CpuBackend>(n_threads);
+}
+
+}  // namespace kvmesh
