@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
+#include "coordinator/scheduler.h"
 #include "coordinator/step_executor.h"
 #include "worker/worker.h"
 

@@ -121,7 +121,7 @@ TEST(ModelConfig, Validation) {
                "vocab_size");
   expect_error(R"({"n_layer": 2, "n_embd": 131072, "n_head": 4, "n_positions": 128, "vocab_size": 100})", "n_embd");
   expect_error(R"({"n_layer": 2, "n_embd": 32, "n_head": 4, "n_positions": 128, "vocab_size": 100})",
-               "eos_token_id");  // default 50256 is outside a 100-token vocabulary
+               "_token_id = 50256");  // the default is outside a 100-token vocabulary
   expect_error(minimal_config(R"("layer_norm_epsilon": -1)"), "layer_norm_epsilon");
   expect_error(minimal_config(R"("n_inner": -5)"), "n_inner");
 }

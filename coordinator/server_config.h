@@ -1,0 +1,53 @@
+// ServerConfig: every setting of kvmesh-serve, parsed once from the command line (CLI11) and
+// validated; sizes accept units (256KiB, 8GiB, 64MB). Everything downstream takes it by const ref.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace kvmesh {
+
+struct ServerConfig {
+  // Model and engine.
+  std::string model_dir;                 // "" -> the default model (default_model.h)
+  std::string served_model_name;         // "" -> the model's name
+  int threads = 0;                       // compute threads; 0 = all cores
+  int32_t block_size = 16;               // tokens per KV page
+  int64_t kv_device_bytes = 256ll << 20; // KV cache budget of the device tier
+  int32_t max_num_seqs = 64;             // sequences in one step
+  int32_t max_batch_tokens = 2048;       // tokens in one step (chunked prefill)
+  int32_t max_queue = 256;               // waiting sequences before new requests get 429
+
+  // HTTP.
+  std::string host = "127.0.0.1";
+  int port = 8000;                       // 0 = pick a free port (printed at start)
+  int http_threads = 2;
+  int64_t max_body_bytes = 1ll << 20;    // larger bodies get 413
+  int32_t max_header_bytes = 16 << 10;   // request line + headers; larger gets 431
+  int32_t max_header_count = 100;        // more header fields gets 431
+  double read_timeout_s = 30.0;          // a request (or keep-alive idle) must arrive within it
+  double write_timeout_s = 60.0;         // a client that reads nothing for this long is dropped
+  std::string api_key;                   // "" = no authentication
+  double drain_timeout_s = 30.0;         // SIGTERM: running requests get this long to finish
+
+  // Testing.
+  int debug_step_delay_ms = 0;           // sleep in every engine step
+};
+
+// What parse_server_flags decided: run with `config`, or exit with `exit_code` after printing
+// `message` (help text to stdout when exit_code is 0, a one-line error to stderr otherwise).
+struct FlagsOutcome {
+  ServerConfig config;
+  int exit_code = -1;  // -1: run
+  std::string message;
+};
+
+FlagsOutcome parse_server_flags(int argc, const char* const* argv);
+
+// "256MiB" -> 268435456. Units (case-insensitive): B, K/KiB, M/MiB, G/GiB, T/TiB (powers of 1024),
+// KB, MB, GB, TB (powers of 1000); a bare number is bytes; a decimal point is allowed ("1.5GiB").
+Result<int64_t> parse_byte_size(const std::string& text);
+
+}  // namespace kvmesh
