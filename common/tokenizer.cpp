@@ -49,24 +49,6 @@ const ByteMap& byte_map() {
   return map;
 }
 
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 // A vocabulary string (bytes shown as printable code points) back to raw bytes. A character that
 // is no byte's image is kept as its own UTF-8, so odd vocabularies load instead of failing.
 std::string unmap_token(std::string_view token) {
@@ -329,7 +311,7 @@ Status Tokenizer::Impl::build(const std::string& source, const LoadedVocab& load
   const ByteMap& map = byte_map();
   for (int b = 0; b < 256; ++b) {
     std::string mapped;
-    append_utf8(map.byte_to_cp[b], mapped);
+    utf8_append(map.byte_to_cp[b], mapped);
     byte_ids_[b] = find_id(mapped);
   }
   merges_.reserve(loaded.merges.size());

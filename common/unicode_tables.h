@@ -1,9 +1,10 @@
-// Unicode character classes for the GPT-2 pre-tokenizer (letters, numbers, White_Space) and a
-// forgiving UTF-8 decoder. The tables live in the generated unicode_tables.cpp.
+// Unicode character classes for the GPT-2 pre-tokenizer (letters, numbers, White_Space) and small
+// UTF-8 helpers (a forgiving decoder, an encoder). The tables live in the generated unicode_tables.cpp.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace kvmesh {
@@ -54,6 +55,25 @@ inline size_t utf8_decode(std::string_view s, size_t pos, uint32_t* cp) {
   }
   *cp = value;
   return len;
+}
+
+// Appends the UTF-8 form of a code point (cp <= U+10FFFF).
+inline void utf8_append(uint32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
 }
 
 }  // namespace kvmesh

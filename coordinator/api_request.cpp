@@ -17,6 +17,7 @@ namespace {
 using JsonIn = nlohmann::json;
 constexpr int kMaxJsonDepth = 64;
 constexpr int64_t kInt32Max = INT32_MAX;
+constexpr int64_t kDefaultMaxTokens = 16;  // completions without max_tokens (chat: up to the context)
 
 // ---- the body and its fields ---------------------------------------------------------------
 
@@ -97,6 +98,8 @@ class FieldReader {
  public:
   explicit FieldReader(const JsonIn& object) : object_(object) {}
 
+  // The key is there, even as null.
+  bool present(const char* name) const { return object_.contains(name); }
   const JsonIn* find(const char* name) const {
     auto it = object_.find(name);
     return it == object_.end() || it->is_null() ? nullptr : &*it;
@@ -107,7 +110,7 @@ class FieldReader {
   }
   // "`name` must be <expected>, got <value>"
   void fail_expected(const std::string& name, const std::string& expected, const JsonIn& got) {
-    fail("`" + name + "` must be " + expected + ", got " + shown(got), name);
+    fail("`" + name + "` must be " + expected + ", got " + shown(got), name.substr(0, name.find('.')));
   }
   bool failed() const { return error_.has_value(); }
   const ApiError& error() const { return *error_; }
@@ -266,7 +269,7 @@ bool read_token_ids(FieldReader& reader, const JsonIn& list, int32_t vocab_size,
     int64_t id = 0;
     if (!as_int64(v, &id)) return reader.fail_expected(param, "a list of token ids", v), false;
     if (id < 0 || id >= vocab_size) {
-      reader.fail("Token id " + std::to_string(id) + " is out of vocabulary (valid ids are [0, " +
+      reader.fail("Token id " + std::to_string(id) + " in `" + param + "` is out of vocabulary (valid ids are [0, " +
                   std::to_string(vocab_size) + "))", param);
       return false;
     }
@@ -287,12 +290,12 @@ void read_stream_options(FieldReader& reader, CompletionRequest& r) {
   if (!options) return;
   if (!options->is_object()) return reader.fail_expected("stream_options", "an object", *options);
   if (!r.stream) {
-    return reader.fail("Stream options can only be defined when `stream=True`.", "stream_options");
+    return reader.fail("`stream_options` can only be defined when `stream=True`.", "stream_options");
   }
-  FieldReader inner(*options);
-  auto include_usage = inner.boolean("include_usage");
-  if (inner.failed()) return reader.fail(inner.error().message, "stream_options");
-  r.include_usage = include_usage.value_or(false);
+  auto it = options->find("include_usage");
+  if (it == options->end() || it->is_null()) return;
+  if (!it->is_boolean()) return reader.fail_expected("stream_options.include_usage", "a boolean", *it);
+  r.include_usage = it->get<bool>();
 }
 
 // Fields shared by completions and chat.
@@ -395,21 +398,21 @@ ApiResult<CompletionRequest> finish_request(FieldReader& reader, const ServedMod
   return r;
 }
 
-}  // namespace
-
-ApiResult<CompletionRequest> parse_completion_request(std::string_view body, const ServedModel& served,
-                                                      const Tokenizer& tokenizer) {
-  auto json = parse_body(body);
-  if (!json) return json.error();
-  FieldReader reader(json.value());
+ApiResult<CompletionRequest> completion_from_json(const JsonIn& body, const ServedModel& served,
+                                                  const Tokenizer& tokenizer) {
+  FieldReader reader(body);
   if (auto error = check_model(reader, served)) return *error;
   CompletionRequest r = new_request(ApiKind::completion, served);
   read_prompts(reader, served, tokenizer, r);
   read_common_fields(reader, served, r);
   apply_rules(reader, kCompletionIntRules, kCompletionBoolRules, r);
+  // Absent: 16, as OpenAI; null: whatever fits the context, as vLLM.
   auto max_tokens = reader.integer("max_tokens", 1, kInt32Max);
+  if (!reader.present("max_tokens")) max_tokens = kDefaultMaxTokens;
   return finish_request(reader, served, max_tokens, "prompt", std::move(r));
 }
+
+}  // namespace
 
 // ---- chat ----------------------------------------------------------------------------------
 
@@ -478,13 +481,9 @@ void read_chat_logprobs(FieldReader& reader, CompletionRequest& r) {
   r.logprobs = logprobs ? static_cast<int32_t>(top.value_or(0)) : -1;
 }
 
-}  // namespace
-
-ApiResult<CompletionRequest> parse_chat_request(std::string_view body, const ServedModel& served,
-                                                const Tokenizer& tokenizer) {
-  auto json = parse_body(body);
-  if (!json) return json.error();
-  FieldReader reader(json.value());
+ApiResult<CompletionRequest> chat_from_json(const JsonIn& body, const ServedModel& served,
+                                            const Tokenizer& tokenizer) {
+  FieldReader reader(body);
   if (auto error = check_model(reader, served)) return *error;
   CompletionRequest r = new_request(ApiKind::chat, served);
   read_messages(reader, r.messages);
@@ -497,6 +496,30 @@ ApiResult<CompletionRequest> parse_chat_request(std::string_view body, const Ser
     r.params.stop.push_back(kChatStop);
   }
   return finish_request(reader, served, max_tokens, "messages", std::move(r));
+}
+
+}  // namespace
+
+ApiResult<CompletionRequest> parse_completion_request(std::string_view body, const ServedModel& served,
+                                                      const Tokenizer& tokenizer) {
+  auto json = parse_body(body);
+  if (!json) return json.error();
+  return completion_from_json(json.value(), served, tokenizer);
+}
+
+ApiResult<CompletionRequest> parse_chat_request(std::string_view body, const ServedModel& served,
+                                                const Tokenizer& tokenizer) {
+  auto json = parse_body(body);
+  if (!json) return json.error();
+  return chat_from_json(json.value(), served, tokenizer);
+}
+
+ApiResult<CompletionRequest> parse_any_request(std::string_view body, const ServedModel& served,
+                                               const Tokenizer& tokenizer) {
+  auto json = parse_body(body);
+  if (!json) return json.error();
+  if (json.value().contains("messages")) return chat_from_json(json.value(), served, tokenizer);
+  return completion_from_json(json.value(), served, tokenizer);
 }
 
 // ---- /tokenize and /detokenize ---------------------------------------------------------------

@@ -14,14 +14,20 @@ namespace kvmesh {
 class Tokenizer;
 
 // POST /v1/completions. `prompt` may be a string, a list of strings, a list of token ids or a list
-// of token-id lists; each becomes one prompt with `n` choices. Unknown fields are ignored.
+// of token-id lists; each becomes one prompt with `n` choices. max_tokens defaults to 16; null asks
+// for as many as fit the context. Unknown fields are ignored.
 ApiResult<CompletionRequest> parse_completion_request(std::string_view body, const ServedModel& served,
                                                       const Tokenizer& tokenizer);
 
 // POST /v1/chat/completions. The messages are rendered with render_gpt2_chat into one prompt, and
-// "\nuser:" is added to the stop strings so the model stops at the next turn.
+// "\nuser:" is added to the stop strings so the model stops at the next turn. Without
+// max_completion_tokens / max_tokens, the reply may fill the context.
 ApiResult<CompletionRequest> parse_chat_request(std::string_view body, const ServedModel& served,
                                                 const Tokenizer& tokenizer);
+
+// Either of the two, by shape: a body with "messages" is a chat request (kvmesh-generate).
+ApiResult<CompletionRequest> parse_any_request(std::string_view body, const ServedModel& served,
+                                               const Tokenizer& tokenizer);
 
 // The chat template for GPT-2 (which has none of its own): a plain transcript that base models
 // continue well. Each message is written as "<role>: <content>\n" in order; then, when

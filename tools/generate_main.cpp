@@ -1,1 +1,160 @@
-int main() { return 0; }  // placeholder until kvmesh-generate lands
+// kvmesh-generate: runs one OpenAI-style request (/v1/completions body, or /v1/chat/completions when
+// it has "messages") on an in-process engine and prints the response JSON, or its SSE events when
+// the request streams. Errors: one line on stderr, exit 1 (exit 2 for bad command lines).
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "common/config.h"
+#include "common/tokenizer.h"
+#include "coordinator/api_request.h"
+#include "coordinator/api_response.h"
+#include "coordinator/engine.h"
+#include "coordinator/step_executor.h"
+#include "worker/worker.h"
+
+namespace kvmesh {
+namespace {
+
+struct Options {
+  std::string model_dir;
+  std::string request;  // JSON text, or @path
+  int block_size = 16;
+  int n_threads = 0;
+};
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "kvmesh-generate: %s\n", message.c_str());
+  return 1;
+}
+
+// The request text: the argument itself, or the contents of the file named after '@'.
+Result<std::string> read_request_text(const std::string& arg) {
+  if (arg.empty() || arg[0] != '@') return arg;
+  const std::string path = arg.substr(1);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return io_error(path + ": is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return io_error(path + ": cannot open (" + std::strerror(errno) + ")");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return io_error(path + ": read failed");
+  return text;
+}
+
+std::string describe(const ApiError& error) {
+  std::string line = "invalid request: " + error.message;
+  if (!error.param.empty()) line += " (param `" + error.param + "`)";
+  return line;
+}
+
+void print_event(const Json& payload) {
+  std::fputs(("data: " + dump_json(payload) + "\n\n").c_str(), stdout);
+  std::fflush(stdout);
+}
+
+// Queues every choice at once (so the engine batches them) and steps until all are done. With a
+// stream, each delta is printed as it arrives.
+Status run_choices(Engine& engine, const CompletionRequest& request, StreamBuilder* stream,
+                   std::vector<GenerationOutput>& outputs) {
+  outputs.assign(static_cast<size_t>(request.n_choices()), GenerationOutput{});
+  for (int32_t c = 0; c < request.n_choices(); ++c) {
+    auto sink = [&outputs, stream, c](const GenerationDelta& delta) {
+      outputs[static_cast<size_t>(c)].append(delta);
+      if (stream) print_event(stream->chunk(c, delta));
+    };
+    auto added = engine.add_request(request.choice_request(c), sink);
+    if (!added.is_ok()) return added.status();
+  }
+  while (engine.has_work()) {
+    KVMESH_RETURN_IF_ERROR(engine.step());
+  }
+  for (const GenerationOutput& out : outputs) {
+    if (!out.finished()) return internal_error("a sequence ended without a final delta");
+  }
+  return Status::ok();
+}
+
+int generate(const Options& options) {
+  auto text = read_request_text(options.request);
+  if (!text.is_ok()) return fail(text.status().message());
+  auto config = load_model_config(options.model_dir + "/config.json");
+  if (!config.is_ok()) return fail(config.status().message());
+  auto loaded = Tokenizer::from_model_dir(options.model_dir, KVMESH_DATA_DIR "/gpt2");
+  if (!loaded.is_ok()) return fail(loaded.status().message());
+  std::shared_ptr<const Tokenizer> tokenizer(std::move(loaded).value());
+
+  const ServedModel served{config->name, config->n_positions, config->vocab_size,
+                           static_cast<int64_t>(std::time(nullptr))};
+  auto request = parse_any_request(*text, served, *tokenizer);
+  if (!request.is_ok()) return fail(describe(request.error()));
+
+  WorkerOptions worker_options;
+  worker_options.model_dir = options.model_dir;
+  worker_options.cache.block_size = options.block_size;
+  worker_options.n_threads = options.n_threads;
+  auto worker = Worker::create(worker_options);
+  if (!worker.is_ok()) return fail(worker.status().message());
+  EngineConfig engine_config;
+  engine_config.model = (*worker)->model_config();
+  engine_config.cache = worker_options.cache;
+  Engine engine(engine_config, std::make_unique<LocalExecutor>(std::move(worker).value()), tokenizer);
+
+  const CompletionRequest& req = request.value();
+  std::unique_ptr<StreamBuilder> stream;
+  if (req.stream) stream = std::make_unique<StreamBuilder>(req, *tokenizer);
+  std::vector<GenerationOutput> outputs;
+  const Status status = run_choices(engine, req, stream.get(), outputs);
+  if (stream) {
+    if (auto usage = stream->usage_chunk(); usage && status.is_ok()) print_event(*usage);
+    std::fputs((std::string("data: ") + kDoneMarker + "\n\n").c_str(), stdout);
+    std::fflush(stdout);
+  }
+  if (!status.is_ok()) return fail("generation failed: " + status.message());
+  if (stream) return 0;
+  auto response = build_response(req, outputs, *tokenizer);
+  if (!response.is_ok()) return fail("generation failed: " + response.error().message);
+  std::fputs((dump_json(response.value(), 2) + "\n").c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvmesh
+
+int main(int argc, char** argv) {
+  kvmesh::Options options;
+  CLI::App app{"Runs one OpenAI-style completion or chat request on a local engine and prints the response.",
+               "kvmesh-generate"};
+  app.add_option("--model", options.model_dir, "Model directory (config.json, model.safetensors)")->required();
+  app.add_option("--request", options.request, "Request JSON, or @path of a file holding it")->required();
+  app.add_option("--block-size", options.block_size, "Tokens per KV page")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--threads", options.n_threads, "Compute threads (0: all cores)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "kvmesh-generate: %s (see --help)\n", e.what());
+    return 2;
+  }
+  try {
+    return kvmesh::generate(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvmesh-generate: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "kvmesh-generate: unexpected error\n");
+  }
+  return 1;
+}

@@ -116,7 +116,7 @@ TEST_F(ApiJsonTest, BadPromptsNameThePromptParam) {
         << body << ": " << e.message;
   }
   EXPECT_EQ(parse_fails(R"({"prompt": [50257]})").message,
-            "Token id 50257 is out of vocabulary (valid ids are [0, 50257))");
+            "Token id 50257 in `prompt` is out of vocabulary (valid ids are [0, 50257))");
   EXPECT_EQ(parse_fails(R"({"prompt": ""})").message, "`prompt` must not be empty");
 }
 
@@ -271,7 +271,7 @@ TEST_F(ApiJsonTest, StreamOptions) {
   EXPECT_TRUE(r.stream && r.include_usage);
   EXPECT_FALSE(parse_ok(R"({"prompt": "hi", "stream": true, "stream_options": {}})").include_usage);
   EXPECT_EQ(parse_fails(R"({"prompt": "hi", "stream_options": {"include_usage": true}})").message,
-            "Stream options can only be defined when `stream=True`.");
+            "`stream_options` can only be defined when `stream=True`.");
 }
 
 TEST_F(ApiJsonTest, ChoiceRequestsMapIndexToPromptAndSeed) {
@@ -281,7 +281,7 @@ TEST_F(ApiJsonTest, ChoiceRequestsMapIndexToPromptAndSeed) {
   std::set<std::string> ids;
   for (int32_t c = 0; c < 6; ++c) {
     GenerationRequest g = r.choice_request(c);
-    EXPECT_EQ(g.prompt_ids, c < 3 ? std::vector<int32_t>{1, 2} : std::vector<int32_t>{3});
+    EXPECT_EQ(g.prompt_ids, (c < 3 ? std::vector<int32_t>{1, 2} : std::vector<int32_t>{3}));
     EXPECT_EQ(g.max_tokens, 7);
     EXPECT_EQ(g.stop, std::vector<std::string>{"x"});
     seeds.insert(g.sampling.seed);
@@ -582,7 +582,7 @@ TEST_F(ApiJsonTest, CompletionStreamChunks) {
 
   GenerationDelta d2 = make_delta("!", {0}, FinishReason::length);
   d2.logprobs = {plp(0, -2.0f)};
-  const Json& ch2 = stream.chunk(0, d2)["choices"][0];
+  const Json ch2 = stream.chunk(0, d2)["choices"][0];
   EXPECT_EQ(ch2["text"], "!");
   EXPECT_FALSE(ch2.contains("prompt_token_ids"));
   EXPECT_EQ(ch2["logprobs"]["text_offset"], Json::array({11}));

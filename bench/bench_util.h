@@ -1,0 +1,20 @@
+// Shared helpers for bench programs: timing, memory bandwidth, model creation, table printing.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+namespace kvmesh::bench {
+
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Best-of-3 read bandwidth in GB/s over a buffer far larger than the caches, with n_threads.
+double measure_read_bandwidth_gbs(int n_threads, size_t bytes = size_t(1) << 30);
+
+// Creates (once) a random checkpoint of a named preset under dir; returns its path or "".
+std::string ensure_preset_model(const std::string& preset, const std::string& dir);
+
+}  // namespace kvmesh::bench

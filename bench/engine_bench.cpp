@@ -1,0 +1,96 @@
+// engine_bench: prefill and decode tokens/s of the CPU engine on a GPT-2-124M-shaped checkpoint,
+// beside the machine's read bandwidth and the batch-1 decode roofline (weight bytes / bandwidth).
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "common/tokenizer.h"
+#include "coordinator/engine.h"
+#include "coordinator/step_executor.h"
+#include "worker/worker.h"
+
+using namespace kvmesh;
+
+namespace {
+
+std::unique_ptr<Engine> make_engine(const std::string& dir, int threads) {
+  WorkerOptions wo;
+  wo.model_dir = dir;
+  wo.cache.device_bytes = 1ll << 30;
+  wo.n_threads = threads;
+  auto worker = Worker::create(wo);
+  if (!worker.is_ok()) {
+    std::fprintf(stderr, "%s\n", worker.status().to_string().c_str());
+    return nullptr;
+  }
+  auto tok = Tokenizer::from_model_dir(dir, KVMESH_DATA_DIR "/gpt2");
+  EngineConfig ec;
+  ec.model = (*worker)->model_config();
+  ec.cache = wo.cache;
+  ec.max_batch_tokens = 4096;
+  return std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker).value()),
+                                  std::shared_ptr<const Tokenizer>(std::move(tok).value()));
+}
+
+GenerationRequest request(int n_prompt, int max_tokens, int salt) {
+  GenerationRequest r;
+  for (int i = 0; i < n_prompt; ++i) r.prompt_ids.push_back((i * 7919 + salt * 104729) % 50000);
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  r.sampling.temperature = 0.0f;
+  return r;
+}
+
+// Seconds to prefill n_prompt tokens of one sequence (one step, sampling its first token).
+double time_prefill(Engine& engine, int n_prompt) {
+  int done = 0;
+  (void)engine.add_request(request(n_prompt, 1, 0), [&](const GenerationDelta& d) { done += d.finish != FinishReason::none; });
+  const double t0 = bench::now_seconds();
+  while (!done) (void)engine.step();
+  return bench::now_seconds() - t0;
+}
+
+// Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded).
+double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
+  int first = 0, done = 0;
+  for (int b = 0; b < batch; ++b) {
+    (void)engine.add_request(request(32, n_new, b + 1), [&](const GenerationDelta& d) {
+      if (d.n_generated_tokens == 1) ++first;
+      if (d.finish != FinishReason::none) ++done;
+    });
+  }
+  while (first < batch) (void)engine.step();
+  const double t0 = bench::now_seconds();
+  while (done < batch) (void)engine.step();
+  return static_cast<double>(batch) * (n_new - 1) / (bench::now_seconds() - t0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string dir = argc > 1 ? argv[1] : bench::ensure_preset_model("gpt2-124m", "/tmp/kvmesh-bench");
+  if (dir.empty()) return 1;
+  auto config = load_model_config(dir + "/config.json");
+  if (!config.is_ok()) return 1;
+  const double weight_bytes = static_cast<double>(config->n_params()) * 4.0;
+  std::printf("model %s: %.1f M parameters, %.0f MB of fp32 weights read per decode step\n\n",
+              dir.c_str(), config->n_params() / 1e6, weight_bytes / 1e6);
+  std::printf("| threads | read GB/s | prefill tok/s (512) | decode tok/s b=1 | roofline b=1 | %% of roofline | decode tok/s b=16 |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  for (int threads : {1, 2}) {
+    const double bw = bench::measure_read_bandwidth_gbs(threads);
+    auto engine = make_engine(dir, threads);
+    if (!engine) return 1;
+    time_prefill(*engine, 64);  // warm up
+    const double prefill = 512.0 / time_prefill(*engine, 512);
+    const double b1 = decode_tokens_per_s(*engine, 1, 48);
+    const double b16 = decode_tokens_per_s(*engine, 16, 24);
+    const double roofline = bw * 1e9 / weight_bytes;
+    std::printf("| %d | %.1f | %.0f | %.1f | %.1f | %.0f%% | %.1f |\n", threads, bw, prefill, b1,
+                roofline, 100.0 * b1 / roofline, b16);
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -1,0 +1,152 @@
+// EngineLoop: the engine thread's loop (take, admit, cancel, step, publish) and delta routing.
+#include "coordinator/engine_loop.h"
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+
+#include "coordinator/scheduler.h"
+
+namespace kvmesh {
+namespace {
+
+constexpr std::chrono::milliseconds kIdleWait{250};
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+}  // namespace
+
+EngineLoop::EngineLoop(std::unique_ptr<Engine> engine, RequestQueue& queue, Metrics& metrics,
+                       EngineLoopOptions options)
+    : engine_(std::move(engine)), queue_(queue), metrics_(metrics), options_(options) {
+  publish();
+}
+
+EngineLoop::~EngineLoop() {
+  queue_.cancel_all();
+  queue_.stop();
+  join();
+}
+
+void EngineLoop::start() {
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+}
+
+void EngineLoop::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void EngineLoop::run() {
+  try {
+    for (;;) {
+      QueueBatch batch = queue_.take(!engine_->has_work(), kIdleWait);
+      apply(batch);
+      if (batch.stop && !engine_->has_work()) break;
+      if (engine_->has_work()) step_once();
+      publish();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvmesh-serve: engine thread failed: %s\n", e.what());
+    failed_ = true;
+  }
+  running_ = false;
+}
+
+void EngineLoop::apply(QueueBatch& batch) {
+  for (Submission& s : batch.submissions) admit(s);
+  for (uint64_t ticket : batch.cancels) cancel_ticket(ticket);
+  if (batch.cancel_all) {
+    std::vector<uint64_t> all;
+    for (const auto& [ticket, t] : tickets_) all.push_back(ticket);
+    for (uint64_t ticket : all) cancel_ticket(ticket);
+  }
+}
+
+void EngineLoop::admit(Submission& s) {
+  const auto n = static_cast<int32_t>(s.choices.size());
+  Ticket& t = tickets_[s.ticket];
+  t.channel = s.channel;
+  t.arrival = s.arrival;
+  t.last_token_at.assign(static_cast<size_t>(n), Clock::time_point{});
+  const uint64_t ticket = s.ticket;
+  for (int32_t i = 0; i < n; ++i) {
+    auto id = engine_->add_request(std::move(s.choices[static_cast<size_t>(i)]),
+                                   [this, ticket, i](const GenerationDelta& d) { on_delta(ticket, i, d); });
+    if (id.is_ok()) {
+      t.seq_ids.push_back(*id);
+      ++t.n_open;
+      continue;
+    }
+    ChoiceEvent event;
+    event.index = i;
+    event.delta.finish = FinishReason::error;
+    event.delta.error = id.status().message();
+    event.at = Clock::now();
+    metrics_.count_finish(FinishReason::error);
+    t.channel->push(std::move(event));
+  }
+  if (t.n_open == 0) tickets_.erase(ticket);
+}
+
+void EngineLoop::cancel_ticket(uint64_t ticket) {
+  auto it = tickets_.find(ticket);
+  if (it == tickets_.end()) return;  // already finished
+  for (uint64_t seq : it->second.seq_ids) engine_->cancel(seq);
+}
+
+void EngineLoop::on_delta(uint64_t ticket, int32_t index, const GenerationDelta& delta) {
+  auto it = tickets_.find(ticket);
+  if (it == tickets_.end()) return;
+  Ticket& t = it->second;
+  const Clock::time_point now = Clock::now();
+  record_timing(t, index, delta, now);
+  t.channel->push(ChoiceEvent{index, delta, now});
+  if (delta.finish == FinishReason::none) return;
+  metrics_.count_finish(delta.finish);
+  if (--t.n_open == 0) {
+    metrics_.observe_e2e(seconds_between(t.arrival, now));
+    tickets_.erase(it);
+  }
+}
+
+void EngineLoop::record_timing(Ticket& t, int32_t index, const GenerationDelta& delta, Clock::time_point now) {
+  if (delta.token_ids.empty()) return;
+  auto& last = t.last_token_at[static_cast<size_t>(index)];
+  if (last == Clock::time_point{}) {
+    metrics_.add_prompt_tokens(delta.n_prompt_tokens);
+  } else {
+    metrics_.observe_inter_token(seconds_between(last, now));
+  }
+  last = now;
+  if (!t.first_token_seen) {
+    t.first_token_seen = true;
+    metrics_.observe_ttft(seconds_between(t.arrival, now));
+  }
+  metrics_.add_generation_tokens(static_cast<int64_t>(delta.token_ids.size()));
+}
+
+void EngineLoop::step_once() {
+  Status st = engine_->step();
+  if (!st.is_ok()) std::fprintf(stderr, "kvmesh-serve: engine step failed: %s\n", st.to_string().c_str());
+  if (options_.debug_step_delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_step_delay_ms));
+  }
+}
+
+void EngineLoop::publish() {
+  const Scheduler& s = engine_->scheduler();
+  EngineGauges g;
+  g.n_running = s.n_running();
+  g.n_waiting = s.n_waiting();
+  g.n_pages_used = s.blocks().n_used();
+  g.n_pages_free = s.blocks().n_free();
+  g.n_preemptions = s.stats().n_preemptions;
+  g.n_steps = s.stats().n_steps;
+  queue_.publish_engine_waiting(g.n_waiting);
+  metrics_.set_engine_gauges(g);
+}
+
+}  // namespace kvmesh

@@ -1,0 +1,65 @@
+// EngineLoop: the engine thread. It alone calls the Engine: takes submissions and cancels from the
+// RequestQueue, steps the engine while it has work, waits on the queue when idle, routes every
+// delta to its request's channel, and publishes gauges and latencies to Metrics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "coordinator/engine.h"
+#include "coordinator/metrics.h"
+#include "coordinator/request_queue.h"
+
+namespace kvmesh {
+
+struct EngineLoopOptions {
+  int debug_step_delay_ms = 0;  // sleep in every step that runs work (tests)
+};
+
+class EngineLoop {
+ public:
+  EngineLoop(std::unique_ptr<Engine> engine, RequestQueue& queue, Metrics& metrics, EngineLoopOptions options);
+  ~EngineLoop();  // stops the queue and joins
+  EngineLoop(const EngineLoop&) = delete;
+  EngineLoop& operator=(const EngineLoop&) = delete;
+
+  void start();
+  // Returns once the loop has left (after RequestQueue::stop()).
+  void join();
+  // The engine thread is running and has not failed.
+  bool ready() const { return running_.load() && !failed_.load(); }
+
+ private:
+  struct Ticket {
+    std::shared_ptr<DeltaChannel> channel;
+    std::vector<uint64_t> seq_ids;
+    std::vector<Clock::time_point> last_token_at;  // per choice; epoch = no token yet
+    int32_t n_open = 0;
+    Clock::time_point arrival;
+    bool first_token_seen = false;
+  };
+
+  void run();
+  void apply(QueueBatch& batch);
+  void admit(Submission& submission);
+  void cancel_ticket(uint64_t ticket);
+  void on_delta(uint64_t ticket, int32_t index, const GenerationDelta& delta);
+  void record_timing(Ticket& t, int32_t index, const GenerationDelta& delta, Clock::time_point now);
+  void step_once();
+  void publish();
+
+  std::unique_ptr<Engine> engine_;
+  RequestQueue& queue_;
+  Metrics& metrics_;
+  EngineLoopOptions options_;
+  std::unordered_map<uint64_t, Ticket> tickets_;  // engine thread only
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> failed_{false};
+};
+
+}  // namespace kvmesh

@@ -1,0 +1,150 @@
+// kvmesh-serve: parse flags -> build worker and engine -> start the engine loop -> run the HTTP
+// server -> on SIGTERM/SIGINT drain (/ready 503, running requests finish up to --drain-timeout)
+// -> exit 0. Exit 2 on bad flags, 1 when the model or the address cannot be used.
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "common/tokenizer.h"
+#include "coordinator/default_model.h"
+#include "coordinator/engine_loop.h"
+#include "coordinator/http_server.h"
+#include "coordinator/routes.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/server_config.h"
+#include "coordinator/step_executor.h"
+#include "worker/worker.h"
+
+namespace {
+
+using namespace kvmesh;
+
+struct LoadedModel {
+  std::unique_ptr<Engine> engine;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  ServedModel served;
+};
+
+Result<std::string> resolve_model_dir(const ServerConfig& config) {
+  if (!config.model_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(config.model_dir, ec)) {
+      return not_found(config.model_dir + ": --model is not a directory");
+    }
+    return config.model_dir;
+  }
+  KVMESH_ASSIGN_OR_RETURN(DefaultModel model, ensure_default_model());
+  std::fprintf(stderr, "kvmesh-serve: no --model given: %s the default random model %s\n",
+               model.created ? "created" : "using", model.dir.c_str());
+  return model.dir;
+}
+
+Result<LoadedModel> load_model(const ServerConfig& config) {
+  KVMESH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(config));
+  WorkerOptions wo;
+  wo.model_dir = dir;
+  wo.cache.block_size = config.block_size;
+  wo.cache.device_bytes = config.kv_device_bytes;
+  wo.n_threads = config.threads;
+  KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Worker> worker, Worker::create(wo));
+  KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                          Tokenizer::from_model_dir(dir, KVMESH_DATA_DIR "/gpt2"));
+  LoadedModel out;
+  EngineConfig ec;
+  ec.model = worker->model_config();
+  ec.cache = wo.cache;
+  ec.max_num_seqs = config.max_num_seqs;
+  ec.max_batch_tokens = config.max_batch_tokens;
+  out.served.name = config.served_model_name.empty() ? ec.model.name : config.served_model_name;
+  out.served.n_positions = ec.model.n_positions;
+  out.served.vocab_size = ec.model.vocab_size;
+  out.served.created = static_cast<int64_t>(std::time(nullptr));
+  out.tokenizer = std::move(tokenizer);
+  out.engine = std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker)), out.tokenizer);
+  return out;
+}
+
+// Blocks SIGTERM and SIGINT in this thread and every thread started after it; main waits for them.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+// True when a stop signal arrives within `ms`.
+bool wait_signal(const sigset_t& set, int64_t ms) {
+  timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
+  return sigtimedwait(&set, nullptr, &ts) > 0;
+}
+
+// Waits until nothing is in flight or `seconds` pass (a second signal cuts it short).
+void wait_in_flight(const HttpServer& server, const sigset_t& set, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (server.n_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (wait_signal(set, 20)) return;
+  }
+}
+
+void drain(HttpServer& server, RequestQueue& queue, const sigset_t& set, double timeout_s) {
+  std::fprintf(stderr, "kvmesh-serve: draining: %lld requests in flight, up to %.0f s\n",
+               static_cast<long long>(server.n_in_flight()), timeout_s);
+  queue.set_draining();
+  wait_in_flight(server, set, timeout_s);
+  if (server.n_in_flight() > 0) {
+    std::fprintf(stderr, "kvmesh-serve: drain timeout: cancelling %lld requests\n",
+                 static_cast<long long>(server.n_in_flight()));
+    queue.cancel_all();
+    wait_in_flight(server, set, 2.0);
+  }
+  server.stop();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  FlagsOutcome flags = parse_server_flags(argc, argv);
+  if (flags.exit_code >= 0) {
+    std::fprintf(flags.exit_code == 0 ? stdout : stderr, "%s\n", flags.message.c_str());
+    return flags.exit_code;
+  }
+  const ServerConfig& config = flags.config;
+  const sigset_t stop_signals = block_stop_signals();
+  auto model = load_model(config);
+  if (!model.is_ok()) {
+    std::fprintf(stderr, "kvmesh-serve: error: %s\n", model.status().message().c_str());
+    return 1;
+  }
+  RequestQueue queue(config.max_queue);
+  Metrics metrics;
+  const Scheduler& scheduler = model->engine->scheduler();
+  RoutesContext rc{model->served, model->tokenizer, &queue, nullptr, &metrics, config.api_key,
+                   scheduler.blocks().n_pages(), config.block_size};
+  EngineLoop loop(std::move(model->engine), queue, metrics, EngineLoopOptions{config.debug_step_delay_ms});
+  rc.engine = &loop;
+  Routes routes(std::move(rc));
+  loop.start();
+  auto server = HttpServer::start(config, routes);
+  if (!server.is_ok()) {
+    std::fprintf(stderr, "kvmesh-serve: error: %s\n", server.status().message().c_str());
+    return 1;
+  }
+  std::printf("kvmesh-serve: listening on http://%s:%d\n", config.host.c_str(), (*server)->port());
+  std::fflush(stdout);
+  while (!wait_signal(stop_signals, 1000)) {
+  }
+  drain(**server, queue, stop_signals, config.drain_timeout_s);
+  queue.stop();
+  loop.join();
+  std::fprintf(stderr, "kvmesh-serve: stopped\n");
+  return 0;
+}

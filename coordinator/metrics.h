@@ -1,0 +1,65 @@
+// Metrics: the server's counters, gauges and latency histograms, rendered in the Prometheus text
+// format for GET /metrics. Lock-free (atomics): the engine thread writes, HTTP threads read.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coordinator/request.h"
+
+namespace kvmesh {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void observe(double value);
+  // "# HELP", "# TYPE", cumulative _bucket lines, _sum and _count.
+  void render(std::string& out, const char* name, const char* help) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<std::atomic<uint64_t>> counts_;  // per bucket, the last one is +Inf (not cumulative)
+  std::atomic<double> sum_{0.0};
+};
+
+// What the engine loop publishes after every step.
+struct EngineGauges {
+  int32_t n_running = 0;      // sequences
+  int32_t n_waiting = 0;      // sequences, queued in the engine or not yet taken
+  int32_t n_pages_used = 0;   // KV pages of the device tier
+  int32_t n_pages_free = 0;
+  int64_t n_preemptions = 0;
+  int64_t n_steps = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  // Engine thread.
+  void set_engine_gauges(const EngineGauges& g);
+  void add_prompt_tokens(int64_t n) { prompt_tokens_ += n; }
+  void add_generation_tokens(int64_t n) { generation_tokens_ += n; }
+  void observe_ttft(double seconds) { ttft_.observe(seconds); }
+  void observe_inter_token(double seconds) { inter_token_.observe(seconds); }
+  void observe_e2e(double seconds) { e2e_.observe(seconds); }
+  void count_finish(FinishReason reason);
+
+  // HTTP threads.
+  void count_response(int http_status);
+  EngineGauges gauges() const;
+  std::string render() const;
+
+ private:
+  std::atomic<int32_t> n_running_{0}, n_waiting_{0}, n_pages_used_{0}, n_pages_free_{0};
+  std::atomic<int64_t> n_preemptions_{0}, n_steps_{0};
+  std::atomic<int64_t> prompt_tokens_{0}, generation_tokens_{0};
+  std::array<std::atomic<int64_t>, 5> finished_{};  // by FinishReason
+  std::array<std::atomic<int64_t>, 600> responses_{};  // by HTTP status
+  Histogram ttft_, inter_token_, e2e_;
+};
+
+}  // namespace kvmesh

@@ -1,0 +1,137 @@
+// ServerConfig flag parsing (CLI11) and byte sizes with units.
+#include "coordinator/server_config.h"
+
+#include <cctype>
+#include <cmath>
+#include <utility>
+
+#include <CLI/CLI.hpp>
+
+namespace kvmesh {
+namespace {
+
+struct SizeUnit {
+  const char* suffix;
+  double factor;
+};
+constexpr SizeUnit kSizeUnits[] = {
+    {"", 1.0},         {"b", 1.0},
+    {"k", 1024.0},     {"kib", 1024.0},     {"kb", 1e3},
+    {"m", 1048576.0},  {"mib", 1048576.0},  {"mb", 1e6},
+    {"g", 1073741824.0}, {"gib", 1073741824.0}, {"gb", 1e9},
+    {"t", 1099511627776.0}, {"tib", 1099511627776.0}, {"tb", 1e12},
+};
+
+// String options whose values need more than CLI11's conversion.
+struct RawFlags {
+  std::string kv_device_mem = "256MiB";
+  std::string max_body_bytes = "1MiB";
+  std::string max_header_bytes = "16KiB";
+};
+
+void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
+  app.add_option("--model", c.model_dir, "Hugging Face GPT-2 checkpoint directory (default: a small random model)");
+  app.add_option("--served-model-name", c.served_model_name, "Name clients use in `model` (default: the model's name)");
+  app.add_option("--threads", c.threads, "Compute threads (0 = all cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--block-size", c.block_size, "Tokens per KV page")->check(CLI::Range(1, 4096));
+  app.add_option("--kv-device-mem", raw.kv_device_mem, "KV cache budget, with a unit (256MiB, 8GiB)");
+  app.add_option("--max-num-seqs", c.max_num_seqs, "Most sequences in one step")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-batch-tokens", c.max_batch_tokens, "Most tokens in one step (chunked prefill)")
+      ->check(CLI::Range(1, 1 << 24));
+  app.add_option("--max-queue", c.max_queue, "Waiting sequences before new requests get 429")
+      ->check(CLI::Range(1, 1 << 24));
+}
+
+void add_http_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
+  app.add_option("--host", c.host, "Address to listen on");
+  app.add_option("--port", c.port, "Port (0 = pick a free one)")->check(CLI::Range(0, 65535));
+  app.add_option("--http-threads", c.http_threads, "HTTP I/O threads")->check(CLI::Range(1, 256));
+  app.add_option("--max-body-bytes", raw.max_body_bytes, "Largest request body, with a unit (413 beyond)");
+  app.add_option("--max-header-bytes", raw.max_header_bytes, "Largest request head, with a unit (431 beyond)");
+  app.add_option("--max-header-count", c.max_header_count, "Most header fields (431 beyond)")
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--read-timeout", c.read_timeout_s, "Seconds a request (or an idle keep-alive) may take to arrive")
+      ->check(CLI::Range(0.01, 86400.0));
+  app.add_option("--write-timeout", c.write_timeout_s, "Seconds a client may read nothing before it is dropped")
+      ->check(CLI::Range(0.01, 86400.0));
+  app.add_option("--api-key", c.api_key, "Require `Authorization: Bearer KEY` (also $KVMESH_API_KEY)")
+      ->envname("KVMESH_API_KEY");
+  app.add_option("--drain-timeout", c.drain_timeout_s, "Seconds running requests get to finish on SIGTERM")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--debug-step-delay-ms", c.debug_step_delay_ms, "Testing: sleep this long in every engine step")
+      ->check(CLI::Range(0, 60000));
+}
+
+Status apply_sizes(const RawFlags& raw, ServerConfig& c) {
+  auto kv = parse_byte_size(raw.kv_device_mem);
+  if (!kv.is_ok()) return kv.status().with_context("--kv-device-mem");
+  auto body = parse_byte_size(raw.max_body_bytes);
+  if (!body.is_ok()) return body.status().with_context("--max-body-bytes");
+  auto head = parse_byte_size(raw.max_header_bytes);
+  if (!head.is_ok()) return head.status().with_context("--max-header-bytes");
+  if (*kv < 1) return invalid_argument("--kv-device-mem: must be positive");
+  if (*body < 1) return invalid_argument("--max-body-bytes: must be positive");
+  if (*head < 256 || *head > (64 << 20)) return invalid_argument("--max-header-bytes: must be in [256B, 64MiB]");
+  c.kv_device_bytes = *kv;
+  c.max_body_bytes = *body;
+  c.max_header_bytes = static_cast<int32_t>(*head);
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<int64_t> parse_byte_size(const std::string& text) {
+  const std::string bad = "'" + text + "' is not a size (examples: 1048576, 256KiB, 64MiB, 8GiB, 1.5GB)";
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0) return invalid_argument(bad);
+  double value = 0.0;
+  try {
+    size_t used = 0;
+    value = std::stod(text.substr(0, i), &used);
+    if (used != i) return invalid_argument(bad);
+  } catch (const std::exception&) {
+    return invalid_argument(bad);
+  }
+  std::string unit;
+  for (size_t k = i; k < text.size(); ++k) {
+    if (text[k] == ' ' && unit.empty()) continue;
+    unit += static_cast<char>(std::tolower(static_cast<unsigned char>(text[k])));
+  }
+  for (const SizeUnit& u : kSizeUnits) {
+    if (unit != u.suffix) continue;
+    const double bytes = std::floor(value * u.factor);
+    if (!(bytes >= 0.0) || bytes > 9.0e18) return invalid_argument("'" + text + "' is too large");
+    return static_cast<int64_t>(bytes);
+  }
+  return invalid_argument(bad);
+}
+
+FlagsOutcome parse_server_flags(int argc, const char* const* argv) {
+  FlagsOutcome out;
+  CLI::App app{"kvmesh-serve: OpenAI-compatible GPT-2 inference server", "kvmesh-serve"};
+  RawFlags raw;
+  add_engine_flags(app, out.config, raw);
+  add_http_flags(app, out.config, raw);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out.exit_code = 0;
+    out.message = app.help();
+    return out;
+  } catch (const CLI::ParseError& e) {
+    out.exit_code = 2;
+    std::string what = e.what();
+    for (char& ch : what)
+      if (ch == '\n' || ch == '\r') ch = ' ';
+    out.message = "kvmesh-serve: error: " + what + " (see --help)";
+    return out;
+  }
+  if (Status st = apply_sizes(raw, out.config); !st.is_ok()) {
+    out.exit_code = 2;
+    out.message = "kvmesh-serve: error: " + st.message() + " (see --help)";
+  }
+  return out;
+}
+
+}  // namespace kvmesh
