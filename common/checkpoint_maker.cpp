@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numbers>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -16,38 +17,35 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kChunkElems = 1 << 20;
+constexpr int64_t kChunkElems = 1 << 18;  // elements per independent random stream
 
-// splitmix64 stream with Box-Muller normals (the second value of each pair is kept for the next call,
-// so the sequence does not depend on how callers chunk it).
-class NormalGenerator {
- public:
-  explicit NormalGenerator(uint64_t state) : state_(state) {}
-  float next(float mean, float std) {
-    if (has_spare_) {
-      has_spare_ = false;
-      return mean + std * spare_;
-    }
-    const double u1 = (static_cast<double>(next_u64() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-    const double u2 = static_cast<double>(next_u64() >> 11) * 0x1.0p-53;          // [0, 1)
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    const double theta = 2.0 * std::numbers::pi * u2;
-    spare_ = static_cast<float>(r * std::sin(theta));
-    has_spare_ = true;
-    return mean + std * static_cast<float>(r * std::cos(theta));
-  }
+uint64_t splitmix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
- private:
-  uint64_t next_u64() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+// The stream of chunk `chunk` of tensor `tensor`: chunks are independent, so they can be generated
+// in parallel and the bytes do not depend on the number of threads.
+uint64_t chunk_state(uint64_t seed, size_t tensor, int64_t chunk) {
+  uint64_t s = seed ^ 0x6A09E667F3BCC909ull;
+  s = splitmix64(&s) ^ (static_cast<uint64_t>(tensor) << 32) ^ static_cast<uint64_t>(chunk);
+  return splitmix64(&s);
+}
+
+// n normals (mean, std) by Box-Muller: one 64-bit draw gives two 24-bit uniforms and two values.
+void fill_normal(uint64_t state, float mean, float std, float* out, int64_t n) {
+  constexpr float kTwoPi = 2.0f * std::numbers::pi_v<float>;
+  for (int64_t i = 0; i < n; i += 2) {
+    const uint64_t x = splitmix64(&state);
+    const float u1 = static_cast<float>((x >> 40) + 1) * 0x1.0p-24f;         // (0, 1]
+    const float u2 = static_cast<float>((x >> 16) & 0xffffff) * 0x1.0p-24f;  // [0, 1)
+    const float r = std * std::sqrt(-2.0f * std::log(u1));
+    out[i] = mean + r * std::cos(kTwoPi * u2);
+    if (i + 1 < n) out[i + 1] = mean + r * std::sin(kTwoPi * u2);
   }
-  uint64_t state_;
-  float spare_ = 0.0f;
-  bool has_spare_ = false;
-};
+}
 
 struct InitRule {
   float mean;
@@ -81,25 +79,43 @@ void encode(const float* src, size_t n, DType dtype, std::string* out) {
   }
 }
 
+// Generates and encodes chunks [chunk_begin, chunk_end) of one tensor into bytes, one thread each.
+void make_chunks(const CheckpointSpec& spec, size_t tensor, const InitRule& rule, int64_t numel,
+                 int64_t chunk_begin, int64_t chunk_end, std::vector<float>* values, std::vector<std::string>* bytes) {
+  auto work = [&](int64_t c) {
+    const int64_t at = c * kChunkElems;
+    const int64_t n = std::min(kChunkElems, numel - at);
+    float* v = values->data() + (c - chunk_begin) * kChunkElems;
+    fill_normal(chunk_state(spec.seed, tensor, c), rule.mean, rule.std, v, n);
+    encode(v, static_cast<size_t>(n), spec.dtype, &(*bytes)[c - chunk_begin]);
+  };
+  std::vector<std::thread> threads;
+  for (int64_t c = chunk_begin + 1; c < chunk_end; ++c) threads.emplace_back(work, c);
+  work(chunk_begin);
+  for (std::thread& t : threads) t.join();
+}
+
 Status write_tensors(const CheckpointSpec& spec, const std::string& path) {
   const std::vector<TensorHeader> headers = gpt2_tensor_headers(spec.config, spec.dtype);
   KVMESH_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::create(path, headers, {{"format", "pt"}}));
-  std::vector<float> values;
-  std::string bytes;
+  const int64_t n_threads =
+      spec.n_threads > 0 ? spec.n_threads : std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 8);
+  std::vector<float> values(n_threads * kChunkElems);
+  std::vector<std::string> bytes(n_threads);
   uint64_t done = 0;
   for (size_t t = 0; t < headers.size(); ++t) {
     const TensorHeader& h = headers[t];
     const InitRule rule = init_rule(h.name, spec.config);
-    NormalGenerator gen(spec.seed * 0xD1B54A32D192ED03ull + (t + 1) * 0x9E3779B97F4A7C15ull);
     int64_t numel = 1;
     for (int64_t d : h.shape) numel *= d;
-    for (int64_t at = 0; at < numel; at += kChunkElems) {
-      const size_t n = static_cast<size_t>(std::min<int64_t>(kChunkElems, numel - at));
-      values.resize(n);
-      for (size_t i = 0; i < n; ++i) values[i] = gen.next(rule.mean, rule.std);
-      encode(values.data(), n, spec.dtype, &bytes);
-      KVMESH_RETURN_IF_ERROR(writer->append(bytes.data(), bytes.size()));
-      done += bytes.size();
+    const int64_t n_chunks = (numel + kChunkElems - 1) / kChunkElems;
+    for (int64_t c = 0; c < n_chunks; c += n_threads) {
+      const int64_t c_end = std::min(n_chunks, c + n_threads);
+      make_chunks(spec, t, rule, numel, c, c_end, &values, &bytes);
+      for (int64_t k = 0; k < c_end - c; ++k) {
+        KVMESH_RETURN_IF_ERROR(writer->append(bytes[k].data(), bytes[k].size()));
+        done += bytes[k].size();
+      }
     }
     if (spec.progress) spec.progress(h.name, done, writer->data_bytes());
   }

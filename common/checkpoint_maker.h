@@ -20,6 +20,7 @@ struct CheckpointSpec {
   DType dtype = DType::f32;  // weight dtype: f32, f16 or bf16
   uint64_t seed = 1;
   bool copy_tokenizer = true;  // copy vocab.json + merges.txt from KVMESH_DATA_DIR/gpt2
+  int n_threads = 0;           // generator threads, 0: hardware concurrency (at most 8); bytes do not depend on it
   // Optional, called after each tensor: (tensor name, data bytes written so far, total data bytes).
   std::function<void(const std::string& tensor, uint64_t done_bytes, uint64_t total_bytes)> progress;
 };

@@ -23,8 +23,8 @@ struct ModelConfig {
   int vocab_size = 0;
   float layer_norm_epsilon = 1e-5f;
   Activation activation = Activation::gelu_new;
-  int bos_token_id = 50256;
-  int eos_token_id = 50256;
+  int bos_token_id = 50256;      // -1: none (null in config.json); 50256 when absent
+  int eos_token_id = 50256;      // -1: none (null in config.json); 50256 when absent
 
   int head_dim() const { return n_embd / n_head; }
   // Checks the fields are positive and consistent (n_embd divisible by n_head, ...).
@@ -33,8 +33,10 @@ struct ModelConfig {
   int64_t n_params() const;
 };
 
-// Parses config.json text. Errors name the field; `source` names the file in messages.
+// Parses config.json text (GPT-2 family; model_type absent or "gpt2") and validates it. Errors are
+// invalid_argument naming `source` (the file) and the field.
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
+// Reads and parses a config.json (not_found when missing); name = the directory's base name.
 Result<ModelConfig> load_model_config(const std::string& path);
 // config.json text for a ModelConfig (what kvmesh-ckpt writes).
 std::string model_config_to_json(const ModelConfig& config);

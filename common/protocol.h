@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -100,5 +101,15 @@ struct StepResult {
   std::vector<SeqResult> seqs;  // in the order of StepPlan::seqs
   std::vector<int32_t> failed_disk_loads;  // host slots whose disk page was missing or corrupt
 };
+
+// Wire format: magic, version, then the fields. Decoding checks every length, count and enum
+// value and fails with invalid_argument on anything malformed; it never reads out of bounds.
+constexpr uint32_t kProtocolMagic = 0x4b564d50;  // "KVMP"
+constexpr uint16_t kProtocolVersion = 1;
+
+std::string encode_step_plan(const StepPlan& plan);
+Result<StepPlan> decode_step_plan(std::string_view bytes);
+std::string encode_step_result(const StepResult& result);
+Result<StepResult> decode_step_result(std::string_view bytes);
 
 }  // namespace kvmesh

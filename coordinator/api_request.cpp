@@ -435,7 +435,7 @@ std::optional<std::string> read_content(FieldReader& reader, const JsonIn& messa
     return reader.fail("`" + where + ".content` is required", "messages"), std::nullopt;
   }
   if (it->is_string()) return it->get<std::string>();
-  if (!it->is_array()) return reader.fail(where + ".content must be a string or a list of text parts", "messages"), std::nullopt;
+  if (!it->is_array()) return reader.fail("`" + where + ".content` must be a string or a list of text parts", "messages"), std::nullopt;
   std::string text;
   for (const JsonIn& part : *it) {
     const bool is_text = part.is_object() && part.value("type", JsonIn()) == "text" &&

@@ -131,7 +131,7 @@ Json completion_choice(const CompletionRequest& request, int32_t index, const Ge
                  {"text", request.echo ? tokenizer.decode(prompt) + out.text : out.text},
                  {"logprobs", std::move(logprobs)},
                  {"finish_reason", finish_json(out.finish)},
-                 {"stop_reason", stop_reason(request.params, out, tokenizer)}};
+                 {"stop_reason", stop_reason(out)}};
   if (request.return_token_ids) {
     choice["prompt_token_ids"] = prompt;
     choice["token_ids"] = out.token_ids;
@@ -146,7 +146,7 @@ Json chat_choice(const CompletionRequest& request, int32_t index, const Generati
                  {"logprobs", request.logprobs >= 0 ? chat_logprobs(tokenizer, out.token_ids, out.logprobs)
                                                     : Json(nullptr)},
                  {"finish_reason", finish_json(out.finish)},
-                 {"stop_reason", stop_reason(request.params, out, tokenizer)}};
+                 {"stop_reason", stop_reason(out)}};
   if (request.return_token_ids) choice["token_ids"] = out.token_ids;
   return choice;
 }
@@ -164,26 +164,11 @@ int64_t TextOffsets::add(std::string_view token_bytes) {
   return at;
 }
 
-Json stop_reason(const GenerationRequest& params, const GenerationOutput& output, const Tokenizer& tokenizer) {
-  if (output.finish != FinishReason::stop || output.token_ids.empty()) return nullptr;
-  const int32_t last = output.token_ids.back();
-  const auto& stop_ids = params.stop_token_ids;
-  if (std::find(stop_ids.begin(), stop_ids.end(), last) != stop_ids.end()) return last;
-  if (last == tokenizer.eos_token_id() && !params.ignore_eos) return nullptr;
-  if (params.stop.empty()) return nullptr;
-  // The text ends where the stop string began.
-  const std::string generated = tokenizer.decode(output.token_ids);
-  const size_t at = output.text.size();
-  for (const std::string& s : params.stop) {
-    if (at <= generated.size() && generated.compare(at, s.size(), s) == 0) return s;
-  }
-  size_t first = std::string::npos;
-  Json reason = nullptr;
-  for (const std::string& s : params.stop) {
-    const size_t pos = generated.find(s);
-    if (pos < first) first = pos, reason = s;
-  }
-  return reason;
+Json stop_reason(const GenerationOutput& output) {
+  if (output.finish != FinishReason::stop) return nullptr;
+  if (!output.stop_string.empty()) return output.stop_string;
+  if (output.stop_token >= 0) return output.stop_token;
+  return nullptr;  // EOS
 }
 
 Json build_usage(const CompletionRequest& request, const std::vector<GenerationOutput>& outputs) {
@@ -277,7 +262,7 @@ Json StreamBuilder::completion_choice(int32_t index, Choice& state, const Genera
                  {"text", echo_now ? tokenizer_.decode(prompt) + delta.text : delta.text},
                  {"logprobs", std::move(logprobs)},
                  {"finish_reason", finish_json(delta.finish)},
-                 {"stop_reason", done ? stop_reason(request_.params, state.total, tokenizer_) : Json(nullptr)}};
+                 {"stop_reason", done ? stop_reason(state.total) : Json(nullptr)}};
   if (request_.return_token_ids) {
     if (first) choice["prompt_token_ids"] = prompt;
     choice["token_ids"] = delta.token_ids;
@@ -295,7 +280,7 @@ Json StreamBuilder::chat_choice(int32_t index, Choice& state, const GenerationDe
                  {"logprobs", request_.logprobs >= 0 ? chat_logprobs(tokenizer_, delta.token_ids, delta.logprobs)
                                                      : Json(nullptr)},
                  {"finish_reason", finish_json(delta.finish)},
-                 {"stop_reason", done ? stop_reason(request_.params, state.total, tokenizer_) : Json(nullptr)}};
+                 {"stop_reason", done ? stop_reason(state.total) : Json(nullptr)}};
   if (request_.return_token_ids) {
     if (first && index == 0) choice["prompt_token_ids"] = request_.prompts[0];
     choice["token_ids"] = delta.token_ids;

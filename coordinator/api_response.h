@@ -47,7 +47,7 @@ Json build_usage(const CompletionRequest& request, const std::vector<GenerationO
 
 // Why a choice stopped, as vLLM's stop_reason: the stop string or stop token id that ended it, or
 // null (end of text, length, or not known).
-Json stop_reason(const GenerationRequest& params, const GenerationOutput& output, const Tokenizer& tokenizer);
+Json stop_reason(const GenerationOutput& output);  // the stop string or stop token id, else null
 
 // SSE payloads of one streamed request, one chunk per GenerationDelta. Keeps per-choice state
 // (echo and role sent, text offsets, totals for usage). `tokenizer` must outlive it.

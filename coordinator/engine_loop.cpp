@@ -45,8 +45,12 @@ void EngineLoop::run() {
       QueueBatch batch = queue_.take(!engine_->has_work(), kIdleWait);
       apply(batch);
       if (batch.stop && !engine_->has_work()) break;
-      if (engine_->has_work()) step_once();
-      publish();
+      const bool stepped = engine_->has_work();
+      if (stepped) step_once();
+      publish();  // before the test delay: admission counts stay current while it sleeps
+      if (stepped && options_.debug_step_delay_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_step_delay_ms));
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kvmesh-serve: engine thread failed: %s\n", e.what());
@@ -131,9 +135,6 @@ void EngineLoop::record_timing(Ticket& t, int32_t index, const GenerationDelta& 
 void EngineLoop::step_once() {
   Status st = engine_->step();
   if (!st.is_ok()) std::fprintf(stderr, "kvmesh-serve: engine step failed: %s\n", st.to_string().c_str());
-  if (options_.debug_step_delay_ms > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_step_delay_ms));
-  }
 }
 
 void EngineLoop::publish() {

@@ -26,6 +26,8 @@ void GenerationOutput::append(const GenerationDelta& delta) {
   if (delta.finish != FinishReason::none && finish == FinishReason::none) {
     finish = delta.finish;
     error = delta.error;
+    stop_string = delta.stop_string;
+    stop_token = delta.stop_token;
   }
 }
 

@@ -176,7 +176,9 @@ void Scheduler::send_delta(Sequence& seq, const SeqResult* res, FinishReason fin
   d.error = error;
   if (finish_reason == FinishReason::stop) {
     d.stop_string = seq.text.matched_stop();
-    if (d.stop_string.empty() && !seq.tokens.empty()) d.stop_token = seq.tokens.back();
+    const auto& ids = seq.request.stop_token_ids;
+    if (d.stop_string.empty() && std::find(ids.begin(), ids.end(), seq.tokens.back()) != ids.end())
+      d.stop_token = seq.tokens.back();  // EOS has no stop_reason
   }
   d.n_prompt_tokens = seq.n_prompt;
   d.n_cached_tokens = seq.n_cached_prompt;

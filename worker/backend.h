@@ -43,9 +43,10 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  // out[t] = wte[tokens[t]] + wpe[positions[t]]          out: [T, E]
-  virtual void embed(const TensorView& wte, const TensorView& wpe, const int32_t* tokens,
-                     const int32_t* positions, TensorView out) = 0;
+  // out[t] = wte[tokens[t] - vocab_begin] (zero when outside this shard's rows)
+  //          + wpe[positions[t]] (when wpe is given)     wte: [Vl, E], out: [T, E]
+  virtual void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe,
+                     const int32_t* tokens, const int32_t* positions, TensorView out) = 0;
   // out = LayerNorm(x) * w + b over the last dim          x, out: [T, E]
   virtual void layer_norm(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
                           TensorView out) = 0;
@@ -56,6 +57,8 @@ class Backend {
   virtual void activation(TensorView x, Activation act) = 0;
   // x += y
   virtual void add(TensorView x, const TensorView& y) = 0;
+  // x[t] += b for every row t                              x: [T, E], b: [E]
+  virtual void add_bias(TensorView x, const TensorView& b) = 0;
   // Writes K and V of every token (columns [E, 2E) and [2E, 3E) of qkv) into layer's pages.
   virtual void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
                         KvPoolView pool) = 0;

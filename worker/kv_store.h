@@ -17,11 +17,15 @@ int64_t kv_page_elems(int n_layers, int block_size, int n_heads, int head_dim);
 
 class KvStore {
  public:
-  // Fails when the device budget holds no page.
+  // Pages the device budget holds for this rank's layers and heads (an error when none).
+  static Result<int32_t> budget_pages(const CacheConfig& cache, int n_layers, int n_heads,
+                                      int head_dim);
+  // Allocates n_pages pages (page ids are global, so every rank allocates the same count).
   static Result<std::unique_ptr<KvStore>> create(const CacheConfig& cache, int n_layers,
-                                                 int n_heads, int head_dim);
+                                                 int n_heads, int head_dim, int32_t n_pages);
 
   KvPoolView device_pool() { return pool_; }
+  KvPoolView device_pool_view() const { return pool_; }
   int32_t n_device_pages() const { return pool_.n_pages; }
   size_t page_bytes() const;
 

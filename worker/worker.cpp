@@ -1,27 +1,25 @@
-// Worker: validates a StepPlan, applies its CacheOps, runs the forward and samples the results.
+// Worker: validates a StepPlan, applies its CacheOps, runs its stage's forward in micro-batches
+// (activations to the next stage as soon as each is done) and, on the sampling rank, samples.
 #include "worker/worker.h"
 
-#include <cmath>
+#include <algorithm>
+#include <chrono>
 #include <string>
 
-#include "common/safetensors.h"
+#include "common/synthetic_models.h"
 #include "worker/cpu/cpu_backend.h"
 #include "worker/kv_store.h"
+#include "worker/micro_batch.h"
 #include "worker/model.h"
-#include "worker/sampler.h"
+#include "worker/weight_source.h"
 
 namespace kvmesh {
 
-struct Worker::Scratch {
-  std::vector<int32_t> tokens;
-  BatchLayout batch;
-  std::vector<int32_t> logit_rows;
-  std::vector<float> logits;
-  std::vector<double> logprobs;
-  std::vector<float> penalised;
-};
-
 namespace {
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 Status validate_seq(const SeqWork& s, const ModelConfig& c, int32_t block_size, int32_t n_pages) {
   const std::string who = "sequence " + std::to_string(s.seq_id) + ": ";
@@ -33,9 +31,9 @@ Status validate_seq(const SeqWork& s, const ModelConfig& c, int32_t block_size, 
                         " exceed the model's context of " + std::to_string(c.n_positions));
   }
   for (int32_t t : s.token_ids)
-    if (t < 0 || t >= c.vocab_size) return out_of_range(who + "token id " + std::to_string(t) + " outside the vocabulary");
-  const int64_t pages_needed = (end + block_size - 1) / block_size;
-  if (static_cast<int64_t>(s.block_table.size()) < pages_needed)
+    if (t < 0 || t >= c.vocab_size)
+      return out_of_range(who + "token id " + std::to_string(t) + " outside the vocabulary");
+  if (static_cast<int64_t>(s.block_table.size()) < (end + block_size - 1) / block_size)
     return invalid_argument(who + "block table too short");
   for (int32_t p : s.block_table)
     if (p < 0 || p >= n_pages) return out_of_range(who + "page " + std::to_string(p) + " outside the pool");
@@ -49,98 +47,152 @@ Status validate_seq(const SeqWork& s, const ModelConfig& c, int32_t block_size, 
 Worker::Worker() = default;
 Worker::~Worker() = default;
 
-Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options) {
-  KVMESH_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(options.model_dir + "/config.json"));
-  KVMESH_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::open_dir(options.model_dir));
-  KVMESH_ASSIGN_OR_RETURN(ModelWeights weights, load_weights(*checkpoint, config));
-  KVMESH_ASSIGN_OR_RETURN(auto kv, KvStore::create(options.cache, config.n_layer, config.n_head,
-                                                   config.head_dim()));
+namespace {
+
+// What one rank loads on its own before the ranks agree that all of them succeeded.
+struct LocalShard {
+  ModelConfig config;
+  ModelWeights weights;
+  int32_t budget_pages = 0;
+  uint64_t bytes_read = 0;
+};
+
+Result<LocalShard> load_local_shard(const WorkerOptions& options) {
+  LocalShard shard;
+  KVMESH_ASSIGN_OR_RETURN(shard.config, resolve_model_config(options.model_dir));
+  const ModelConfig& c = shard.config;
+  const ParallelLayout& layout = options.layout;
+  KVMESH_RETURN_IF_ERROR(validate_layout(c, layout.tp, layout.pp, layout.world_size()));
+  KVMESH_ASSIGN_OR_RETURN(auto source, open_weight_source(options.model_dir, c, options.synthetic_seed));
+  KVMESH_ASSIGN_OR_RETURN(shard.weights, load_weights(*source, c, layout));
+  shard.bytes_read = source->bytes_read();
+  KVMESH_ASSIGN_OR_RETURN(shard.budget_pages,
+                          KvStore::budget_pages(options.cache, static_cast<int>(layout.layers(c).size()),
+                                                static_cast<int>(layout.heads(c).size()), c.head_dim()));
+  return shard;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
+                                               std::unique_ptr<Collectives> collectives) {
+  auto shard = load_local_shard(options);
+  Status status = collectives->agree(shard.is_ok() ? Status::ok() : shard.status());
+  if (!status.is_ok()) return status;
+  const ModelConfig& c = shard->config;
+  const ParallelLayout& layout = options.layout;
+  const auto n_pages = static_cast<int32_t>(collectives->world_min(shard->budget_pages));
+  auto kv = KvStore::create(options.cache, static_cast<int>(layout.layers(c).size()),
+                            static_cast<int>(layout.heads(c).size()), c.head_dim(), n_pages);
+  status = collectives->agree(kv.is_ok() ? Status::ok() : kv.status());
+  if (!status.is_ok()) return status;
   auto worker = std::unique_ptr<Worker>(new Worker());
-  worker->model_ = std::make_unique<Model>(config, std::move(weights),
-                                           make_cpu_backend(options.n_threads));
-  worker->kv_ = std::move(kv);
-  worker->scratch_ = std::make_unique<Scratch>();
+  worker->collectives_ = std::move(collectives);
+  worker->model_ = std::make_unique<Model>(c, layout, std::move(shard->weights),
+                                           make_cpu_backend(options.n_threads),
+                                           worker->collectives_.get());
+  worker->kv_ = std::move(kv).value();
+  worker->bytes_read_ = shard->bytes_read;
+  worker->micro_batches_ =
+      layout.pp > 1 ? (options.micro_batches > 0 ? options.micro_batches : layout.pp) : 1;
   return worker;
 }
 
 const ModelConfig& Worker::model_config() const { return model_->config(); }
+const ParallelLayout& Worker::layout() const { return model_->layout(); }
 int32_t Worker::n_device_pages() const { return kv_->n_device_pages(); }
 
-Status Worker::execute(const StepPlan& plan, StepResult* result) {
-  const ModelConfig& c = model_->config();
-  KvPoolView pool = kv_->device_pool();
-  result->step_id = plan.step_id;
-  result->seqs.clear();
-  result->failed_disk_loads.clear();
-
-  std::vector<std::pair<int32_t, int32_t>> copies;
+Status Worker::validate(const StepPlan& plan) const {
+  const KvPoolView pool = kv_->device_pool_view();
   for (const CacheOp& op : plan.cache_ops) {
     if (op.kind != CacheOpKind::copy) return invalid_argument("cache op kind not supported by this worker");
     if (op.src < 0 || op.src >= pool.n_pages || op.dst < 0 || op.dst >= pool.n_pages)
       return out_of_range("cache op page outside the pool");
-    copies.emplace_back(op.src, op.dst);
   }
-  if (!copies.empty()) model_->backend().copy_pages(pool, copies);
-  if (plan.seqs.empty()) return Status::ok();
-
-  Scratch& s = *scratch_;
-  s.tokens.clear();
-  s.batch.seqs.clear();
-  s.batch.positions.clear();
-  s.batch.slots.clear();
-  s.logit_rows.clear();
-  for (const SeqWork& seq : plan.seqs) {
-    KVMESH_RETURN_IF_ERROR(validate_seq(seq, c, pool.block_size, pool.n_pages));
-    const auto begin = static_cast<int32_t>(s.tokens.size());
-    s.batch.seqs.push_back({begin, seq.n_tokens(), seq.n_past, seq.block_table.data()});
-    for (int32_t i = 0; i < seq.n_tokens(); ++i) {
-      const int32_t pos = seq.n_past + i;
-      s.tokens.push_back(seq.token_ids[i]);
-      s.batch.positions.push_back(pos);
-      s.batch.slots.push_back(seq.block_table[pos / pool.block_size] * pool.block_size +
-                              pos % pool.block_size);
-      const bool last = i + 1 == seq.n_tokens();
-      if (seq.prompt_logprobs >= 0 || (last && seq.sample)) s.logit_rows.push_back(begin + i);
-    }
-  }
-  model_->forward(s.tokens, s.batch, s.logit_rows, pool, &s.logits);
-
-  // Log-probs and sampling, row by row in plan order.
-  const int32_t v = c.vocab_size;
-  size_t row = 0;
-  for (const SeqWork& seq : plan.seqs) {
-    SeqResult out;
-    out.seq_id = seq.seq_id;
-    const int32_t n_rows = seq.prompt_logprobs >= 0 ? seq.n_tokens() : (seq.sample ? 1 : 0);
-    for (int32_t i = 0; i < n_rows; ++i, ++row) {
-      const float* logits = s.logits.data() + row * static_cast<size_t>(v);
-      const bool last = i + 1 == n_rows;
-      if (seq.prompt_logprobs >= 0) {
-        const int32_t target = last ? seq.next_prompt_token : seq.token_ids[i + 1];
-        if (target >= 0) {
-          log_softmax(logits, v, &s.logprobs);
-          out.prompt_logprobs.push_back(position_logprobs(s.logprobs, target, seq.prompt_logprobs));
-        }
-      }
-      if (!(last && seq.sample)) continue;
-      const float* to_sample = logits;
-      if (seq.sampling.has_penalties() || !seq.banned_token_ids.empty()) {
-        s.penalised.assign(logits, logits + v);
-        apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, s.penalised.data(), v);
-        for (int32_t t : seq.banned_token_ids)
-          if (t >= 0 && t < v) s.penalised[t] = -INFINITY;
-        to_sample = s.penalised.data();
-      }
-      const int64_t position = static_cast<int64_t>(seq.n_past) + seq.n_tokens();
-      out.token = sample_token(seq.sampling, to_sample, v, position);
-      if (seq.sampling.n_logprobs >= 0) {
-        log_softmax(logits, v, &s.logprobs);
-        out.token_logprobs = position_logprobs(s.logprobs, out.token, seq.sampling.n_logprobs);
-      }
-    }
-    result->seqs.push_back(std::move(out));
-  }
+  for (const SeqWork& seq : plan.seqs)
+    KVMESH_RETURN_IF_ERROR(validate_seq(seq, model_->config(), pool.block_size, pool.n_pages));
   return Status::ok();
+}
+
+Status Worker::execute(const StepPlan& plan, StepResult* result) {
+  const double t0 = seconds_now();
+  result->step_id = plan.step_id;
+  result->seqs.clear();
+  result->failed_disk_loads.clear();
+  KVMESH_RETURN_IF_ERROR(validate(plan));
+  std::vector<std::pair<int32_t, int32_t>> copies;
+  for (const CacheOp& op : plan.cache_ops) copies.emplace_back(op.src, op.dst);
+  if (!copies.empty()) model_->backend().copy_pages(kv_->device_pool(), copies);
+  timing_ = {};
+  if (!plan.seqs.empty()) {
+    build_micro_batches(plan);
+    forward_micro_batches();
+    if (layout().is_sampler()) sample_results(plan, result);
+  }
+  timing_.total_s = seconds_now() - t0;
+  return Status::ok();
+}
+
+void Worker::build_micro_batches(const StepPlan& plan) {
+  const int32_t bs = kv_->device_pool_view().block_size;
+  const int n_mb = std::min<int>(micro_batches_, static_cast<int>(plan.seqs.size()));
+  mbs_.resize(static_cast<size_t>(n_mb));
+  // Split the sequences into n_mb contiguous groups of about equal token counts.
+  const int64_t total = plan.n_tokens();
+  size_t s = 0;
+  int64_t seen = 0;
+  for (int m = 0; m < n_mb; ++m) {
+    MicroBatch& mb = mbs_[m];
+    mb.seq_begin = s;
+    const int64_t target = total * (m + 1) / n_mb;
+    const size_t must_leave = static_cast<size_t>(n_mb - m - 1);
+    while (s < plan.seqs.size() - must_leave && (s == mb.seq_begin || seen < target)) {
+      seen += plan.seqs[s].n_tokens();
+      ++s;
+    }
+    mb.seq_end = s;
+    mb.tokens.clear();
+    mb.batch.seqs.clear();
+    mb.batch.positions.clear();
+    mb.batch.slots.clear();
+    mb.logit_rows.clear();
+    for (size_t k = mb.seq_begin; k < mb.seq_end; ++k) {
+      const SeqWork& seq = plan.seqs[k];
+      const auto begin = static_cast<int32_t>(mb.tokens.size());
+      mb.batch.seqs.push_back({begin, seq.n_tokens(), seq.n_past, seq.block_table.data()});
+      for (int32_t i = 0; i < seq.n_tokens(); ++i) {
+        const int32_t pos = seq.n_past + i;
+        mb.tokens.push_back(seq.token_ids[i]);
+        mb.batch.positions.push_back(pos);
+        mb.batch.slots.push_back(seq.block_table[pos / bs] * bs + pos % bs);
+        if (seq.prompt_logprobs >= 0 || (i + 1 == seq.n_tokens() && seq.sample))
+          mb.logit_rows.push_back(begin + i);
+      }
+    }
+  }
+}
+
+void Worker::forward_micro_batches() {
+  const ParallelLayout& l = layout();
+  const int64_t e = model_->config().n_embd;
+  for (size_t m = 0; m < mbs_.size(); ++m) {
+    MicroBatch& mb = mbs_[m];
+    const auto n = static_cast<int64_t>(mb.tokens.size());
+    mb.x.resize(static_cast<size_t>(n * e));
+    if (l.first_stage()) {
+      const double c0 = seconds_now();
+      model_->embed(mb.tokens, mb.batch, mb.x.data());
+      timing_.compute_s += seconds_now() - c0;
+    } else {
+      collectives_->pp_recv_prev(mb.x.data(), n * e, static_cast<int>(m));
+    }
+    const double c0 = seconds_now();
+    model_->run_layers(mb.batch, kv_->device_pool(), n, mb.x.data());
+    if (l.last_stage()) model_->logits(mb.x.data(), mb.logit_rows, &mb.logits);
+    timing_.compute_s += seconds_now() - c0;
+    if (!l.last_stage()) collectives_->pp_send_next(mb.x.data(), n * e, static_cast<int>(m));
+  }
+  collectives_->pp_flush_sends();
 }
 
 }  // namespace kvmesh

@@ -1,4 +1,5 @@
-// Worker: executes StepPlans on its shard of the model (CacheOps first, then forward, then sampling).
+// Worker: executes StepPlans on its shard of the model (CacheOps first, then the forward of its
+// pipeline stage in micro-batches, then, on the sampling rank, log-probs and sampling).
 #pragma once
 
 #include <cstdint>
@@ -8,36 +9,68 @@
 #include "common/config.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "worker/collectives.h"
+#include "worker/parallel.h"
 
 namespace kvmesh {
 
 struct WorkerOptions {
-  std::string model_dir;       // HF-layout checkpoint directory
+  std::string model_dir;       // HF-layout checkpoint directory, or "synthetic:<shape>"
+  uint64_t synthetic_seed = 1; // weights of a synthetic model
   CacheConfig cache;
   int n_threads = 0;           // compute threads; 0 = all cores
+  ParallelLayout layout;       // tp, pp and this rank
+  int micro_batches = 0;       // per step with pp > 1; 0 = pp
 };
 
 class Model;
 class KvStore;
+struct MicroBatch;
+
+// Time a rank spent in one step, for the pipeline bubble.
+struct StepTiming {
+  double total_s = 0;    // whole execute()
+  double compute_s = 0;  // forward and sampling, excluding waits for other stages
+};
 
 class Worker {
  public:
-  // Loads the weights and allocates the KV page pool. Errors name the file and the problem.
-  static Result<std::unique_ptr<Worker>> create(const WorkerOptions& options);
+  // Loads this rank's weight shard and allocates its KV page pool; the page count is the minimum
+  // over all ranks. Errors name the file and the problem.
+  static Result<std::unique_ptr<Worker>> create(const WorkerOptions& options,
+                                                std::unique_ptr<Collectives> collectives);
+  static Result<std::unique_ptr<Worker>> create(const WorkerOptions& options) {
+    return create(options, make_local_collectives());
+  }
   ~Worker();
 
-  // Runs one step. Bad plans (page ids outside the pool, positions past the context) are errors.
+  // Runs one step. Bad plans (page ids outside the pool, positions past the context) are errors
+  // (every rank sees the same plan, so every rank rejects it alike). `result` is filled on the
+  // sampling rank only.
   Status execute(const StepPlan& plan, StepResult* result);
 
   const ModelConfig& model_config() const;
+  const ParallelLayout& layout() const;
   int32_t n_device_pages() const;
+  const StepTiming& last_timing() const { return timing_; }
+  uint64_t checkpoint_bytes_read() const { return bytes_read_; }
 
  private:
   Worker();
+  Status validate(const StepPlan& plan) const;
+  void build_micro_batches(const StepPlan& plan);
+  void forward_micro_batches();
+  void sample_results(const StepPlan& plan, StepResult* result);
+
+  std::unique_ptr<Collectives> collectives_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<KvStore> kv_;
-  struct Scratch;
-  std::unique_ptr<Scratch> scratch_;
+  int micro_batches_ = 1;
+  std::vector<MicroBatch> mbs_;
+  StepTiming timing_;
+  uint64_t bytes_read_ = 0;
+  std::vector<double> logprobs_;
+  std::vector<float> penalised_;
 };
 
 }  // namespace kvmesh

@@ -441,11 +441,13 @@ TEST_F(ApiJsonTest, RequestHelpers) {
 TEST_F(ApiJsonTest, CompletionResponse) {
   CompletionRequest r = parse_ok(R"({"prompt": ["Hello", " world"], "n": 2, "stop": ["!"], "stop_token_ids": [13],
                                      "return_token_ids": true})");
-  const std::vector<GenerationOutput> outputs = {
+  std::vector<GenerationOutput> outputs = {
       make_output(" there", tok().encode(" there"), FinishReason::length),
       make_output("", {0}, FinishReason::stop),                    // "!" stop string
       make_output(",", {11, 50256}, FinishReason::stop, 1),        // end of text
       make_output("x", {87, 13}, FinishReason::stop, 1)};          // stop token "."
+  outputs[1].stop_string = "!";
+  outputs[3].stop_token = 13;
   auto built = build_completion_response(r, outputs, tok());
   ASSERT_TRUE(built.is_ok()) << built.error().message;
   const Json& body = built.value();
@@ -604,7 +606,9 @@ TEST_F(ApiJsonTest, CompletionStreamChunks) {
 
   CompletionRequest quiet = parse_ok(R"({"prompt": "Hello", "stream": true, "stop": ["!"]})");
   StreamBuilder quiet_stream(quiet, tok());
-  Json last = quiet_stream.chunk(0, make_delta(" a", {257, 0}, FinishReason::stop));
+  GenerationDelta stopped = make_delta(" a", {257, 0}, FinishReason::stop);
+  stopped.stop_string = "!";
+  Json last = quiet_stream.chunk(0, stopped);
   EXPECT_EQ(last["choices"][0]["stop_reason"], "!");
   EXPECT_TRUE(last["choices"][0]["logprobs"].is_null());
   EXPECT_FALSE(last["choices"][0].contains("token_ids"));
@@ -631,7 +635,9 @@ TEST_F(ApiJsonTest, ChatStreamChunks) {
   EXPECT_EQ(dump_json(c1["choices"][0]["delta"]), R"({"role":"assistant","content":" Hello"})");
   EXPECT_EQ(c1["choices"][0]["logprobs"]["content"][0]["token"], " Hello");
   EXPECT_TRUE(c1["choices"][0]["finish_reason"].is_null());
-  Json c2 = stream.chunk(0, make_delta("", {198, 7220, 25}, FinishReason::stop));
+  GenerationDelta user_turn = make_delta("", {198, 7220, 25}, FinishReason::stop);
+  user_turn.stop_string = "\nuser:";
+  Json c2 = stream.chunk(0, user_turn);
   EXPECT_EQ(dump_json(c2["choices"][0]["delta"]), R"({"content":""})");
   EXPECT_EQ(c2["choices"][0]["finish_reason"], "stop");
   EXPECT_EQ(c2["choices"][0]["stop_reason"], "\nuser:");

@@ -30,16 +30,20 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void embed(const TensorView& wte, const TensorView& wpe, const int32_t* tokens,
-             const int32_t* positions, TensorView out) override {
-    const int64_t n = out.dim(0), e = out.dim(1);
-    const float* te = wte.f32();
-    const float* pe = wpe.f32();
+  void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe,
+             const int32_t* tokens, const int32_t* positions, TensorView out) override {
+    const int64_t n = out.dim(0), e = out.dim(1), rows = wte.dim(0);
     float* o = out.f32();
     for (int64_t t = 0; t < n; ++t) {
-      const float* a = te + static_cast<int64_t>(tokens[t]) * e;
-      const float* b = pe + static_cast<int64_t>(positions[t]) * e;
-      for (int64_t i = 0; i < e; ++i) o[t * e + i] = a[i] + b[i];
+      const int64_t row = tokens[t] - vocab_begin;
+      if (row >= 0 && row < rows) {
+        std::copy_n(wte.f32() + row * e, e, o + t * e);
+      } else {
+        std::fill_n(o + t * e, e, 0.0f);
+      }
+      if (wpe == nullptr) continue;
+      const float* p = wpe->f32() + static_cast<int64_t>(positions[t]) * e;
+      for (int64_t i = 0; i < e; ++i) o[t * e + i] += p[i];
     }
   }
 
@@ -95,6 +99,14 @@ class CpuBackend final : public Backend {
     const float* b = y.f32();
     const int64_t n = x.numel();
     for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+  }
+
+  void add_bias(TensorView x, const TensorView& b) override {
+    const int64_t n = x.dim(0), e = x.dim(1);
+    float* v = x.f32();
+    const float* bias = b.f32();
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < e; ++i) v[t * e + i] += bias[i];
   }
 
   void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer,

@@ -1,0 +1,268 @@
+// kvmesh-load: parse flags -> wait for /ready -> learn the model -> warm up -> for each sweep
+// point: build the workload, scrape /metrics, run, scrape again -> print and write the reports
+// -> exit 0, 1 (server unusable), 2 (bad flags) or 3 (SLO breached).
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "client/arrivals.h"
+#include "client/http_client.h"
+#include "client/load_config.h"
+#include "client/report.h"
+#include "client/runner.h"
+#include "client/workloads.h"
+
+namespace {
+
+using namespace kvmesh::load;
+using nlohmann::json;
+
+constexpr int32_t kTokenizeConcurrency = 8;
+
+// /tokenize as a TokenService.
+class HttpTokens : public TokenService {
+ public:
+  explicit HttpTokens(HttpTarget target) : target_(std::move(target)) {}
+  std::vector<int64_t> count(const std::vector<std::string>& texts) override { return run(texts, false); }
+  std::vector<int64_t> count_chat(const std::vector<std::string>& texts) override { return run(texts, true); }
+
+ private:
+  std::vector<int64_t> run(const std::vector<std::string>& texts, bool chat) {
+    std::vector<HttpRequest> requests;
+    for (const std::string& t : texts) {
+      json body = chat ? json{{"messages", json::array({{{"role", "user"}, {"content", t}}})},
+                              {"add_generation_prompt", true}}
+                       : json{{"prompt", t}};
+      requests.push_back(HttpRequest{"POST", "/tokenize", body.dump(-1, ' ', false, json::error_handler_t::replace), 60.0});
+    }
+    std::vector<int64_t> out;
+    for (const HttpReply& r : http_fetch_all(target_, requests, kTokenizeConcurrency)) {
+      json j = r.ok() ? json::parse(r.body, nullptr, false) : json();
+      out.push_back(j.is_object() && j.contains("count") && j["count"].is_number_integer() ? j["count"].get<int64_t>()
+                                                                                          : -1);
+    }
+    return out;
+  }
+  HttpTarget target_;
+};
+
+void raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+bool wait_ready(const HttpTarget& target, double timeout_s) {
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  std::string last = "no answer";
+  for (int attempt = 0; attempt < 1000000; ++attempt) {
+    HttpReply r = http_fetch(target, HttpRequest{"GET", "/ready", "", 5.0});
+    if (r.ok()) return true;
+    last = r.error.ok() ? "HTTP " + std::to_string(r.status) : r.error.kind + ": " + r.error.message;
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::fprintf(stderr, "kvmesh-load: error: http://%s:%s/ready did not answer 200 within %.0f s (%s)\n",
+               target.host.c_str(), target.port.c_str(), timeout_s, last.c_str());
+  return false;
+}
+
+// The model to name in requests (first of /v1/models unless given) and its context length.
+void learn_model(const HttpTarget& target, std::string& model, int64_t& max_model_len) {
+  HttpReply r = http_fetch(target, HttpRequest{"GET", "/v1/models", "", 10.0});
+  json j = r.ok() ? json::parse(r.body, nullptr, false) : json();
+  if (!j.is_object() || !j.contains("data") || !j["data"].is_array() || j["data"].empty()) return;
+  const json& first = j["data"][0];
+  if (model.empty() && first.contains("id") && first["id"].is_string()) model = first["id"].get<std::string>();
+  if (first.contains("max_model_len") && first["max_model_len"].is_number_integer()) {
+    max_model_len = first["max_model_len"].get<int64_t>();
+  }
+}
+
+PromSnapshot scrape(const HttpTarget& target) {
+  HttpReply r = http_fetch(target, HttpRequest{"GET", "/metrics", "", 10.0});
+  return r.ok() ? parse_prometheus(r.body) : PromSnapshot{};
+}
+
+// After a run: the server publishes its gauges and counters a moment after the last token, so
+// wait (up to a second) until it shows no request running or waiting.
+PromSnapshot scrape_settled(const HttpTarget& target) {
+  PromSnapshot snap = scrape(target);
+  for (int i = 0; i < 20 && snap.ok; ++i) {
+    const double busy = prom_value(snap, "kvmesh_num_requests_running", 0.0) +
+                        prom_value(snap, "kvmesh_num_requests_waiting", 0.0);
+    if (busy <= 0.0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    snap = scrape(target);
+  }
+  return snap;
+}
+
+RunOptions base_options(const LoadConfig& c, const HttpTarget& target, const std::string& model) {
+  RunOptions o;
+  o.target = target;
+  o.keep_alive = c.keep_alive;
+  o.path = c.path();
+  o.body = BodyOptions{model, c.chat(), c.stream, c.token_ids, c.pin_output, c.temperature, c.seed};
+  o.rate = c.rate;
+  o.burstiness = c.burstiness;
+  o.ramp_up_s = c.ramp_up_s;
+  o.duration_s = c.duration_s;
+  o.timeout_s = c.timeout_s;
+  o.think_time_ms = c.think_time_ms;
+  o.disconnect_fraction = c.disconnect_fraction;
+  o.disconnect_after_ms = c.disconnect_after_ms;
+  o.seed = c.seed;
+  o.progress = !c.quiet;
+  o.progress_tty = isatty(STDERR_FILENO) != 0;
+  return o;
+}
+
+// Sessions to build for a point: the requests asked for, the arrivals before --duration, or a
+// pool to cycle through.
+int64_t sessions_for(const LoadConfig& c, bool& cycle) {
+  cycle = false;
+  if (c.workload == WorkloadKind::multiturn) return c.sessions;
+  if (c.num_requests > 0 || c.workload == WorkloadKind::replay) return c.num_requests;
+  if (c.open_loop()) {
+    return static_cast<int64_t>(arrival_offsets(ArrivalSpec{c.rate, c.burstiness, c.ramp_up_s, c.seed},
+                                                static_cast<int64_t>(c.rate * c.duration_s * 4 + 1000), c.duration_s)
+                                    .size());
+  }
+  cycle = true;
+  return c.pool_size;
+}
+
+void warm_up(const LoadConfig& c, const HttpTarget& target, const std::string& model, int64_t max_model_len) {
+  LoadConfig wc = c;
+  wc.workload = WorkloadKind::random;
+  HttpTokens tokens(target);
+  Workload w;
+  std::string error;
+  if (!build_random(WorkloadInputs{&wc, &tokens, c.warmup, c.seed ^ 0x3a7d9e11ULL, max_model_len}, w, error)) {
+    std::fprintf(stderr, "kvmesh-load: warm-up skipped: %s\n", error.c_str());
+    return;
+  }
+  RunOptions o = base_options(c, target, model);
+  o.rate = 0.0;
+  o.duration_s = 0.0;
+  o.ramp_up_s = 0.0;
+  o.disconnect_fraction = 0.0;
+  o.concurrency = c.concurrency > 0 ? std::min(c.concurrency, c.warmup) : c.warmup;
+  o.progress_label = "warm-up";
+  run_load(w, o);
+}
+
+std::string point_label(const LoadConfig& c, int32_t concurrency, bool sweep) {
+  if (!sweep && !c.label.empty()) return c.label;
+  std::string label = c.open_loop() ? "rate=" + json(c.rate).dump() + "/s" : "";
+  if (concurrency > 0) label += (label.empty() ? "" : " ") + std::string("c=") + std::to_string(concurrency);
+  if (label.empty()) label = c.workload == WorkloadKind::replay ? "replay" : "c=unbounded";
+  return label;
+}
+
+bool run_point(const LoadConfig& c, const HttpTarget& target, const std::string& model, int64_t max_model_len,
+               int32_t concurrency, size_t k, RunReport& report) {
+  const bool sweep = !c.sweep.empty();
+  bool cycle = false;
+  const int64_t n = sessions_for(c, cycle);
+  HttpTokens tokens(target);
+  Workload w;
+  std::string error;
+  const uint64_t seed = c.seed + k;  // each sweep point its own prompts: no prefix hits across points
+  if (!build_workload(WorkloadInputs{&c, &tokens, n, seed, max_model_len}, w, error)) {
+    std::fprintf(stderr, "kvmesh-load: error: %s\n", error.c_str());
+    return false;
+  }
+  RunOptions o = base_options(c, target, model);
+  o.concurrency = concurrency;
+  o.cycle = cycle;
+  o.seed = seed;
+  o.progress_label = point_label(c, concurrency, sweep);
+  const PromSnapshot before = scrape(target);
+  report.output = run_load(w, o);
+  const PromSnapshot after = scrape_settled(target);
+  report.label = o.progress_label;
+  report.model = model.empty() ? "(server default)" : model;
+  report.workload = w.summary;
+  report.server = diff_metrics(before, after);
+  report.summary = summarize_run(SummaryInputs{&report.output.records, &report.output.timeline,
+                                               report.output.duration_s, report.output.not_sent,
+                                               report.output.peak_in_flight, c.slo, c.min_goodput_fraction});
+  report.summary.label = report.label;
+  report.summary.concurrency = concurrency;
+  report.summary.rate = c.rate;
+  report.summary.burstiness = c.burstiness;
+  return true;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.close();
+  if (!f) std::fprintf(stderr, "kvmesh-load: error: cannot write %s\n", path.c_str());
+  return static_cast<bool>(f);
+}
+
+int report_all(const LoadConfig& c, const std::vector<RunReport>& runs) {
+  bool breached = false, unusable = false;
+  for (const RunReport& r : runs) {
+    std::fputs(summary_table(r, c).c_str(), stdout);
+    breached = breached || r.summary.slo_breached;
+    unusable = unusable || (r.summary.completed == 0 && r.summary.failed > 0);
+  }
+  if (runs.size() > 1) std::fputs(sweep_table(runs).c_str(), stdout);
+  std::fflush(stdout);
+  bool written = true;
+  if (!c.result_json.empty()) written = write_file(c.result_json, result_json(runs, c, breached)) && written;
+  if (!c.requests_jsonl.empty()) written = write_file(c.requests_jsonl, requests_jsonl(runs, c)) && written;
+  if (!c.html.empty()) written = write_file(c.html, html_report(runs, c, breached)) && written;
+  if (breached) {
+    std::fprintf(stderr, "kvmesh-load: SLO breached: fewer than %.1f%% of requests met every SLO\n",
+                 100.0 * c.min_goodput_fraction);
+    return 3;
+  }
+  if (unusable) {
+    std::fprintf(stderr, "kvmesh-load: error: no request completed\n");
+    return 1;
+  }
+  return written ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  LoadFlagsOutcome flags = parse_load_flags(argc, argv);
+  if (flags.exit_code >= 0) {
+    std::fprintf(flags.exit_code == 0 ? stdout : stderr, "%s\n", flags.message.c_str());
+    return flags.exit_code;
+  }
+  const LoadConfig& c = flags.config;
+  signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
+  const HttpTarget target{c.host, c.port, c.api_key};
+  if (!wait_ready(target, c.ready_timeout_s)) return 1;
+  std::string model = c.model;
+  int64_t max_model_len = 0;
+  learn_model(target, model, max_model_len);
+  if (c.warmup > 0) warm_up(c, target, model, max_model_len);
+  std::vector<int32_t> points = c.sweep.empty() ? std::vector<int32_t>{c.concurrency} : c.sweep;
+  std::vector<RunReport> runs;
+  for (size_t k = 0; k < points.size(); ++k) {
+    RunReport report;
+    if (!run_point(c, target, model, max_model_len, points[k], k, report)) return 1;
+    const bool interrupted = report.output.interrupted;
+    runs.push_back(std::move(report));
+    if (interrupted) break;
+  }
+  return report_all(c, runs);
+}

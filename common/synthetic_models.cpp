@@ -1,0 +1,57 @@
+// Synthetic model shapes: the GPT-3 paper's table and the GPT-2 family.
+#include "common/synthetic_models.h"
+
+namespace kvmesh {
+namespace {
+
+struct Shape {
+  const char* name;
+  int n_layer, n_embd, n_head, n_positions;
+};
+
+// GPT-3: Brown et al. 2020, table 2.1 (13B uses 5120 = 40 heads x 128, as released models do).
+constexpr Shape kShapes[] = {
+    {"gpt3-125m", 12, 768, 12, 2048},   {"gpt3-350m", 24, 1024, 16, 2048},
+    {"gpt3-760m", 24, 1536, 16, 2048},  {"gpt3-1.3b", 24, 2048, 16, 2048},
+    {"gpt3-2.7b", 32, 2560, 32, 2048},  {"gpt3-6.7b", 32, 4096, 32, 2048},
+    {"gpt3-13b", 40, 5120, 40, 2048},   {"gpt3-175b", 96, 12288, 96, 2048},
+    {"gpt2-124m", 12, 768, 12, 1024},   {"gpt2-medium", 24, 1024, 16, 1024},
+    {"gpt2-large", 36, 1280, 20, 1024}, {"gpt2-xl", 48, 1600, 25, 1024},
+};
+
+}  // namespace
+
+bool is_synthetic_model(const std::string& model) { return model.rfind(kSyntheticPrefix, 0) == 0; }
+
+Result<ModelConfig> synthetic_model_config(const std::string& model) {
+  const std::string name = is_synthetic_model(model) ? model.substr(std::string(kSyntheticPrefix).size()) : model;
+  for (const Shape& s : kShapes) {
+    if (name != s.name) continue;
+    ModelConfig c;
+    c.name = model;
+    c.n_layer = s.n_layer;
+    c.n_embd = s.n_embd;
+    c.n_head = s.n_head;
+    c.n_inner = 4 * s.n_embd;
+    c.n_positions = s.n_positions;
+    c.vocab_size = 50257;
+    c.activation = Activation::gelu_new;
+    return c;
+  }
+  std::string known;
+  for (const auto& n : synthetic_model_names()) known += (known.empty() ? "" : ", ") + n;
+  return invalid_argument("unknown synthetic model '" + name + "' (known: " + known + ")");
+}
+
+std::vector<std::string> synthetic_model_names() {
+  std::vector<std::string> names;
+  for (const Shape& s : kShapes) names.push_back(s.name);
+  return names;
+}
+
+Result<ModelConfig> resolve_model_config(const std::string& model) {
+  if (is_synthetic_model(model)) return synthetic_model_config(model);
+  return load_model_config(model + "/config.json");
+}
+
+}  // namespace kvmesh

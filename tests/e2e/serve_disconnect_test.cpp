@@ -1,0 +1,114 @@
+// A client that goes away stops its generation: while queued, during prefill or during decode,
+// streaming or not, the engine drops its sequence at the next step and the KV pages in /metrics
+// return to their idle value, long before the request would have finished on its own.
+#include <gtest/gtest.h>
+
+#include "server_process.h"
+
+namespace kvmesh::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kQuickMs = 3000;  // the cancelled request would need many seconds more
+
+class ServeDisconnect : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string error;
+    // 40 ms a step, one sequence at a time, 16-token prefill chunks: a 400-token prompt prefills
+    // for about a second and a 400-token completion decodes for 16 s.
+    server_ = ServerProcess::start({"--model", hf_model_dir(), "--debug-step-delay-ms", "40", "--max-num-seqs", "1",
+                                    "--max-batch-tokens", "16"},
+                                   &error)
+                  .release();
+    ASSERT_NE(server_, nullptr) << error;
+  }
+  static void TearDownTestSuite() { delete server_; }
+
+  void TearDown() override {
+    // Idle again, and still serving.
+    EXPECT_TRUE(eventually([] { return server_->metric("kvmesh_kv_pages_used") == 0.0; }, kQuickMs));
+    auto [status, reply] = post_for_json(server_->port(), "/v1/completions",
+                                         json{{"prompt", "ok"}, {"max_tokens", 2}, {"temperature", 0}});
+    EXPECT_EQ(status, 200) << reply.dump();
+  }
+
+  static std::unique_ptr<HttpConnection> send(const json& body) {
+    auto conn = HttpConnection::connect(server_->port());
+    EXPECT_TRUE(conn && conn->send_request("POST", "/v1/completions", body.dump()));
+    return conn;
+  }
+  static json long_decode(bool stream) {
+    return json{{"prompt", "A long story"}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", stream}};
+  }
+  static json long_prefill(bool stream) {
+    return json{{"prompt", std::vector<int>(400, 318)}, {"max_tokens", 5}, {"stream", stream}};
+  }
+  static double gauge(const char* name) { return server_->metric(name); }
+  static ServerProcess* server_;
+};
+ServerProcess* ServeDisconnect::server_ = nullptr;
+
+TEST_F(ServeDisconnect, DuringDecodeStreaming) {
+  auto conn = send(long_decode(true));
+  HttpResponse head;
+  ASSERT_TRUE(conn->read_head(&head, 10000)) << head.error;
+  ASSERT_EQ(head.status, 200);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(conn->next_event(10000)) << "event " << i;
+  EXPECT_GT(gauge("kvmesh_kv_pages_used"), 0.0);
+  conn->close();
+  EXPECT_TRUE(eventually([] { return gauge("kvmesh_kv_pages_used") == 0.0; }, kQuickMs));
+  EXPECT_EQ(gauge("kvmesh_num_requests_running"), 0.0);
+}
+
+TEST_F(ServeDisconnect, DuringDecodeNotStreaming) {
+  const double before = gauge("kvmesh_generation_tokens_total");
+  auto conn = send(long_decode(false));
+  ASSERT_TRUE(eventually([&] { return gauge("kvmesh_generation_tokens_total") >= before + 3; }, 10000));
+  conn->close();
+  EXPECT_TRUE(eventually([] { return gauge("kvmesh_kv_pages_used") == 0.0; }, kQuickMs));
+  const double after = gauge("kvmesh_generation_tokens_total");
+  EXPECT_LT(after - before, 100.0) << "generation went on after the client left";
+}
+
+TEST_F(ServeDisconnect, DuringPrefill) {
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream ? "streaming" : "not streaming");
+    const double tokens_before = gauge("kvmesh_generation_tokens_total");
+    auto conn = send(long_prefill(stream));
+    // Prefill has started (pages are filling) but no token is out yet.
+    ASSERT_TRUE(eventually([] { return gauge("kvmesh_kv_pages_used") >= 3.0; }, 10000));
+    EXPECT_LT(gauge("kvmesh_kv_pages_used"), 25.0) << "prefill finished before the test could disconnect";
+    conn->close();
+    EXPECT_TRUE(eventually([] { return gauge("kvmesh_kv_pages_used") == 0.0; }, kQuickMs));
+    EXPECT_EQ(gauge("kvmesh_generation_tokens_total"), tokens_before) << "no token of a cancelled prefill";
+  }
+}
+
+TEST_F(ServeDisconnect, WhileQueued) {
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream ? "streaming" : "not streaming");
+    auto running = send(long_decode(true));
+    HttpResponse head;
+    ASSERT_TRUE(running->read_head(&head, 10000)) << head.error;
+    ASSERT_TRUE(running->next_event(10000));
+    auto queued = send(long_decode(stream));
+    ASSERT_TRUE(eventually([] { return gauge("kvmesh_num_requests_waiting") == 1.0; }, 10000));
+    queued->close();
+    EXPECT_TRUE(eventually([] { return gauge("kvmesh_num_requests_waiting") == 0.0; }, kQuickMs));
+    EXPECT_EQ(gauge("kvmesh_num_requests_running"), 1.0) << "the running request is not affected";
+    ASSERT_TRUE(running->next_event(10000)) << "the running stream goes on";
+    running->close();
+    EXPECT_TRUE(eventually([] { return gauge("kvmesh_kv_pages_used") == 0.0; }, kQuickMs));
+  }
+}
+
+TEST_F(ServeDisconnect, ClientsThatLeftAreLoggedAs499) {
+  const std::string log = server_->stderr_text();
+  EXPECT_NE(log.find("\"status\":499"), std::string::npos);
+  EXPECT_EQ(log.find("A long story"), std::string::npos) << "prompts never reach the log";
+}
+
+}  // namespace
+}  // namespace kvmesh::testing

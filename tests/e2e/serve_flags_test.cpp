@@ -1,0 +1,152 @@
+// Start-up of kvmesh-serve: flag parsing (sizes with units, one-line errors, exit 2), model load
+// errors (exit 1, naming the file), an address in use, --served-model-name, and the default
+// model (made on first start in $KVMESH_HOME, reused on the next).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "coordinator/server_config.h"
+#include "server_process.h"
+
+namespace kvmesh::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/kvmesh-e2e-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+FlagsOutcome parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "kvmesh-serve");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  return parse_server_flags(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(ServeFlags, ByteSizes) {
+  EXPECT_EQ(*parse_byte_size("1048576"), 1048576);
+  EXPECT_EQ(*parse_byte_size("256KiB"), 256 << 10);
+  EXPECT_EQ(*parse_byte_size("256MiB"), 256ll << 20);
+  EXPECT_EQ(*parse_byte_size("8GiB"), 8ll << 30);
+  EXPECT_EQ(*parse_byte_size("8g"), 8ll << 30);
+  EXPECT_EQ(*parse_byte_size("64MB"), 64000000);
+  EXPECT_EQ(*parse_byte_size("1.5GiB"), 3ll << 29);
+  EXPECT_EQ(*parse_byte_size("512 KiB"), 512 << 10);
+  for (const char* bad : {"", "MiB", "12XB", "-5MiB", "1..2GiB", "99999999999TiB"}) {
+    EXPECT_FALSE(parse_byte_size(bad).is_ok()) << bad;
+  }
+}
+
+TEST(ServeFlags, ParsedValuesAndDefaults) {
+  FlagsOutcome d = parse({});
+  ASSERT_EQ(d.exit_code, -1) << d.message;
+  EXPECT_EQ(d.config.port, 8000);
+  EXPECT_EQ(d.config.host, "127.0.0.1");
+  EXPECT_EQ(d.config.block_size, 16);
+  EXPECT_EQ(d.config.kv_device_bytes, 256ll << 20);
+  EXPECT_EQ(d.config.max_num_seqs, 64);
+  EXPECT_EQ(d.config.max_batch_tokens, 2048);
+  EXPECT_EQ(d.config.max_queue, 256);
+  EXPECT_EQ(d.config.max_body_bytes, 1 << 20);
+  EXPECT_EQ(d.config.http_threads, 2);
+  EXPECT_EQ(d.config.drain_timeout_s, 30.0);
+  FlagsOutcome o = parse({"--kv-device-mem", "2GiB", "--port", "0", "--max-body-bytes", "64KiB", "--api-key", "k"});
+  ASSERT_EQ(o.exit_code, -1) << o.message;
+  EXPECT_EQ(o.config.kv_device_bytes, 2ll << 30);
+  EXPECT_EQ(o.config.port, 0);
+  EXPECT_EQ(o.config.max_body_bytes, 64 << 10);
+  EXPECT_EQ(o.config.api_key, "k");
+  for (const auto& bad : std::vector<std::vector<std::string>>{
+           {"--bogus"}, {"--port", "70000"}, {"--kv-device-mem", "lots"}, {"--max-num-seqs", "0"},
+           {"--threads", "x"}, {"--drain-timeout", "-1"}}) {
+    FlagsOutcome r = parse(bad);
+    EXPECT_EQ(r.exit_code, 2) << bad[0];
+    EXPECT_EQ(r.message.find('\n'), std::string::npos) << "one line: " << r.message;
+    EXPECT_NE(r.message.find("error"), std::string::npos) << r.message;
+  }
+  EXPECT_EQ(parse({"--help"}).exit_code, 0);
+}
+
+// Runs the server to its exit; (exit code, stderr).
+std::pair<int, std::string> run_to_exit(const std::vector<std::string>& args) {
+  std::string error;
+  auto server = ServerProcess::launch(args, &error);
+  if (!server) return {-1, error};
+  auto code = server->wait_exit(60000);
+  return {code.value_or(-2), server->stderr_text()};
+}
+
+TEST(ServeFlags, BadFlagsExitTwoWithOneLine) {
+  auto [code, err] = run_to_exit({"--no-such-flag"});
+  EXPECT_EQ(code, 2);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  auto [code2, err2] = run_to_exit({"--kv-device-mem", "12XB"});
+  EXPECT_EQ(code2, 2);
+  EXPECT_NE(err2.find("--kv-device-mem"), std::string::npos) << err2;
+}
+
+TEST(ServeFlags, ModelLoadErrorsExitOneNamingTheFile) {
+  auto [code, err] = run_to_exit({"--model", "/nonexistent/model"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("/nonexistent/model"), std::string::npos) << err;
+  TempDir dir;
+  std::ofstream(dir.path + "/config.json") << "{\"n_layer\": \"four\"}";
+  auto [code2, err2] = run_to_exit({"--model", dir.path});
+  EXPECT_EQ(code2, 1);
+  EXPECT_NE(err2.find("config.json"), std::string::npos) << err2;
+}
+
+TEST(ServeFlags, AddressInUseExitsOne) {
+  std::string error;
+  auto first = ServerProcess::start({"--model", hf_model_dir()}, &error);
+  ASSERT_NE(first, nullptr) << error;
+  auto [code, err] = run_to_exit({"--model", hf_model_dir(), "--port", std::to_string(first->port())});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("cannot listen on 127.0.0.1:" + std::to_string(first->port())), std::string::npos) << err;
+  EXPECT_EQ(http_request(first->port(), "GET", "/health").status, 200) << "the first server is unaffected";
+}
+
+TEST(ServeFlags, ServedModelName) {
+  std::string error;
+  auto server = ServerProcess::start({"--model", hf_model_dir(), "--served-model-name", "my-gpt"}, &error);
+  ASSERT_NE(server, nullptr) << error;
+  auto models = json::parse(http_request(server->port(), "GET", "/v1/models").body);
+  EXPECT_EQ(models["data"][0]["id"], "my-gpt");
+  auto [status, reply] = post_for_json(server->port(), "/v1/completions",
+                                       json{{"model", "my-gpt"}, {"prompt", "hi"}, {"max_tokens", 2}});
+  EXPECT_EQ(status, 200) << reply.dump();
+  EXPECT_EQ(reply["model"], "my-gpt");
+}
+
+TEST(ServeFlags, DefaultModelIsMadeOnceAndReused) {
+  TempDir home;
+  ::setenv("KVMESH_HOME", home.path.c_str(), 1);
+  for (const char* expected : {"created", "using"}) {
+    std::string error;
+    auto server = ServerProcess::start({}, &error, 120000);
+    ASSERT_NE(server, nullptr) << error;
+    EXPECT_NE(server->stderr_text().find(expected), std::string::npos) << server->stderr_text();
+    auto models = json::parse(http_request(server->port(), "GET", "/v1/models").body);
+    EXPECT_EQ(models["data"][0]["id"], "default-gpt2-4l256d");
+    EXPECT_EQ(models["data"][0]["max_model_len"], 1024);
+    auto [status, reply] = post_for_json(server->port(), "/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 3}});
+    EXPECT_EQ(status, 200) << reply.dump();
+  }
+  EXPECT_TRUE(fs::exists(home.path + "/default-gpt2-4l256d/model.safetensors"));
+  ::unsetenv("KVMESH_HOME");
+}
+
+}  // namespace
+}  // namespace kvmesh::testing

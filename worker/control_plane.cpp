@@ -1,0 +1,133 @@
+// The control plane between ranks: plan broadcast from rank 0, result return from the sampling rank,
+// with polled waits bounded by a deadline (and a light sleep so idle ranks do not spin a core).
+#include "worker/control_plane.h"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+namespace kvmesh {
+namespace {
+
+constexpr int kResultLengthTag = 1;
+constexpr int kResultBytesTag = 2;
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Polls a request until it completes or timeout_s passes (timeout_s <= 0: no deadline).
+Status wait_bounded(MPI_Request* request, double timeout_s, const char* what) {
+  const double start = seconds_now();
+  for (int polls = 0;; ++polls) {
+    int done = 0;
+    MPI_Test(request, &done, MPI_STATUS_IGNORE);
+    if (done) return Status::ok();
+    if (timeout_s > 0 && seconds_now() - start > timeout_s) {
+      return unavailable(std::string(what) + " timed out after " + std::to_string(static_cast<int>(timeout_s)) +
+                         " s: a rank stopped answering");
+    }
+    if (polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 1000 : 50));
+  }
+}
+
+}  // namespace
+
+struct DistributedExecutor::Channel {
+  MPI_Comm comm = MPI_COMM_NULL;
+};
+
+// Both sides of the channel: a duplicate of the world communicator made collectively.
+static MPI_Comm make_control_comm() {
+  MPI_Comm comm;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  return comm;
+}
+
+static Status broadcast_bytes(MPI_Comm comm, std::string* bytes, double timeout_s) {
+  unsigned long long length = bytes->size();
+  MPI_Request req;
+  MPI_Ibcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, comm, &req);
+  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, timeout_s, "plan broadcast"));
+  if (length > (1ull << 31)) return invalid_argument("step plan of " + std::to_string(length) + " bytes");
+  bytes->resize(length);
+  MPI_Ibcast(bytes->data(), static_cast<int>(length), MPI_BYTE, 0, comm, &req);
+  return wait_bounded(&req, timeout_s, "plan broadcast");
+}
+
+DistributedExecutor::DistributedExecutor(std::unique_ptr<Worker> worker, const ControlOptions& options)
+    : worker_(std::move(worker)), channel_(std::make_unique<Channel>()), options_(options) {
+  channel_->comm = make_control_comm();
+}
+
+DistributedExecutor::~DistributedExecutor() {
+  if (!shut_down_) (void)shutdown();
+  MPI_Comm_free(&channel_->comm);
+}
+
+int32_t DistributedExecutor::n_device_pages() const { return worker_->n_device_pages(); }
+
+Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
+  std::string bytes = encode_step_plan(plan);
+  KVMESH_RETURN_IF_ERROR(broadcast_bytes(channel_->comm, &bytes, options_.step_timeout_s));
+  KVMESH_RETURN_IF_ERROR(worker_->execute(plan, result));
+  const int sampler = worker_->layout().sampler_rank();
+  if (sampler == 0) return Status::ok();
+  unsigned long long length = 0;
+  MPI_Request req;
+  MPI_Irecv(&length, 1, MPI_UNSIGNED_LONG_LONG, sampler, kResultLengthTag, channel_->comm, &req);
+  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "step result"));
+  if (length > (1ull << 31)) return invalid_argument("step result of " + std::to_string(length) + " bytes");
+  std::string reply(length, '\0');
+  MPI_Irecv(reply.data(), static_cast<int>(length), MPI_BYTE, sampler, kResultBytesTag, channel_->comm, &req);
+  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "step result"));
+  KVMESH_ASSIGN_OR_RETURN(*result, decode_step_result(reply));
+  return Status::ok();
+}
+
+Status DistributedExecutor::shutdown() {
+  if (shut_down_) return Status::ok();
+  shut_down_ = true;
+  StepPlan plan;
+  plan.shutdown = true;
+  std::string bytes = encode_step_plan(plan);
+  return broadcast_bytes(channel_->comm, &bytes, options_.step_timeout_s);
+}
+
+Status run_worker_loop(Worker& worker, const ControlOptions& options) {
+  (void)options;
+  MPI_Comm comm = make_control_comm();
+  const bool sampler = worker.layout().is_sampler();
+  Status status;
+  for (;;) {
+    std::string bytes;
+    status = broadcast_bytes(comm, &bytes, 0.0);  // idle ranks wait for the next plan
+    if (!status.is_ok()) break;
+    auto plan = decode_step_plan(bytes);
+    if (!plan.is_ok()) {
+      status = plan.status();
+      break;
+    }
+    if (plan->shutdown) break;
+    StepResult result;
+    Status step = worker.execute(*plan, &result);
+    if (!step.is_ok()) {
+      // Every rank validates the same plan and fails alike; rank 0 reports it.
+      std::fprintf(stderr, "kvmesh worker rank %d: step %llu failed: %s\n", worker.layout().rank,
+                   static_cast<unsigned long long>(plan->step_id), step.to_string().c_str());
+      continue;
+    }
+    if (!sampler) continue;
+    std::string reply = encode_step_result(result);
+    unsigned long long length = reply.size();
+    MPI_Send(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, kResultLengthTag, comm);
+    MPI_Send(reply.data(), static_cast<int>(length), MPI_BYTE, 0, kResultBytesTag, comm);
+  }
+  MPI_Comm_free(&comm);
+  return status;
+}
+
+}  // namespace kvmesh

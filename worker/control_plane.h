@@ -1,0 +1,41 @@
+// The control plane between ranks: rank 0 broadcasts each StepPlan and collects the sampling rank's
+// StepResult; every other rank runs the worker loop. Waits are bounded, so a rank that stops
+// answering ends the step with an error instead of hanging the service.
+#pragma once
+
+#include <memory>
+
+#include "common/step_executor.h"
+#include "worker/worker.h"
+
+namespace kvmesh {
+
+struct ControlOptions {
+  double step_timeout_s = 300.0;  // longest a step may wait for another rank
+};
+
+// Rank 0's StepExecutor over every rank. Construct on rank 0 while the other ranks enter
+// run_worker_loop (both sides create their control communicator collectively).
+class DistributedExecutor : public StepExecutor {
+ public:
+  DistributedExecutor(std::unique_ptr<Worker> worker, const ControlOptions& options);
+  ~DistributedExecutor() override;
+  Status execute(const StepPlan& plan, StepResult* result) override;
+  int32_t n_device_pages() const override;
+  // Tells every worker loop to return. Call once, before MPI is finalised.
+  Status shutdown();
+  Worker& worker() { return *worker_; }
+
+ private:
+  struct Channel;
+  std::unique_ptr<Worker> worker_;
+  std::unique_ptr<Channel> channel_;
+  ControlOptions options_;
+  bool shut_down_ = false;
+};
+
+// Ranks 1..N-1: run plans until the shutdown plan; an undecodable plan or a failed step is
+// returned as an error (the caller aborts the job).
+Status run_worker_loop(Worker& worker, const ControlOptions& options);
+
+}  // namespace kvmesh

@@ -1,0 +1,39 @@
+// start_rank: the common start of every kvmesh program on every rank.
+#include "worker/launch.h"
+
+#include <cstdio>
+
+#include "worker/local_executor.h"
+#include "worker/mpi_collectives.h"
+
+namespace kvmesh {
+
+Result<RankRole> start_rank(MpiRuntime& mpi, WorkerOptions options, const ControlOptions& control) {
+  options.layout.rank = mpi.rank();
+  const ParallelLayout& layout = options.layout;
+  if (layout.tp < 1 || layout.pp < 1) return invalid_argument("--tp and --pp must be at least 1");
+  if (mpi.world_size() != layout.world_size()) {
+    return invalid_argument("world size " + std::to_string(mpi.world_size()) + " != tp * pp = " +
+                            std::to_string(layout.tp) + " * " + std::to_string(layout.pp) +
+                            "; launch with mpirun -np " + std::to_string(layout.world_size()));
+  }
+  RankRole role;
+  if (!mpi.active()) {
+    KVMESH_ASSIGN_OR_RETURN(auto worker, Worker::create(options));
+    role.worker = worker.get();
+    role.executor = std::make_unique<LocalExecutor>(std::move(worker));
+    return role;
+  }
+  KVMESH_ASSIGN_OR_RETURN(auto worker, Worker::create(options, make_mpi_collectives(layout)));
+  if (mpi.rank() == 0) {
+    role.worker = worker.get();
+    auto executor = std::make_unique<DistributedExecutor>(std::move(worker), control);
+    role.distributed = executor.get();
+    role.executor = std::move(executor);
+    return role;
+  }
+  role.worker_loop_status = run_worker_loop(*worker, control);
+  return role;
+}
+
+}  // namespace kvmesh

@@ -1,0 +1,21 @@
+// MicroBatch: a contiguous group of a step's sequences that a pipeline stage runs together.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "worker/backend.h"
+
+namespace kvmesh {
+
+struct MicroBatch {
+  size_t seq_begin = 0, seq_end = 0;  // indices into StepPlan::seqs
+  std::vector<int32_t> tokens;        // [T]
+  BatchLayout batch;
+  std::vector<int32_t> logit_rows;    // rows of x that need logits
+  std::vector<float> x;               // [T, E] activations (kept alive while being sent)
+  std::vector<float> logits;          // [R, V] on the sampling rank
+};
+
+}  // namespace kvmesh

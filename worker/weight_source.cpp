@@ -1,0 +1,106 @@
+// WeightSource implementations: checkpoint byte ranges, and synthetic weights computed per element.
+#include "worker/weight_source.h"
+
+#include <cmath>
+
+#include "common/safetensors.h"
+#include "common/synthetic_models.h"
+
+namespace kvmesh {
+namespace {
+
+class CheckpointSource final : public WeightSource {
+ public:
+  explicit CheckpointSource(std::unique_ptr<Checkpoint> ckpt) : ckpt_(std::move(ckpt)) {}
+  Result<std::vector<int64_t>> shape(const std::string& name) const override { return ckpt_->shape(name); }
+  Status read_f32(const std::string& name, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                  float* dst) const override {
+    return ckpt_->read_f32(name, r0, r1, c0, c1, dst);
+  }
+  std::string describe() const override { return ckpt_->dir(); }
+  uint64_t bytes_read() const override { return ckpt_->bytes_read(); }
+
+ private:
+  std::unique_ptr<Checkpoint> ckpt_;
+};
+
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t name_hash(const std::string& name) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+
+class SyntheticSource final : public WeightSource {
+ public:
+  SyntheticSource(const ModelConfig& c, uint64_t seed) : config_(c), seed_(seed) {}
+
+  Result<std::vector<int64_t>> shape(const std::string& raw) const override {
+    const std::string name = strip(raw);
+    const int64_t e = config_.n_embd, inner = config_.n_inner;
+    if (name == "wte.weight") return std::vector<int64_t>{config_.vocab_size, e};
+    if (name == "wpe.weight") return std::vector<int64_t>{config_.n_positions, e};
+    if (name == "ln_f.weight" || name == "ln_f.bias") return std::vector<int64_t>{e};
+    const auto dot = name.find('.', 2);
+    const std::string leaf = dot == std::string::npos ? "" : name.substr(dot + 1);
+    if (leaf == "attn.c_attn.weight") return std::vector<int64_t>{e, 3 * e};
+    if (leaf == "attn.c_attn.bias") return std::vector<int64_t>{3 * e};
+    if (leaf == "attn.c_proj.weight") return std::vector<int64_t>{e, e};
+    if (leaf == "mlp.c_fc.weight") return std::vector<int64_t>{e, inner};
+    if (leaf == "mlp.c_fc.bias") return std::vector<int64_t>{inner};
+    if (leaf == "mlp.c_proj.weight") return std::vector<int64_t>{inner, e};
+    if (leaf == "attn.c_proj.bias" || leaf == "mlp.c_proj.bias" || leaf.rfind("ln_", 0) == 0)
+      return std::vector<int64_t>{e};
+    return not_found(config_.name + ": no tensor '" + raw + "'");
+  }
+
+  Status read_f32(const std::string& raw, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                  float* dst) const override {
+    KVMESH_ASSIGN_OR_RETURN(auto dims, shape(raw));
+    const std::string name = strip(raw);
+    const int64_t cols = dims.back();
+    const uint64_t key = mix(seed_ ^ name_hash(name));
+    const bool is_ln = name.find("ln_") != std::string::npos;
+    const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+    const float mean = is_ln && is_weight ? 1.0f : 0.0f;
+    const float std = is_ln ? 0.05f : (is_weight ? 0.02f : 0.01f);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = c0; c < c1; ++c)
+        *dst++ = mean + std * normal(key, static_cast<uint64_t>(r * cols + c));
+    return Status::ok();
+  }
+  std::string describe() const override { return config_.name; }
+  uint64_t bytes_read() const override { return 0; }
+
+ private:
+  static std::string strip(const std::string& name) {
+    return name.rfind("transformer.", 0) == 0 ? name.substr(12) : name;
+  }
+  // A standard normal from (key, index) by Box-Muller on one 64-bit hash.
+  static float normal(uint64_t key, uint64_t index) {
+    const uint64_t h = mix(key ^ mix(index));
+    const float u1 = static_cast<float>((h >> 40) + 1) * 0x1.0p-24f;
+    const float u2 = static_cast<float>((h >> 16) & 0xffffff) * 0x1.0p-24f;
+    return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+  }
+
+  ModelConfig config_;
+  uint64_t seed_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<WeightSource>> open_weight_source(const std::string& model,
+                                                         const ModelConfig& config, uint64_t seed) {
+  if (is_synthetic_model(model)) return std::unique_ptr<WeightSource>(new SyntheticSource(config, seed));
+  KVMESH_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::open_dir(model));
+  return std::unique_ptr<WeightSource>(new CheckpointSource(std::move(ckpt)));
+}
+
+}  // namespace kvmesh
