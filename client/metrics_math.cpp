@@ -46,14 +46,15 @@ bool meets_slo(const RequestRecord& r, const SloSpec& slo) {
   return true;
 }
 
-std::vector<double> tokens_per_second(const std::vector<RequestRecord>& records, double duration_s) {
-  const auto n_buckets = static_cast<size_t>(std::max(1.0, std::ceil(duration_s)));
+std::vector<double> tokens_per_second(const std::vector<RequestRecord>& records, double duration_s,
+                                      double bucket_s) {
+  const auto n_buckets = static_cast<size_t>(std::max(1.0, std::ceil(duration_s / bucket_s)));
   std::vector<double> buckets(std::min<size_t>(n_buckets, 10'000'000), 0.0);
   for (const RequestRecord& r : records) {
     if (r.outcome != Outcome::ok) continue;
     for (size_t i = 0; i < r.chunk_s.size() && i < r.chunk_tokens.size(); ++i) {
-      const auto b = static_cast<size_t>(std::max(0.0, r.chunk_s[i]));
-      if (b < buckets.size()) buckets[b] += r.chunk_tokens[i];
+      const auto b = static_cast<size_t>(std::max(0.0, r.chunk_s[i] / bucket_s));
+      if (b < buckets.size()) buckets[b] += r.chunk_tokens[i] / bucket_s;
     }
   }
   return buckets;

@@ -69,7 +69,8 @@ struct SummaryInputs {
 };
 RunSummary summarize_run(const SummaryInputs& in);
 
-// Output tokens in each one-second bucket of the run (from chunk arrival times).
-std::vector<double> tokens_per_second(const std::vector<RequestRecord>& records, double duration_s);
+// Output tokens per second in each `bucket_s` slice of the run (from chunk arrival times).
+std::vector<double> tokens_per_second(const std::vector<RequestRecord>& records, double duration_s,
+                                      double bucket_s = 1.0);
 
 }  // namespace kvmesh::load

@@ -10,14 +10,17 @@
 namespace kvmesh::load {
 namespace {
 
-constexpr double kW = 560, kH = 300, kLeft = 64, kRight = 16, kTop = 30, kBottom = 44;
+constexpr double kW = 560, kH = 310, kLeft = 64, kRight = 40, kTop = 44, kBottom = 44;
 const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
 struct Series {
+  explicit Series(std::string name_, bool markers_ = false, std::vector<std::pair<double, double>> points_ = {})
+      : name(std::move(name_)), points(std::move(points_)), markers(markers_) {}
   std::string name;
   std::vector<std::pair<double, double>> points;
   bool markers = false;
+  std::vector<std::string> point_labels;  // written beside the markers
 };
 
 std::string esc(const std::string& s) {
@@ -74,8 +77,8 @@ std::string axes(double x0, double x1, double y0, double y1, const std::string& 
 }
 
 std::string line_chart(const std::string& title, const std::string& xlabel, const std::string& ylabel,
-                       const std::vector<Series>& series) {
-  double x0 = INFINITY, x1 = -INFINITY, y0 = 0.0, y1 = -INFINITY;
+                       const std::vector<Series>& series, bool x_from_zero = false) {
+  double x0 = x_from_zero ? 0.0 : INFINITY, x1 = -INFINITY, y0 = 0.0, y1 = -INFINITY;
   for (const Series& s : series)
     for (const auto& [x, y] : s.points) x0 = std::min(x0, x), x1 = std::max(x1, x), y1 = std::max(y1, y);
   if (!(x1 > x0)) x0 = std::isfinite(x0) ? x0 - 1 : 0, x1 = x0 + 2;
@@ -86,19 +89,26 @@ std::string line_chart(const std::string& title, const std::string& xlabel, cons
                     "' font-family='sans-serif' font-size='11'><text x='" + num(kW / 2) +
                     "' y='16' text-anchor='middle' font-size='13' font-weight='bold'>" + esc(title) + "</text>";
   svg += axes(x0, x1, y0, y1, xlabel, ylabel);
+  std::string legend;  // one row under the title
+  double legend_x = kLeft;
   for (size_t i = 0; i < series.size(); ++i) {
     const std::string color = kColors[i % std::size(kColors)];
     std::string pts;
-    for (const auto& [x, y] : series[i].points) {
+    for (size_t k = 0; k < series[i].points.size(); ++k) {
+      const auto [x, y] = series[i].points[k];
       const double px = kLeft + (x - x0) / (x1 - x0) * pw, py = kTop + ph - (y - y0) / (y1 - y0) * ph;
       pts += num(px) + "," + num(py) + " ";
       if (series[i].markers) svg += "<circle cx='" + num(px) + "' cy='" + num(py) + "' r='3' fill='" + color + "'/>";
+      if (k < series[i].point_labels.size()) {
+        svg += "<text x='" + num(px + 5) + "' y='" + num(py - 5) + "' fill='" + color + "'>" +
+               esc(series[i].point_labels[k]) + "</text>";
+      }
     }
     svg += "<polyline fill='none' stroke-width='1.5' stroke='" + color + "' points='" + pts + "'/>";
-    svg += "<text x='" + num(kLeft + 8) + "' y='" + num(kTop + 14 + 13.0 * static_cast<double>(i)) + "' fill='" + color +
-           "'>" + esc(series[i].name) + "</text>";
+    legend += "<text x='" + num(legend_x) + "' y='32' fill='" + color + "'>&#9632; " + esc(series[i].name) + "</text>";
+    legend_x += 24.0 + 6.5 * static_cast<double>(series[i].name.size());
   }
-  return svg + "</svg>\n";
+  return svg + legend + "</svg>\n";
 }
 
 // Empirical CDF of `values`, at most ~400 points.
@@ -133,7 +143,7 @@ std::string cdf_charts(const std::vector<RunReport>& runs) {
         const auto add = m.values(r);
         v.insert(v.end(), add.begin(), add.end());
       }
-      if (!v.empty()) series.push_back(Series{run.label, cdf(std::move(v)), false});
+      if (!v.empty()) series.push_back(Series(run.label, false, cdf(std::move(v))));
     }
     if (!series.empty()) out += line_chart(std::string(m.title) + " CDF", "milliseconds", "fraction of requests", series);
   }
@@ -143,22 +153,26 @@ std::string cdf_charts(const std::vector<RunReport>& runs) {
 std::string timeline_charts(const std::vector<RunReport>& runs) {
   std::vector<Series> tput, inflight;
   for (const RunReport& run : runs) {
-    Series t{run.label, {}, false}, f{run.label, {}, false};
-    const auto per_s = tokens_per_second(run.output.records, run.output.duration_s);
-    for (size_t i = 0; i < per_s.size(); ++i) t.points.emplace_back(static_cast<double>(i) + 0.5, per_s[i]);
+    Series t(run.label), f(run.label);
+    const double bucket = std::max(0.1, run.output.duration_s / 60.0);  // about 60 points a run
+    const auto rate = tokens_per_second(run.output.records, run.output.duration_s, bucket);
+    for (size_t i = 0; i < rate.size(); ++i) t.points.emplace_back((static_cast<double>(i) + 0.5) * bucket, rate[i]);
     for (const TimelineSample& s : run.output.timeline) f.points.emplace_back(s.t_s, static_cast<double>(s.in_flight));
     tput.push_back(std::move(t));
     inflight.push_back(std::move(f));
   }
   return "<h2>Over time</h2>\n<div class='charts'>\n" +
-         line_chart("Output tokens per second", "seconds since the start", "tokens/s", tput) +
-         line_chart("Requests in flight", "seconds since the start", "requests", inflight) + "</div>\n";
+         line_chart("Output tokens per second", "seconds since the start", "tokens/s", tput, true) +
+         line_chart("Requests in flight", "seconds since the start", "requests", inflight, true) + "</div>\n";
 }
 
 std::string sweep_charts(const std::vector<RunReport>& runs) {
-  Series ttft50{"TTFT p50", {}, true}, ttft99{"TTFT p99", {}, true}, tpot50{"TPOT p50", {}, true},
-      tpot99{"TPOT p99", {}, true}, e2e99{"E2E p99", {}, true};
+  Series ttft50("TTFT p50", true), ttft99("TTFT p99", true), tpot50("TPOT p50", true), tpot99("TPOT p99", true),
+      e2e99("E2E p99", true);
   for (const RunReport& r : runs) {
+    ttft99.point_labels.push_back(r.label);
+    tpot99.point_labels.push_back(r.label);
+    e2e99.point_labels.push_back(r.label);
     const double x = r.summary.output_throughput;
     ttft50.points.emplace_back(x, r.summary.ttft.p50);
     ttft99.points.emplace_back(x, r.summary.ttft.p99);

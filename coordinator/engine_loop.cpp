@@ -105,6 +105,12 @@ void EngineLoop::on_delta(uint64_t ticket, int32_t index, const GenerationDelta&
   auto it = tickets_.find(ticket);
   if (it == tickets_.end()) return;
   Ticket& t = it->second;
+  if (!published_this_step_) {
+    // Before any client sees this step's output, so that admission never counts a sequence this
+    // step already scheduled as waiting (the scheduler's queues are settled during postprocess).
+    publish();
+    published_this_step_ = true;
+  }
   const Clock::time_point now = Clock::now();
   record_timing(t, index, delta, now);
   t.channel->push(ChoiceEvent{index, delta, now});
@@ -133,6 +139,7 @@ void EngineLoop::record_timing(Ticket& t, int32_t index, const GenerationDelta& 
 }
 
 void EngineLoop::step_once() {
+  published_this_step_ = false;
   Status st = engine_->step();
   if (!st.is_ok()) std::fprintf(stderr, "kvmesh-serve: engine step failed: %s\n", st.to_string().c_str());
 }

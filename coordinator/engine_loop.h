@@ -58,6 +58,7 @@ class EngineLoop {
   EngineLoopOptions options_;
   std::unordered_map<uint64_t, Ticket> tickets_;  // engine thread only
   std::thread thread_;
+  bool published_this_step_ = false;
   std::atomic<bool> running_{false};
   std::atomic<bool> failed_{false};
 };

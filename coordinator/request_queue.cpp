@@ -2,7 +2,6 @@
 #include "coordinator/request_queue.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 
 namespace kvmesh {
@@ -31,7 +30,6 @@ Result<uint64_t> RequestQueue::submit(std::vector<GenerationRequest> choices,
   const auto n = static_cast<int64_t>(choices.size());
   std::lock_guard<std::mutex> lock(mu_);
   if (draining_.load() || stop_) return unavailable("the server is shutting down");
-  std::fprintf(stderr, "DEBUG submit pending=%lld engine=%lld n=%lld\n", (long long)n_pending_choices_, (long long)n_engine_waiting_, (long long)n);
   if (n_pending_choices_ + n_engine_waiting_ + n > max_waiting_) {
     return resource_exhausted("The server is busy: " + std::to_string(n_pending_choices_ + n_engine_waiting_) +
                               " sequences are waiting (limit " + std::to_string(max_waiting_) +

@@ -21,6 +21,8 @@
 #include "coordinator/api_response.h"
 #include "coordinator/engine.h"
 #include "coordinator/step_executor.h"
+#include "common/synthetic_models.h"
+#include "worker/launch.h"
 #include "worker/worker.h"
 
 namespace kvmesh {
@@ -31,6 +33,9 @@ struct Options {
   std::string request;  // JSON text, or @path
   int block_size = 16;
   int n_threads = 0;
+  int tp = 1;
+  int pp = 1;
+  int micro_batches = 0;
 };
 
 int fail(const std::string& message) {
@@ -84,36 +89,47 @@ Status run_choices(Engine& engine, const CompletionRequest& request, StreamBuild
   return Status::ok();
 }
 
-int generate(const Options& options) {
+// Runs on every rank: rank 0 parses the request and drives the engine; the other ranks serve
+// plans until rank 0 shuts them down. Only rank 0 prints.
+int generate(const Options& options, MpiRuntime& mpi) {
+  const bool leader = mpi.rank() == 0;
+  auto say = [&](const std::string& message) { return leader ? fail(message) : 1; };
   auto text = read_request_text(options.request);
-  if (!text.is_ok()) return fail(text.status().message());
-  auto config = load_model_config(options.model_dir + "/config.json");
-  if (!config.is_ok()) return fail(config.status().message());
+  if (!text.is_ok()) return say(text.status().message());
+  auto config = resolve_model_config(options.model_dir);
+  if (!config.is_ok()) return say(config.status().message());
   auto loaded = Tokenizer::from_model_dir(options.model_dir, KVMESH_DATA_DIR "/gpt2");
-  if (!loaded.is_ok()) return fail(loaded.status().message());
+  if (!loaded.is_ok()) return say(loaded.status().message());
   std::shared_ptr<const Tokenizer> tokenizer(std::move(loaded).value());
 
   const ServedModel served{config->name, config->n_positions, config->vocab_size,
                            static_cast<int64_t>(std::time(nullptr))};
   auto request = parse_any_request(*text, served, *tokenizer);
-  if (!request.is_ok()) return fail(describe(request.error()));
+  if (!request.is_ok()) return say(describe(request.error()));
 
   WorkerOptions worker_options;
   worker_options.model_dir = options.model_dir;
   worker_options.cache.block_size = options.block_size;
   worker_options.n_threads = options.n_threads;
-  auto worker = Worker::create(worker_options);
-  if (!worker.is_ok()) return fail(worker.status().message());
+  worker_options.layout.tp = options.tp;
+  worker_options.layout.pp = options.pp;
+  worker_options.micro_batches = options.micro_batches;
+  auto role = start_rank(mpi, worker_options, ControlOptions{});
+  if (!role.is_ok()) return say(role.status().message());
+  if (!leader) return role->worker_loop_status.is_ok() ? 0 : 1;
+
   EngineConfig engine_config;
-  engine_config.model = (*worker)->model_config();
+  engine_config.model = role->worker->model_config();
   engine_config.cache = worker_options.cache;
-  Engine engine(engine_config, std::make_unique<LocalExecutor>(std::move(worker).value()), tokenizer);
+  DistributedExecutor* distributed = role->distributed;
+  Engine engine(engine_config, std::move(role->executor), tokenizer);
 
   const CompletionRequest& req = request.value();
   std::unique_ptr<StreamBuilder> stream;
   if (req.stream) stream = std::make_unique<StreamBuilder>(req, *tokenizer);
   std::vector<GenerationOutput> outputs;
   const Status status = run_choices(engine, req, stream.get(), outputs);
+  if (distributed != nullptr) (void)distributed->shutdown();
   if (stream) {
     if (auto usage = stream->usage_chunk(); usage && status.is_ok()) print_event(*usage);
     std::fputs((std::string("data: ") + kDoneMarker + "\n\n").c_str(), stdout);
@@ -134,7 +150,7 @@ int main(int argc, char** argv) {
   kvmesh::Options options;
   CLI::App app{"Runs one OpenAI-style completion or chat request on a local engine and prints the response.",
                "kvmesh-generate"};
-  app.add_option("--model", options.model_dir, "Model directory (config.json, model.safetensors)")->required();
+  app.add_option("--model", options.model_dir, "Model directory (config.json, model.safetensors) or synthetic:<shape>")->required();
   app.add_option("--request", options.request, "Request JSON, or @path of a file holding it")->required();
   app.add_option("--block-size", options.block_size, "Tokens per KV page")
       ->check(CLI::Range(1, 4096))
@@ -142,6 +158,12 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.n_threads, "Compute threads (0: all cores)")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
+  app.add_option("--tp", options.tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--pp", options.pp, "Pipeline-parallel stages")->check(CLI::Range(1, 1024))->capture_default_str();
+  app.add_option("--micro-batches", options.micro_batches, "Micro-batches per step with --pp > 1 (0: pp)")
+      ->check(CLI::Range(0, 1024));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -149,8 +171,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvmesh-generate: %s (see --help)\n", e.what());
     return 2;
   }
+  kvmesh::MpiRuntime mpi(&argc, &argv);
   try {
-    return kvmesh::generate(options);
+    return kvmesh::generate(options, mpi);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kvmesh-generate: %s\n", e.what());
   } catch (...) {

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <cstdlib>
+#include <initializer_list>
 
 namespace kvmesh {
 

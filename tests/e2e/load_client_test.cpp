@@ -236,6 +236,38 @@ TEST_F(LoadClientTest, MultiturnSessionsGrow) {
   }
 }
 
+TEST_F(LoadClientTest, DurationRampSweepAndNoStream) {
+  const fs::path result = dir_ / "r.json", html = dir_ / "r.html";
+  LoadRun timed = run_load(server_->port(), {"--duration", "1.5", "--concurrency", "4", "--ramp-up-seconds", "1",
+                                             "--pool-size", "8", "--input-len", "8", "--output-len", "4",
+                                             "--result-json", result.string()});
+  ASSERT_EQ(timed.exit_code, 0) << timed.output;
+  json r = json::parse(read_text(result));
+  EXPECT_GT(r["completed"].get<int>(), 8);  // the pool of 8 prompts is cycled
+  EXPECT_EQ(r["completed"].get<int>() + r["failed"].get<int>(), r["num_prompts"].get<int>());
+  EXPECT_GE(r["duration"].get<double>(), 1.5);
+  EXPECT_LE(r["max_concurrent_requests"].get<int>(), 4);
+
+  LoadRun sweep = run_load(server_->port(), {"--sweep", "1,3", "--num-requests", "6", "--input-len", "8",
+                                             "--output-len", "4", "--result-json", result.string(), "--html",
+                                             html.string()});
+  ASSERT_EQ(sweep.exit_code, 0) << sweep.output;
+  r = json::parse(read_text(result));
+  ASSERT_EQ(r["sweep"].size(), 2u);
+  EXPECT_EQ(r["sweep"][0]["max_concurrency"], 1);
+  EXPECT_EQ(r["sweep"][1]["max_concurrency"], 3);
+  EXPECT_EQ(r["sweep"][1]["completed"], 6);
+  EXPECT_NE(read_text(html).find("across the sweep"), std::string::npos);
+
+  LoadRun whole = run_load(server_->port(), {"--no-stream", "--num-requests", "4", "--concurrency", "2",
+                                             "--input-len", "8", "--output-len", "5", "--result-json", result.string()});
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  r = json::parse(read_text(result));
+  EXPECT_EQ(r["completed"], 4);
+  EXPECT_EQ(r["total_output_tokens"], 20);
+  EXPECT_EQ(r["ttfts"][0], nullptr);  // not measured without streaming
+}
+
 // Requests dropped mid-stream are cancelled by the server and leave no KV pages behind.
 TEST(LoadClientFaults, DisconnectLeavesNoPagesInUse) {
   std::string error;
