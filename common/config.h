@@ -47,10 +47,16 @@ struct ParallelConfig {
   int world_size() const { return tp * pp; }
 };
 
+// KV cache pages and their three tiers. Budgets are bytes per rank; a tier's page count is the
+// budget over one page of that rank's layers and heads, lowered to the minimum over all ranks.
 struct CacheConfig {
-  int block_size = 16;               // tokens per page
-  DType kv_dtype = DType::f32;
-  int64_t device_bytes = 256ll << 20;  // budget of the device tier
+  int block_size = 16;                 // tokens per page
+  DType kv_dtype = DType::f32;         // f32, bf16, f16, or i8 (with a scale per token and head)
+  int64_t device_bytes = 256ll << 20;  // device tier (GPU memory; RAM on the CPU backend)
+  int64_t host_bytes = 0;              // host tier (pinned RAM on CUDA); 0 = none
+  int64_t disk_bytes = 0;              // disk tier: one preallocated file per rank; 0 = none
+  std::string disk_dir;                // where the disk files live (required when disk_bytes > 0)
+  bool disk_persist = false;           // keep the disk file and rebuild its index at start
 };
 
 }  // namespace kvmesh

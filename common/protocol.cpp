@@ -145,7 +145,8 @@ std::string encode_step_result(const StepResult& result) {
     w.put<uint32_t>(static_cast<uint32_t>(s.prompt_logprobs.size()));
     for (const auto& p : s.prompt_logprobs) put_logprobs(w, p);
   }
-  w.put_vector(result.failed_disk_loads);
+  w.put_vector(result.failed_cache_ops);
+  w.put(result.timings);
   return w.take();
 }
 
@@ -166,7 +167,8 @@ Result<StepResult> decode_step_result(std::string_view bytes) {
     for (uint32_t k = 0; k < n_prompt && r.ok(); ++k) s.prompt_logprobs.push_back(get_logprobs(r));
     result.seqs.push_back(std::move(s));
   }
-  result.failed_disk_loads = r.get_vector<int32_t>(kMaxOps);
+  result.failed_cache_ops = r.get_vector<int32_t>(kMaxOps);
+  result.timings = r.get<StepTimings>();
   if (!r.ok() || !r.at_end()) return invalid_argument("step result: malformed or truncated message");
   return result;
 }

@@ -96,10 +96,20 @@ struct SeqResult {
   std::vector<PositionLogprobs> prompt_logprobs;  // one per known next prompt token in the chunk
 };
 
+// Seconds the workers spent per CacheOpKind in a step (index = kind), and on the forward.
+struct StepTimings {
+  float cache_op_seconds[5] = {0, 0, 0, 0, 0};
+  float forward_seconds = 0;
+};
+
 struct StepResult {
   uint64_t step_id = 0;
-  std::vector<SeqResult> seqs;  // in the order of StepPlan::seqs
-  std::vector<int32_t> failed_disk_loads;  // host slots whose disk page was missing or corrupt
+  std::vector<SeqResult> seqs;             // in the order of StepPlan::seqs
+  // Indices into StepPlan::cache_ops that failed on any rank: a disk page whose header or checksum
+  // did not match, or a disk read/write error (ENOSPC included). The page is gone: a failed
+  // disk_load leaves its host slot empty, a failed disk_store drops the page.
+  std::vector<int32_t> failed_cache_ops;
+  StepTimings timings;                     // measured on the sampling rank
 };
 
 // Wire format: magic, version, then the fields. Decoding checks every length, count and enum

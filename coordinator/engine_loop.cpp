@@ -11,6 +11,8 @@ namespace kvmesh {
 namespace {
 
 constexpr std::chrono::milliseconds kIdleWait{250};
+// /ready turns 503 when the loop has not come round for this long (a step that hangs).
+constexpr std::chrono::seconds kStallLimit{120};
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -32,6 +34,7 @@ EngineLoop::~EngineLoop() {
 
 void EngineLoop::start() {
   running_ = true;
+  heartbeat_ = Clock::now().time_since_epoch().count();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -42,6 +45,7 @@ void EngineLoop::join() {
 void EngineLoop::run() {
   try {
     for (;;) {
+      heartbeat_ = Clock::now().time_since_epoch().count();
       QueueBatch batch = queue_.take(!engine_->has_work(), kIdleWait);
       apply(batch);
       if (batch.stop && !engine_->has_work()) break;
@@ -54,9 +58,32 @@ void EngineLoop::run() {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kvmesh-serve: engine thread failed: %s\n", e.what());
-    failed_ = true;
+    fail_everything(e.what());
   }
   running_ = false;
+}
+
+// The loop cannot go on: new requests get 503 and every open request ends with an error.
+void EngineLoop::fail_everything(const std::string& why) {
+  failed_ = true;
+  queue_.stop();
+  for (auto& [ticket, t] : tickets_) {
+    for (size_t i = 0; i < t.last_token_at.size(); ++i) {
+      ChoiceEvent event;
+      event.index = static_cast<int32_t>(i);
+      event.delta.finish = FinishReason::error;
+      event.delta.error = "the engine failed: " + why;
+      event.at = Clock::now();
+      t.channel->push(std::move(event));
+    }
+  }
+  tickets_.clear();
+}
+
+bool EngineLoop::ready() const {
+  if (!running_.load() || failed_.load()) return false;
+  const auto beat = Clock::time_point(Clock::duration(heartbeat_.load()));
+  return Clock::now() - beat < kStallLimit;
 }
 
 void EngineLoop::apply(QueueBatch& batch) {

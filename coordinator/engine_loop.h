@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -30,8 +31,9 @@ class EngineLoop {
   void start();
   // Returns once the loop has left (after RequestQueue::stop()).
   void join();
-  // The engine thread is running and has not failed.
-  bool ready() const { return running_.load() && !failed_.load(); }
+  // The engine thread is running, has not failed, and came round its loop recently (not stuck
+  // in a step).
+  bool ready() const;
 
  private:
   struct Ticket {
@@ -44,6 +46,7 @@ class EngineLoop {
   };
 
   void run();
+  void fail_everything(const std::string& why);
   void apply(QueueBatch& batch);
   void admit(Submission& submission);
   void cancel_ticket(uint64_t ticket);
@@ -61,6 +64,7 @@ class EngineLoop {
   bool published_this_step_ = false;
   std::atomic<bool> running_{false};
   std::atomic<bool> failed_{false};
+  std::atomic<Clock::rep> heartbeat_{0};  // steady clock, at the top of every loop round
 };
 
 }  // namespace kvmesh

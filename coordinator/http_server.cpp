@@ -69,6 +69,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_reply_written(beast::error_code ec, bool close);
   void start_job(std::unique_ptr<GenerationJob> job);
   void pump();
+  void pump_guarded();
   void write_stream(std::string bytes, bool last);
   void on_stream_written(beast::error_code ec, bool last);
   std::string stream_head() const;
@@ -93,6 +94,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point arrival_;
   bool keep_alive_ = false;
   bool chunked_ = true;
+  bool head_only_ = false;
   std::unique_ptr<GenerationJob> job_;
   std::shared_ptr<Session> self_;         // keeps the session alive while a job runs
   bool counted_ = false;                  // in shared_.n_in_flight
@@ -108,6 +110,7 @@ void Session::read_header() {
   parser_->header_limit(static_cast<std::uint32_t>(shared_.config.max_header_bytes));
   parser_->body_limit(static_cast<std::uint64_t>(shared_.config.max_body_bytes));
   log_ = RequestLog{};
+  head_only_ = false;
   arrival_ = Clock::now();
   stream_.expires_after(to_ms(shared_.config.read_timeout_s));
   http::async_read_header(stream_, buffer_, *parser_,
@@ -175,8 +178,9 @@ void Session::handle_request() {
   const auto& req = parser_->get();
   keep_alive_ = req.keep_alive();
   chunked_ = req.version() >= 11;
+  head_only_ = req.method() == http::verb::head;  // answered as GET, without the body
   HttpRequestView view;
-  view.method = req.method_string();
+  view.method = head_only_ ? std::string_view("GET") : std::string_view(req.method_string());
   view.target = req.target();
   view.authorization = req[http::field::authorization];
   view.body = req.body();
@@ -199,6 +203,7 @@ void Session::send_reply(HttpReply reply, bool close) {
   response_.body() = std::move(reply.body);
   response_.keep_alive(!close);
   response_.prepare_payload();
+  if (head_only_) response_.body().clear();
   log_.status = reply.status;
   stream_.expires_after(to_ms(shared_.config.write_timeout_s));
   http::async_write(stream_, response_, [self = shared_from_this(), close](beast::error_code ec, size_t) {
@@ -262,7 +267,7 @@ void Session::start_job(std::unique_ptr<GenerationJob> job) {
   auto executor = stream_.get_executor();
   auto refusal = job_->start([weak, executor] {
     net::post(executor, [weak] {
-      if (auto self = weak.lock()) self->pump();
+      if (auto self = weak.lock()) self->pump_guarded();
     });
   });
   if (refusal) {
@@ -273,7 +278,7 @@ void Session::start_job(std::unique_ptr<GenerationJob> job) {
   counted_ = true;
   ++shared_.n_in_flight;
   watch_client();
-  if (job_->streaming()) pump();  // the response head goes out at once
+  if (job_->streaming()) pump_guarded();  // the response head goes out at once
 }
 
 std::string Session::stream_head() const {
@@ -282,6 +287,22 @@ std::string Session::stream_head() const {
   if (chunked_) head += "Transfer-Encoding: chunked\r\n";
   head += keep_alive_ && chunked_ ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
   return head;
+}
+
+// pump(), but a failure building the output (out of memory, a broken invariant that throws) ends
+// this request and its connection instead of leaving the client waiting.
+void Session::pump_guarded() {
+  try {
+    pump();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvmesh-serve: request %s failed: %s\n", log_.id.c_str(), e.what());
+    if (!job_) return;
+    job_->cancel();
+    log_.status = 500;
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+    finish_request();
+  }
 }
 
 // Moves what the engine sent to the client; called on every wake-up and after every write.
@@ -328,7 +349,7 @@ void Session::on_stream_written(beast::error_code ec, bool last) {
   stream_.expires_never();
   if (!job_) return;
   if (ec) return client_gone();
-  if (!last) return pump();
+  if (!last) return pump_guarded();
   stop_watch();
   log_.status = 200;
   const bool close = !keep_alive_ || !chunked_ || shared_.routes.draining();

@@ -68,7 +68,6 @@ DistributedExecutor::~DistributedExecutor() {
   MPI_Comm_free(&channel_->comm);
 }
 
-int32_t DistributedExecutor::n_device_pages() const { return worker_->n_device_pages(); }
 
 Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
   std::string bytes = encode_step_plan(plan);

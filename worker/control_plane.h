@@ -21,7 +21,7 @@ class DistributedExecutor : public StepExecutor {
   DistributedExecutor(std::unique_ptr<Worker> worker, const ControlOptions& options);
   ~DistributedExecutor() override;
   Status execute(const StepPlan& plan, StepResult* result) override;
-  int32_t n_device_pages() const override;
+  const TierCapacity& capacity() const override { return worker_->capacity(); }
   // Tells every worker loop to return. Call once, before MPI is finalised.
   Status shutdown();
   Worker& worker() { return *worker_; }

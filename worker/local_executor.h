@@ -14,7 +14,7 @@ class LocalExecutor : public StepExecutor {
   Status execute(const StepPlan& plan, StepResult* result) override {
     return worker_->execute(plan, result);
   }
-  int32_t n_device_pages() const override { return worker_->n_device_pages(); }
+  const TierCapacity& capacity() const override { return worker_->capacity(); }
   Worker& worker() { return *worker_; }
 
  private:

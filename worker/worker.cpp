@@ -93,6 +93,8 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
                                            worker->collectives_.get());
   worker->kv_ = std::move(kv).value();
   worker->bytes_read_ = shard->bytes_read;
+  worker->capacity_.device_pages = n_pages;
+  worker->capacity_.page_bytes = static_cast<int64_t>(worker->kv_->page_bytes());
   worker->micro_batches_ =
       layout.pp > 1 ? (options.micro_batches > 0 ? options.micro_batches : layout.pp) : 1;
   return worker;
@@ -100,7 +102,6 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
 
 const ModelConfig& Worker::model_config() const { return model_->config(); }
 const ParallelLayout& Worker::layout() const { return model_->layout(); }
-int32_t Worker::n_device_pages() const { return kv_->n_device_pages(); }
 
 Status Worker::validate(const StepPlan& plan) const {
   const KvPoolView pool = kv_->device_pool_view();
@@ -118,7 +119,7 @@ Status Worker::execute(const StepPlan& plan, StepResult* result) {
   const double t0 = seconds_now();
   result->step_id = plan.step_id;
   result->seqs.clear();
-  result->failed_disk_loads.clear();
+  result->failed_cache_ops.clear();
   KVMESH_RETURN_IF_ERROR(validate(plan));
   std::vector<std::pair<int32_t, int32_t>> copies;
   for (const CacheOp& op : plan.cache_ops) copies.emplace_back(op.src, op.dst);

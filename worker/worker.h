@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/step_executor.h"
 #include "worker/collectives.h"
 #include "worker/parallel.h"
 
@@ -51,7 +52,8 @@ class Worker {
 
   const ModelConfig& model_config() const;
   const ParallelLayout& layout() const;
-  int32_t n_device_pages() const;
+  int32_t n_device_pages() const { return capacity_.device_pages; }
+  const TierCapacity& capacity() const { return capacity_; }
   const StepTiming& last_timing() const { return timing_; }
   uint64_t checkpoint_bytes_read() const { return bytes_read_; }
 
@@ -69,6 +71,7 @@ class Worker {
   std::vector<MicroBatch> mbs_;
   StepTiming timing_;
   uint64_t bytes_read_ = 0;
+  TierCapacity capacity_;
   std::vector<double> logprobs_;
   std::vector<float> penalised_;
 };

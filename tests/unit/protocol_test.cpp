@@ -68,14 +68,16 @@ TEST(Protocol, ResultRoundTrip) {
   s.prompt_logprobs.resize(2);
   s.prompt_logprobs[1].chosen = {3, -2.0f};
   r.seqs.push_back(s);
-  r.failed_disk_loads = {4};
+  r.failed_cache_ops = {4};
+  r.timings.cache_op_seconds[2] = 0.25f;
   auto d = decode_step_result(encode_step_result(r));
   ASSERT_TRUE(d.is_ok());
   ASSERT_EQ(d->seqs.size(), 1u);
   EXPECT_EQ(d->seqs[0].token, 11);
   EXPECT_EQ(d->seqs[0].token_logprobs.top.size(), 2u);
   EXPECT_EQ(d->seqs[0].prompt_logprobs[1].chosen.token, 3);
-  EXPECT_EQ(d->failed_disk_loads, std::vector<int32_t>{4});
+  EXPECT_EQ(d->failed_cache_ops, std::vector<int32_t>{4});
+  EXPECT_FLOAT_EQ(d->timings.cache_op_seconds[2], 0.25f);
 }
 
 TEST(Protocol, TruncatedAndCorruptMessagesAreRejected) {
