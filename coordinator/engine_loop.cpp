@@ -80,6 +80,11 @@ void EngineLoop::fail_everything(const std::string& why) {
   tickets_.clear();
 }
 
+double EngineLoop::stalled_seconds() const {
+  const auto beat = Clock::time_point(Clock::duration(heartbeat_.load()));
+  return std::chrono::duration<double>(Clock::now() - beat).count();
+}
+
 bool EngineLoop::ready() const {
   if (!running_.load() || failed_.load()) return false;
   const auto beat = Clock::time_point(Clock::duration(heartbeat_.load()));
@@ -168,7 +173,12 @@ void EngineLoop::record_timing(Ticket& t, int32_t index, const GenerationDelta& 
 void EngineLoop::step_once() {
   published_this_step_ = false;
   Status st = engine_->step();
-  if (!st.is_ok()) std::fprintf(stderr, "kvmesh-serve: engine step failed: %s\n", st.to_string().c_str());
+  if (st.is_ok()) return;
+  std::fprintf(stderr, "kvmesh-serve: engine step failed: %s\n", st.to_string().c_str());
+  if (options_.lose_on_unavailable && st.code() == StatusCode::unavailable) {
+    fail_everything("a rank stopped answering: " + st.message());
+    lost_ = true;
+  }
 }
 
 void EngineLoop::publish() {

@@ -19,6 +19,9 @@ namespace kvmesh {
 
 struct EngineLoopOptions {
   int debug_step_delay_ms = 0;  // sleep in every step that runs work (tests)
+  // A step that fails as `unavailable` (a rank stopped answering) ends every request with an error
+  // and marks the loop lost; the process must then exit so the job restarts.
+  bool lose_on_unavailable = false;
 };
 
 class EngineLoop {
@@ -34,6 +37,10 @@ class EngineLoop {
   // The engine thread is running, has not failed, and came round its loop recently (not stuck
   // in a step).
   bool ready() const;
+  // A rank was lost (see EngineLoopOptions::lose_on_unavailable).
+  bool lost() const { return lost_.load(); }
+  // Seconds since the engine thread last came round its loop (a stuck step grows it).
+  double stalled_seconds() const;
 
  private:
   struct Ticket {
@@ -64,6 +71,7 @@ class EngineLoop {
   bool published_this_step_ = false;
   std::atomic<bool> running_{false};
   std::atomic<bool> failed_{false};
+  std::atomic<bool> lost_{false};
   std::atomic<Clock::rep> heartbeat_{0};  // steady clock, at the top of every loop round
 };
 

@@ -19,6 +19,9 @@
 #include "coordinator/scheduler.h"
 #include "coordinator/server_config.h"
 #include "coordinator/step_executor.h"
+#include "common/synthetic_models.h"
+#include "worker/launch.h"
+#include "worker/shard_plan.h"
 #include "worker/worker.h"
 
 namespace {
@@ -32,6 +35,7 @@ struct LoadedModel {
 };
 
 Result<std::string> resolve_model_dir(const ServerConfig& config) {
+  if (is_synthetic_model(config.model_dir)) return config.model_dir;
   if (!config.model_dir.empty()) {
     std::error_code ec;
     if (!std::filesystem::is_directory(config.model_dir, ec)) {
@@ -45,19 +49,29 @@ Result<std::string> resolve_model_dir(const ServerConfig& config) {
   return model.dir;
 }
 
-Result<LoadedModel> load_model(const ServerConfig& config) {
-  KVMESH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(config));
+WorkerOptions worker_options(const ServerConfig& config, const std::string& dir) {
   WorkerOptions wo;
   wo.model_dir = dir;
   wo.cache.block_size = config.block_size;
   wo.cache.device_bytes = config.kv_device_bytes;
   wo.n_threads = config.threads;
-  KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Worker> worker, Worker::create(wo));
+  wo.layout.tp = config.tp;
+  wo.layout.pp = config.pp;
+  wo.micro_batches = config.micro_batches;
+  return wo;
+}
+
+// Every rank loads its shard; rank 0 gets the engine, the others serve plans until shutdown.
+Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, RankRole* role) {
+  KVMESH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(config));
+  const WorkerOptions wo = worker_options(config, dir);
+  KVMESH_ASSIGN_OR_RETURN(*role, start_rank(mpi, wo, ControlOptions{config.step_timeout_s}));
+  LoadedModel out;
+  if (mpi.rank() != 0) return out;
   KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
                           Tokenizer::from_model_dir(dir, KVMESH_DATA_DIR "/gpt2"));
-  LoadedModel out;
   EngineConfig ec;
-  ec.model = worker->model_config();
+  ec.model = role->worker->model_config();
   ec.cache = wo.cache;
   ec.max_num_seqs = config.max_num_seqs;
   ec.max_batch_tokens = config.max_batch_tokens;
@@ -66,8 +80,26 @@ Result<LoadedModel> load_model(const ServerConfig& config) {
   out.served.vocab_size = ec.model.vocab_size;
   out.served.created = static_cast<int64_t>(std::time(nullptr));
   out.tokenizer = std::move(tokenizer);
-  out.engine = std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker)), out.tokenizer);
+  out.engine = std::make_unique<Engine>(ec, std::move(role->executor), out.tokenizer);
   return out;
+}
+
+// --dry-run: what each rank would hold, without loading or allocating anything.
+int dry_run(const ServerConfig& config, const MpiRuntime& mpi) {
+  if (mpi.rank() != 0) return 0;
+  auto model = resolve_model_config(config.model_dir.empty() ? std::string("synthetic:gpt2-124m") : config.model_dir);
+  if (!model.is_ok()) {
+    std::fprintf(stderr, "kvmesh-serve: error: %s\n", model.status().message().c_str());
+    return 1;
+  }
+  Status layout = validate_layout(*model, config.tp, config.pp, config.tp * config.pp);
+  if (!layout.is_ok()) {
+    std::fprintf(stderr, "kvmesh-serve: error: %s\n", layout.message().c_str());
+    return 1;
+  }
+  const WorkerOptions wo = worker_options(config, config.model_dir);
+  std::fputs(format_shard_plan(*model, config.tp, config.pp, wo.cache, DType::f32).c_str(), stdout);
+  return 0;
 }
 
 // Blocks SIGTERM and SIGINT in this thread and every thread started after it; main waits for them.
@@ -109,6 +141,44 @@ void drain(HttpServer& server, RequestQueue& queue, const sigset_t& set, double 
   server.stop();
 }
 
+// Rank 0: HTTP in front of the engine loop until SIGTERM/SIGINT (drain) or a lost rank (exit 3).
+int serve(const ServerConfig& config, LoadedModel& model, DistributedExecutor* distributed,
+          const sigset_t& stop_signals, MpiRuntime& mpi) {
+  RequestQueue queue(config.max_queue);
+  Metrics metrics;
+  const Scheduler& scheduler = model.engine->scheduler();
+  RoutesContext rc{model.served, model.tokenizer, &queue, nullptr, &metrics, config.api_key,
+                   scheduler.blocks().n_pages(), config.block_size};
+  EngineLoopOptions loop_options;
+  loop_options.debug_step_delay_ms = config.debug_step_delay_ms;
+  loop_options.lose_on_unavailable = distributed != nullptr;
+  EngineLoop loop(std::move(model.engine), queue, metrics, loop_options);
+  rc.engine = &loop;
+  Routes routes(std::move(rc));
+  loop.start();
+  auto server = HttpServer::start(config, routes);
+  if (!server.is_ok()) {
+    std::fprintf(stderr, "kvmesh-serve: error: %s\n", server.status().message().c_str());
+    mpi.abort(1);
+  }
+  std::printf("kvmesh-serve: listening on http://%s:%d\n", config.host.c_str(), (*server)->port());
+  std::fflush(stdout);
+  while (!wait_signal(stop_signals, 200)) {
+    const bool stuck = distributed != nullptr && loop.stalled_seconds() > config.step_timeout_s + 5.0;
+    if (loop.lost() || stuck) {
+      std::fprintf(stderr, "kvmesh-serve: a rank stopped answering; ending the job (exit 3)\n");
+      wait_signal(stop_signals, 1000);  // let the error responses reach their clients
+      mpi.abort(3);
+    }
+  }
+  drain(**server, queue, stop_signals, config.drain_timeout_s);
+  queue.stop();
+  loop.join();
+  if (distributed != nullptr) (void)distributed->shutdown();
+  std::fprintf(stderr, "kvmesh-serve: stopped\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -118,33 +188,15 @@ int main(int argc, char** argv) {
     return flags.exit_code;
   }
   const ServerConfig& config = flags.config;
+  MpiRuntime mpi(&argc, &argv);
+  if (config.dry_run) return dry_run(config, mpi);
   const sigset_t stop_signals = block_stop_signals();
-  auto model = load_model(config);
+  RankRole role;
+  auto model = load_model(config, mpi, &role);
   if (!model.is_ok()) {
-    std::fprintf(stderr, "kvmesh-serve: error: %s\n", model.status().message().c_str());
+    if (mpi.rank() == 0) std::fprintf(stderr, "kvmesh-serve: error: %s\n", model.status().message().c_str());
     return 1;
   }
-  RequestQueue queue(config.max_queue);
-  Metrics metrics;
-  const Scheduler& scheduler = model->engine->scheduler();
-  RoutesContext rc{model->served, model->tokenizer, &queue, nullptr, &metrics, config.api_key,
-                   scheduler.blocks().n_pages(), config.block_size};
-  EngineLoop loop(std::move(model->engine), queue, metrics, EngineLoopOptions{config.debug_step_delay_ms});
-  rc.engine = &loop;
-  Routes routes(std::move(rc));
-  loop.start();
-  auto server = HttpServer::start(config, routes);
-  if (!server.is_ok()) {
-    std::fprintf(stderr, "kvmesh-serve: error: %s\n", server.status().message().c_str());
-    return 1;
-  }
-  std::printf("kvmesh-serve: listening on http://%s:%d\n", config.host.c_str(), (*server)->port());
-  std::fflush(stdout);
-  while (!wait_signal(stop_signals, 1000)) {
-  }
-  drain(**server, queue, stop_signals, config.drain_timeout_s);
-  queue.stop();
-  loop.join();
-  std::fprintf(stderr, "kvmesh-serve: stopped\n");
-  return 0;
+  if (mpi.rank() != 0) return role.worker_loop_status.is_ok() ? 0 : 1;
+  return serve(config, *model, role.distributed, stop_signals, mpi);
 }

@@ -40,6 +40,13 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::Range(1, 1 << 24));
   app.add_option("--max-queue", c.max_queue, "Waiting sequences before new requests get 429")
       ->check(CLI::Range(1, 1 << 24));
+  app.add_option("--tp", c.tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun)")->check(CLI::Range(1, 1024));
+  app.add_option("--pp", c.pp, "Pipeline-parallel stages")->check(CLI::Range(1, 1024));
+  app.add_option("--micro-batches", c.micro_batches, "Micro-batches per step with --pp > 1 (0 = pp)")
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--step-timeout", c.step_timeout_s, "Seconds a step may wait for another rank before the job ends")
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_flag("--dry-run", c.dry_run, "Print the layers, heads, weight and KV bytes of every rank, then exit");
 }
 
 void add_http_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {

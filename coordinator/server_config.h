@@ -20,6 +20,13 @@ struct ServerConfig {
   int32_t max_batch_tokens = 2048;       // tokens in one step (chunked prefill)
   int32_t max_queue = 256;               // waiting sequences before new requests get 429
 
+  // Parallel layout (launch tp * pp ranks with mpirun).
+  int tp = 1;
+  int pp = 1;
+  int micro_batches = 0;                 // per step with pp > 1; 0 = pp
+  double step_timeout_s = 300.0;         // a step waiting longer on another rank ends the job
+  bool dry_run = false;                  // print what each rank would hold, then exit
+
   // HTTP.
   std::string host = "127.0.0.1";
   int port = 8000;                       // 0 = pick a free port (printed at start)

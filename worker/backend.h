@@ -24,9 +24,13 @@ struct BatchLayout {
   std::vector<int32_t> slots;         // [T] page * block_size + offset in page
 };
 
-// A page pool: [n_pages, n_layers, 2, block_size, n_heads, head_dim] (K then V per layer).
+// A page pool. One page is one contiguous block of page_bytes():
+//   data   [n_layers, 2, block_size, n_heads, head_dim] of dtype (K then V per layer)
+//   scales [n_layers, 2, block_size, n_heads] fp32, only for i8 (absmax / 127 per token and head),
+//          starting at the first 16-byte boundary after the data.
+// The tiers (device, host, disk) copy pages whole, so a page never points outside itself.
 struct KvPoolView {
-  void* data = nullptr;
+  void* data = nullptr;  // [n_pages, page_bytes()]
   DType dtype = DType::f32;
   int32_t n_pages = 0;
   int32_t n_layers = 0;
@@ -36,6 +40,32 @@ struct KvPoolView {
 
   int64_t page_elems() const {
     return static_cast<int64_t>(n_layers) * 2 * block_size * n_heads * head_dim;
+  }
+  // Byte offset of the i8 scales inside a page.
+  int64_t scales_offset() const {
+    return (page_elems() * static_cast<int64_t>(dtype_size(dtype)) + 15) / 16 * 16;
+  }
+  int64_t page_bytes() const {
+    if (dtype != DType::i8) return page_elems() * static_cast<int64_t>(dtype_size(dtype));
+    return scales_offset() + static_cast<int64_t>(n_layers) * 2 * block_size * n_heads * 4;
+  }
+  uint8_t* page_ptr(int32_t page) const {
+    return static_cast<uint8_t*>(data) + static_cast<int64_t>(page) * page_bytes();
+  }
+  // Index of (layer, kv, offset) as a token row: K (kv = 0) or V (kv = 1) of one slot.
+  int64_t row_index(int32_t layer, int kv, int32_t offset) const {
+    return (static_cast<int64_t>(layer) * 2 + kv) * block_size + offset;
+  }
+  // First element of head 0 of one token row (n_heads * head_dim elements of dtype follow).
+  uint8_t* row_ptr(int32_t page, int32_t layer, int kv, int32_t offset) const {
+    const int64_t row_elems = static_cast<int64_t>(n_heads) * head_dim;
+    return page_ptr(page) + row_index(layer, kv, offset) * row_elems *
+                                static_cast<int64_t>(dtype_size(dtype));
+  }
+  // i8 only: the n_heads scales of one token row.
+  float* scales_ptr(int32_t page, int32_t layer, int kv, int32_t offset) const {
+    return reinterpret_cast<float*>(page_ptr(page) + scales_offset()) +
+           row_index(layer, kv, offset) * n_heads;
   }
 };
 

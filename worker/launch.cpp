@@ -25,6 +25,9 @@ Result<RankRole> start_rank(MpiRuntime& mpi, WorkerOptions options, const Contro
     return role;
   }
   KVMESH_ASSIGN_OR_RETURN(auto worker, Worker::create(options, make_mpi_collectives(layout)));
+  std::fprintf(stderr, "kvmesh rank %d (tp %d, pp %d): read %llu checkpoint bytes for its shard\n",
+               layout.rank, layout.tp_rank(), layout.pp_rank(),
+               static_cast<unsigned long long>(worker->checkpoint_bytes_read()));
   if (mpi.rank() == 0) {
     role.worker = worker.get();
     auto executor = std::make_unique<DistributedExecutor>(std::move(worker), control);

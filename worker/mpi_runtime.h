@@ -9,8 +9,9 @@ bool launched_by_mpi();
 
 class MpiRuntime {
  public:
-  // Initialises MPI (MPI_THREAD_FUNNELED: only the thread that calls this calls MPI) when
-  // launched_by_mpi(); otherwise rank 0 of a world of 1.
+  // Initialises MPI when launched_by_mpi(); otherwise rank 0 of a world of 1. The level is
+  // MPI_THREAD_SERIALIZED: one thread at a time calls MPI (the engine thread while serving, the
+  // main thread before and after).
   MpiRuntime(int* argc, char*** argv);
   ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;

@@ -1,0 +1,107 @@
+// cpu_matmul entry points: picks the kernel family once from the CPU's features and splits output
+// columns (never the reduction) over OpenMP threads, so thread count cannot change any result.
+#include "worker/cpu/cpu_matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "worker/cpu/cpu_matmul_kernels.h"
+
+namespace kvmesh {
+namespace {
+
+using matmul_detail::MatmulKernels;
+
+constexpr int64_t kMinMacsPerThread = int64_t(1) << 16;  // below this a thread costs more than it saves
+constexpr int64_t kNnColumnUnit = 32;                     // nn thread ranges start at multiples of this
+constexpr int64_t kNtRowUnit = 8;
+
+MatmulIsa best_isa() {
+  if (matmul_isa_supported(MatmulIsa::avx512)) return MatmulIsa::avx512;
+  if (matmul_isa_supported(MatmulIsa::avx2)) return MatmulIsa::avx2;
+  return MatmulIsa::scalar;
+}
+
+std::atomic<MatmulIsa>& active_isa() {
+  static std::atomic<MatmulIsa> isa{best_isa()};
+  return isa;
+}
+
+MatmulKernels kernels_for(MatmulIsa isa) {
+  switch (isa) {
+    case MatmulIsa::avx512: return matmul_detail::avx512_kernels();
+    case MatmulIsa::avx2: return matmul_detail::avx2_kernels();
+    case MatmulIsa::scalar: break;
+  }
+  return matmul_detail::scalar_kernels();
+}
+
+MatmulKernels active_kernels() { return kernels_for(active_isa().load(std::memory_order_relaxed)); }
+
+// Splits [0, n_cols) into contiguous ranges starting at multiples of unit, one per thread
+// (schedule(static)), and calls f(begin, end) on each. macs_per_col sizes the thread count.
+template <class F>
+void parallel_column_ranges(int64_t n_cols, int64_t unit, int64_t macs_per_col, const F& f) {
+  const int64_t n_units = (n_cols + unit - 1) / unit;
+  const int64_t max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int64_t by_work = n_cols * macs_per_col / kMinMacsPerThread;
+  const int64_t n_parts = std::max<int64_t>(1, std::min({max_threads, n_units, by_work}));
+  if (n_parts == 1) return f(int64_t(0), n_cols);
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(n_parts))
+  for (int64_t p = 0; p < n_parts; ++p) {
+    const int64_t begin = n_units * p / n_parts * unit;
+    const int64_t end = std::min(n_cols, n_units * (p + 1) / n_parts * unit);
+    if (begin < end) f(begin, end);
+  }
+}
+
+}  // namespace
+
+void matmul_nn(const float* x, int64_t n_rows, int64_t n_in, const float* w, int64_t n_out,
+               const float* bias, float* y) {
+  if (n_rows <= 0 || n_out <= 0) return;
+  const matmul_detail::NnArgs args{x, n_rows, n_in, w, n_out, bias, y};
+  const auto nn_range = active_kernels().nn_range;
+  parallel_column_ranges(n_out, kNnColumnUnit, n_rows * n_in,
+                         [&](int64_t begin, int64_t end) { nn_range(args, begin, end); });
+}
+
+void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, int64_t n_vocab,
+               float* y) {
+  if (n_rows <= 0 || n_vocab <= 0) return;
+  const matmul_detail::NtArgs args{x, n_rows, n_embd, w, n_vocab, y};
+  const auto nt_range = active_kernels().nt_range;
+  parallel_column_ranges(n_vocab, kNtRowUnit, n_rows * n_embd,
+                         [&](int64_t begin, int64_t end) { nt_range(args, begin, end); });
+}
+
+MatmulIsa matmul_isa() { return active_isa().load(std::memory_order_relaxed); }
+
+bool matmul_isa_supported(MatmulIsa isa) {
+  __builtin_cpu_init();
+  switch (isa) {
+    case MatmulIsa::avx512: return __builtin_cpu_supports("avx512f");
+    case MatmulIsa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case MatmulIsa::scalar: return true;
+  }
+  return false;
+}
+
+bool matmul_force_isa(MatmulIsa isa) {
+  if (!matmul_isa_supported(isa)) return false;
+  active_isa().store(isa, std::memory_order_relaxed);
+  return true;
+}
+
+const char* matmul_isa_name(MatmulIsa isa) {
+  switch (isa) {
+    case MatmulIsa::avx512: return "avx512";
+    case MatmulIsa::avx2: return "avx2";
+    case MatmulIsa::scalar: return "scalar";
+  }
+  return "?";
+}
+
+}  // namespace kvmesh

@@ -1,0 +1,62 @@
+// AVX-512F kernels of cpu_matmul: V is one zmm; 12-row x 32-column nn tiles, 6 x 4 nt tiles.
+// Compiled for avx512f only inside the target pragma; cpu_matmul.cpp calls them only when supported.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "worker/cpu/cpu_matmul_kernels.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+
+namespace kvmesh::matmul_detail::avx512 {
+namespace {
+
+struct V {
+  __m512 v;
+};
+
+inline __mmask16 mask_n(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+inline V zero() { return {_mm512_setzero_ps()}; }
+inline V load(const float* p) { return {_mm512_loadu_ps(p)}; }
+inline V load_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(mask_n(n), p)}; }
+inline void store(float* p, V a) { _mm512_storeu_ps(p, a.v); }
+inline void store_n(float* p, V a, int n) { _mm512_mask_storeu_ps(p, mask_n(n), a.v); }
+inline V bcast(float s) { return {_mm512_set1_ps(s)}; }
+inline V fmadd(V a, V b, V c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+
+// Fixed tree: lane i + lane i+8, then +4, +2, +1 (the same tree as the avx2 and scalar files).
+inline float hsum(V a) {
+  const __m256 lo = _mm512_castps512_ps256(a.v);
+  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1));
+  const __m256 s8 = _mm256_add_ps(lo, hi);
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+constexpr int kNnRows = 12;       // nn tile: 12 rows x 2 vectors = 24 zmm accumulators
+constexpr int kNnVecs = 2;
+constexpr int kStreamRows = 4;    // up to this many rows stream w instead of tiling
+constexpr int kStreamDepth = 4;   // k values applied per pass over y
+constexpr int kStreamCols = 1024; // columns of y kept in L1 per row while streaming
+constexpr int kNtRows = 6;        // nt tile: 6 rows x 4 vocab rows = 24 accumulators
+constexpr int kNtVecs = 4;
+constexpr int kNtVecsOneRow = 8;  // one row: 8 vocab rows at once
+
+#include "worker/cpu/cpu_matmul_tiles.inl"
+
+}  // namespace
+
+void nn_entry(const NnArgs& a, int64_t c0, int64_t c1) { nn_range(a, c0, c1); }
+void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
+
+}  // namespace kvmesh::matmul_detail::avx512
+
+#pragma GCC pop_options
+
+namespace kvmesh::matmul_detail {
+
+MatmulKernels avx512_kernels() { return {&avx512::nn_entry, &avx512::nt_entry}; }
+
+}  // namespace kvmesh::matmul_detail

@@ -1,0 +1,37 @@
+// Internal interface between cpu_matmul.cpp (ISA choice, thread split) and the per-ISA kernel
+// files cpu_matmul_{avx512,avx2,scalar}.cpp, which share their tile loops in cpu_matmul_tiles.inl.
+#pragma once
+
+#include <cstdint>
+
+namespace kvmesh::matmul_detail {
+
+struct NnArgs {
+  const float* x;      // [n_rows, n_in]
+  int64_t n_rows, n_in;
+  const float* w;      // [n_in, n_out]
+  int64_t n_out;
+  const float* bias;   // [n_out] or null
+  float* y;            // [n_rows, n_out]
+};
+
+struct NtArgs {
+  const float* x;      // [n_rows, n_embd]
+  int64_t n_rows, n_embd;
+  const float* w;      // [n_vocab, n_embd]
+  int64_t n_vocab;
+  float* y;            // [n_rows, n_vocab]
+};
+
+struct MatmulKernels {
+  // y[:, col_begin:col_end] of matmul_nn over all rows; col_begin is a multiple of 16.
+  void (*nn_range)(const NnArgs& a, int64_t col_begin, int64_t col_end);
+  // y[:, v_begin:v_end] of matmul_nt over all rows.
+  void (*nt_range)(const NtArgs& a, int64_t v_begin, int64_t v_end);
+};
+
+MatmulKernels avx512_kernels();
+MatmulKernels avx2_kernels();
+MatmulKernels scalar_kernels();
+
+}  // namespace kvmesh::matmul_detail
