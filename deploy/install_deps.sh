@@ -11,6 +11,7 @@ packages=(
   libgtest-dev googletest
   libcli11-dev
   curl ca-certificates procps iproute2
+  shellcheck python3-yaml
 )
 
 missing=()

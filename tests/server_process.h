@@ -47,6 +47,20 @@ class ServerProcess {
     return server;
   }
 
+  // Starts the server as n_ranks MPI ranks under mpirun (rank 0 serves HTTP).
+  static std::unique_ptr<ServerProcess> start_mpi(int n_ranks, const std::vector<std::string>& args,
+                                                  std::string* error, int timeout_ms = 90000) {
+    auto server = std::unique_ptr<ServerProcess>(new ServerProcess());
+    server->launcher_ = {"mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
+                         "-np", std::to_string(n_ranks)};
+    if (!server->spawn(args, error)) return nullptr;
+    if (!server->wait_listening(timeout_ms, error) || !server->wait_healthy(timeout_ms, error)) {
+      *error += "\nserver stderr:\n" + server->stderr_text();
+      return nullptr;
+    }
+    return server;
+  }
+
   // Only spawns (for tests of start-up failures: wait_exit, stderr_text).
   static std::unique_ptr<ServerProcess> launch(const std::vector<std::string>& args, std::string* error) {
     auto server = std::unique_ptr<ServerProcess>(new ServerProcess());
@@ -94,6 +108,7 @@ class ServerProcess {
 
  private:
   ServerProcess() = default;
+  std::vector<std::string> launcher_;  // e.g. mpirun and its flags; empty: run the server directly
 
   bool spawn(const std::vector<std::string>& args, std::string* error) {
     char log_template[] = "/tmp/kvmesh-e2e-log-XXXXXX";
@@ -102,7 +117,8 @@ class ServerProcess {
     log_path_ = log_template;
     int out[2];
     if (::pipe(out) != 0) return *error = "pipe failed", false;
-    std::vector<std::string> argv_s = {server_binary()};
+    std::vector<std::string> argv_s = launcher_;
+    argv_s.push_back(server_binary());
     for (const char* flag : {"--host", "--port", "--threads"}) {  // defaults the args do not override
       if (std::find(args.begin(), args.end(), flag) != args.end()) continue;
       argv_s.push_back(flag);
@@ -119,7 +135,7 @@ class ServerProcess {
       ::dup2(log_fd, 2);
       ::close(out[0]);
       ::close(out[1]);
-      ::execv(argv[0], argv.data());
+      ::execvp(argv[0], argv.data());
       std::_Exit(127);
     }
     ::close(out[1]);

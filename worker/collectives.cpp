@@ -21,6 +21,8 @@ class LocalCollectives final : public Collectives {
   void pp_flush_sends() override {}
   int64_t world_min(int64_t value) override { return value; }
   Status agree(const Status& local) override { return local; }
+  void world_or_flags(std::vector<uint8_t>&) override {}
+  std::vector<std::string> gather_to_root(const std::string& local) override { return {local}; }
 };
 
 }  // namespace

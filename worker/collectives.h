@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -26,6 +28,11 @@ class Collectives {
   // Every rank passes its own status and gets back the first failing rank's (ok when none
   // failed), so all ranks stop together with the same message.
   virtual Status agree(const Status& local) = 0;
+  // Bitwise OR over all ranks, in place (every rank passes the same length): a flag set anywhere
+  // is set everywhere (e.g. a cache op that failed on any rank).
+  virtual void world_or_flags(std::vector<uint8_t>& flags) = 0;
+  // World rank 0 gets every rank's bytes (index = rank); other ranks get an empty vector.
+  virtual std::vector<std::string> gather_to_root(const std::string& local) = 0;
 };
 
 // A single rank: every collective is the identity.

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/status.h"
+
 namespace kvmesh {
 namespace {
 

@@ -1,13 +1,18 @@
-// KvStore: the bytes of the KV cache pages a worker owns (device pool; host and disk tiers later).
+// KvStore: the bytes of the KV cache pages a worker owns: the device pool (RAM on the CPU backend),
+// the host pool (page-sized RAM slots; pinned on CUDA) and the disk tier, and the page moves
+// between them that CacheOps ask for. Pages are one contiguous block in every tier (KvPoolView).
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
 #include "common/config.h"
+#include "common/protocol.h"
 #include "common/status.h"
 #include "worker/backend.h"
+#include "worker/disk_store.h"
 
 namespace kvmesh {
 
@@ -17,22 +22,54 @@ int64_t kv_page_elems(int n_layers, int block_size, int n_heads, int head_dim);
 
 class KvStore {
  public:
-  // Pages the device budget holds for this rank's layers and heads (an error when none).
+  // Bytes of one page of n_layers layers and n_heads heads in cache.kv_dtype (i8: + scales).
+  static int64_t page_bytes_for(const CacheConfig& cache, int n_layers, int n_heads, int head_dim);
+  // Pages the device budget holds for this rank's layers and heads (an error when none, or when
+  // the KV dtype or block size is not supported).
   static Result<int32_t> budget_pages(const CacheConfig& cache, int n_layers, int n_heads,
                                       int head_dim);
-  // Allocates n_pages pages (page ids are global, so every rank allocates the same count).
+  // Host slots the host budget holds (0: no host tier).
+  static int32_t host_budget_slots(const CacheConfig& cache, int64_t page_bytes);
+  // Allocates n_pages device pages and n_host_slots host slots (page ids are global, so every
+  // rank allocates the same counts).
   static Result<std::unique_ptr<KvStore>> create(const CacheConfig& cache, int n_layers,
-                                                 int n_heads, int head_dim, int32_t n_pages);
+                                                 int n_heads, int head_dim, int32_t n_pages,
+                                                 int32_t n_host_slots = 0);
+  // Adds the disk tier (its page size must be page_bytes()).
+  void attach_disk(std::unique_ptr<DiskStore> disk);
 
   KvPoolView device_pool() { return pool_; }
   KvPoolView device_pool_view() const { return pool_; }
+  KvPoolView host_pool_view() const { return host_; }
   int32_t n_device_pages() const { return pool_.n_pages; }
+  int32_t n_host_slots() const { return host_.n_pages; }
+  int32_t n_disk_slots() const { return disk_ ? disk_->n_slots() : 0; }
+  DiskStore* disk() const { return disk_.get(); }
   size_t page_bytes() const;
 
+  // Applies one swap_out, swap_in, disk_store or disk_load (ids already validated; copies go
+  // through the backend). An error is an expected outcome (a disk page that fails its checks, an
+  // I/O error, a host slot that holds no page): the caller counts it and goes on.
+  Status apply(const CacheOp& op);
+  // Drops what a failed op left behind (it failed on some rank): a disk_load's host slot holds no
+  // page any more, a disk_store's slot is invalidated on disk.
+  void forget(const CacheOp& op);
+  // Whether a host slot holds a page (written by swap_out or a verified disk_load).
+  bool host_slot_valid(int32_t slot) const { return host_valid_[static_cast<size_t>(slot)] != 0; }
+
  private:
+  struct FreeBytes {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  using Bytes = std::unique_ptr<uint8_t, FreeBytes>;
   KvStore() = default;
-  std::vector<float> device_;  // [n_pages, n_layers, 2, block_size, n_heads, head_dim]
+
+  Bytes device_bytes_;  // [n_pages, page_bytes]
+  Bytes host_bytes_;    // [n_host_slots, page_bytes]
   KvPoolView pool_;
+  KvPoolView host_;
+  std::vector<uint8_t> host_valid_;  // [n_host_slots]
+  std::unique_ptr<DiskStore> disk_;
 };
 
 }  // namespace kvmesh

@@ -69,6 +69,34 @@ class MpiCollectives final : public Collectives {
     MPI_Bcast(message.data(), len, MPI_CHAR, first_failed, data_);
     return Status(static_cast<StatusCode>(code), "rank " + std::to_string(first_failed) + ": " + message);
   }
+  void world_or_flags(std::vector<uint8_t>& flags) override {
+    if (flags.empty()) return;
+    MPI_Allreduce(MPI_IN_PLACE, flags.data(), as_count(static_cast<int64_t>(flags.size())),
+                  MPI_UNSIGNED_CHAR, MPI_BOR, data_);
+  }
+  std::vector<std::string> gather_to_root(const std::string& local) override {
+    int world = 0, rank = 0;
+    MPI_Comm_size(data_, &world);
+    MPI_Comm_rank(data_, &rank);
+    const int length = as_count(static_cast<int64_t>(local.size()));
+    std::vector<int> lengths(rank == 0 ? world : 0), offsets(rank == 0 ? world : 0);
+    MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, data_);
+    std::string all;
+    if (rank == 0) {
+      int64_t total = 0;
+      for (int r = 0; r < world; ++r) {
+        offsets[r] = as_count(total);
+        total += lengths[r];
+      }
+      all.resize(static_cast<size_t>(as_count(total)));
+    }
+    MPI_Gatherv(local.data(), length, MPI_BYTE, all.data(), lengths.data(), offsets.data(),
+                MPI_BYTE, 0, data_);
+    std::vector<std::string> out;
+    for (int r = 0; rank == 0 && r < world; ++r)
+      out.push_back(all.substr(static_cast<size_t>(offsets[r]), static_cast<size_t>(lengths[r])));
+    return out;
+  }
 
  private:
   ParallelLayout layout_;

@@ -3,11 +3,16 @@
 #include "worker/worker.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <map>
 #include <string>
 
+#include "common/byte_io.h"
 #include "common/synthetic_models.h"
 #include "worker/cpu/cpu_backend.h"
+#include "worker/disk_store.h"
 #include "worker/kv_store.h"
 #include "worker/micro_batch.h"
 #include "worker/model.h"
@@ -42,6 +47,96 @@ Status validate_seq(const SeqWork& s, const ModelConfig& c, int32_t block_size, 
   return Status::ok();
 }
 
+const char* cache_op_name(CacheOpKind kind) {
+  switch (kind) {
+    case CacheOpKind::copy: return "copy";
+    case CacheOpKind::swap_out: return "swap_out";
+    case CacheOpKind::swap_in: return "swap_in";
+    case CacheOpKind::disk_store: return "disk_store";
+    case CacheOpKind::disk_load: return "disk_load";
+  }
+  return "unknown";
+}
+
+// Tier of an op's source (first) and destination (second): 0 device, 1 host, 2 disk; -1 unknown.
+std::pair<int, int> cache_op_tiers(CacheOpKind kind) {
+  switch (kind) {
+    case CacheOpKind::copy: return {0, 0};
+    case CacheOpKind::swap_out: return {0, 1};
+    case CacheOpKind::swap_in: return {1, 0};
+    case CacheOpKind::disk_store: return {1, 2};
+    case CacheOpKind::disk_load: return {2, 1};
+  }
+  return {-1, -1};
+}
+
+Status validate_cache_op(const CacheOp& op, const TierCapacity& cap) {
+  const auto [src_tier, dst_tier] = cache_op_tiers(op.kind);
+  if (src_tier < 0) return invalid_argument("unknown cache op kind");
+  const int32_t sizes[3] = {cap.device_pages, cap.host_slots, cap.disk_slots};
+  if (op.src < 0 || op.src >= sizes[src_tier] || op.dst < 0 || op.dst >= sizes[dst_tier]) {
+    return out_of_range(std::string("cache op ") + cache_op_name(op.kind) + " " +
+                        std::to_string(op.src) + " -> " + std::to_string(op.dst) +
+                        " outside its tier");
+  }
+  return Status::ok();
+}
+
+// Whether a later op of the plan writes the same page or slot as op i (then op i's leftovers
+// are not its to drop).
+bool rewritten_later(const StepPlan& plan, size_t i) {
+  const CacheOp& op = plan.cache_ops[i];
+  for (size_t j = i + 1; j < plan.cache_ops.size(); ++j) {
+    const CacheOp& later = plan.cache_ops[j];
+    if (cache_op_tiers(later.kind).second == cache_op_tiers(op.kind).second && later.dst == op.dst)
+      return true;
+  }
+  return false;
+}
+
+// One line per failed cache op on the rank where it failed (the first few per process).
+void log_cache_op_failure(int rank, size_t index, const CacheOp& op, const Status& status) {
+  constexpr int kMaxLogged = 20;
+  static std::atomic<int> logged{0};
+  const int n = logged.fetch_add(1);
+  if (n < kMaxLogged) {
+    std::fprintf(stderr, "kvmesh rank %d: cache op %zu (%s %d -> %d) failed: %s\n", rank, index,
+                 cache_op_name(op.kind), op.src, op.dst, status.to_string().c_str());
+  } else if (n == kMaxLogged) {
+    std::fprintf(stderr, "kvmesh rank %d: further cache op failures are not logged\n", rank);
+  }
+}
+
+// Applies a plan's cache ops in order, timing each kind; an op that failed on any rank counts as
+// failed on every rank (its leftovers dropped) and is listed in result->failed_cache_ops.
+void apply_cache_ops(const StepPlan& plan, KvStore& kv, Backend& backend, Collectives& collectives,
+                     int rank, StepResult* result) {
+  if (plan.cache_ops.empty()) return;  // every rank sees the same plan, so all skip alike
+  std::vector<uint8_t> failed(plan.cache_ops.size(), 0);
+  for (size_t i = 0; i < plan.cache_ops.size(); ++i) {
+    const CacheOp& op = plan.cache_ops[i];
+    const auto t0 = std::chrono::steady_clock::now();
+    Status status;
+    if (op.kind == CacheOpKind::copy) {
+      backend.copy_pages(kv.device_pool(), {{op.src, op.dst}});
+    } else {
+      status = kv.apply(op);
+    }
+    result->timings.cache_op_seconds[static_cast<int>(op.kind)] +=
+        std::chrono::duration<float>(std::chrono::steady_clock::now() - t0).count();
+    if (!status.is_ok()) {
+      failed[i] = 1;
+      log_cache_op_failure(rank, i, op, status);
+    }
+  }
+  collectives.world_or_flags(failed);
+  for (size_t i = 0; i < failed.size(); ++i) {
+    if (!failed[i]) continue;
+    if (!rewritten_later(plan, i)) kv.forget(plan.cache_ops[i]);
+    result->failed_cache_ops.push_back(static_cast<int32_t>(i));
+  }
+}
+
 }  // namespace
 
 Worker::Worker() = default;
@@ -53,7 +148,9 @@ namespace {
 struct LocalShard {
   ModelConfig config;
   ModelWeights weights;
-  int32_t budget_pages = 0;
+  int32_t budget_pages = 0;  // device pages, host slots and disk slots this rank's budgets hold
+  int32_t host_slots = 0;
+  int32_t disk_slots = 0;
   uint64_t bytes_read = 0;
 };
 
@@ -63,13 +160,94 @@ Result<LocalShard> load_local_shard(const WorkerOptions& options) {
   const ModelConfig& c = shard.config;
   const ParallelLayout& layout = options.layout;
   KVMESH_RETURN_IF_ERROR(validate_layout(c, layout.tp, layout.pp, layout.world_size()));
+  if (options.cache.disk_bytes > 0 && options.cache.disk_dir.empty())
+    return invalid_argument("a KV disk budget needs a disk directory (--kv-disk-dir)");
   KVMESH_ASSIGN_OR_RETURN(auto source, open_weight_source(options.model_dir, c, options.synthetic_seed));
   KVMESH_ASSIGN_OR_RETURN(shard.weights, load_weights(*source, c, layout));
   shard.bytes_read = source->bytes_read();
+  const int n_layers = static_cast<int>(layout.layers(c).size());
+  const int n_heads = static_cast<int>(layout.heads(c).size());
   KVMESH_ASSIGN_OR_RETURN(shard.budget_pages,
-                          KvStore::budget_pages(options.cache, static_cast<int>(layout.layers(c).size()),
-                                                static_cast<int>(layout.heads(c).size()), c.head_dim()));
+                          KvStore::budget_pages(options.cache, n_layers, n_heads, c.head_dim()));
+  const int64_t page_bytes = KvStore::page_bytes_for(options.cache, n_layers, n_heads, c.head_dim());
+  shard.host_slots = KvStore::host_budget_slots(options.cache, page_bytes);
+  shard.disk_slots = DiskStore::budget_slots(options.cache.disk_bytes, page_bytes);
   return shard;
+}
+
+// Allocates the device and host pools and opens the disk file with the agreed counts.
+Result<std::unique_ptr<KvStore>> create_tiers(const WorkerOptions& options, const ModelConfig& c,
+                                              const TierCapacity& counts) {
+  const ParallelLayout& layout = options.layout;
+  KVMESH_ASSIGN_OR_RETURN(
+      auto kv, KvStore::create(options.cache, static_cast<int>(layout.layers(c).size()),
+                               static_cast<int>(layout.heads(c).size()), c.head_dim(),
+                               counts.device_pages, counts.host_slots));
+  if (counts.disk_slots > 0) {
+    DiskStoreOptions d;
+    d.dir = options.cache.disk_dir;
+    d.n_slots = counts.disk_slots;
+    d.page_bytes = static_cast<int64_t>(kv->page_bytes());
+    d.identity.fingerprint = kv_model_fingerprint(options.model_dir, options.synthetic_seed, c,
+                                                  options.cache, layout.tp, layout.pp);
+    d.identity.rank = layout.rank;
+    d.identity.tp = layout.tp;
+    d.identity.pp = layout.pp;
+    d.persist = options.cache.disk_persist;
+    KVMESH_ASSIGN_OR_RETURN(auto disk, DiskStore::open(d));
+    kv->attach_disk(std::move(disk));
+  }
+  return kv;
+}
+
+std::string encode_disk_pages(const std::vector<DiskPage>& pages) {
+  ByteWriter w;
+  w.put<uint32_t>(static_cast<uint32_t>(pages.size()));
+  for (const DiskPage& p : pages) {
+    w.put(p.slot);
+    w.put(p.page_hash);
+    w.put(p.n_tokens);
+  }
+  return w.take();
+}
+
+// A peer's scan; false when malformed.
+bool decode_disk_pages(std::string_view bytes, std::vector<DiskPage>* pages) {
+  ByteReader r(bytes);
+  const uint32_t n = r.get<uint32_t>();
+  if (!r.ok() || n > bytes.size() / 16) return false;
+  for (uint32_t i = 0; i < n; ++i) {
+    DiskPage p{};
+    p.slot = r.get<int32_t>();
+    p.page_hash = r.get<uint64_t>();
+    p.n_tokens = r.get<int32_t>();
+    pages->push_back(p);
+  }
+  return r.ok() && r.at_end();
+}
+
+// The disk pages every rank holds identically (rank 0 gets them; other ranks get none).
+std::vector<DiskPage> agree_recovered(Collectives& collectives, const KvStore& kv, int32_t n_slots) {
+  const std::vector<DiskPage> mine = kv.disk() ? kv.disk()->scan() : std::vector<DiskPage>{};
+  const std::vector<std::string> all = collectives.gather_to_root(encode_disk_pages(mine));
+  if (all.empty()) return {};
+  std::map<int32_t, DiskPage> common;
+  for (const DiskPage& p : mine)
+    if (p.slot >= 0 && p.slot < n_slots) common[p.slot] = p;
+  for (size_t r = 1; r < all.size(); ++r) {
+    std::vector<DiskPage> theirs;
+    if (!decode_disk_pages(all[r], &theirs)) return {};
+    std::map<int32_t, DiskPage> kept;
+    for (const DiskPage& p : theirs) {
+      auto it = common.find(p.slot);
+      if (it != common.end() && it->second.page_hash == p.page_hash && it->second.n_tokens == p.n_tokens)
+        kept[p.slot] = p;
+    }
+    common.swap(kept);
+  }
+  std::vector<DiskPage> out;
+  for (const auto& [slot, p] : common) out.push_back(p);
+  return out;
 }
 
 }  // namespace
@@ -81,11 +259,15 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
   if (!status.is_ok()) return status;
   const ModelConfig& c = shard->config;
   const ParallelLayout& layout = options.layout;
-  const auto n_pages = static_cast<int32_t>(collectives->world_min(shard->budget_pages));
-  auto kv = KvStore::create(options.cache, static_cast<int>(layout.layers(c).size()),
-                            static_cast<int>(layout.heads(c).size()), c.head_dim(), n_pages);
+  TierCapacity capacity;
+  capacity.device_pages = static_cast<int32_t>(collectives->world_min(shard->budget_pages));
+  capacity.host_slots = static_cast<int32_t>(collectives->world_min(shard->host_slots));
+  capacity.disk_slots = static_cast<int32_t>(collectives->world_min(shard->disk_slots));
+  auto kv = create_tiers(options, c, capacity);
   status = collectives->agree(kv.is_ok() ? Status::ok() : kv.status());
   if (!status.is_ok()) return status;
+  if (options.cache.disk_persist && capacity.disk_slots > 0)
+    capacity.recovered = agree_recovered(*collectives, **kv, capacity.disk_slots);
   auto worker = std::unique_ptr<Worker>(new Worker());
   worker->collectives_ = std::move(collectives);
   worker->model_ = std::make_unique<Model>(c, layout, std::move(shard->weights),
@@ -93,8 +275,8 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
                                            worker->collectives_.get());
   worker->kv_ = std::move(kv).value();
   worker->bytes_read_ = shard->bytes_read;
-  worker->capacity_.device_pages = n_pages;
-  worker->capacity_.page_bytes = static_cast<int64_t>(worker->kv_->page_bytes());
+  capacity.page_bytes = static_cast<int64_t>(worker->kv_->page_bytes());
+  worker->capacity_ = std::move(capacity);
   worker->micro_batches_ =
       layout.pp > 1 ? (options.micro_batches > 0 ? options.micro_batches : layout.pp) : 1;
   return worker;
@@ -105,11 +287,7 @@ const ParallelLayout& Worker::layout() const { return model_->layout(); }
 
 Status Worker::validate(const StepPlan& plan) const {
   const KvPoolView pool = kv_->device_pool_view();
-  for (const CacheOp& op : plan.cache_ops) {
-    if (op.kind != CacheOpKind::copy) return invalid_argument("cache op kind not supported by this worker");
-    if (op.src < 0 || op.src >= pool.n_pages || op.dst < 0 || op.dst >= pool.n_pages)
-      return out_of_range("cache op page outside the pool");
-  }
+  for (const CacheOp& op : plan.cache_ops) KVMESH_RETURN_IF_ERROR(validate_cache_op(op, capacity_));
   for (const SeqWork& seq : plan.seqs)
     KVMESH_RETURN_IF_ERROR(validate_seq(seq, model_->config(), pool.block_size, pool.n_pages));
   return Status::ok();
@@ -120,15 +298,16 @@ Status Worker::execute(const StepPlan& plan, StepResult* result) {
   result->step_id = plan.step_id;
   result->seqs.clear();
   result->failed_cache_ops.clear();
+  result->timings = {};
   KVMESH_RETURN_IF_ERROR(validate(plan));
-  std::vector<std::pair<int32_t, int32_t>> copies;
-  for (const CacheOp& op : plan.cache_ops) copies.emplace_back(op.src, op.dst);
-  if (!copies.empty()) model_->backend().copy_pages(kv_->device_pool(), copies);
+  apply_cache_ops(plan, *kv_, model_->backend(), *collectives_, layout().rank, result);
   timing_ = {};
   if (!plan.seqs.empty()) {
+    const double f0 = seconds_now();
     build_micro_batches(plan);
     forward_micro_batches();
     if (layout().is_sampler()) sample_results(plan, result);
+    result->timings.forward_seconds = static_cast<float>(seconds_now() - f0);
   }
   timing_.total_s = seconds_now() - t0;
   return Status::ok();

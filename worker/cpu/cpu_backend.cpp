@@ -132,11 +132,10 @@ class CpuBackend final : public Backend {
   }
 
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
-    const size_t page_bytes = static_cast<size_t>(pool.page_elems()) * dtype_size(pool.dtype);
-    auto* base = static_cast<uint8_t*>(pool.data);
+    const auto page_bytes = static_cast<size_t>(pool.page_bytes());  // i8 pages carry their scales
     for (const auto& [src, dst] : moves) {
       if (src == dst) continue;
-      std::memcpy(base + dst * page_bytes, base + src * page_bytes, page_bytes);
+      std::memcpy(pool.page_ptr(dst), pool.page_ptr(src), page_bytes);
     }
   }
 

@@ -1,0 +1,118 @@
+// matmul_bench: cpu_matmul (deterministic kernels) beside OpenBLAS sgemv/sgemm on GPT-2-124M shapes,
+// measured side by side in one run. T = 1 reports weight-streaming GB/s (decode is memory bound),
+// larger T reports GFLOP/s. Weights rotate over copies far larger than the caches, as in a real step.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "worker/cpu/cpu_matmul.h"
+
+using namespace kvmesh;
+
+namespace {
+
+constexpr size_t kRotateBytes = size_t(600) << 20;  // total bytes of weight copies cycled through
+constexpr double kMinSeconds = 0.2;                 // per timed sample
+constexpr int kReps = 3;                            // samples per variant; best is kept
+
+struct Case {
+  const char* op;  // "nn": x[T,in] @ w[in,out]; "nt": x[T,in] @ w[out,in]^T (LM head)
+  int64_t n_in, n_out;
+};
+
+struct Buffers {
+  std::vector<std::vector<float>> w_copies;
+  std::vector<float> x, y;
+};
+
+Buffers make_buffers(const Case& c, int64_t t) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  Buffers b;
+  const size_t w_elems = static_cast<size_t>(c.n_in * c.n_out);
+  const size_t n_copies = std::max<size_t>(1, kRotateBytes / (w_elems * sizeof(float)));
+  b.w_copies.resize(n_copies);
+  for (auto& w : b.w_copies) {
+    w.resize(w_elems);
+    for (float& v : w) v = dist(rng);
+  }
+  b.x.resize(static_cast<size_t>(t * c.n_in));
+  for (float& v : b.x) v = dist(rng);
+  b.y.resize(static_cast<size_t>(t * c.n_out));
+  return b;
+}
+
+void run_ours(const Case& c, int64_t t, Buffers& b, const float* w) {
+  if (c.op[1] == 'n') matmul_nn(b.x.data(), t, c.n_in, w, c.n_out, nullptr, b.y.data());
+  else matmul_nt(b.x.data(), t, c.n_in, w, c.n_out, b.y.data());
+}
+
+// What cpu_backend did before cpu_matmul: sgemv for one row, sgemm otherwise.
+void run_blas(const Case& c, int64_t t, Buffers& b, const float* w) {
+  const int m = static_cast<int>(t), k = static_cast<int>(c.n_in), n = static_cast<int>(c.n_out);
+  if (c.op[1] == 'n') {
+    if (t == 1) cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1.0f, w, n, b.x.data(), 1, 0.0f, b.y.data(), 1);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, b.x.data(), k, w, n, 0.0f, b.y.data(), n);
+  } else {
+    if (t == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w, k, b.x.data(), 1, 0.0f, b.y.data(), 1);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, b.x.data(), k, w, k, 0.0f, b.y.data(), n);
+  }
+}
+
+// Seconds per call: calls rotate through the weight copies until kMinSeconds have passed.
+template <class Fn>
+double seconds_per_call(Buffers& b, const Fn& fn) {
+  fn(b.w_copies.back().data());  // warm-up (threads, page faults of y)
+  size_t calls = 0;
+  const double t0 = bench::now_seconds();
+  double dt = 0.0;
+  do {
+    fn(b.w_copies[calls % b.w_copies.size()].data());
+    ++calls;
+    dt = bench::now_seconds() - t0;
+  } while (dt < kMinSeconds || calls < 2);
+  return dt / static_cast<double>(calls);
+}
+
+void bench_case(const Case& c, int64_t t, int threads) {
+  Buffers b = make_buffers(c, t);
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
+  double ours = 1e30, blas = 1e30;
+  for (int rep = 0; rep < kReps; ++rep) {  // interleaved, so both see the same machine load
+    ours = std::min(ours, seconds_per_call(b, [&](const float* w) { run_ours(c, t, b, w); }));
+    blas = std::min(blas, seconds_per_call(b, [&](const float* w) { run_blas(c, t, b, w); }));
+  }
+  const double work = t == 1 ? static_cast<double>(c.n_in * c.n_out * sizeof(float)) / 1e9
+                             : 2.0 * static_cast<double>(t * c.n_in * c.n_out) / 1e9;
+  const std::string shape = std::string(c.op) + " " + std::to_string(c.n_in) + "x" + std::to_string(c.n_out);
+  std::printf("%-14s %5lld %7d %10.1f %10.1f %7.2f  %s\n", shape.c_str(), static_cast<long long>(t),
+              threads, work / ours, work / blas, blas / ours, t == 1 ? "GB/s" : "GFLOP/s");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int max_threads = omp_get_num_procs();
+  if (argc > 1) max_threads = std::max(1, std::atoi(argv[1]));
+  std::printf("cpu_matmul isa: %s   OpenBLAS: %s (core %s)\n", matmul_isa_name(matmul_isa()),
+              openblas_get_config(), openblas_get_corename());
+  for (int threads = 1; threads <= max_threads; threads *= 2)
+    std::printf("read bandwidth, %d thread(s): %.1f GB/s\n", threads,
+                bench::measure_read_bandwidth_gbs(threads));
+  std::printf("\nnn: x[T,in] @ w[in,out]; nt: LM head x[T,E] @ wte[V,E]^T. ratio = OpenBLAS time / ours.\n");
+  std::printf("%-14s %5s %7s %10s %10s %7s  %s\n", "shape", "T", "threads", "ours", "OpenBLAS", "ratio", "unit");
+  const Case cases[] = {{"nn", 768, 2304}, {"nn", 768, 3072}, {"nn", 3072, 768}, {"nt", 768, 50257}};
+  for (const Case& c : cases)
+    for (int64_t t : {1, 16, 128, 512})
+      for (int threads = 1; threads <= max_threads; threads *= 2) bench_case(c, t, threads);
+  return 0;
+}
