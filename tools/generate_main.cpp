@@ -2,6 +2,7 @@
 // it has "messages") on an in-process engine and prints the response JSON, or its SSE events when
 // the request streams. Errors: one line on stderr, exit 1 (exit 2 for bad command lines).
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -36,6 +37,7 @@ struct Options {
   int tp = 1;
   int pp = 1;
   int micro_batches = 0;
+  bool timing = false;
 };
 
 int fail(const std::string& message) {
@@ -114,7 +116,10 @@ int generate(const Options& options, MpiRuntime& mpi) {
   worker_options.layout.tp = options.tp;
   worker_options.layout.pp = options.pp;
   worker_options.micro_batches = options.micro_batches;
-  auto role = start_rank(mpi, worker_options, ControlOptions{});
+  ControlOptions control;
+  control.report_timing = options.timing;
+  auto role = start_rank(mpi, worker_options, control);
+  Worker* worker = role.is_ok() ? role->worker : nullptr;
   if (!role.is_ok()) return say(role.status().message());
   if (!leader) return role->worker_loop_status.is_ok() ? 0 : 1;
 
@@ -128,8 +133,17 @@ int generate(const Options& options, MpiRuntime& mpi) {
   std::unique_ptr<StreamBuilder> stream;
   if (req.stream) stream = std::make_unique<StreamBuilder>(req, *tokenizer);
   std::vector<GenerationOutput> outputs;
+  const auto started = std::chrono::steady_clock::now();
   const Status status = run_choices(engine, req, stream.get(), outputs);
+  const double generate_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (distributed != nullptr) (void)distributed->shutdown();
+  if (options.timing) {
+    int64_t generated = 0;
+    for (const auto& out : outputs) generated += static_cast<int64_t>(out.token_ids.size());
+    std::fprintf(stderr, "kvmesh-timing generate_s=%.4f generated_tokens=%lld\n", generate_s,
+                 static_cast<long long>(generated));
+    print_rank_timing(*worker);
+  }
   if (stream) {
     if (auto usage = stream->usage_chunk(); usage && status.is_ok()) print_event(*usage);
     std::fputs((std::string("data: ") + kDoneMarker + "\n\n").c_str(), stdout);
@@ -164,6 +178,7 @@ int main(int argc, char** argv) {
   app.add_option("--pp", options.pp, "Pipeline-parallel stages")->check(CLI::Range(1, 1024))->capture_default_str();
   app.add_option("--micro-batches", options.micro_batches, "Micro-batches per step with --pp > 1 (0: pp)")
       ->check(CLI::Range(0, 1024));
+  app.add_flag("--timing", options.timing, "Each rank prints its step and busy time at the end (pipeline bubble)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

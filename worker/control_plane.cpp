@@ -96,8 +96,14 @@ Status DistributedExecutor::shutdown() {
   return broadcast_bytes(channel_->comm, &bytes, options_.step_timeout_s);
 }
 
+void print_rank_timing(const Worker& worker) {
+  const StepTiming& t = worker.total_timing();
+  std::fprintf(stderr, "kvmesh-timing rank=%d steps=%lld step_s=%.4f busy_s=%.4f busy_share=%.3f\n",
+               worker.layout().rank, static_cast<long long>(worker.n_steps()), t.total_s, t.compute_s,
+               t.total_s > 0 ? t.compute_s / t.total_s : 0.0);
+}
+
 Status run_worker_loop(Worker& worker, const ControlOptions& options) {
-  (void)options;
   MPI_Comm comm = make_control_comm();
   const bool sampler = worker.layout().is_sampler();
   Status status;
@@ -126,6 +132,7 @@ Status run_worker_loop(Worker& worker, const ControlOptions& options) {
     MPI_Send(reply.data(), static_cast<int>(length), MPI_BYTE, 0, kResultBytesTag, comm);
   }
   MPI_Comm_free(&comm);
+  if (options.report_timing) print_rank_timing(worker);
   return status;
 }
 

@@ -12,7 +12,11 @@ namespace kvmesh {
 
 struct ControlOptions {
   double step_timeout_s = 300.0;  // longest a step may wait for another rank
+  bool report_timing = false;     // each rank prints its busy share of step time at shutdown
 };
+
+// One line on stderr: the rank's steps, step time and busy (compute) time.
+void print_rank_timing(const Worker& worker);
 
 // Rank 0's StepExecutor over every rank. Construct on rank 0 while the other ranks enter
 // run_worker_loop (both sides create their control communicator collectively).

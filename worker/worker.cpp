@@ -310,6 +310,9 @@ Status Worker::execute(const StepPlan& plan, StepResult* result) {
     result->timings.forward_seconds = static_cast<float>(seconds_now() - f0);
   }
   timing_.total_s = seconds_now() - t0;
+  total_timing_.total_s += timing_.total_s;
+  total_timing_.compute_s += timing_.compute_s;
+  ++n_steps_;
   return Status::ok();
 }
 

@@ -55,6 +55,9 @@ class Worker {
   int32_t n_device_pages() const { return capacity_.device_pages; }
   const TierCapacity& capacity() const { return capacity_; }
   const StepTiming& last_timing() const { return timing_; }
+  // Sums over every step so far: busy (compute) versus total time, for the pipeline bubble.
+  const StepTiming& total_timing() const { return total_timing_; }
+  int64_t n_steps() const { return n_steps_; }
   uint64_t checkpoint_bytes_read() const { return bytes_read_; }
 
  private:
@@ -70,6 +73,8 @@ class Worker {
   int micro_batches_ = 1;
   std::vector<MicroBatch> mbs_;
   StepTiming timing_;
+  StepTiming total_timing_;
+  int64_t n_steps_ = 0;
   uint64_t bytes_read_ = 0;
   TierCapacity capacity_;
   std::vector<double> logprobs_;

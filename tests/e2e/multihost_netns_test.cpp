@@ -1,7 +1,9 @@
 // Multi-host runs on one machine: two network namespaces joined by a veth pair act as two hosts;
-// deploy/launch.sh starts mpirun in the first, ranks reach the second through an rsh agent, and a
-// TP=2 x PP=2 kvmesh-generate (TP inside a host, PP across, MPI over TCP) must match one process.
-// Also: launch.sh's SIGTERM drain through rank 0 and its exit codes, on this host.
+// deploy/launch.sh starts mpirun in the first, ranks reach the second through an rsh agent, and
+// kvmesh-serve at TP=2 x PP=2 (TP inside a host, PP across, MPI over TCP) answers HTTP requests
+// from inside the first namespace exactly as one process does, then drains on SIGTERM. Failures
+// (a rank that cannot start, a lost or unreachable host) end the job. Also, on this host alone:
+// launch.sh's SIGTERM drain through rank 0 and its exit codes.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@ const std::string kSource = fs::path(KVMESH_TEST_DATA_DIR).parent_path().parent_
 const std::string kLaunch = kSource + "/deploy/launch.sh";
 const std::string kNetns = kSource + "/tests/netns";
 const std::string kGenerate = KVMESH_BIN_DIR "/tools/kvmesh-generate";
+const std::string kServe = KVMESH_BIN_DIR "/coordinator/kvmesh-serve";
 const std::string kRootEnv = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1";
 
 std::string make_temp_dir(const std::string& tag) {
@@ -80,21 +83,34 @@ class NetnsHosts {
   bool up_ = false;
 };
 
-// The launch.sh command line run inside the first namespace (the head node).
-std::string netns_launch(const NetnsHosts& hosts, const std::string& hostfile, const std::string& rest) {
-  return "env " + kRootEnv + " " + hosts.agent_env() + " KVMESH_FAKE_MARK=forwarded ip netns exec " +
-         hosts.ns_a() + " bash " + kLaunch + " --hostfile " + hostfile + " --tp 2 --pp 2 --iface kvmesh0" +
-         " --mca plm_rsh_agent " + kNetns + "/rsh_agent.sh --mca btl tcp,self " + rest;
+// The environment mpirun needs here: root allowed, the agent's host map, one variable to forward.
+std::string launch_env(const NetnsHosts& hosts) {
+  return "env " + kRootEnv + " " + hosts.agent_env() + " KVMESH_FAKE_MARK=forwarded ";
 }
 
-// One request holding the fixture's prompts: greedy, with the top-2 log-probs of every token.
-std::string request_json() {
+// launch.sh for the two "hosts": TP=2 in each, PP=2 across, MPI over TCP on kvmesh0 only.
+std::string launch_args(const std::string& hostfile, const std::string& rest) {
+  return "bash " + kLaunch + " --hostfile " + hostfile + " --tp 2 --pp 2 --iface kvmesh0 --mca plm_rsh_agent " +
+         kNetns + "/rsh_agent.sh --mca btl tcp,self " + rest;
+}
+
+// The launch.sh command line run inside the first namespace (the head node).
+std::string netns_launch(const NetnsHosts& hosts, const std::string& hostfile, const std::string& rest) {
+  return launch_env(hosts) + "ip netns exec " + hosts.ns_a() + " " + launch_args(hostfile, rest);
+}
+
+// Request 0: the fixture's prompts, greedy, with the top-2 log-probs of every token. Request 1: a
+// seeded sample (reproducible for any layout: the draw depends on the seed and position only).
+std::vector<std::string> requests_json() {
   nlohmann::json prompts = nlohmann::json::array();
   const nlohmann::json golden = load_json_file(hf_fixture_dir() + "/golden.json");
   for (const auto& c : golden["cases"]) prompts.push_back(c["prompt"]);
-  return nlohmann::json{{"prompt", prompts}, {"max_tokens", 12},       {"temperature", 0},
-                        {"logprobs", 2},     {"return_token_ids", true}, {"ignore_eos", true}}
-      .dump();
+  const nlohmann::json greedy = {{"prompt", prompts}, {"max_tokens", 12},       {"temperature", 0},
+                                 {"logprobs", 2},     {"return_token_ids", true}, {"ignore_eos", true}};
+  const nlohmann::json sampled = {{"prompt", {464, 2068, 7586}}, {"max_tokens", 16}, {"temperature", 0.8},
+                                  {"top_k", 40},                 {"seed", 7},         {"return_token_ids", true},
+                                  {"ignore_eos", true}};
+  return {greedy.dump(), sampled.dump()};
 }
 
 // Tokens equal and log-probs within 1e-4 of the single-process run, up to a near-tie (top-2 gap
@@ -122,7 +138,7 @@ void expect_same_choices(const nlohmann::json& ref, const nlohmann::json& got) {
   }
 }
 
-TEST(MultiHostNetns, TpInsideHostsPpAcrossHostsMatchesOneProcess) {
+TEST(MultiHostNetns, TpInsideHostsPpAcrossHostsServesLikeOneProcess) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to create network namespaces (ip netns add)";
   NetnsHosts hosts;
   if (!hosts.skip_reason().empty()) GTEST_SKIP() << hosts.skip_reason();
@@ -142,24 +158,92 @@ TEST(MultiHostNetns, TpInsideHostsPpAcrossHostsMatchesOneProcess) {
     EXPECT_NE(place.out.find(line), std::string::npos) << "missing '" << line << "' in\n" << place.out;
   }
 
-  // The same request on one process and on the 2 x 2 grid across the two hosts.
-  write_file(dir + "/request.json", request_json());
-  const std::string args = " --model " + hf_fixture_dir() + " --threads 1 --request @" + dir + "/request.json";
-  CommandResult single = run_command(kGenerate + args, 60);
-  ASSERT_EQ(single.exit_code, 0) << single.err;
-  CommandResult grid = run_command(netns_launch(hosts, hostfile, "--no-gpu-binding --bin " + kGenerate + args), 60);
-  ASSERT_EQ(grid.exit_code, 0) << grid.err;
-  expect_same_choices(nlohmann::json::parse(single.out), nlohmann::json::parse(grid.out));
+  // kvmesh-serve on the 2 x 2 grid; requests and SIGTERM come from inside the first namespace.
+  const std::vector<std::string> requests = requests_json();
+  std::string request_files;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    write_file(dir + "/request." + std::to_string(i) + ".json", requests[i]);
+    request_files += " " + dir + "/request." + std::to_string(i) + ".json";
+  }
+  const std::string serve = launch_args(hostfile, "--no-gpu-binding --bin " + kServe + " -- --model " +
+                                                      hf_fixture_dir() + " --threads 1 --host 127.0.0.1 --port 8000");
+  CommandResult served = run_command(launch_env(hosts) + "bash " + kNetns + "/serve_check.sh " + hosts.ns_a() +
+                                         " 8000 " + dir + request_files + " -- " + serve,
+                                     80);
+  ASSERT_NE(served.out.find("request 0: HTTP 200"), std::string::npos) << served.out << served.err;
+  ASSERT_NE(served.out.find("request 1: HTTP 200"), std::string::npos) << served.out << served.err;
+  EXPECT_NE(served.out.find("rc=0"), std::string::npos) << "no clean drain:\n" << served.out << served.err;
+  EXPECT_NE(served.err.find("launch.sh: stop requested: rank 0"), std::string::npos) << served.err;
+  EXPECT_NE(served.err.find("kvmesh-serve: stopped"), std::string::npos) << served.err;
 
-  // A failure on every rank (an unreadable model) ends the whole job with a non-zero status and
-  // one message, instead of hanging.
+  // The same requests on one process.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const std::string index = std::to_string(i);
+    CommandResult single = run_command(kGenerate + " --model " + hf_fixture_dir() + " --threads 1 --request @" + dir +
+                                           "/request." + index + ".json",
+                                       60);
+    ASSERT_EQ(single.exit_code, 0) << single.err;
+    const nlohmann::json ref = nlohmann::json::parse(single.out);
+    const nlohmann::json got = load_json_file(dir + "/response." + index + ".json");
+    if (i == 0) {
+      expect_same_choices(ref, got);
+    } else {
+      EXPECT_EQ(got["choices"][0]["token_ids"], ref["choices"][0]["token_ids"]) << "seeded sample";
+    }
+  }
+}
+
+// A rank that cannot start (an unreadable model on every rank) ends the whole job with a non-zero
+// status and rank 0's message, instead of hanging.
+TEST(MultiHostNetns, RankThatCannotStartEndsTheJob) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to create network namespaces (ip netns add)";
+  NetnsHosts hosts;
+  if (!hosts.skip_reason().empty()) GTEST_SKIP() << hosts.skip_reason();
+  ASSERT_TRUE(hosts.error().empty()) << hosts.error();
+  const std::string dir = make_temp_dir("netns_bad");
+  write_file(dir + "/hostfile", "10.211.0.1 slots=2\n10.211.0.2 slots=2\n");
   CommandResult bad = run_command(
-      netns_launch(hosts, hostfile, "--no-gpu-binding --bin " + kGenerate + " --model " + dir + "/missing --request @" +
-                                        dir + "/request.json"),
-      60);
+      netns_launch(hosts, dir + "/hostfile", "--no-gpu-binding --bin " + kServe + " -- --model " + dir + "/missing"), 60);
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.exit_code, 124) << "timed out";
-  EXPECT_NE(bad.err.find("kvmesh-generate:"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("kvmesh-serve: error:"), std::string::npos) << bad.err;
+}
+
+// A host lost while serving (its Open MPI daemon killed) or unreachable at start ends the whole
+// job with a non-zero status, and the surviving host's ranks are stopped.
+TEST(MultiHostNetns, LostOrUnreachableHostEndsTheJob) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to create network namespaces (ip netns add)";
+  NetnsHosts hosts;
+  if (!hosts.skip_reason().empty()) GTEST_SKIP() << hosts.skip_reason();
+  ASSERT_TRUE(hosts.error().empty()) << hosts.error();
+  const std::string dir = make_temp_dir("netns_lost");
+  write_file(dir + "/hostfile", "10.211.0.1 slots=2\n10.211.0.2 slots=2\n");
+  const std::string serve = netns_launch(hosts, dir + "/hostfile",
+                                         "--no-gpu-binding --bin " + kNetns + "/fake_rank.sh --mode serve --dir " + dir);
+  // Start, wait (bounded) for all four ranks, kill the daemon in the second namespace, report.
+  write_file(dir + "/drive.sh",
+             serve + " &\npid=$!\nfor _ in $(seq 1 200); do [ \"$(ls " + dir +
+                 "/started.* 2>/dev/null | wc -l)\" -ge 4 ] && break; sleep 0.1; done\n" +
+                 "for p in $(pgrep -x orted); do [ \"$(ip netns identify \"$p\")\" = " + hosts.ns_b() +
+                 " ] && kill -KILL \"$p\"; done\nwait $pid\necho \"rc=$?\"\n");
+  CommandResult lost = run_command("bash " + dir + "/drive.sh", 60);
+  const size_t at = lost.out.rfind("rc=");
+  ASSERT_NE(at, std::string::npos) << lost.out << lost.err;
+  const int rc = std::stoi(lost.out.substr(at + 3));
+  EXPECT_NE(rc, 0) << lost.err;
+  EXPECT_NE(rc, 124) << "timed out: " << lost.err;
+  EXPECT_NE(lost.err.find("lost communication with a remote daemon"), std::string::npos) << lost.err;
+  // mpirun stops the ranks on the host that is still there (those of the lost host go with its
+  // daemon: real ranks lose their PMIx server; fake_rank.sh exits when its parent is gone).
+  CommandResult left = run_command("bash -c " + shell_quote("for p in $(pgrep -f '[f]ake_rank.sh --mode serve --dir " +
+                                                            dir + "'); do ip netns identify $p; done"),
+                                   10);
+  EXPECT_EQ(left.out.find(hosts.ns_a()), std::string::npos) << "a rank outlived its job: " << left.out;
+
+  write_file(dir + "/hostfile2", "10.211.0.1 slots=2\n10.211.0.9 slots=2\n");  // no such host
+  CommandResult unreachable = run_command(netns_launch(hosts, dir + "/hostfile2", "--no-gpu-binding --bin /bin/true"), 60);
+  EXPECT_NE(unreachable.exit_code, 0);
+  EXPECT_NE(unreachable.exit_code, 124) << "timed out";
 }
 
 // Runs launch.sh on this host (hostfile "localhost slots=2") with fake ranks in serve mode.

@@ -3,7 +3,8 @@
 #   --mode place        print "rank=R local=L netns=NS gpu=CUDA_VISIBLE_DEVICES" and exit 0
 #   --mode serve        rank 0 runs until SIGTERM, then writes DIR/stop and exits 0 (the "drain");
 #                       other ranks run until DIR/stop appears (the leader's shutdown), then exit 0;
-#                       a rank that gets SIGTERM itself writes DIR/term.R. Bounded: 30 s, then exit 9.
+#                       a rank that gets SIGTERM itself writes DIR/term.R; a rank whose parent (the
+#                       Open MPI daemon) is gone exits 8, as MPI ranks do. Bounded: 30 s, then exit 9.
 #   --fail-rank R --fail-code C   in serve mode, rank R exits with C once every rank started
 set -uo pipefail
 
@@ -31,7 +32,9 @@ else
   trap 'echo term >"$dir/term.$rank"' TERM
 fi
 touch "$dir/started.$rank"
+parent=$PPID
 for _ in $(seq 1 300); do
+  kill -0 "$parent" 2>/dev/null || exit 8
   if [ "$rank" = "$fail_rank" ] && [ "$(find "$dir" -name 'started.*' | wc -l)" -ge "${OMPI_COMM_WORLD_SIZE:-1}" ]; then exit "$fail_code"; fi
   if [ "$rank" != 0 ] && [ -e "$dir/stop" ]; then exit 0; fi
   sleep 0.1

@@ -24,36 +24,44 @@ down() {
   done
 }
 
-up() {
-  local ns_a="$1" ns_b="$2" err
-  if ! err=$(ip netns add "$ns_a" 2>&1); then
-    echo "hosts.sh: cannot create network namespace $ns_a: $err" >&2
-    case "$err" in
-      *"Operation not permitted"* | *"Permission denied"* | *"not supported"*) exit 77 ;;
-      *) exit 1 ;;
-    esac
-  fi
-  trap 'down "$ns_a" "$ns_b"' ERR
-  ip netns add "$ns_b"
-  ip link add name "$iface" netns "$ns_a" type veth peer name "$iface" netns "$ns_b"
-  local i=1 ns
+# Every step checked by hand: set -e does not apply inside a function called from "if".
+setup() {
+  local ns_a="$1" ns_b="$2" i=1 ns
+  ip netns add "$ns_a" || return 1
+  ip netns add "$ns_b" || return 1
+  ip link add name "$iface" netns "$ns_a" type veth peer name "$iface" netns "$ns_b" || return 1
   for ns in "$ns_a" "$ns_b"; do
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add "$subnet_prefix.$i/24" dev "$iface"
-    ip -n "$ns" link set "$iface" up
+    ip -n "$ns" link set lo up || return 1
+    ip -n "$ns" addr add "$subnet_prefix.$i/24" dev "$iface" || return 1
+    ip -n "$ns" link set "$iface" up || return 1
     i=$((i + 1))
   done
   # The link is usable when both ends report a carrier (bounded: 50 tries, 0.1 s apart).
   for _ in $(seq 1 50); do
     if ip -n "$ns_a" link show "$iface" | grep -q LOWER_UP && ip -n "$ns_b" link show "$iface" | grep -q LOWER_UP; then
-      trap - ERR
       return 0
     fi
     sleep 0.1
   done
-  echo "hosts.sh: $ns_a link $iface has no carrier" >&2
-  down "$ns_a" "$ns_b"
-  exit 1
+  echo "link $iface has no carrier" >&2
+  return 1
+}
+
+up() {
+  local log err
+  log="$(mktemp)"
+  if setup "$1" "$2" 2>"$log"; then
+    rm -f "$log"
+    return 0
+  fi
+  err="$(cat "$log")"
+  rm -f "$log"
+  down "$1" "$2"
+  echo "hosts.sh: cannot make namespaces $1 and $2: $err" >&2
+  case "$err" in
+    *"Operation not permitted"* | *"Permission denied"* | *"not supported"*) exit 77 ;;
+    *) exit 1 ;;
+  esac
 }
 
 [ $# -eq 3 ] || usage
