@@ -1,42 +1,116 @@
-// BlockManager: page bookkeeping for the device tier (free list, reference counts, block tables).
-// It allocates no memory and copies no bytes; workers own the pages.
+// BlockManager: all KV page bookkeeping: block tables and reference counts of device pages, the
+// prefix index (page hash -> where the page's bytes are), LRU lists of cached pages per tier, and
+// the page moves that follow (CacheOps). It allocates no memory and copies no bytes.
 #pragma once
 
 #include <cstdint>
+#include <list>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "common/protocol.h"
 #include "common/status.h"
+#include "common/step_executor.h"
 
 namespace kvmesh {
 
+enum class Tier : uint8_t { device = 0, host = 1, disk = 2 };
+const char* tier_name(Tier tier);
+
+// hash of a full page: its parent page's hash, its token ids and the tenant's cache salt.
+uint64_t page_hash(uint64_t parent_hash, const int32_t* tokens, int32_t n_tokens, const std::string& salt);
+
+struct TierCounters {
+  int64_t hits[3] = {0, 0, 0};          // pages reused from device / host / disk
+  int64_t moved_out[3] = {0, 0, 0};     // device->host, host->disk (index = destination tier)
+  int64_t moved_in[3] = {0, 0, 0};      // host->device, disk->host (index = destination tier)
+  int64_t dropped = 0;                  // cached pages evicted from the last tier
+  int64_t failed_loads = 0;             // disk pages whose header or checksum did not match
+  int64_t failed_stores = 0;            // disk writes that failed (ENOSPC, I/O)
+};
+
 class BlockManager {
  public:
-  BlockManager(int32_t n_pages, int32_t block_size);
+  BlockManager(const TierCapacity& capacity, int32_t block_size);
+  BlockManager(const BlockManager&) = delete;
+  BlockManager& operator=(const BlockManager&) = delete;
 
   int32_t block_size() const { return block_size_; }
-  int32_t n_pages() const { return static_cast<int32_t>(ref_counts_.size()); }
-  int32_t n_free() const { return static_cast<int32_t>(free_.size()); }
+  int32_t n_pages() const { return static_cast<int32_t>(device_.size()); }
+  // Device pages that can be handed out now (free, or cached with no reference).
+  int32_t n_free() const { return static_cast<int32_t>(free_.size() + device_lru_.size()); }
   int32_t n_used() const { return n_pages() - n_free(); }
+  int32_t n_cached(Tier tier) const;  // pages with a hash in the tier's index
+  const TierCounters& counters() const { return counters_; }
 
-  // Pages a table must hold for n_tokens tokens.
   int32_t pages_for(int64_t n_tokens) const {
     return static_cast<int32_t>((n_tokens + block_size_ - 1) / block_size_);
   }
-  // Pages to add to `table` so it holds n_tokens tokens.
   int32_t pages_missing(const std::vector<int32_t>& table, int64_t n_tokens) const;
   bool can_grow(const std::vector<int32_t>& table, int64_t n_tokens) const {
     return pages_missing(table, n_tokens) <= n_free();
   }
-  // Appends pages to `table` until it holds n_tokens tokens. Fails, leaving the table as it was,
-  // when too few pages are free.
+  // Appends device pages until the table holds n_tokens tokens, evicting cached pages (to host,
+  // disk, or nowhere) as needed. Fails, leaving everything as it was, when too few pages can be had.
   Status grow(std::vector<int32_t>* table, int64_t n_tokens);
-  // Drops the table's references; pages whose count reaches 0 return to the free list.
+  // Drops the table's references. Pages with a hash stay cached (LRU); the rest are freed.
   void release(std::vector<int32_t>* table);
 
+  // Records that a table's page now holds a full page of tokens with this hash (prefix reuse).
+  void register_full_page(int32_t page, uint64_t hash);
+
+  // Where the longest run of leading hashes is cached: one location per matched page.
+  struct Hit {
+    Tier tier;
+    int32_t id;
+  };
+  std::vector<Hit> match(const std::vector<uint64_t>& hashes) const;
+  // Brings disk hits up to host slots (disk_load ops); they can be swapped in from the next step,
+  // when the loads are known to have succeeded. Returns false when no host slot could be had.
+  bool stage_from_disk(const std::vector<uint64_t>& hashes);
+  // Takes the matched pages into `table`: device hits gain a reference, host hits are swapped in
+  // to new device pages. Returns how many leading pages were taken (stops at the first page that
+  // is not on device or host, or when device pages run out).
+  int32_t take_matched(const std::vector<uint64_t>& hashes, std::vector<int32_t>* table);
+
+  // Page moves emitted since the last call, in the order workers must apply them.
+  std::vector<CacheOp> take_ops();
+  // Applies a step's outcome: failed disk loads and stores lose their pages.
+  void on_ops_failed(const std::vector<CacheOp>& ops, const std::vector<int32_t>& failed);
+
  private:
+  struct Slot {
+    int32_t ref = 0;        // device pages only
+    uint64_t hash = 0;
+    bool has_hash = false;
+    bool pinned = false;    // host slot being filled from disk this step
+    std::list<int32_t>::iterator lru;  // valid while cached with no reference
+  };
+  struct TierState {
+    std::vector<Slot> slots;
+    std::vector<int32_t> free;
+    std::list<int32_t> lru;  // cached, unreferenced, least recently used first
+    std::unordered_map<uint64_t, int32_t> index;  // hash -> slot
+  };
+
+  TierState& tier(Tier t) { return tiers_[static_cast<int>(t)]; }
+  const TierState& tier(Tier t) const { return tiers_[static_cast<int>(t)]; }
+  // A free slot of a tier, evicting its least recently used cached page (downwards) if needed;
+  // -1 when none can be had.
+  int32_t acquire(Tier t);
+  void evict(Tier t, int32_t slot);
+  void forget(Tier t, int32_t slot);  // drop the slot's hash from the index
+  void push_op(CacheOpKind kind, int32_t src, int32_t dst, uint64_t hash);
+
   int32_t block_size_;
-  std::vector<int32_t> ref_counts_;  // per page
-  std::vector<int32_t> free_;        // stack of free page ids
+  TierState tiers_[3];
+  std::vector<Slot>& device_ = tiers_[0].slots;
+  std::vector<int32_t>& free_ = tiers_[0].free;
+  std::list<int32_t>& device_lru_ = tiers_[0].lru;
+  std::vector<CacheOp> ops_;
+  std::vector<int32_t> staged_;  // host slots filled from disk this step (pinned until the result)
+  TierCounters counters_;
 };
 
 }  // namespace kvmesh

@@ -29,8 +29,8 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<StepExecutor> executo
   sc.max_batch_tokens = config_.max_batch_tokens;
   sc.n_positions = config_.model.n_positions;
   sc.eos_token_id = config_.model.eos_token_id;
-  scheduler_ = std::make_unique<Scheduler>(sc, executor_->n_device_pages(),
-                                           config_.cache.block_size, tokenizer_.get());
+  scheduler_ = std::make_unique<Scheduler>(sc, executor_->capacity(), config_.cache.block_size,
+                                           tokenizer_.get());
 }
 
 Engine::~Engine() = default;

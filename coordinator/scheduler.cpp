@@ -7,9 +7,9 @@
 
 namespace kvmesh {
 
-Scheduler::Scheduler(const SchedulerConfig& config, int32_t n_pages, int32_t block_size,
+Scheduler::Scheduler(const SchedulerConfig& config, const TierCapacity& capacity, int32_t block_size,
                      const Tokenizer* tokenizer)
-    : config_(config), blocks_(n_pages, block_size), tokenizer_(tokenizer) {}
+    : config_(config), blocks_(capacity, block_size), tokenizer_(tokenizer) {}
 
 void Scheduler::add(std::unique_ptr<Sequence> seq) {
   seq->status = SeqStatus::waiting;
@@ -37,8 +37,10 @@ void Scheduler::drop_cancelled() {
 }
 
 void Scheduler::preempt(std::unique_ptr<Sequence> seq) {
-  blocks_.release(&seq->block_table);
+  blocks_.release(&seq->block_table);  // full pages stay cached: readmission reuses or swaps them in
   seq->n_computed = 0;
+  seq->n_registered = 0;
+  seq->staged_from_disk = false;
   seq->n_preemptions++;
   seq->status = SeqStatus::waiting;
   ++stats_.n_preemptions;
@@ -76,8 +78,13 @@ StepPlan Scheduler::schedule() {
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Sequence& seq = *waiting_.front();
+    if (!reuse_prefix(seq)) break;
     const int32_t n = std::min(seq.n_uncomputed(), budget);
-    if (!blocks_.can_grow(seq.block_table, seq.n_computed + n)) break;
+    if (!blocks_.can_grow(seq.block_table, seq.n_computed + n)) {
+      blocks_.release(&seq.block_table);  // the reused pages stay cached
+      seq.n_computed = 0;
+      break;
+    }
     KVMESH_CHECK(blocks_.grow(&seq.block_table, seq.n_computed + n).is_ok());
     plan.seqs.push_back(make_work(seq, n));
     budget -= n;
@@ -86,6 +93,7 @@ StepPlan Scheduler::schedule() {
     waiting_.pop_front();
   }
   if (!plan.seqs.empty()) ++stats_.n_steps;
+  plan.cache_ops = blocks_.take_ops();
   return plan;
 }
 
@@ -115,8 +123,40 @@ SeqWork Scheduler::make_work(const Sequence& seq, int32_t n_tokens) const {
   return w;
 }
 
+bool Scheduler::reuse_prefix(Sequence& seq) {
+  if (!seq.block_table.empty() || seq.n_computed != 0) return true;
+  if (seq.wants_prompt_logprobs()) return true;  // every prompt position must be computed
+  const int32_t bs = blocks_.block_size();
+  seq.extend_page_hashes(bs, seq.n_tokens() - 1);  // at least one token is left to compute
+  std::vector<uint64_t> hashes(seq.page_hashes.begin(),
+                               seq.page_hashes.begin() + std::min<size_t>(seq.page_hashes.size(),
+                                                                          (seq.n_tokens() - 1) / bs));
+  const auto hits = blocks_.match(hashes);
+  const bool on_disk = std::any_of(hits.begin(), hits.end(),
+                                   [](const auto& h) { return h.tier == Tier::disk; });
+  if (on_disk && !seq.staged_from_disk) {
+    seq.staged_from_disk = true;
+    if (blocks_.stage_from_disk(hashes)) return false;  // next step, once the loads are known good
+  }
+  const int32_t taken = blocks_.take_matched(hashes, &seq.block_table);
+  seq.n_computed = taken * bs;
+  seq.n_registered = taken;
+  if (!seq.admitted_before) seq.n_cached_prompt = std::min(seq.n_computed, seq.n_prompt);
+  seq.admitted_before = true;
+  return true;
+}
+
+void Scheduler::register_full_pages(Sequence& seq) {
+  const int32_t bs = blocks_.block_size();
+  seq.extend_page_hashes(bs, seq.n_computed);
+  const auto n_full = static_cast<int32_t>(std::min<size_t>(seq.page_hashes.size(), seq.block_table.size()));
+  for (; seq.n_registered < n_full && (seq.n_registered + 1) * bs <= seq.n_computed; ++seq.n_registered)
+    blocks_.register_full_page(seq.block_table[seq.n_registered], seq.page_hashes[seq.n_registered]);
+}
+
 void Scheduler::postprocess(const StepPlan& plan, const StepResult& result) {
   KVMESH_CHECK(plan.seqs.size() == result.seqs.size());
+  blocks_.on_ops_failed(plan.cache_ops, result.failed_cache_ops);
   for (size_t k = 0; k < plan.seqs.size(); ++k) {
     const SeqWork& work = plan.seqs[k];
     const SeqResult& res = result.seqs[k];
@@ -125,6 +165,7 @@ void Scheduler::postprocess(const StepPlan& plan, const StepResult& result) {
     if (it == running_.end()) continue;
     Sequence& seq = **it;
     seq.n_computed += work.n_tokens();
+    register_full_pages(seq);
     collect_prompt_logprobs(seq, work, res);
     if (!work.sample || res.token < 0) continue;
     const FinishReason reason = append_token(seq, res);

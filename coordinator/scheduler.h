@@ -28,7 +28,7 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& config, int32_t n_pages, int32_t block_size,
+  Scheduler(const SchedulerConfig& config, const TierCapacity& capacity, int32_t block_size,
             const Tokenizer* tokenizer);
 
   void add(std::unique_ptr<Sequence> seq);
@@ -50,7 +50,10 @@ class Scheduler {
  private:
   void drop_cancelled();
   bool schedule_seq(Sequence& seq, int32_t n_tokens, StepPlan* plan);
-  bool make_room(const Sequence& seq, int64_t n_tokens);
+  // Reuses the cached leading pages of a sequence that holds none; false when it must wait a
+  // step for its prefix to come up from disk.
+  bool reuse_prefix(Sequence& seq);
+  void register_full_pages(Sequence& seq);
   void preempt(std::unique_ptr<Sequence> seq);
   SeqWork make_work(const Sequence& seq, int32_t n_tokens) const;
   void collect_prompt_logprobs(Sequence& seq, const SeqWork& work, const SeqResult& res);

@@ -25,6 +25,10 @@ struct Sequence {
   int32_t n_computed = 0;               // leading tokens whose K/V sit in the block table's pages
   std::vector<int32_t> block_table;
   int32_t n_cached_prompt = 0;          // prompt tokens served from the prefix cache
+  std::vector<uint64_t> page_hashes;    // hash chain of the full pages of `tokens` computed so far
+  int32_t n_registered = 0;             // leading pages of block_table entered in the prefix index
+  bool admitted_before = false;         // cached_tokens counts the first admission only
+  bool staged_from_disk = false;        // disk pages of its prefix were brought to host once
   int32_t n_preemptions = 0;
   bool cancel_requested = false;
   OutputText text;
@@ -36,6 +40,8 @@ struct Sequence {
   int32_t n_generated() const { return n_tokens() - n_prompt; }
   // Tokens still to compute before the next sample (the prompt, or the last sampled token).
   int32_t n_uncomputed() const { return n_tokens() - n_computed; }
+  // Extends page_hashes over every full page among the first n_tokens_known tokens.
+  void extend_page_hashes(int32_t block_size, int32_t n_tokens_known);
   bool in_prefill() const { return n_uncomputed() > 1; }
   bool wants_prompt_logprobs() const {
     return request.prompt_logprobs >= 0 &&

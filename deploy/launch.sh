@@ -13,7 +13,8 @@ usage: deploy/launch.sh --hostfile FILE --tp N --pp M [options] [--] [kvmesh-ser
   --tp N            tensor-parallel ranks; a TP group (consecutive ranks) stays inside one node
   --pp M            pipeline stages; they fill nodes in order, so stages span nodes
   --iface IF        network interface (or comma list, e.g. ib0 or eth0,eth1) for MPI's TCP
-                    traffic (btl_tcp_if_include, oob_tcp_if_include) and NCCL (NCCL_SOCKET_IFNAME)
+                    traffic (btl_tcp_if_include, oob_tcp_if_include) and NCCL (NCCL_SOCKET_IFNAME);
+                    a subnet (10.0.0.0/24) works for MPI only
   --bin PATH        program to start on every rank (default: build/coordinator/kvmesh-serve
                     beside this script, else kvmesh-serve on PATH); same path on every node
   --mpirun PATH     mpirun to use (default: mpirun on PATH; Open MPI 4 or 5)
@@ -137,7 +138,9 @@ build_command() {
   cmd=("$mpirun_bin" --hostfile "$hostfile" -np "$((tp * pp))" --map-by "ppr:$per_node:node"
        --bind-to "$bind_to")
   if [ -n "$iface" ]; then
-    cmd+=(--mca btl_tcp_if_include "$iface" --mca oob_tcp_if_include "$iface" -x "NCCL_SOCKET_IFNAME=$iface")
+    cmd+=(--mca btl_tcp_if_include "$iface" --mca oob_tcp_if_include "$iface")
+    # NCCL takes interface names (prefixes), not subnets: with a subnet, set NCCL_SOCKET_IFNAME yourself.
+    if [[ "$iface" != */* ]]; then cmd+=(-x "NCCL_SOCKET_IFNAME=$iface"); fi
   fi
   cmd+=(-x "NCCL_DEBUG=${NCCL_DEBUG:-WARN}" -x PATH)
   local name
@@ -164,9 +167,10 @@ rank0_pid() {
   done
 }
 
-stop_requests=0
+stop_requests=0 mpirun_pid=""
 # shellcheck disable=SC2317
 on_stop_signal() {
+  if [ -z "$mpirun_pid" ]; then exit 143; fi  # before mpirun started
   stop_requests=$((stop_requests + 1))
   local rank0
   rank0="$(rank0_pid "$mpirun_pid")"
@@ -194,9 +198,9 @@ main() {
     exit 0
   fi
   command -v "$mpirun_bin" >/dev/null 2>&1 || die "mpirun not found ('$mpirun_bin'); install Open MPI or pass --mpirun PATH"
+  trap on_stop_signal TERM INT
   "${cmd[@]}" &
   mpirun_pid=$!
-  trap on_stop_signal TERM INT
   local rc=0
   # wait returns early (>128) when a trapped signal arrives; wait again until mpirun is gone.
   while true; do

@@ -158,7 +158,9 @@ std::string row_text(const LayoutPlan& p) {
                 mib(static_cast<double>(p.kv_page_bytes_max)).c_str(), static_cast<long long>(p.kv_pages),
                 static_cast<long long>(p.max_seqs), ms, ms > 0 ? 1e3 / ms : 0.0,
                 p.fits ? "" : ("does not fit: " + p.why_not).c_str());
-  return buf;
+  std::string row = buf;
+  while (row.size() > 1 && row[row.size() - 2] == ' ') row.erase(row.size() - 2, 1);  // no trailing blanks
+  return row;
 }
 
 // The fitting layouts that stand out: fewest GPUs, lowest decode floor, most sequences.

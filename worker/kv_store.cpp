@@ -80,7 +80,7 @@ Status KvStore::apply(const CacheOp& op) {
   const size_t n = page_bytes();
   switch (op.kind) {
     case CacheOpKind::copy:
-      std::memcpy(pool_.page_ptr(op.dst), pool_.page_ptr(op.src), n);
+      if (op.src != op.dst) std::memcpy(pool_.page_ptr(op.dst), pool_.page_ptr(op.src), n);
       return Status::ok();
     case CacheOpKind::swap_out:
       std::memcpy(host_.page_ptr(op.dst), pool_.page_ptr(op.src), n);

@@ -231,9 +231,11 @@ std::vector<DiskPage> agree_recovered(Collectives& collectives, const KvStore& k
   const std::vector<DiskPage> mine = kv.disk() ? kv.disk()->scan() : std::vector<DiskPage>{};
   const std::vector<std::string> all = collectives.gather_to_root(encode_disk_pages(mine));
   if (all.empty()) return {};
+  const int32_t block_size = kv.device_pool_view().block_size;
   std::map<int32_t, DiskPage> common;
   for (const DiskPage& p : mine)
-    if (p.slot >= 0 && p.slot < n_slots) common[p.slot] = p;
+    if (p.slot >= 0 && p.slot < n_slots && p.n_tokens >= 1 && p.n_tokens <= block_size)
+      common[p.slot] = p;
   for (size_t r = 1; r < all.size(); ++r) {
     std::vector<DiskPage> theirs;
     if (!decode_disk_pages(all[r], &theirs)) return {};

@@ -138,6 +138,19 @@ void expect_same_choices(const nlohmann::json& ref, const nlohmann::json& got) {
   }
 }
 
+// Ranks 0,1 (the TP group of stage 0) run on the first host, 2,3 on the second; each gets the GPU
+// index of its local rank; KVMESH_* variables reach the remote host.
+void expect_placement(const NetnsHosts& hosts, const std::string& hostfile) {
+  CommandResult place = run_command(netns_launch(hosts, hostfile, "--bin " + kNetns + "/fake_rank.sh --mode place"), 60);
+  ASSERT_EQ(place.exit_code, 0) << place.err;
+  for (int r = 0; r < 4; ++r) {
+    const std::string ns = r < 2 ? hosts.ns_a() : hosts.ns_b();
+    const std::string line = "rank=" + std::to_string(r) + " local=" + std::to_string(r % 2) + " netns=" + ns +
+                             " gpu=" + std::to_string(r % 2) + " env=forwarded";
+    EXPECT_NE(place.out.find(line), std::string::npos) << "missing '" << line << "' in\n" << place.out;
+  }
+}
+
 TEST(MultiHostNetns, TpInsideHostsPpAcrossHostsServesLikeOneProcess) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to create network namespaces (ip netns add)";
   NetnsHosts hosts;
@@ -147,16 +160,7 @@ TEST(MultiHostNetns, TpInsideHostsPpAcrossHostsServesLikeOneProcess) {
   const std::string hostfile = dir + "/hostfile";
   write_file(hostfile, "# two namespaces as two hosts\n10.211.0.1 slots=2\n10.211.0.2 slots=2\n");
 
-  // Placement: ranks 0,1 (TP group of stage 0) on the first host, 2,3 on the second; one GPU index
-  // per local rank; KVMESH_* variables reach the remote host.
-  CommandResult place = run_command(netns_launch(hosts, hostfile, "--bin " + kNetns + "/fake_rank.sh --mode place"), 60);
-  ASSERT_EQ(place.exit_code, 0) << place.err;
-  for (int r = 0; r < 4; ++r) {
-    const std::string ns = r < 2 ? hosts.ns_a() : hosts.ns_b();
-    const std::string line = "rank=" + std::to_string(r) + " local=" + std::to_string(r % 2) + " netns=" + ns +
-                             " gpu=" + std::to_string(r % 2) + " env=forwarded";
-    EXPECT_NE(place.out.find(line), std::string::npos) << "missing '" << line << "' in\n" << place.out;
-  }
+  expect_placement(hosts, hostfile);
 
   // kvmesh-serve on the 2 x 2 grid; requests and SIGTERM come from inside the first namespace.
   const std::vector<std::string> requests = requests_json();

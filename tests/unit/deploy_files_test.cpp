@@ -130,6 +130,12 @@ TEST(LaunchDryRun, PrintsTheDocumentedMpirunLine) {
     EXPECT_TRUE(has(r.out, part)) << "missing '" << part << "' in\n" << r.out;
   }
   EXPECT_TRUE(has(r.err, "16 ranks (tp 8 x pp 2) on 2 of 2 hosts, 8 per host")) << r.err;
+  // A subnet restricts MPI's TCP; NCCL only takes interface names, so it is left alone.
+  CommandResult subnet = run_command(kLaunch + " --hostfile " + kSource + "/deploy/hostfile.example --tp 8 --pp 1" +
+                                         " --iface 10.211.0.0/24 --bin /bin/true --dry-run", 30);
+  ASSERT_EQ(subnet.exit_code, 0) << subnet.err;
+  EXPECT_TRUE(has(subnet.out, "--mca btl_tcp_if_include 10.211.0.0/24 --mca oob_tcp_if_include 10.211.0.0/24"));
+  EXPECT_FALSE(has(subnet.out, "NCCL_SOCKET_IFNAME")) << subnet.out;
 }
 
 TEST(LaunchDryRun, GpuBindingPicksFromTheNodesOwnDeviceList) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 #include "worker/cpu/cpu_matmul_kernels.h"
 
@@ -38,6 +39,12 @@ MatmulKernels kernels_for(MatmulIsa isa) {
   return matmul_detail::scalar_kernels();
 }
 
+// Per-thread scratch for packed weight blocks; OpenMP pool threads keep theirs across calls.
+float* thread_scratch() {
+  thread_local std::vector<float> scratch(static_cast<size_t>(matmul_detail::kNnScratchFloats));
+  return scratch.data();
+}
+
 MatmulKernels active_kernels() { return kernels_for(active_isa().load(std::memory_order_relaxed)); }
 
 // Splits [0, n_cols) into contiguous ranges starting at multiples of unit, one per thread
@@ -65,7 +72,7 @@ void matmul_nn(const float* x, int64_t n_rows, int64_t n_in, const float* w, int
   const matmul_detail::NnArgs args{x, n_rows, n_in, w, n_out, bias, y};
   const auto nn_range = active_kernels().nn_range;
   parallel_column_ranges(n_out, kNnColumnUnit, n_rows * n_in,
-                         [&](int64_t begin, int64_t end) { nn_range(args, begin, end); });
+                         [&](int64_t begin, int64_t end) { nn_range(args, begin, end, thread_scratch()); });
 }
 
 void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, int64_t n_vocab,

@@ -37,9 +37,13 @@ inline float hsum(V a) {
 
 constexpr int kNnRows = 12;       // nn tile: 12 rows x 2 vectors = 24 zmm accumulators
 constexpr int kNnVecs = 2;
+constexpr int64_t kPackCols = 256;   // packed w block: 256 columns x 256 k = 256 KiB (L2)
+constexpr int64_t kPackDepth = 256;
+constexpr int64_t kSlabMaxRows = 32;    // up to this many rows, w is packed in row slabs
+constexpr int64_t kSlabMaxCols = 4096;
 constexpr int kStreamRows = 4;    // up to this many rows stream w instead of tiling
 constexpr int kStreamDepth = 4;   // k values applied per pass over y
-constexpr int kStreamCols = 1024; // columns of y kept in L1 per row while streaming
+constexpr int64_t kStreamFloats = 4096;  // y floats kept in L1 while w streams past
 constexpr int kNtRows = 6;        // nt tile: 6 rows x 4 vocab rows = 24 accumulators
 constexpr int kNtVecs = 4;
 constexpr int kNtVecsOneRow = 8;  // one row: 8 vocab rows at once
@@ -48,7 +52,7 @@ constexpr int kNtVecsOneRow = 8;  // one row: 8 vocab rows at once
 
 }  // namespace
 
-void nn_entry(const NnArgs& a, int64_t c0, int64_t c1) { nn_range(a, c0, c1); }
+void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) { nn_range(a, c0, c1, scratch); }
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::avx512

@@ -23,9 +23,13 @@ struct NtArgs {
   float* y;            // [n_rows, n_vocab]
 };
 
+// Floats of per-thread scratch that nn_range may use (packed blocks of w).
+constexpr int64_t kNnScratchFloats = int64_t(256) * 256;
+
 struct MatmulKernels {
-  // y[:, col_begin:col_end] of matmul_nn over all rows; col_begin is a multiple of 16.
-  void (*nn_range)(const NnArgs& a, int64_t col_begin, int64_t col_end);
+  // y[:, col_begin:col_end] of matmul_nn over all rows; col_begin is a multiple of 16;
+  // scratch holds kNnScratchFloats floats owned by the calling thread.
+  void (*nn_range)(const NnArgs& a, int64_t col_begin, int64_t col_end, float* scratch);
   // y[:, v_begin:v_end] of matmul_nt over all rows.
   void (*nt_range)(const NtArgs& a, int64_t v_begin, int64_t v_end);
 };

@@ -49,9 +49,13 @@ inline float hsum(const V& a) {
 
 constexpr int kNnRows = 4;
 constexpr int kNnVecs = 1;
+constexpr int64_t kPackCols = 256;
+constexpr int64_t kPackDepth = 256;
+constexpr int64_t kSlabMaxRows = 32;    // up to this many rows, w is packed in row slabs
+constexpr int64_t kSlabMaxCols = 4096;
 constexpr int kStreamRows = 2;
 constexpr int kStreamDepth = 4;
-constexpr int kStreamCols = 1024;
+constexpr int64_t kStreamFloats = 4096;  // y floats kept in L1 while w streams past
 constexpr int kNtRows = 2;
 constexpr int kNtVecs = 2;
 constexpr int kNtVecsOneRow = 4;
@@ -60,7 +64,7 @@ constexpr int kNtVecsOneRow = 4;
 
 }  // namespace
 
-void nn_entry(const NnArgs& a, int64_t c0, int64_t c1) { nn_range(a, c0, c1); }
+void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) { nn_range(a, c0, c1, scratch); }
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::scalar

@@ -10,33 +10,69 @@ constexpr int kLanes = 16;
 
 #define KVMESH_INLINE inline __attribute__((always_inline))
 
-// ---- nn: register tiles for many rows -------------------------------------------------------
+KVMESH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Rows [r0, r0 + MR) x columns [c0, c0 + 16 * NV) over all k; with Tail the last vector has n_last lanes.
-template <int MR, int NV, bool Tail>
-void nn_tile(const NnArgs& a, int64_t r0, int64_t c0, int n_last) {
-  V acc[MR][NV];
-  for (int j = 0; j < NV; ++j) {
-    V b = zero();
-    if (a.bias != nullptr) {
-      const float* bp = a.bias + c0 + kLanes * j;
-      b = (Tail && j == NV - 1) ? load_n(bp, n_last) : load(bp);
+// ---- nn: packed register tiles for many rows (prefill) ---------------------------------------
+// w is copied block by block ([kPackDepth rows of k] x [kPackCols columns]) into panels of
+// kPanelCols columns, [depth][16 * nv] each, zero-padded, so tiles read it sequentially from L1/L2.
+// Between k blocks the partial sums rest in y; reloading a stored float is exact.
+
+constexpr int64_t kPanelCols = kLanes * kNnVecs;
+static_assert(kNnVecs == 1 || kNnVecs == 2, "nn_panel_rows dispatches on 1 or 2 vectors");
+static_assert(kPackCols % kPanelCols == 0 && kPackDepth * kPackCols <= kNnScratchFloats, "pack size");
+static_assert(kSlabMaxCols % kPanelCols == 0 && kSlabMaxCols * 8 <= kNnScratchFloats, "slab size");
+
+// Walks the next k block of w (row-major, in address order) so that each row tile of the current
+// block brings its share into L2: the memory reads overlap the FMAs instead of preceding them.
+struct Prefetcher {
+  const float* base = nullptr;  // &w[next k0, c0], or null when there is no next block
+  int64_t ld = 0, cols = 0, rows = 0;
+  int64_t row = 0, col = 0;
+  int64_t quota = 0;            // cache lines per step
+};
+
+KVMESH_INLINE void prefetch_step(Prefetcher& pf) {
+  for (int64_t q = 0; q < pf.quota && pf.row < pf.rows; ++q) {
+    __builtin_prefetch(pf.base + pf.row * pf.ld + pf.col, 0, 2);
+    pf.col += kLanes;
+    if (pf.col >= pf.cols) {
+      pf.col = 0;
+      ++pf.row;
     }
-    for (int i = 0; i < MR; ++i) acc[i][j] = b;
   }
-  const float* xr = a.x + r0 * a.n_in;
-  const float* wk = a.w + c0;
-  for (int64_t k = 0; k < a.n_in; ++k, wk += a.n_out) {
+}
+
+// One packed panel of w.
+struct Panel {
+  const float* packed;  // [depth][16 * nv], zero-padded
+  int64_t k0, depth;    // k range [k0, k0 + depth)
+  int64_t c0, cols;     // columns [c0, c0 + cols), cols <= kPanelCols
+};
+
+// Rows [r0, r0 + MR) x one panel (NV vectors, the last with n_last lanes when Tail): starts from
+// bias or 0 on the first k block, else from the partial sums in y.
+template <int MR, int NV, bool Tail>
+void nn_tile(const NnArgs& a, const Panel& p, int64_t r0, int n_last) {
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i) {
+    const float* src = p.k0 > 0 ? a.y + (r0 + i) * a.n_out + p.c0 : a.bias == nullptr ? nullptr : a.bias + p.c0;
+    for (int j = 0; j < NV; ++j) {
+      if (src == nullptr) acc[i][j] = zero();
+      else acc[i][j] = (Tail && j == NV - 1) ? load_n(src + kLanes * j, n_last) : load(src + kLanes * j);
+    }
+  }
+  const float* xr = a.x + r0 * a.n_in + p.k0;
+  const float* wk = p.packed;
+  for (int64_t k = 0; k < p.depth; ++k, wk += kLanes * NV) {
     V wv[NV];
-    for (int j = 0; j < NV; ++j)
-      wv[j] = (Tail && j == NV - 1) ? load_n(wk + kLanes * j, n_last) : load(wk + kLanes * j);
+    for (int j = 0; j < NV; ++j) wv[j] = load(wk + kLanes * j);
     for (int i = 0; i < MR; ++i) {
       const V xb = bcast(xr[i * a.n_in + k]);
       for (int j = 0; j < NV; ++j) acc[i][j] = fmadd(xb, wv[j], acc[i][j]);
     }
   }
   for (int i = 0; i < MR; ++i) {
-    float* yr = a.y + (r0 + i) * a.n_out + c0;
+    float* yr = a.y + (r0 + i) * a.n_out + p.c0;
     for (int j = 0; j < NV; ++j) {
       if (Tail && j == NV - 1) store_n(yr + kLanes * j, acc[i][j], n_last);
       else store(yr + kLanes * j, acc[i][j]);
@@ -46,19 +82,69 @@ void nn_tile(const NnArgs& a, int64_t r0, int64_t c0, int n_last) {
 
 // The last n_rem (< kNnRows) rows, from r0, with a tile of exactly that height.
 template <int NV, bool Tail, int MR = 1>
-void nn_tile_rem(const NnArgs& a, int64_t r0, int n_rem, int64_t c0, int n_last) {
+void nn_tile_rem(const NnArgs& a, const Panel& p, int64_t r0, int n_rem, int n_last) {
   if constexpr (MR < kNnRows) {
-    if (n_rem == MR) return nn_tile<MR, NV, Tail>(a, r0, c0, n_last);
-    nn_tile_rem<NV, Tail, MR + 1>(a, r0, n_rem, c0, n_last);
+    if (n_rem == MR) return nn_tile<MR, NV, Tail>(a, p, r0, n_last);
+    nn_tile_rem<NV, Tail, MR + 1>(a, p, r0, n_rem, n_last);
   }
 }
 
-// All rows of one column panel; the panel stays in L2 while the row tiles pass over it.
+// All rows over one panel; each row tile also prefetches its share of the next k block.
 template <int NV, bool Tail>
-void nn_panel(const NnArgs& a, int64_t c0, int n_last) {
+void nn_panel_rows(const NnArgs& a, const Panel& p, int n_last, Prefetcher& pf) {
   int64_t r = 0;
-  for (; r + kNnRows <= a.n_rows; r += kNnRows) nn_tile<kNnRows, NV, Tail>(a, r, c0, n_last);
-  if (r < a.n_rows) nn_tile_rem<NV, Tail>(a, r, static_cast<int>(a.n_rows - r), c0, n_last);
+  for (; r + kNnRows <= a.n_rows; r += kNnRows) {
+    prefetch_step(pf);
+    nn_tile<kNnRows, NV, Tail>(a, p, r, n_last);
+  }
+  if (r < a.n_rows) {
+    prefetch_step(pf);
+    nn_tile_rem<NV, Tail>(a, p, r, static_cast<int>(a.n_rows - r), n_last);
+  }
+}
+
+void nn_panel(const NnArgs& a, const Panel& p, Prefetcher& pf) {
+  const int nv = static_cast<int>((p.cols + kLanes - 1) / kLanes);
+  const int n_last = static_cast<int>(p.cols - kLanes * (nv - 1));
+  if (nv == kNnVecs) {
+    if (n_last < kLanes) return nn_panel_rows<kNnVecs, true>(a, p, n_last, pf);
+    return nn_panel_rows<kNnVecs, false>(a, p, n_last, pf);
+  }
+  if (n_last < kLanes) return nn_panel_rows<1, true>(a, p, n_last, pf);
+  nn_panel_rows<1, false>(a, p, n_last, pf);
+}
+
+// buf <- w[k0:k0+depth, c0:c1] as panels of kPanelCols columns (panel p at p * kc * kPanelCols).
+void nn_pack(const NnArgs& a, int64_t k0, int64_t depth, int64_t kc, int64_t c0, int64_t c1, float* buf) {
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* row = a.w + (k0 + k) * a.n_out;
+    for (int64_t c = c0; c < c1; c += kPanelCols) {
+      const int64_t cols = imin(kPanelCols, c1 - c);
+      const int64_t nv = (cols + kLanes - 1) / kLanes;
+      float* dst = buf + (c - c0) * kc + k * kLanes * nv;
+      for (int64_t j = 0; j < nv; ++j) {
+        const int64_t n = imin(kLanes, cols - kLanes * j);
+        store(dst + kLanes * j, n == kLanes ? load(row + c + kLanes * j) : load_n(row + c + kLanes * j, static_cast<int>(n)));
+      }
+    }
+  }
+}
+
+// Columns [c0, c1) for all rows, kc values of k at a time; (c1 - c0) * kc fits in buf.
+void nn_block(const NnArgs& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
+  for (int64_t k0 = 0; k0 < a.n_in; k0 += kc) {
+    const int64_t depth = imin(kc, a.n_in - k0);
+    nn_pack(a, k0, depth, kc, c0, c1, buf);
+    Prefetcher pf;
+    if (k0 + depth < a.n_in) {
+      pf = {a.w + (k0 + depth) * a.n_out + c0, a.n_out, c1 - c0, imin(kc, a.n_in - k0 - depth), 0, 0, 0};
+      const int64_t n_lines = pf.rows * ((pf.cols + kLanes - 1) / kLanes);
+      const int64_t n_steps = (c1 - c0 + kPanelCols - 1) / kPanelCols * ((a.n_rows + kNnRows - 1) / kNnRows);
+      pf.quota = (n_lines + n_steps - 1) / n_steps;
+    }
+    for (int64_t c = c0; c < c1; c += kPanelCols)
+      nn_panel(a, Panel{buf + (c - c0) * kc, k0, depth, c, imin(kPanelCols, c1 - c)}, pf);
+  }
 }
 
 // ---- nn: streaming for a few rows (decode) ----------------------------------------------------
@@ -90,11 +176,12 @@ void nn_stream_step(const NnArgs& a, int64_t r0, int64_t k, int64_t c0, int64_t 
   if (c < c1) nn_stream_vec<MR, KS, true>(a, r0, wk, xb, c, static_cast<int>(c1 - c));
 }
 
-// Rows [r0, r0 + MR) over columns [c0, c1): y (a few KiB per row) stays in L1 while w streams.
+// Rows [r0, r0 + MR) over columns [c0, c1): y (kStreamFloats in all) stays in L1 while w streams.
 template <int MR>
 void nn_stream(const NnArgs& a, int64_t r0, int64_t c0, int64_t c1) {
-  for (int64_t p0 = c0; p0 < c1; p0 += kStreamCols) {
-    const int64_t p1 = p0 + kStreamCols < c1 ? p0 + kStreamCols : c1;
+  constexpr int64_t kCols = kStreamFloats / MR / kLanes * kLanes;
+  for (int64_t p0 = c0; p0 < c1; p0 += kCols) {
+    const int64_t p1 = p0 + kCols < c1 ? p0 + kCols : c1;
     for (int i = 0; i < MR; ++i) {
       float* yr = a.y + (r0 + i) * a.n_out;
       for (int64_t c = p0; c < p1; c += kLanes) {
@@ -116,12 +203,16 @@ void nn_stream_rows(const NnArgs& a, int64_t c0, int64_t c1) {
   }
 }
 
-void nn_range(const NnArgs& a, int64_t c0, int64_t c1) {
+void nn_range(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
   if (a.n_rows <= kStreamRows) return nn_stream_rows(a, c0, c1);
-  int64_t c = c0;
-  for (; c + kLanes * kNnVecs <= c1; c += kLanes * kNnVecs) nn_panel<kNnVecs, false>(a, c, kLanes);
-  for (; c + kLanes <= c1; c += kLanes) nn_panel<1, false>(a, c, kLanes);
-  if (c < c1) nn_panel<1, true>(a, c, static_cast<int>(c1 - c));
+  // Few rows: w dominates the traffic, so it is packed in slabs of whole rows of the range, read
+  // sequentially. Many rows: square blocks keep the y reloads between k blocks rare.
+  int64_t cols = kPackCols, kc = kPackDepth;
+  if (a.n_rows <= kSlabMaxRows) {
+    cols = imin(c1 - c0, kSlabMaxCols);
+    kc = imin(kPackDepth, kNnScratchFloats / cols / 8 * 8);
+  }
+  for (int64_t b = c0; b < c1; b += cols) nn_block(a, b, imin(b + cols, c1), kc, scratch);
 }
 
 // ---- nt: dot products (LM head) ---------------------------------------------------------------
