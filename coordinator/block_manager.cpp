@@ -183,6 +183,7 @@ bool BlockManager::stage_from_disk(const std::vector<uint64_t>& hashes) {
     if (slot < 0) break;
     push_op(CacheOpKind::disk_load, hits[i].id, slot, hashes[i]);
     ++counters_.moved_in[static_cast<int>(Tier::host)];
+    ++counters_.hits[static_cast<int>(Tier::disk)];
     Slot& s = host.slots[slot];
     s.hash = hashes[i];
     s.has_hash = true;
@@ -200,34 +201,41 @@ bool BlockManager::stage_from_disk(const std::vector<uint64_t>& hashes) {
 }
 
 int32_t BlockManager::take_matched(const std::vector<uint64_t>& hashes, std::vector<int32_t>* table) {
-  const std::vector<Hit> hits = match(hashes);
+  std::vector<Hit> hits = match(hashes);
+  const auto first_disk = std::find_if(hits.begin(), hits.end(), [](const Hit& h) { return h.tier == Tier::disk; });
+  hits.erase(first_disk, hits.end());  // disk pages are staged to host first (stage_from_disk)
   TierState& dev = tier(Tier::device);
   TierState& host = tier(Tier::host);
+  // Hold every page of the run first, so that the evictions made to find device pages for the
+  // host hits cannot take (or overwrite) a page of this same run.
+  for (const Hit& h : hits) {
+    TierState& ts = tier(h.tier);
+    Slot& s = ts.slots[h.id];
+    if (h.tier == Tier::device ? s.ref++ == 0 : true) ts.lru.erase(s.lru);
+  }
   int32_t taken = 0;
   for (size_t i = 0; i < hits.size(); ++i) {
     const Hit& h = hits[i];
-    if (h.tier == Tier::device) {
-      Slot& s = dev.slots[h.id];
-      if (s.ref == 0) dev.lru.erase(s.lru);
-      ++s.ref;
-      table->push_back(h.id);
-    } else if (h.tier == Tier::host) {
-      Slot& hs = host.slots[h.id];
-      host.lru.erase(hs.lru);  // protected while a device page is found for it
-      const int32_t page = acquire(Tier::device);
-      hs.lru = host.lru.insert(host.lru.end(), h.id);
-      if (page < 0) break;
-      push_op(CacheOpKind::swap_in, h.id, page, hashes[i]);
-      ++counters_.moved_in[static_cast<int>(Tier::device)];
-      Slot& d = dev.slots[page];
-      d.ref = 1;
-      d.hash = hashes[i];
-      d.has_hash = true;
-      dev.index[hashes[i]] = page;
-      table->push_back(page);
-    } else {
-      break;  // on disk: staged first (stage_from_disk)
+    int32_t page = h.id;
+    if (h.tier == Tier::host) {
+      page = taken == static_cast<int32_t>(i) ? acquire(Tier::device) : -1;
+      if (page >= 0) {
+        push_op(CacheOpKind::swap_in, h.id, page, hashes[i]);
+        ++counters_.moved_in[static_cast<int>(Tier::device)];
+        Slot& d = dev.slots[page];
+        d.ref = 1;
+        d.hash = hashes[i];
+        d.has_hash = true;
+        dev.index[hashes[i]] = page;
+      }
+    } else if (taken != static_cast<int32_t>(i)) {
+      page = -1;
+      std::vector<int32_t> undo = {h.id};  // past a page we could not take: give this one back
+      release(&undo);
     }
+    if (h.tier == Tier::host) host.slots[h.id].lru = host.lru.insert(host.lru.end(), h.id);
+    if (page < 0) continue;
+    table->push_back(page);
     ++counters_.hits[static_cast<int>(h.tier)];
     ++taken;
   }

@@ -70,6 +70,8 @@ void Engine::cancel(uint64_t seq_id) { scheduler_->cancel(seq_id); }
 
 bool Engine::has_work() const { return scheduler_->has_work(); }
 
+const TierCapacity& Engine::capacity() const { return executor_->capacity(); }
+
 Status Engine::step() {
   StepPlan plan = scheduler_->schedule();
   if (plan.seqs.empty() && plan.cache_ops.empty()) return Status::ok();

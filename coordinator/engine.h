@@ -7,6 +7,7 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "common/step_executor.h"
 #include "coordinator/request.h"
 
 namespace kvmesh {
@@ -41,6 +42,7 @@ class Engine {
 
   const EngineConfig& config() const { return config_; }
   const Scheduler& scheduler() const { return *scheduler_; }
+  const TierCapacity& capacity() const;
 
  private:
   EngineConfig config_;

@@ -181,6 +181,36 @@ void EngineLoop::step_once() {
   }
 }
 
+void EngineLoop::publish_kv_tiers() {
+  const Scheduler& s = engine_->scheduler();
+  const BlockManager& b = s.blocks();
+  const TierCounters& c = b.counters();
+  const TierCosts& costs = s.tier_policy().costs();
+  const double page_bytes = static_cast<double>(engine_->capacity().page_bytes);
+  std::array<double, kv_stat_count> k{};
+  k[kv_pages_device] = b.n_used() + b.n_cached(Tier::device);
+  k[kv_pages_host] = b.n_cached(Tier::host);
+  k[kv_pages_disk] = b.n_cached(Tier::disk);
+  for (int t = 0; t < 3; ++t) {
+    k[kv_bytes_device + t] = k[kv_pages_device + t] * page_bytes;
+    k[kv_hits_device + t] = static_cast<double>(c.hits[t]);
+  }
+  k[kv_moved_device_host] = static_cast<double>(c.moved_out[static_cast<int>(Tier::host)]);
+  k[kv_moved_host_disk] = static_cast<double>(c.moved_out[static_cast<int>(Tier::disk)]);
+  k[kv_moved_host_device] = static_cast<double>(c.moved_in[static_cast<int>(Tier::device)]);
+  k[kv_moved_disk_host] = static_cast<double>(c.moved_in[static_cast<int>(Tier::host)]);
+  k[kv_dropped] = static_cast<double>(c.dropped);
+  k[kv_checksum_failures] = static_cast<double>(c.failed_loads);
+  k[kv_disk_write_failures] = static_cast<double>(c.failed_stores);
+  k[kv_cached_tokens] = static_cast<double>(s.stats().n_cached_prompt_tokens);
+  const double swap_in = costs.seconds_per_page[static_cast<int>(CacheOpKind::swap_in)];
+  k[kv_swap_in_s_host] = swap_in;
+  k[kv_swap_in_s_disk] = swap_in + costs.seconds_per_page[static_cast<int>(CacheOpKind::disk_load)];
+  k[kv_recompute_s_page] = costs.recompute_seconds_per_token * b.block_size();
+  k[kv_page_bytes] = page_bytes;
+  metrics_.set_kv_stats(k);
+}
+
 void EngineLoop::publish() {
   const Scheduler& s = engine_->scheduler();
   EngineGauges g;
@@ -192,6 +222,7 @@ void EngineLoop::publish() {
   g.n_steps = s.stats().n_steps;
   queue_.publish_engine_waiting(g.n_waiting);
   metrics_.set_engine_gauges(g);
+  publish_kv_tiers();
 }
 
 }  // namespace kvmesh

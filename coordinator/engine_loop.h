@@ -61,6 +61,7 @@ class EngineLoop {
   void record_timing(Ticket& t, int32_t index, const GenerationDelta& delta, Clock::time_point now);
   void step_once();
   void publish();
+  void publish_kv_tiers();
 
   std::unique_ptr<Engine> engine_;
   RequestQueue& queue_;

@@ -54,6 +54,11 @@ WorkerOptions worker_options(const ServerConfig& config, const std::string& dir)
   wo.model_dir = dir;
   wo.cache.block_size = config.block_size;
   wo.cache.device_bytes = config.kv_device_bytes;
+  wo.cache.host_bytes = config.kv_host_bytes;
+  wo.cache.disk_bytes = config.kv_disk_bytes;
+  wo.cache.disk_dir = config.kv_disk_dir;
+  wo.cache.disk_persist = config.kv_disk_persist;
+  (void)parse_dtype(config.kv_dtype, &wo.cache.kv_dtype);  // validated by the flag parser
   wo.n_threads = config.threads;
   wo.layout.tp = config.tp;
   wo.layout.pp = config.pp;

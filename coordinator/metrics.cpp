@@ -69,6 +69,45 @@ EngineGauges Metrics::gauges() const {
   return g;
 }
 
+namespace {
+
+struct KvStatInfo {
+  const char* name;    // metric name
+  const char* labels;  // "" or {tier="..."}
+  const char* type;
+  const char* help;
+};
+
+constexpr KvStatInfo kKvStats[kv_stat_count] = {
+    {"kvmesh_kv_tier_pages", "{tier=\"device\"}", "gauge", "KV pages held per tier (used or cached)."},
+    {"kvmesh_kv_tier_pages", "{tier=\"host\"}", "gauge", ""},
+    {"kvmesh_kv_tier_pages", "{tier=\"disk\"}", "gauge", ""},
+    {"kvmesh_kv_tier_bytes", "{tier=\"device\"}", "gauge", "Bytes of those pages per tier (rank 0's share)."},
+    {"kvmesh_kv_tier_bytes", "{tier=\"host\"}", "gauge", ""},
+    {"kvmesh_kv_tier_bytes", "{tier=\"disk\"}", "gauge", ""},
+    {"kvmesh_kv_prefix_hits_total", "{tier=\"device\"}", "counter", "Prefix pages reused, by the tier they were in."},
+    {"kvmesh_kv_prefix_hits_total", "{tier=\"host\"}", "counter", ""},
+    {"kvmesh_kv_prefix_hits_total", "{tier=\"disk\"}", "counter", ""},
+    {"kvmesh_kv_pages_moved_total", "{from=\"device\",to=\"host\"}", "counter", "Pages moved between tiers."},
+    {"kvmesh_kv_pages_moved_total", "{from=\"host\",to=\"disk\"}", "counter", ""},
+    {"kvmesh_kv_pages_moved_total", "{from=\"host\",to=\"device\"}", "counter", ""},
+    {"kvmesh_kv_pages_moved_total", "{from=\"disk\",to=\"host\"}", "counter", ""},
+    {"kvmesh_kv_pages_dropped_total", "", "counter", "Cached pages evicted from the last tier or lost to a failed write."},
+    {"kvmesh_kv_disk_checksum_failures_total", "", "counter", "Disk pages whose header or checksum did not match (recomputed)."},
+    {"kvmesh_kv_disk_write_failures_total", "", "counter", "Disk writes that failed (ENOSPC, I/O); the page was dropped."},
+    {"kvmesh_prefix_cache_hits_total", "", "counter", "Prompt tokens served from the prefix cache."},
+    {"kvmesh_kv_swap_in_seconds_per_page", "{tier=\"host\"}", "gauge", "Measured time to bring one page back to the device."},
+    {"kvmesh_kv_swap_in_seconds_per_page", "{tier=\"disk\"}", "gauge", ""},
+    {"kvmesh_kv_recompute_seconds_per_page", "", "gauge", "Measured prefill time of one page of tokens."},
+    {"kvmesh_kv_page_bytes", "", "gauge", "Bytes of one KV page on rank 0 (follows --kv-dtype)."},
+};
+
+}  // namespace
+
+void Metrics::set_kv_stats(const std::array<double, kv_stat_count>& stats) {
+  for (int i = 0; i < kv_stat_count; ++i) kv_[i] = stats[i];
+}
+
 void Metrics::count_finish(FinishReason reason) {
   const auto i = static_cast<size_t>(reason);
   if (i < finished_.size()) ++finished_[i];
@@ -88,11 +127,17 @@ std::string Metrics::render() const {
   render_value(out, "kvmesh_num_preemptions_total", "counter", "Sequences preempted for lack of pages.",
                static_cast<double>(n_preemptions_));
   render_value(out, "kvmesh_engine_steps_total", "counter", "Engine steps that ran work.", static_cast<double>(n_steps_));
-  render_value(out, "kvmesh_prefix_cache_hits_total", "counter", "Prompt tokens served from the prefix cache.", 0.0);
   render_value(out, "kvmesh_prompt_tokens_total", "counter", "Prompt tokens processed.",
                static_cast<double>(prompt_tokens_));
   render_value(out, "kvmesh_generation_tokens_total", "counter", "Tokens generated.",
                static_cast<double>(generation_tokens_));
+  for (int i = 0; i < kv_stat_count; ++i) {
+    const KvStatInfo& k = kKvStats[i];
+    if (k.help[0] != '\0') out += std::string("# HELP ") + k.name + " " + k.help + "\n# TYPE " + k.name + " " + k.type + "\n";
+    char value[64];
+    std::snprintf(value, sizeof value, " %.9g\n", kv_[i].load());
+    out += std::string(k.name) + k.labels + value;
+  }
   ttft_.render(out, "kvmesh_time_to_first_token_seconds", "Time from arrival to the first generated token.");
   inter_token_.render(out, "kvmesh_inter_token_latency_seconds", "Time between generated tokens of a sequence.");
   e2e_.render(out, "kvmesh_e2e_request_latency_seconds", "Time from arrival to the last token of a request.");

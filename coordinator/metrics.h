@@ -35,8 +35,21 @@ struct EngineGauges {
   int64_t n_steps = 0;
 };
 
+// The KV tiers as the engine loop publishes them after every step. Each entry is one Prometheus
+// sample: kKvStatNames gives its name and labels.
+enum KvStat : int {
+  kv_pages_device, kv_pages_host, kv_pages_disk,        // cached or used pages per tier
+  kv_bytes_device, kv_bytes_host, kv_bytes_disk,
+  kv_hits_device, kv_hits_host, kv_hits_disk,           // prefix pages reused, by tier
+  kv_moved_device_host, kv_moved_host_disk, kv_moved_host_device, kv_moved_disk_host,
+  kv_dropped, kv_checksum_failures, kv_disk_write_failures, kv_cached_tokens,
+  kv_swap_in_s_host, kv_swap_in_s_disk, kv_recompute_s_page, kv_page_bytes,
+  kv_stat_count
+};
+
 class Metrics {
  public:
+  void set_kv_stats(const std::array<double, kv_stat_count>& stats);
   Metrics();
 
   // Engine thread.
@@ -60,6 +73,7 @@ class Metrics {
   std::array<std::atomic<int64_t>, 5> finished_{};  // by FinishReason
   std::array<std::atomic<int64_t>, 600> responses_{};  // by HTTP status
   Histogram ttft_, inter_token_, e2e_;
+  std::array<std::atomic<double>, kv_stat_count> kv_{};
 };
 
 }  // namespace kvmesh

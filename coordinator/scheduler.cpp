@@ -9,7 +9,7 @@ namespace kvmesh {
 
 Scheduler::Scheduler(const SchedulerConfig& config, const TierCapacity& capacity, int32_t block_size,
                      const Tokenizer* tokenizer)
-    : config_(config), blocks_(capacity, block_size), tokenizer_(tokenizer) {}
+    : config_(config), blocks_(capacity, block_size), policy_(block_size), tokenizer_(tokenizer) {}
 
 void Scheduler::add(std::unique_ptr<Sequence> seq) {
   seq->status = SeqStatus::waiting;
@@ -131,7 +131,14 @@ bool Scheduler::reuse_prefix(Sequence& seq) {
   std::vector<uint64_t> hashes(seq.page_hashes.begin(),
                                seq.page_hashes.begin() + std::min<size_t>(seq.page_hashes.size(),
                                                                           (seq.n_tokens() - 1) / bs));
-  const auto hits = blocks_.match(hashes);
+  auto hits = blocks_.match(hashes);
+  // Stop at the first page that is cheaper to recompute than to bring back.
+  for (size_t i = 0; i < hits.size(); ++i) {
+    if (policy_.worth_reusing(hits[i].tier)) continue;
+    hits.resize(i);
+    hashes.resize(i);
+    break;
+  }
   const bool on_disk = std::any_of(hits.begin(), hits.end(),
                                    [](const auto& h) { return h.tier == Tier::disk; });
   if (on_disk && !seq.staged_from_disk) {
@@ -141,7 +148,10 @@ bool Scheduler::reuse_prefix(Sequence& seq) {
   const int32_t taken = blocks_.take_matched(hashes, &seq.block_table);
   seq.n_computed = taken * bs;
   seq.n_registered = taken;
-  if (!seq.admitted_before) seq.n_cached_prompt = std::min(seq.n_computed, seq.n_prompt);
+  if (!seq.admitted_before) {
+    seq.n_cached_prompt = std::min(seq.n_computed, seq.n_prompt);
+    stats_.n_cached_prompt_tokens += seq.n_cached_prompt;
+  }
   seq.admitted_before = true;
   return true;
 }
@@ -157,6 +167,7 @@ void Scheduler::register_full_pages(Sequence& seq) {
 void Scheduler::postprocess(const StepPlan& plan, const StepResult& result) {
   KVMESH_CHECK(plan.seqs.size() == result.seqs.size());
   blocks_.on_ops_failed(plan.cache_ops, result.failed_cache_ops);
+  policy_.observe(plan, result);
   for (size_t k = 0; k < plan.seqs.size(); ++k) {
     const SeqWork& work = plan.seqs[k];
     const SeqResult& res = result.seqs[k];

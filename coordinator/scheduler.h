@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "coordinator/block_manager.h"
 #include "coordinator/sequence.h"
+#include "coordinator/tier_policy.h"
 
 namespace kvmesh {
 
@@ -24,6 +25,7 @@ struct SchedulerConfig {
 struct SchedulerStats {
   int64_t n_preemptions = 0;
   int64_t n_steps = 0;
+  int64_t n_cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
 };
 
 class Scheduler {
@@ -43,6 +45,7 @@ class Scheduler {
   void fail_all(const Status& status);
 
   const BlockManager& blocks() const { return blocks_; }
+  const TierPolicy& tier_policy() const { return policy_; }
   const SchedulerStats& stats() const { return stats_; }
   int32_t n_running() const { return static_cast<int32_t>(running_.size()); }
   int32_t n_waiting() const { return static_cast<int32_t>(waiting_.size()); }
@@ -63,6 +66,7 @@ class Scheduler {
 
   SchedulerConfig config_;
   BlockManager blocks_;
+  TierPolicy policy_;
   const Tokenizer* tokenizer_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // oldest admission first

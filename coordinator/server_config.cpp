@@ -25,6 +25,8 @@ constexpr SizeUnit kSizeUnits[] = {
 // String options whose values need more than CLI11's conversion.
 struct RawFlags {
   std::string kv_device_mem = "256MiB";
+  std::string kv_host_mem = "0";
+  std::string kv_disk_mem = "0";
   std::string max_body_bytes = "1MiB";
   std::string max_header_bytes = "16KiB";
 };
@@ -35,6 +37,12 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
   app.add_option("--threads", c.threads, "Compute threads (0 = all cores)")->check(CLI::Range(0, 4096));
   app.add_option("--block-size", c.block_size, "Tokens per KV page")->check(CLI::Range(1, 4096));
   app.add_option("--kv-device-mem", raw.kv_device_mem, "KV cache budget, with a unit (256MiB, 8GiB)");
+  app.add_option("--kv-host-mem", raw.kv_host_mem, "Host tier for cold KV pages, with a unit (0 = none)");
+  app.add_option("--kv-disk-mem", raw.kv_disk_mem, "Disk tier for cold KV pages, with a unit (0 = none)");
+  app.add_option("--kv-disk-dir", c.kv_disk_dir, "Directory of the disk tier's files (one per rank)");
+  app.add_flag("--kv-disk-persist", c.kv_disk_persist, "Keep disk pages across restarts (same model and layout)");
+  app.add_option("--kv-dtype", c.kv_dtype, "KV cache dtype: f32, bf16, f16 or i8")
+      ->check(CLI::IsMember({"f32", "fp32", "bf16", "f16", "fp16", "i8", "int8"}));
   app.add_option("--max-num-seqs", c.max_num_seqs, "Most sequences in one step")->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-batch-tokens", c.max_batch_tokens, "Most tokens in one step (chunked prefill)")
       ->check(CLI::Range(1, 1 << 24));
@@ -80,6 +88,13 @@ Status apply_sizes(const RawFlags& raw, ServerConfig& c) {
   if (*body < 1) return invalid_argument("--max-body-bytes: must be positive");
   if (*head < 256 || *head > (64 << 20)) return invalid_argument("--max-header-bytes: must be in [256B, 64MiB]");
   c.kv_device_bytes = *kv;
+  auto host = parse_byte_size(raw.kv_host_mem);
+  if (!host.is_ok()) return host.status().with_context("--kv-host-mem");
+  auto disk = parse_byte_size(raw.kv_disk_mem);
+  if (!disk.is_ok()) return disk.status().with_context("--kv-disk-mem");
+  if (*disk > 0 && c.kv_disk_dir.empty()) return invalid_argument("--kv-disk-mem needs --kv-disk-dir");
+  c.kv_host_bytes = *host;
+  c.kv_disk_bytes = *disk;
   c.max_body_bytes = *body;
   c.max_header_bytes = static_cast<int32_t>(*head);
   return Status::ok();

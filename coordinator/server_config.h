@@ -16,6 +16,11 @@ struct ServerConfig {
   int threads = 0;                       // compute threads; 0 = all cores
   int32_t block_size = 16;               // tokens per KV page
   int64_t kv_device_bytes = 256ll << 20; // KV cache budget of the device tier
+  int64_t kv_host_bytes = 0;             // host tier (0 = none)
+  int64_t kv_disk_bytes = 0;             // disk tier (0 = none)
+  std::string kv_disk_dir;               // where each rank's disk file lives
+  bool kv_disk_persist = false;          // keep disk pages across restarts
+  std::string kv_dtype = "f32";          // f32, bf16, f16, i8
   int32_t max_num_seqs = 64;             // sequences in one step
   int32_t max_batch_tokens = 2048;       // tokens in one step (chunked prefill)
   int32_t max_queue = 256;               // waiting sequences before new requests get 429

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "worker/kv_store.h"
+#include "worker/kv_quant.h"
 #include "worker/weights.h"
 
 namespace kvmesh {
@@ -51,9 +51,8 @@ std::vector<RankShard> plan_shards(const ModelConfig& c, int tp, int pp, const C
     s.vocab_rows = (l.first_stage() || l.last_stage()) ? l.vocab(c) : Range{};
     s.weight_elems_held = shard_weight_elems(c, l);
     s.weight_elems_owned = owned_elems(c, l);
-    s.kv_page_bytes = kv_page_elems(static_cast<int>(s.layers.size()), cache.block_size,
-                                    static_cast<int>(s.heads.size()), c.head_dim()) *
-                      static_cast<int64_t>(dtype_size(cache.kv_dtype));
+    s.kv_page_bytes = kv_page_bytes(cache.kv_dtype, static_cast<int>(s.layers.size()), cache.block_size,
+                                    static_cast<int>(s.heads.size()), c.head_dim());
     s.kv_pages = s.kv_page_bytes > 0 ? cache.device_bytes / s.kv_page_bytes : 0;
     shards.push_back(s);
   }

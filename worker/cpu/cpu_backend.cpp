@@ -1,7 +1,7 @@
-// CPU backend: fp32 ops with OpenBLAS matrix products and OpenMP loops. The reference for every GPU op.
+// CPU backend: fp32 ops with deterministic matrix products (cpu_matmul) and OpenMP loops. The
+// reference for every GPU op.
 #include "worker/cpu/cpu_backend.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -10,8 +10,7 @@
 
 #include "common/status.h"
 #include "worker/cpu/cpu_attention.h"
-
-extern "C" void openblas_set_num_threads(int num_threads);
+#include "worker/cpu/cpu_matmul.h"
 
 namespace kvmesh {
 namespace {
@@ -24,10 +23,7 @@ float gelu_tanh(float x) {
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int n_threads) {
-    if (n_threads > 0) {
-      openblas_set_num_threads(n_threads);
-      omp_set_num_threads(n_threads);
-    }
+    if (n_threads > 0) omp_set_num_threads(n_threads);
   }
 
   void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe,
@@ -70,21 +66,9 @@ class CpuBackend final : public Backend {
   }
 
   void linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) override {
-    const int64_t n = x.dim(0), in = w.dim(0), outc = w.dim(1);
-    float* y = out.f32();
-    if (n == 1) {
-      cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(in), static_cast<int>(outc), 1.0f,
-                  w.f32(), static_cast<int>(outc), x.f32(), 1, 0.0f, y, 1);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
-                  static_cast<int>(outc), static_cast<int>(in), 1.0f, x.f32(), static_cast<int>(in),
-                  w.f32(), static_cast<int>(outc), 0.0f, y, static_cast<int>(outc));
-    }
-    if (b != nullptr) {
-      const float* bias = b->f32();
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t i = 0; i < outc; ++i) y[t * outc + i] += bias[i];
-    }
+    // x [n, in] @ w [in, outc] (+ b [outc]); each row's result is independent of n and threads.
+    matmul_nn(x.f32(), x.dim(0), w.dim(0), w.f32(), w.dim(1), b != nullptr ? b->f32() : nullptr,
+              out.f32());
   }
 
   void activation(TensorView x, Activation act) override {
@@ -120,15 +104,8 @@ class CpuBackend final : public Backend {
   }
 
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override {
-    const int64_t r = x.dim(0), e = x.dim(1), v = wte.dim(0);
-    if (r == 1) {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(v), static_cast<int>(e), 1.0f,
-                  wte.f32(), static_cast<int>(e), x.f32(), 1, 0.0f, logits.f32(), 1);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r), static_cast<int>(v),
-                  static_cast<int>(e), 1.0f, x.f32(), static_cast<int>(e), wte.f32(),
-                  static_cast<int>(e), 0.0f, logits.f32(), static_cast<int>(v));
-    }
+    // logits [r, v] = x [r, e] @ wte [v, e]^T, independent of r and threads.
+    matmul_nt(x.f32(), x.dim(0), x.dim(1), wte.f32(), wte.dim(0), logits.f32());
   }
 
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "worker/cpu/cpu_matmul_kernels.h"
@@ -19,7 +21,12 @@ constexpr int64_t kMinMacsPerThread = int64_t(1) << 16;  // below this a thread 
 constexpr int64_t kNnColumnUnit = 32;                     // nn thread ranges start at multiples of this
 constexpr int64_t kNtRowUnit = 8;
 
+// The best family the CPU has; KVMESH_MATMUL_ISA=avx2|scalar (debug aid) picks a lesser one.
 MatmulIsa best_isa() {
+  if (const char* name = std::getenv("KVMESH_MATMUL_ISA")) {
+    for (MatmulIsa isa : {MatmulIsa::avx512, MatmulIsa::avx2, MatmulIsa::scalar})
+      if (std::strcmp(name, matmul_isa_name(isa)) == 0 && matmul_isa_supported(isa)) return isa;
+  }
   if (matmul_isa_supported(MatmulIsa::avx512)) return MatmulIsa::avx512;
   if (matmul_isa_supported(MatmulIsa::avx2)) return MatmulIsa::avx2;
   return MatmulIsa::scalar;

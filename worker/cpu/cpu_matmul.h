@@ -19,7 +19,8 @@ void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, i
                float* y);
 
 // Kernel families. avx512 and avx2 use FMA and give bit-identical results; scalar (no FMA) rounds
-// the product separately, so it differs in the last bits. The best one the CPU has is picked once.
+// the product separately, so it differs in the last bits. The best one the CPU has is picked once;
+// the environment variable KVMESH_MATMUL_ISA=avx2|scalar selects a lesser one (debug aid).
 enum class MatmulIsa { scalar, avx2, avx512 };
 
 MatmulIsa matmul_isa();                       // the family in use

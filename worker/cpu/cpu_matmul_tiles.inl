@@ -22,32 +22,21 @@ static_assert(kNnVecs == 1 || kNnVecs == 2, "nn_panel_rows dispatches on 1 or 2 
 static_assert(kPackCols % kPanelCols == 0 && kPackDepth * kPackCols <= kNnScratchFloats, "pack size");
 static_assert(kSlabMaxCols % kPanelCols == 0 && kSlabMaxCols * 8 <= kNnScratchFloats, "slab size");
 
-// Walks the next k block of w (row-major, in address order) so that each row tile of the current
-// block brings its share into L2: the memory reads overlap the FMAs instead of preceding them.
-struct Prefetcher {
-  const float* base = nullptr;  // &w[next k0, c0], or null when there is no next block
-  int64_t ld = 0, cols = 0, rows = 0;
-  int64_t row = 0, col = 0;
-  int64_t quota = 0;            // cache lines per step
-};
-
-KVMESH_INLINE void prefetch_step(Prefetcher& pf) {
-  for (int64_t q = 0; q < pf.quota && pf.row < pf.rows; ++q) {
-    __builtin_prefetch(pf.base + pf.row * pf.ld + pf.col, 0, 2);
-    pf.col += kLanes;
-    if (pf.col >= pf.cols) {
-      pf.col = 0;
-      ++pf.row;
-    }
-  }
-}
-
-// One packed panel of w.
+// One packed panel of w and where the next k block of the same columns starts (to prefetch).
 struct Panel {
   const float* packed;  // [depth][16 * nv], zero-padded
   int64_t k0, depth;    // k range [k0, k0 + depth)
   int64_t c0, cols;     // columns [c0, c0 + cols), cols <= kPanelCols
+  const float* next;    // &w[k0 + depth, c0], or null on the last k block
+  int64_t next_depth;
 };
+
+// Brings rows [k_begin, k_end) of the panel's next k block into L2 while this block computes.
+KVMESH_INLINE void nn_prefetch_next(const NnArgs& a, const Panel& p, int64_t k_begin, int64_t k_end) {
+  if (p.next == nullptr) return;
+  for (int64_t k = k_begin; k < imin(k_end, p.next_depth); ++k)
+    for (int64_t j = 0; j < p.cols; j += kLanes) __builtin_prefetch(p.next + k * a.n_out + j, 0, 2);
+}
 
 // Rows [r0, r0 + MR) x one panel (NV vectors, the last with n_last lanes when Tail): starts from
 // bias or 0 on the first k block, else from the partial sums in y.
@@ -91,27 +80,29 @@ void nn_tile_rem(const NnArgs& a, const Panel& p, int64_t r0, int n_rem, int n_l
 
 // All rows over one panel; each row tile also prefetches its share of the next k block.
 template <int NV, bool Tail>
-void nn_panel_rows(const NnArgs& a, const Panel& p, int n_last, Prefetcher& pf) {
-  int64_t r = 0;
-  for (; r + kNnRows <= a.n_rows; r += kNnRows) {
-    prefetch_step(pf);
+void nn_panel_rows(const NnArgs& a, const Panel& p, int n_last) {
+  const int64_t n_tiles = (a.n_rows + kNnRows - 1) / kNnRows;
+  const int64_t share = (p.next_depth + n_tiles - 1) / n_tiles;
+  int64_t r = 0, k = 0;
+  for (; r + kNnRows <= a.n_rows; r += kNnRows, k += share) {
+    nn_prefetch_next(a, p, k, k + share);
     nn_tile<kNnRows, NV, Tail>(a, p, r, n_last);
   }
   if (r < a.n_rows) {
-    prefetch_step(pf);
+    nn_prefetch_next(a, p, k, k + share);
     nn_tile_rem<NV, Tail>(a, p, r, static_cast<int>(a.n_rows - r), n_last);
   }
 }
 
-void nn_panel(const NnArgs& a, const Panel& p, Prefetcher& pf) {
+void nn_panel(const NnArgs& a, const Panel& p) {
   const int nv = static_cast<int>((p.cols + kLanes - 1) / kLanes);
   const int n_last = static_cast<int>(p.cols - kLanes * (nv - 1));
   if (nv == kNnVecs) {
-    if (n_last < kLanes) return nn_panel_rows<kNnVecs, true>(a, p, n_last, pf);
-    return nn_panel_rows<kNnVecs, false>(a, p, n_last, pf);
+    if (n_last < kLanes) return nn_panel_rows<kNnVecs, true>(a, p, n_last);
+    return nn_panel_rows<kNnVecs, false>(a, p, n_last);
   }
-  if (n_last < kLanes) return nn_panel_rows<1, true>(a, p, n_last, pf);
-  nn_panel_rows<1, false>(a, p, n_last, pf);
+  if (n_last < kLanes) return nn_panel_rows<1, true>(a, p, n_last);
+  nn_panel_rows<1, false>(a, p, n_last);
 }
 
 // buf <- w[k0:k0+depth, c0:c1] as panels of kPanelCols columns (panel p at p * kc * kPanelCols).
@@ -135,15 +126,12 @@ void nn_block(const NnArgs& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
   for (int64_t k0 = 0; k0 < a.n_in; k0 += kc) {
     const int64_t depth = imin(kc, a.n_in - k0);
     nn_pack(a, k0, depth, kc, c0, c1, buf);
-    Prefetcher pf;
-    if (k0 + depth < a.n_in) {
-      pf = {a.w + (k0 + depth) * a.n_out + c0, a.n_out, c1 - c0, imin(kc, a.n_in - k0 - depth), 0, 0, 0};
-      const int64_t n_lines = pf.rows * ((pf.cols + kLanes - 1) / kLanes);
-      const int64_t n_steps = (c1 - c0 + kPanelCols - 1) / kPanelCols * ((a.n_rows + kNnRows - 1) / kNnRows);
-      pf.quota = (n_lines + n_steps - 1) / n_steps;
+    const int64_t next_k0 = k0 + depth;
+    for (int64_t c = c0; c < c1; c += kPanelCols) {
+      const Panel p{buf + (c - c0) * kc, k0, depth, c, imin(kPanelCols, c1 - c),
+                    next_k0 < a.n_in ? a.w + next_k0 * a.n_out + c : nullptr, imin(kc, a.n_in - next_k0)};
+      nn_panel(a, p);
     }
-    for (int64_t c = c0; c < c1; c += kPanelCols)
-      nn_panel(a, Panel{buf + (c - c0) * kc, k0, depth, c, imin(kPanelCols, c1 - c)}, pf);
   }
 }
 
@@ -252,12 +240,21 @@ void nt_tile_rem(const NtArgs& a, int64_t r0, int n_rem, int64_t v0) {
   }
 }
 
-// All rows against vocab rows [v0, v0 + NV): those w rows stay in L1 while the row tiles pass.
+// All rows against vocab rows [v0, v0 + NV): those w rows stay in L1 while the row tiles pass,
+// and each row tile prefetches its share of the next NV rows (contiguous) into L2.
 template <int NV>
 void nt_panel(const NtArgs& a, int64_t v0) {
-  int64_t r = 0;
-  for (; r + kNtRows <= a.n_rows; r += kNtRows) nt_tile<kNtRows, NV>(a, r, v0);
-  if (r < a.n_rows) nt_tile_rem<NV>(a, r, static_cast<int>(a.n_rows - r), v0);
+  const int64_t n_next = imin(NV, a.n_vocab - v0 - NV);
+  const float* next = a.w + (v0 + NV) * a.n_embd;
+  const int64_t n_floats = n_next > 0 ? n_next * a.n_embd : 0;
+  const int64_t n_tiles = (a.n_rows + kNtRows - 1) / kNtRows;
+  const int64_t share = (n_floats / kLanes + n_tiles) / n_tiles * kLanes;
+  int64_t r = 0, f = 0;
+  for (; r < a.n_rows; r += kNtRows, f += share) {
+    for (int64_t i = f; i < imin(f + share, n_floats); i += kLanes) __builtin_prefetch(next + i, 0, 2);
+    if (r + kNtRows <= a.n_rows) nt_tile<kNtRows, NV>(a, r, v0);
+    else nt_tile_rem<NV>(a, r, static_cast<int>(a.n_rows - r), v0);
+  }
 }
 
 void nt_range(const NtArgs& a, int64_t v0, int64_t v1) {
