@@ -146,3 +146,76 @@ TEST(KvTiers, CorruptedDiskPagesAreRecomputedAndPersistSurvivesRestart) {
 
 }  // namespace
 }  // namespace kvmesh::testing
+
+namespace kvmesh::testing {
+namespace {
+
+TEST(KvTiers, TwoByTwoWithSpillingTiersMatchesOneProcess) {
+  std::string error;
+  auto ample = ServerProcess::start({"--model", hf_model_dir()}, &error);
+  ASSERT_NE(ample, nullptr) << error;
+  std::vector<Answer> expected;
+  for (int i = 0; i < 10; ++i) expected.push_back(complete(ample->port(), prompt_of(i % 3, 40 + 7 * i)));
+  ample.reset();
+  // Each rank holds half the heads of half the layers: a page is 4 KiB per rank.
+  const std::string dir = temp_dir("grid");
+  auto grid = ServerProcess::start_mpi(
+      4, {"--model", hf_model_dir(), "--tp", "2", "--pp", "2", "--kv-device-mem", "40KiB", "--kv-host-mem",
+          "16KiB", "--kv-disk-mem", "512KiB", "--kv-disk-dir", dir, "--max-batch-tokens", "256"},
+      &error);
+  ASSERT_NE(grid, nullptr) << error;
+  for (int i = 0; i < 10; ++i)
+    expect_same(expected[i], complete(grid->port(), prompt_of(i % 3, 40 + 7 * i)), "2x2 " + std::to_string(i));
+  std::vector<std::future<Answer>> futures;
+  for (int i = 0; i < 10; ++i)
+    futures.push_back(std::async(std::launch::async, complete, grid->port(), prompt_of(i % 3, 40 + 7 * i), 12));
+  for (int i = 0; i < 10; ++i) expect_same(expected[i], futures[i].get(), "2x2 concurrent " + std::to_string(i));
+  const std::string m = grid->metrics();
+  EXPECT_GT(metric_value(m, "kvmesh_kv_pages_moved_total{from=\"host\",to=\"disk\"}"), 0);
+  EXPECT_GT(metric_value(m, "kvmesh_prefix_cache_hits_total"), 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(KvTiers, Int8PagesKeepGreedyTokensAndQuarterTheBytes) {
+  std::string error;
+  const auto golden = nlohmann::json::parse(std::ifstream(hf_model_dir() + "/golden.json"));
+  auto f32 = ServerProcess::start({"--model", hf_model_dir()}, &error);
+  ASSERT_NE(f32, nullptr) << error;
+  auto i8 = ServerProcess::start({"--model", hf_model_dir(), "--kv-dtype", "i8"}, &error);
+  ASSERT_NE(i8, nullptr) << error;
+  for (const auto& c : golden["cases"]) {
+    const auto prompt = c["prompt"].get<std::vector<int>>();
+    const auto greedy = c["greedy"].get<std::vector<int>>();
+    const auto margins = c["greedy_margins"].get<std::vector<double>>();
+    Answer a = complete(i8->port(), prompt, static_cast<int>(greedy.size()));
+    ASSERT_EQ(a.tokens.size(), greedy.size());
+    for (size_t k = 0; k < greedy.size(); ++k) {
+      if (margins[k] > 1e-2) {  // int8 K/V moves log-probs by up to ~1e-3 on this model
+        ASSERT_EQ(a.tokens[k], greedy[k]) << "step " << k;
+      } else if (a.tokens[k] != greedy[k]) {
+        break;
+      }
+    }
+    Answer b = complete(f32->port(), prompt, static_cast<int>(greedy.size()));
+    for (size_t k = 0; k < std::min(a.logprobs.size(), b.logprobs.size()) && a.tokens[k] == b.tokens[k]; ++k)
+      EXPECT_NEAR(a.logprobs[k], b.logprobs[k], 2e-3) << "step " << k;
+  }
+  // Per page: int8 with one fp32 scale per token and head, against fp32. With head_dim 8 the scales
+  // weigh (8 + 4) / 32 = 0.375; with GPT-2's head_dim 64 it is 68 / 256.
+  const double ratio = i8->metric("kvmesh_kv_page_bytes") / f32->metric("kvmesh_kv_page_bytes");
+  EXPECT_NEAR(ratio, 12.0 / 32.0, 0.01);
+
+  const std::string dir = temp_dir("hd64");
+  const std::string make = std::string(KVMESH_BIN_DIR) + "/tools/kvmesh-ckpt --out " + dir +
+                           " --layers 2 --embd 128 --heads 2 --positions 128 --seed 3 2>/dev/null";
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  auto wide_f32 = ServerProcess::start({"--model", dir}, &error);
+  ASSERT_NE(wide_f32, nullptr) << error;
+  auto wide_i8 = ServerProcess::start({"--model", dir, "--kv-dtype", "i8"}, &error);
+  ASSERT_NE(wide_i8, nullptr) << error;
+  EXPECT_NEAR(wide_i8->metric("kvmesh_kv_page_bytes") / wide_f32->metric("kvmesh_kv_page_bytes"), 68.0 / 256.0, 1e-3);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kvmesh::testing
