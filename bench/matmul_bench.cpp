@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.h"
@@ -67,8 +68,11 @@ void run_blas(const Case& c, int64_t t, Buffers& b, const float* w) {
 }
 
 // Seconds per call: calls rotate through the weight copies until kMinSeconds have passed.
+// The pause first lets the other library's spinning worker threads (OpenBLAS spins ~0.1 s after a
+// call) go idle, so they do not steal a core from this sample.
 template <class Fn>
 double seconds_per_call(Buffers& b, const Fn& fn) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   fn(b.w_copies.back().data());  // warm-up (threads, page faults of y)
   size_t calls = 0;
   const double t0 = bench::now_seconds();
