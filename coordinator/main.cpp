@@ -167,6 +167,9 @@ int serve(const ServerConfig& config, LoadedModel& model, DistributedExecutor* d
     mpi.abort(1);
   }
   std::printf("kvmesh-serve: listening on http://%s:%d\n", config.host.c_str(), (*server)->port());
+  std::printf("kvmesh-serve: try: curl -s http://%s:%d/v1/completions -H 'Content-Type: application/json' "
+              "-d '{\"prompt\": \"The quick brown fox\", \"max_tokens\": 16, \"temperature\": 0}'\n",
+              config.host.c_str(), (*server)->port());
   std::fflush(stdout);
   while (!wait_signal(stop_signals, 200)) {
     const bool stuck = distributed != nullptr && loop.stalled_seconds() > config.step_timeout_s + 5.0;
