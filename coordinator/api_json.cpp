@@ -2,6 +2,8 @@
 // engine requests, and how a token is shown in log-probs.
 #include "coordinator/api_json.h"
 
+#include "common/hashing.h"
+
 #include <cstdio>
 #include <random>
 
@@ -49,13 +51,6 @@ std::string dump_json(const Json& value, int indent) {
 }
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 std::mt19937_64& thread_rng() {
   thread_local std::mt19937_64 rng{(static_cast<uint64_t>(std::random_device{}()) << 32) ^

@@ -244,17 +244,13 @@ void Scheduler::finish(Sequence& seq) {
 }
 
 void Scheduler::fail_all(const Status& status) {
-  for (auto* queue : {&running_}) {
-    for (auto& s : *queue) {
-      send_delta(*s, nullptr, FinishReason::error, status.message());
-      finish(*s);
-    }
-    queue->clear();
-  }
-  for (auto& s : waiting_) {
+  auto fail = [&](std::unique_ptr<Sequence>& s) {
     send_delta(*s, nullptr, FinishReason::error, status.message());
     finish(*s);
-  }
+  };
+  std::for_each(running_.begin(), running_.end(), fail);
+  std::for_each(waiting_.begin(), waiting_.end(), fail);
+  running_.clear();
   waiting_.clear();
 }
 

@@ -2,6 +2,8 @@
 // and the counter-based random draw keyed by (seed, position).
 #include "worker/sampler.h"
 
+#include "common/hashing.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -9,13 +11,6 @@
 
 namespace kvmesh {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 int32_t argmax(const float* logits, int32_t n) {
   int32_t best = 0;

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "common/hashing.h"
 #include "common/safetensors.h"
 #include "common/synthetic_models.h"
 
@@ -23,19 +24,6 @@ class CheckpointSource final : public WeightSource {
  private:
   std::unique_ptr<Checkpoint> ckpt_;
 };
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t name_hash(const std::string& name) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
-}
 
 class SyntheticSource final : public WeightSource {
  public:
@@ -65,7 +53,7 @@ class SyntheticSource final : public WeightSource {
     KVMESH_ASSIGN_OR_RETURN(auto dims, shape(raw));
     const std::string name = strip(raw);
     const int64_t cols = dims.back();
-    const uint64_t key = mix(seed_ ^ name_hash(name));
+    const uint64_t key = splitmix64(seed_ ^ fnv1a64(name.data(), name.size()));
     const bool is_ln = name.find("ln_") != std::string::npos;
     const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
     const float mean = is_ln && is_weight ? 1.0f : 0.0f;
@@ -84,7 +72,7 @@ class SyntheticSource final : public WeightSource {
   }
   // A standard normal from (key, index) by Box-Muller on one 64-bit hash.
   static float normal(uint64_t key, uint64_t index) {
-    const uint64_t h = mix(key ^ mix(index));
+    const uint64_t h = splitmix64(key ^ splitmix64(index));
     const float u1 = static_cast<float>((h >> 40) + 1) * 0x1.0p-24f;
     const float u2 = static_cast<float>((h >> 16) & 0xffffff) * 0x1.0p-24f;
     return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);

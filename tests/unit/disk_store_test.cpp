@@ -2,6 +2,8 @@
 // page), persistence scans, symlink refusal, the file lock, and ENOSPC on a tiny tmpfs.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "temp_dir.h"
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -22,21 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kvmesh-disk-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::kvmesh::testing::TempDir;
 
 constexpr int64_t kPageBytes = 5000;  // not a multiple of anything on purpose
 

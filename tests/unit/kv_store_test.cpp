@@ -4,6 +4,8 @@
 // ops, and --kv-disk-persist recovering pages across a restart.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "temp_dir.h"
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -21,21 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kvmesh-kv-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::kvmesh::testing::TempDir;
 
 CacheOp op(CacheOpKind kind, int32_t src, int32_t dst, uint64_t hash = 0, int32_t n_tokens = 16) {
   CacheOp o;
