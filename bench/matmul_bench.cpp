@@ -1,6 +1,7 @@
-// matmul_bench: cpu_matmul (deterministic kernels) beside OpenBLAS sgemv/sgemm on GPT-2-124M shapes,
-// measured side by side in one run. T = 1 reports weight-streaming GB/s (decode is memory bound),
-// larger T reports GFLOP/s. Weights rotate over copies far larger than the caches, as in a real step.
+// matmul_bench: cpu_matmul (deterministic kernels) beside OpenBLAS sgemv/sgemm on GPT-2-124M
+// shapes, measured side by side in one run. T = 1 reports weight-streaming GB/s (decode is memory
+// bound), larger T reports GFLOP/s. Weights rotate over copies far larger than the caches, as in a
+// real step.
 #include <cblas.h>
 #include <omp.h>
 
@@ -51,19 +52,28 @@ Buffers make_buffers(const Case& c, int64_t t) {
 }
 
 void run_ours(const Case& c, int64_t t, Buffers& b, const float* w) {
-  if (c.op[1] == 'n') matmul_nn(b.x.data(), t, c.n_in, w, c.n_out, nullptr, b.y.data());
-  else matmul_nt(b.x.data(), t, c.n_in, w, c.n_out, b.y.data());
+  if (c.op[1] == 'n')
+    matmul_nn(b.x.data(), t, c.n_in, w, c.n_out, nullptr, b.y.data());
+  else
+    matmul_nt(b.x.data(), t, c.n_in, w, c.n_out, b.y.data());
 }
 
 // What cpu_backend did before cpu_matmul: sgemv for one row, sgemm otherwise.
 void run_blas(const Case& c, int64_t t, Buffers& b, const float* w) {
   const int m = static_cast<int>(t), k = static_cast<int>(c.n_in), n = static_cast<int>(c.n_out);
   if (c.op[1] == 'n') {
-    if (t == 1) cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1.0f, w, n, b.x.data(), 1, 0.0f, b.y.data(), 1);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, b.x.data(), k, w, n, 0.0f, b.y.data(), n);
+    if (t == 1)
+      cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1.0f, w, n, b.x.data(), 1, 0.0f, b.y.data(), 1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, b.x.data(), k, w, n,
+                  0.0f, b.y.data(), n);
   } else {
-    if (t == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w, k, b.x.data(), 1, 0.0f, b.y.data(), 1);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, b.x.data(), k, w, k, 0.0f, b.y.data(), n);
+    if (t == 1)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w, k, b.x.data(), 1, 0.0f, b.y.data(),
+                  1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, b.x.data(), k, w, k, 0.0f,
+                  b.y.data(), n);
   }
 }
 
@@ -96,7 +106,8 @@ void bench_case(const Case& c, int64_t t, int threads) {
   }
   const double work = t == 1 ? static_cast<double>(c.n_in * c.n_out * sizeof(float)) / 1e9
                              : 2.0 * static_cast<double>(t * c.n_in * c.n_out) / 1e9;
-  const std::string shape = std::string(c.op) + " " + std::to_string(c.n_in) + "x" + std::to_string(c.n_out);
+  const std::string shape =
+      std::string(c.op) + " " + std::to_string(c.n_in) + "x" + std::to_string(c.n_out);
   std::printf("%-14s %5lld %7d %10.1f %10.1f %7.2f  %s\n", shape.c_str(), static_cast<long long>(t),
               threads, work / ours, work / blas, blas / ours, t == 1 ? "GB/s" : "GFLOP/s");
   std::fflush(stdout);
@@ -112,9 +123,13 @@ int main(int argc, char** argv) {
   for (int threads = 1; threads <= max_threads; threads *= 2)
     std::printf("read bandwidth, %d thread(s): %.1f GB/s\n", threads,
                 bench::measure_read_bandwidth_gbs(threads));
-  std::printf("\nnn: x[T,in] @ w[in,out]; nt: LM head x[T,E] @ wte[V,E]^T. ratio = OpenBLAS time / ours.\n");
-  std::printf("%-14s %5s %7s %10s %10s %7s  %s\n", "shape", "T", "threads", "ours", "OpenBLAS", "ratio", "unit");
-  const Case cases[] = {{"nn", 768, 2304}, {"nn", 768, 3072}, {"nn", 3072, 768}, {"nt", 768, 50257}};
+  std::printf(
+      "\nnn: x[T,in] @ w[in,out]; nt: LM head x[T,E] @ wte[V,E]^T. ratio = OpenBLAS time / "
+      "ours.\n");
+  std::printf("%-14s %5s %7s %10s %10s %7s  %s\n", "shape", "T", "threads", "ours", "OpenBLAS",
+              "ratio", "unit");
+  const Case cases[] = {
+      {"nn", 768, 2304}, {"nn", 768, 3072}, {"nn", 3072, 768}, {"nt", 768, 50257}};
   for (const Case& c : cases)
     for (int64_t t : {1, 16, 128, 512})
       for (int threads = 1; threads <= max_threads; threads *= 2) bench_case(c, t, threads);

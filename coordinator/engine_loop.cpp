@@ -49,12 +49,16 @@ void EngineLoop::run() {
       QueueBatch batch = queue_.take(!engine_->has_work(), kIdleWait);
       apply(batch);
       if (batch.stop && !engine_->has_work()) break;
-      const bool stepped = engine_->has_work();
-      if (stepped) step_once();
-      publish();  // before the test delay: admission counts stay current while it sleeps
-      if (stepped && options_.debug_step_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_step_delay_ms));
+      if (engine_->has_work()) {
+        // The test delay comes before the step, so a request that finds the engine idle gets its
+        // first token one delay (plus compute) after it arrives, like every later token.
+        if (options_.debug_step_delay_ms > 0) {
+          publish();  // admission counts stay current while it sleeps
+          std::this_thread::sleep_for(std::chrono::milliseconds(options_.debug_step_delay_ms));
+        }
+        step_once();
       }
+      publish();
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kvmesh-serve: engine thread failed: %s\n", e.what());

@@ -294,9 +294,8 @@ TEST(LoadClientFaults, DisconnectLeavesNoPagesInUse) {
   EXPECT_LT(counters["kvmesh_generation_tokens_total"].get<double>(), 8 * 60) << counters.dump();
 }
 
-// With a known step delay, batch 1: ITL is one step (the delay plus a little compute), and each
-// request's TTFT agrees with the TTFT the server logged for it (the server's TTFT at batch 1 is
-// one to a few steps, depending on when the request lands in the engine's cycle).
+// With a known step delay, batch 1: ITL and TTFT are one step (the delay plus a little compute),
+// and each request's TTFT agrees with the TTFT the server logged for it.
 TEST(LoadClientTiming, MatchesKnownStepDelay) {
   constexpr double kDelayMs = 50.0, kTolMs = 0.1 * kDelayMs;
   std::string error;
@@ -346,6 +345,16 @@ TEST(LoadClientTiming, MatchesKnownStepDelay) {
   std::sort(diffs.begin(), diffs.end());
   EXPECT_LE(diffs.front(), kTolMs);
   EXPECT_LE(diffs[diffs.size() / 2], 2 * kTolMs);
+  // The server sleeps the delay before every step, so at batch 1 the first token comes one step
+  // after the request arrives. TTFT counts to the first chunk with text, and a random model often
+  // starts with a token that is only part of a UTF-8 character (its text waits for the next step),
+  // so the fastest request is the one whose first token was text: one step, within 10%.
+  std::vector<double> ttfts;
+  for (const json& l : lines) ttfts.push_back(l["ttft_ms"].get<double>());
+  const double fastest = *std::min_element(ttfts.begin(), ttfts.end());
+  std::printf("fastest TTFT %.2f ms\n", fastest);
+  EXPECT_GE(fastest, kDelayMs - kTolMs);
+  EXPECT_LE(fastest, kDelayMs + kTolMs + compute);
 }
 
 }  // namespace

@@ -27,15 +27,15 @@ struct Shape {
 };
 
 // Runs an op on rows [first, first + n_rows) of x; returns y [n_rows, n_out].
-std::vector<float> run_nn(const std::vector<float>& x, int64_t first, int64_t n_rows, const Shape& s,
-                          const std::vector<float>& w, const float* bias) {
+std::vector<float> run_nn(const std::vector<float>& x, int64_t first, int64_t n_rows,
+                          const Shape& s, const std::vector<float>& w, const float* bias) {
   std::vector<float> y(static_cast<size_t>(n_rows * s.n_out), -7.0f);
   matmul_nn(x.data() + first * s.n_in, n_rows, s.n_in, w.data(), s.n_out, bias, y.data());
   return y;
 }
 
-std::vector<float> run_nt(const std::vector<float>& x, int64_t first, int64_t n_rows, const Shape& s,
-                          const std::vector<float>& w) {
+std::vector<float> run_nt(const std::vector<float>& x, int64_t first, int64_t n_rows,
+                          const Shape& s, const std::vector<float>& w) {
   std::vector<float> y(static_cast<size_t>(n_rows * s.n_out), -7.0f);
   matmul_nt(x.data() + first * s.n_in, n_rows, s.n_in, w.data(), s.n_out, y.data());
   return y;
@@ -80,8 +80,9 @@ TEST_P(CpuMatmul, NnMatchesDoubleReference) {
               sum_abs += std::abs(term);
             }
             expect_close(y[r * s.n_out + n], ref, sum_abs, s.n_in,
-                         "nn " + std::to_string(s.n_in) + "x" + std::to_string(s.n_out) + " T=" +
-                             std::to_string(t) + " row " + std::to_string(r) + " col " + std::to_string(n));
+                         "nn " + std::to_string(s.n_in) + "x" + std::to_string(s.n_out) +
+                             " T=" + std::to_string(t) + " row " + std::to_string(r) + " col " +
+                             std::to_string(n));
           }
         }
       }
@@ -105,8 +106,9 @@ TEST_P(CpuMatmul, NtMatchesDoubleReference) {
             sum_abs += std::abs(term);
           }
           expect_close(y[r * s.n_out + v], ref, sum_abs, s.n_in,
-                       "nt " + std::to_string(s.n_in) + "x" + std::to_string(s.n_out) + " R=" +
-                           std::to_string(r_count) + " row " + std::to_string(r) + " v " + std::to_string(v));
+                       "nt " + std::to_string(s.n_in) + "x" + std::to_string(s.n_out) +
+                           " R=" + std::to_string(r_count) + " row " + std::to_string(r) + " v " +
+                           std::to_string(v));
         }
       }
     }
@@ -130,8 +132,8 @@ void expect_rows_invariant(const Shape& s, const Run& run, const std::string& wh
         const auto y = run(first, bs);
         for (int64_t i = 0; i < bs; ++i) {
           ASSERT_EQ(std::memcmp(y.data() + i * s.n_out, alone[first + i].data(), row_bytes), 0)
-              << what << " " << s.n_in << "x" << s.n_out << " threads=" << threads << " batch=" << bs
-              << " first=" << first << " row " << i;
+              << what << " " << s.n_in << "x" << s.n_out << " threads=" << threads
+              << " batch=" << bs << " first=" << first << " row " << i;
         }
       }
     }
@@ -158,7 +160,8 @@ TEST_P(CpuMatmul, NtRowDoesNotDependOnBatchOrThreads) {
   for (const Shape& s : shapes) {
     const auto x = random_vector(kPoolRows * s.n_in, 9);
     const auto w = random_vector(s.n_out * s.n_in, 10);
-    expect_rows_invariant(s, [&](int64_t first, int64_t n) { return run_nt(x, first, n, s, w); }, "nt");
+    expect_rows_invariant(
+        s, [&](int64_t first, int64_t n) { return run_nt(x, first, n, s, w); }, "nt");
   }
 }
 
@@ -184,7 +187,8 @@ TEST(CpuMatmulIsa, Avx512AndAvx2AreBitIdentical) {
   }
   matmul_force_isa(best);
   for (int op = 0; op < 2; ++op)
-    EXPECT_EQ(std::memcmp(out[0][op].data(), out[1][op].data(), out[0][op].size() * sizeof(float)), 0)
+    EXPECT_EQ(std::memcmp(out[0][op].data(), out[1][op].data(), out[0][op].size() * sizeof(float)),
+              0)
         << (op == 0 ? "nn" : "nt");
 }
 

@@ -17,8 +17,9 @@ namespace {
 
 using matmul_detail::MatmulKernels;
 
-constexpr int64_t kMinMacsPerThread = int64_t(1) << 16;  // below this a thread costs more than it saves
-constexpr int64_t kNnColumnUnit = 32;                     // nn thread ranges start at multiples of this
+constexpr int64_t kMinMacsPerThread = int64_t(1)
+                                      << 16;  // below this a thread costs more than it saves
+constexpr int64_t kNnColumnUnit = 32;         // nn thread ranges start at multiples of this
 constexpr int64_t kNtRowUnit = 8;
 
 // The best family the CPU has; KVMESH_MATMUL_ISA=avx2|scalar (debug aid) picks a lesser one.
@@ -39,9 +40,12 @@ std::atomic<MatmulIsa>& active_isa() {
 
 MatmulKernels kernels_for(MatmulIsa isa) {
   switch (isa) {
-    case MatmulIsa::avx512: return matmul_detail::avx512_kernels();
-    case MatmulIsa::avx2: return matmul_detail::avx2_kernels();
-    case MatmulIsa::scalar: break;
+    case MatmulIsa::avx512:
+      return matmul_detail::avx512_kernels();
+    case MatmulIsa::avx2:
+      return matmul_detail::avx2_kernels();
+    case MatmulIsa::scalar:
+      break;
   }
   return matmul_detail::scalar_kernels();
 }
@@ -63,7 +67,7 @@ void parallel_column_ranges(int64_t n_cols, int64_t unit, int64_t macs_per_col, 
   const int64_t by_work = n_cols * macs_per_col / kMinMacsPerThread;
   const int64_t n_parts = std::max<int64_t>(1, std::min({max_threads, n_units, by_work}));
   if (n_parts == 1) return f(int64_t(0), n_cols);
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(n_parts))
+#pragma omp parallel for schedule(static) num_threads(static_cast <int>(n_parts))
   for (int64_t p = 0; p < n_parts; ++p) {
     const int64_t begin = n_units * p / n_parts * unit;
     const int64_t end = std::min(n_cols, n_units * (p + 1) / n_parts * unit);
@@ -76,10 +80,16 @@ void parallel_column_ranges(int64_t n_cols, int64_t unit, int64_t macs_per_col, 
 void matmul_nn(const float* x, int64_t n_rows, int64_t n_in, const float* w, int64_t n_out,
                const float* bias, float* y) {
   if (n_rows <= 0 || n_out <= 0) return;
+  if (n_in <= 0) {  // empty sum: y = bias or 0 (the kernels assume at least one k)
+    for (int64_t t = 0; t < n_rows; ++t)
+      for (int64_t n = 0; n < n_out; ++n) y[t * n_out + n] = bias != nullptr ? bias[n] : 0.0f;
+    return;
+  }
   const matmul_detail::NnArgs args{x, n_rows, n_in, w, n_out, bias, y};
   const auto nn_range = active_kernels().nn_range;
-  parallel_column_ranges(n_out, kNnColumnUnit, n_rows * n_in,
-                         [&](int64_t begin, int64_t end) { nn_range(args, begin, end, thread_scratch()); });
+  parallel_column_ranges(n_out, kNnColumnUnit, n_rows * n_in, [&](int64_t begin, int64_t end) {
+    nn_range(args, begin, end, thread_scratch());
+  });
 }
 
 void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, int64_t n_vocab,
@@ -96,9 +106,12 @@ MatmulIsa matmul_isa() { return active_isa().load(std::memory_order_relaxed); }
 bool matmul_isa_supported(MatmulIsa isa) {
   __builtin_cpu_init();
   switch (isa) {
-    case MatmulIsa::avx512: return __builtin_cpu_supports("avx512f");
-    case MatmulIsa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case MatmulIsa::scalar: return true;
+    case MatmulIsa::avx512:
+      return __builtin_cpu_supports("avx512f");
+    case MatmulIsa::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case MatmulIsa::scalar:
+      return true;
   }
   return false;
 }
@@ -111,9 +124,12 @@ bool matmul_force_isa(MatmulIsa isa) {
 
 const char* matmul_isa_name(MatmulIsa isa) {
   switch (isa) {
-    case MatmulIsa::avx512: return "avx512";
-    case MatmulIsa::avx2: return "avx2";
-    case MatmulIsa::scalar: return "scalar";
+    case MatmulIsa::avx512:
+      return "avx512";
+    case MatmulIsa::avx2:
+      return "avx2";
+    case MatmulIsa::scalar:
+      return "scalar";
   }
   return "?";
 }

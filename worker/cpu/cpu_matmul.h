@@ -1,14 +1,15 @@
-// Deterministic fp32 matrix products of the CPU backend (linear layers and the LM head): each output
-// element is accumulated in one fixed order, so a row's result never depends on how many rows share
-// the call, how they are tiled or how many OpenMP threads run it.
+// Deterministic fp32 matrix products of the CPU backend (linear layers and the LM head): each
+// output element is accumulated in one fixed order, so a row's result never depends on how many
+// rows share the call, how they are tiled or how many OpenMP threads run it.
 #pragma once
 
 #include <cstdint>
 
 namespace kvmesh {
 
-// y[t, n] = bias[n] + sum_k x[t, k] * w[k, n], k ascending, one FMA per term (starting from bias or 0).
-// x [n_rows, n_in], w [n_in, n_out] (Conv1D layout), bias [n_out] or null, y [n_rows, n_out]; row-major.
+// y[t, n] = bias[n] + sum_k x[t, k] * w[k, n], k ascending, one FMA per term (starting from bias or
+// 0). x [n_rows, n_in], w [n_in, n_out] (Conv1D layout), bias [n_out] or null, y [n_rows, n_out];
+// row-major.
 void matmul_nn(const float* x, int64_t n_rows, int64_t n_in, const float* w, int64_t n_out,
                const float* bias, float* y);
 
@@ -23,9 +24,9 @@ void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, i
 // the environment variable KVMESH_MATMUL_ISA=avx2|scalar selects a lesser one (debug aid).
 enum class MatmulIsa { scalar, avx2, avx512 };
 
-MatmulIsa matmul_isa();                       // the family in use
-bool matmul_isa_supported(MatmulIsa isa);     // whether this CPU (and OS) can run it
-bool matmul_force_isa(MatmulIsa isa);         // tests and benches only; false if unsupported
-const char* matmul_isa_name(MatmulIsa isa);   // "avx512", "avx2", "scalar"
+MatmulIsa matmul_isa();                      // the family in use
+bool matmul_isa_supported(MatmulIsa isa);    // whether this CPU (and OS) can run it
+bool matmul_force_isa(MatmulIsa isa);        // tests and benches only; false if unsupported
+const char* matmul_isa_name(MatmulIsa isa);  // "avx512", "avx2", "scalar"
 
 }  // namespace kvmesh

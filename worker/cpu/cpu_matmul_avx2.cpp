@@ -48,16 +48,16 @@ inline float hsum(V a) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-constexpr int kNnRows = 6;        // nn tile: 6 rows x 1 vector = 12 ymm accumulators
+constexpr int kNnRows = 6;  // nn tile: 6 rows x 1 vector = 12 ymm accumulators
 constexpr int kNnVecs = 1;
 constexpr int64_t kPackCols = 256;
 constexpr int64_t kPackDepth = 256;
-constexpr int64_t kSlabMaxRows = 32;    // up to this many rows, w is packed in row slabs
+constexpr int64_t kSlabMaxRows = 32;  // up to this many rows, w is packed in row slabs
 constexpr int64_t kSlabMaxCols = 4096;
 constexpr int kStreamRows = 2;
 constexpr int kStreamDepth = 4;
 constexpr int64_t kStreamFloats = 4096;  // y floats kept in L1 while w streams past
-constexpr int kNtRows = 2;        // nt tile: 2 rows x 2 vocab rows = 8 ymm accumulators
+constexpr int kNtRows = 2;               // nt tile: 2 rows x 2 vocab rows = 8 ymm accumulators
 constexpr int kNtVecs = 2;
 constexpr int kNtVecsOneRow = 4;
 
@@ -65,7 +65,9 @@ constexpr int kNtVecsOneRow = 4;
 
 }  // namespace
 
-void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) { nn_range(a, c0, c1, scratch); }
+void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  nn_range(a, c0, c1, scratch);
+}
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::avx2

@@ -1,5 +1,5 @@
 // AVX-512F kernels of cpu_matmul: V is one zmm; 12-row x 32-column nn tiles, 6 x 4 nt tiles.
-// Compiled for avx512f only inside the target pragma; cpu_matmul.cpp calls them only when supported.
+// Compiled for avx512f by the target pragma; cpu_matmul.cpp calls them only where supported.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -35,16 +35,16 @@ inline float hsum(V a) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-constexpr int kNnRows = 12;       // nn tile: 12 rows x 2 vectors = 24 zmm accumulators
+constexpr int kNnRows = 12;  // nn tile: 12 rows x 2 vectors = 24 zmm accumulators
 constexpr int kNnVecs = 2;
-constexpr int64_t kPackCols = 256;   // packed w block: 256 columns x 256 k = 256 KiB (L2)
+constexpr int64_t kPackCols = 256;  // packed w block: 256 columns x 256 k = 256 KiB (L2)
 constexpr int64_t kPackDepth = 256;
-constexpr int64_t kSlabMaxRows = 32;    // up to this many rows, w is packed in row slabs
+constexpr int64_t kSlabMaxRows = 32;  // up to this many rows, w is packed in row slabs
 constexpr int64_t kSlabMaxCols = 4096;
-constexpr int kStreamRows = 4;    // up to this many rows stream w instead of tiling
-constexpr int kStreamDepth = 4;   // k values applied per pass over y
+constexpr int kStreamRows = 4;           // up to this many rows stream w instead of tiling
+constexpr int kStreamDepth = 4;          // k values applied per pass over y
 constexpr int64_t kStreamFloats = 4096;  // y floats kept in L1 while w streams past
-constexpr int kNtRows = 6;        // nt tile: 6 rows x 4 vocab rows = 24 accumulators
+constexpr int kNtRows = 6;               // nt tile: 6 rows x 4 vocab rows = 24 accumulators
 constexpr int kNtVecs = 4;
 constexpr int kNtVecsOneRow = 8;  // one row: 8 vocab rows at once
 
@@ -52,7 +52,9 @@ constexpr int kNtVecsOneRow = 8;  // one row: 8 vocab rows at once
 
 }  // namespace
 
-void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) { nn_range(a, c0, c1, scratch); }
+void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  nn_range(a, c0, c1, scratch);
+}
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::avx512

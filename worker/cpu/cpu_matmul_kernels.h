@@ -7,20 +7,20 @@
 namespace kvmesh::matmul_detail {
 
 struct NnArgs {
-  const float* x;      // [n_rows, n_in]
+  const float* x;  // [n_rows, n_in]
   int64_t n_rows, n_in;
-  const float* w;      // [n_in, n_out]
+  const float* w;  // [n_in, n_out]
   int64_t n_out;
-  const float* bias;   // [n_out] or null
-  float* y;            // [n_rows, n_out]
+  const float* bias;  // [n_out] or null
+  float* y;           // [n_rows, n_out]
 };
 
 struct NtArgs {
-  const float* x;      // [n_rows, n_embd]
+  const float* x;  // [n_rows, n_embd]
   int64_t n_rows, n_embd;
-  const float* w;      // [n_vocab, n_embd]
+  const float* w;  // [n_vocab, n_embd]
   int64_t n_vocab;
-  float* y;            // [n_rows, n_vocab]
+  float* y;  // [n_rows, n_vocab]
 };
 
 // Floats of per-thread scratch that nn_range may use (packed blocks of w).

@@ -51,7 +51,7 @@ constexpr int kNnRows = 4;
 constexpr int kNnVecs = 1;
 constexpr int64_t kPackCols = 256;
 constexpr int64_t kPackDepth = 256;
-constexpr int64_t kSlabMaxRows = 32;    // up to this many rows, w is packed in row slabs
+constexpr int64_t kSlabMaxRows = 32;  // up to this many rows, w is packed in row slabs
 constexpr int64_t kSlabMaxCols = 4096;
 constexpr int kStreamRows = 2;
 constexpr int kStreamDepth = 4;
@@ -64,7 +64,9 @@ constexpr int kNtVecsOneRow = 4;
 
 }  // namespace
 
-void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) { nn_range(a, c0, c1, scratch); }
+void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
+  nn_range(a, c0, c1, scratch);
+}
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::scalar

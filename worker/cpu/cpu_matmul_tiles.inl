@@ -2,9 +2,11 @@
 // cpu_matmul_<isa>.cpp after it defines the 16-lane vector V, its ops and the tile sizes.
 // Determinism: every output element is one fixed chain whatever tile computes it.
 //   nn: acc = bias or 0; then acc = fma(x[t,k], w[k,n], acc) for k ascending.
-//   nt: lane l: acc_l = fma(x[r,e], w[v,e], acc_l) for e = l, l+16, ... ascending; then hsum's tree.
-// Tiles only decide which elements share loads; storing a partial sum to y and reloading it is exact.
-// No #include here: the including file has already included what it needs before its target pragma.
+//   nt: lane l: acc_l = fma(x[r,e], w[v,e], acc_l) for e = l, l+16, ... ascending; then hsum's
+//   tree.
+// Tiles only decide which elements share loads; storing a partial sum to y and reloading it is
+// exact. No #include here: the including file has already included what it needs before its target
+// pragma.
 
 constexpr int kLanes = 16;
 
@@ -13,13 +15,15 @@ constexpr int kLanes = 16;
 KVMESH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // ---- nn: packed register tiles for many rows (prefill) ---------------------------------------
-// w is copied block by block ([kPackDepth rows of k] x [kPackCols columns]) into panels of
-// kPanelCols columns, [depth][16 * nv] each, zero-padded, so tiles read it sequentially from L1/L2.
+// w is copied block by block (kc rows of k x some columns: square blocks for many rows, slabs of
+// whole rows of the range for few) into panels of kPanelCols columns, [depth][16 * nv] each,
+// zero-padded, so tiles read it sequentially from L1/L2 while the next block is prefetched.
 // Between k blocks the partial sums rest in y; reloading a stored float is exact.
 
 constexpr int64_t kPanelCols = kLanes * kNnVecs;
 static_assert(kNnVecs == 1 || kNnVecs == 2, "nn_panel_rows dispatches on 1 or 2 vectors");
-static_assert(kPackCols % kPanelCols == 0 && kPackDepth * kPackCols <= kNnScratchFloats, "pack size");
+static_assert(kPackCols % kPanelCols == 0 && kPackDepth * kPackCols <= kNnScratchFloats,
+              "pack size");
 static_assert(kSlabMaxCols % kPanelCols == 0 && kSlabMaxCols * 8 <= kNnScratchFloats, "slab size");
 
 // One packed panel of w and where the next k block of the same columns starts (to prefetch).
@@ -32,7 +36,8 @@ struct Panel {
 };
 
 // Brings rows [k_begin, k_end) of the panel's next k block into L2 while this block computes.
-KVMESH_INLINE void nn_prefetch_next(const NnArgs& a, const Panel& p, int64_t k_begin, int64_t k_end) {
+KVMESH_INLINE void nn_prefetch_next(const NnArgs& a, const Panel& p, int64_t k_begin,
+                                    int64_t k_end) {
   if (p.next == nullptr) return;
   for (int64_t k = k_begin; k < imin(k_end, p.next_depth); ++k)
     for (int64_t j = 0; j < p.cols; j += kLanes) __builtin_prefetch(p.next + k * a.n_out + j, 0, 2);
@@ -44,10 +49,15 @@ template <int MR, int NV, bool Tail>
 void nn_tile(const NnArgs& a, const Panel& p, int64_t r0, int n_last) {
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i) {
-    const float* src = p.k0 > 0 ? a.y + (r0 + i) * a.n_out + p.c0 : a.bias == nullptr ? nullptr : a.bias + p.c0;
+    const float* src = p.k0 > 0            ? a.y + (r0 + i) * a.n_out + p.c0
+                       : a.bias == nullptr ? nullptr
+                                           : a.bias + p.c0;
     for (int j = 0; j < NV; ++j) {
-      if (src == nullptr) acc[i][j] = zero();
-      else acc[i][j] = (Tail && j == NV - 1) ? load_n(src + kLanes * j, n_last) : load(src + kLanes * j);
+      if (src == nullptr)
+        acc[i][j] = zero();
+      else
+        acc[i][j] =
+            (Tail && j == NV - 1) ? load_n(src + kLanes * j, n_last) : load(src + kLanes * j);
     }
   }
   const float* xr = a.x + r0 * a.n_in + p.k0;
@@ -63,8 +73,10 @@ void nn_tile(const NnArgs& a, const Panel& p, int64_t r0, int n_last) {
   for (int i = 0; i < MR; ++i) {
     float* yr = a.y + (r0 + i) * a.n_out + p.c0;
     for (int j = 0; j < NV; ++j) {
-      if (Tail && j == NV - 1) store_n(yr + kLanes * j, acc[i][j], n_last);
-      else store(yr + kLanes * j, acc[i][j]);
+      if (Tail && j == NV - 1)
+        store_n(yr + kLanes * j, acc[i][j], n_last);
+      else
+        store(yr + kLanes * j, acc[i][j]);
     }
   }
 }
@@ -106,7 +118,8 @@ void nn_panel(const NnArgs& a, const Panel& p) {
 }
 
 // buf <- w[k0:k0+depth, c0:c1] as panels of kPanelCols columns (panel p at p * kc * kPanelCols).
-void nn_pack(const NnArgs& a, int64_t k0, int64_t depth, int64_t kc, int64_t c0, int64_t c1, float* buf) {
+void nn_pack(const NnArgs& a, int64_t k0, int64_t depth, int64_t kc, int64_t c0, int64_t c1,
+             float* buf) {
   for (int64_t k = 0; k < depth; ++k) {
     const float* row = a.w + (k0 + k) * a.n_out;
     for (int64_t c = c0; c < c1; c += kPanelCols) {
@@ -115,7 +128,8 @@ void nn_pack(const NnArgs& a, int64_t k0, int64_t depth, int64_t kc, int64_t c0,
       float* dst = buf + (c - c0) * kc + k * kLanes * nv;
       for (int64_t j = 0; j < nv; ++j) {
         const int64_t n = imin(kLanes, cols - kLanes * j);
-        store(dst + kLanes * j, n == kLanes ? load(row + c + kLanes * j) : load_n(row + c + kLanes * j, static_cast<int>(n)));
+        store(dst + kLanes * j, n == kLanes ? load(row + c + kLanes * j)
+                                            : load_n(row + c + kLanes * j, static_cast<int>(n)));
       }
     }
   }
@@ -128,8 +142,13 @@ void nn_block(const NnArgs& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
     nn_pack(a, k0, depth, kc, c0, c1, buf);
     const int64_t next_k0 = k0 + depth;
     for (int64_t c = c0; c < c1; c += kPanelCols) {
-      const Panel p{buf + (c - c0) * kc, k0, depth, c, imin(kPanelCols, c1 - c),
-                    next_k0 < a.n_in ? a.w + next_k0 * a.n_out + c : nullptr, imin(kc, a.n_in - next_k0)};
+      const Panel p{buf + (c - c0) * kc,
+                    k0,
+                    depth,
+                    c,
+                    imin(kPanelCols, c1 - c),
+                    next_k0 < a.n_in ? a.w + next_k0 * a.n_out + c : nullptr,
+                    imin(kc, a.n_in - next_k0)};
       nn_panel(a, p);
     }
   }
@@ -139,16 +158,19 @@ void nn_block(const NnArgs& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
 
 // y[r0:r0+MR, c] = fma chain over k .. k+KS-1 for one 16-column vector (n lanes when Tail).
 template <int MR, int KS, bool Tail>
-KVMESH_INLINE void nn_stream_vec(const NnArgs& a, int64_t r0, const float* wk, const V (&xb)[MR][KS],
-                                 int64_t c, int n) {
+KVMESH_INLINE void nn_stream_vec(const NnArgs& a, int64_t r0, const float* wk,
+                                 const V (&xb)[MR][KS], int64_t c, int n) {
   V wv[KS];
-  for (int s = 0; s < KS; ++s) wv[s] = Tail ? load_n(wk + s * a.n_out + c, n) : load(wk + s * a.n_out + c);
+  for (int s = 0; s < KS; ++s)
+    wv[s] = Tail ? load_n(wk + s * a.n_out + c, n) : load(wk + s * a.n_out + c);
   for (int i = 0; i < MR; ++i) {
     float* yp = a.y + (r0 + i) * a.n_out + c;
     V acc = Tail ? load_n(yp, n) : load(yp);
     for (int s = 0; s < KS; ++s) acc = fmadd(xb[i][s], wv[s], acc);
-    if (Tail) store_n(yp, acc, n);
-    else store(yp, acc);
+    if (Tail)
+      store_n(yp, acc, n);
+    else
+      store(yp, acc);
   }
 }
 
@@ -178,7 +200,8 @@ void nn_stream(const NnArgs& a, int64_t r0, int64_t c0, int64_t c1) {
       }
     }
     int64_t k = 0;
-    for (; k + kStreamDepth <= a.n_in; k += kStreamDepth) nn_stream_step<MR, kStreamDepth>(a, r0, k, p0, p1);
+    for (; k + kStreamDepth <= a.n_in; k += kStreamDepth)
+      nn_stream_step<MR, kStreamDepth>(a, r0, k, p0, p1);
     for (; k < a.n_in; ++k) nn_stream_step<MR, 1>(a, r0, k, p0, p1);
   }
 }
@@ -210,7 +233,8 @@ template <int MR, int NV, bool Tail>
 KVMESH_INLINE void nt_step(const NtArgs& a, const float* xr, const float* wr, int64_t e, int n,
                            V (&acc)[MR][NV]) {
   V wv[NV];
-  for (int j = 0; j < NV; ++j) wv[j] = Tail ? load_n(wr + j * a.n_embd + e, n) : load(wr + j * a.n_embd + e);
+  for (int j = 0; j < NV; ++j)
+    wv[j] = Tail ? load_n(wr + j * a.n_embd + e, n) : load(wr + j * a.n_embd + e);
   for (int i = 0; i < MR; ++i) {
     const V xv = Tail ? load_n(xr + i * a.n_embd + e, n) : load(xr + i * a.n_embd + e);
     for (int j = 0; j < NV; ++j) acc[i][j] = fmadd(xv, wv[j], acc[i][j]);
@@ -245,15 +269,18 @@ void nt_tile_rem(const NtArgs& a, int64_t r0, int n_rem, int64_t v0) {
 template <int NV>
 void nt_panel(const NtArgs& a, int64_t v0) {
   const int64_t n_next = imin(NV, a.n_vocab - v0 - NV);
-  const float* next = a.w + (v0 + NV) * a.n_embd;
   const int64_t n_floats = n_next > 0 ? n_next * a.n_embd : 0;
+  const float* next = n_floats > 0 ? a.w + (v0 + NV) * a.n_embd : a.w;
   const int64_t n_tiles = (a.n_rows + kNtRows - 1) / kNtRows;
   const int64_t share = (n_floats / kLanes + n_tiles) / n_tiles * kLanes;
   int64_t r = 0, f = 0;
   for (; r < a.n_rows; r += kNtRows, f += share) {
-    for (int64_t i = f; i < imin(f + share, n_floats); i += kLanes) __builtin_prefetch(next + i, 0, 2);
-    if (r + kNtRows <= a.n_rows) nt_tile<kNtRows, NV>(a, r, v0);
-    else nt_tile_rem<NV>(a, r, static_cast<int>(a.n_rows - r), v0);
+    for (int64_t i = f; i < imin(f + share, n_floats); i += kLanes)
+      __builtin_prefetch(next + i, 0, 2);
+    if (r + kNtRows <= a.n_rows)
+      nt_tile<kNtRows, NV>(a, r, v0);
+    else
+      nt_tile_rem<NV>(a, r, static_cast<int>(a.n_rows - r), v0);
   }
 }
 
