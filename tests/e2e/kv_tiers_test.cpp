@@ -76,7 +76,8 @@ TEST(KvTiers, SpillingTiersGiveTheSameResultsUnderConcurrency) {
   EXPECT_GT(metric_value(m, "kvmesh_kv_pages_moved_total{from=\"device\",to=\"host\"}"), 0);
   EXPECT_GT(metric_value(m, "kvmesh_kv_pages_moved_total{from=\"host\",to=\"disk\"}"), 0);
   EXPECT_GT(metric_value(m, "kvmesh_prefix_cache_hits_total"), 0);
-  EXPECT_EQ(metric_value(m, "kvmesh_kv_pages_used"), 0);
+  // Pages are freed as the last token goes out; the gauge follows at the end of that step.
+  EXPECT_TRUE(eventually([&] { return tiny->metric("kvmesh_kv_pages_used") == 0.0; }, 5000));
   std::filesystem::remove_all(dir);
 }
 
