@@ -115,23 +115,27 @@ void bench_case(const Case& c, int64_t t, int threads) {
 
 }  // namespace
 
+// Usage: matmul_bench [max_threads] [shape filter, e.g. "768x3072"]
 int main(int argc, char** argv) {
   int max_threads = omp_get_num_procs();
   if (argc > 1) max_threads = std::max(1, std::atoi(argv[1]));
+  const std::string filter = argc > 2 ? argv[2] : "";
   std::printf("cpu_matmul isa: %s   OpenBLAS: %s (core %s)\n", matmul_isa_name(matmul_isa()),
               openblas_get_config(), openblas_get_corename());
   for (int threads = 1; threads <= max_threads; threads *= 2)
     std::printf("read bandwidth, %d thread(s): %.1f GB/s\n", threads,
                 bench::measure_read_bandwidth_gbs(threads));
-  std::printf(
-      "\nnn: x[T,in] @ w[in,out]; nt: LM head x[T,E] @ wte[V,E]^T. ratio = OpenBLAS time / "
-      "ours.\n");
+  std::printf("\nnn: x[T,in] @ w[in,out]; nt: LM head x[T,E] @ wte[V,E]^T.\n");
+  std::printf("ratio = OpenBLAS time / ours (> 1: ours faster)\n");
   std::printf("%-14s %5s %7s %10s %10s %7s  %s\n", "shape", "T", "threads", "ours", "OpenBLAS",
               "ratio", "unit");
   const Case cases[] = {
       {"nn", 768, 2304}, {"nn", 768, 3072}, {"nn", 3072, 768}, {"nt", 768, 50257}};
-  for (const Case& c : cases)
+  for (const Case& c : cases) {
+    const std::string shape = std::to_string(c.n_in) + "x" + std::to_string(c.n_out);
+    if (shape.find(filter) == std::string::npos) continue;
     for (int64_t t : {1, 16, 128, 512})
       for (int threads = 1; threads <= max_threads; threads *= 2) bench_case(c, t, threads);
+  }
   return 0;
 }

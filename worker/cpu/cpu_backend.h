@@ -1,4 +1,5 @@
-// CPU backend: fp32 ops with OpenBLAS matrix products and OpenMP loops. The reference for every GPU op.
+// CPU backend: fp32 ops with deterministic matrix kernels (cpu_matmul) and OpenMP loops. The
+// reference for every GPU op.
 #pragma once
 
 #include <memory>
