@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # serve_bench: generated tokens/s of kvmesh-serve on the GPT-2-124M shape (synthetic weights, fp32,
-# CPU) at 1, 4, 16 and 64 concurrent clients (kvmesh-load, closed loop, 64-token prompts, 32
+# CPU) at 1, 4, 16 and 64 concurrent clients (kvmesh-load, closed loop, 32-token prompts, 128
 # tokens out), and the speed-up of each over one client. Usage: bench/serve_bench.sh [build-dir]
 set -euo pipefail
 build="${1:-build}"
@@ -19,9 +19,9 @@ echo "| clients | requests | generated tok/s | x one client | TTFT p50 ms | TPOT
 echo "|---|---|---|---|---|---|"
 base=""
 for c in 1 4 16 64; do
-  n=$(( c < 4 ? 4 : 2 * c ))
-  "$load" --base-url "http://127.0.0.1:$port" --concurrency "$c" --num-requests "$n" --input-len 64 \
-    --output-len 32 --warmup 1 --seed 5 --result-json "$work/c$c.json" >/dev/null 2>&1
+  n=$(( c < 4 ? 4 : c < 64 ? 2 * c : c ))
+  "$load" --base-url "http://127.0.0.1:$port" --concurrency "$c" --num-requests "$n" --input-len 32 \
+    --output-len 128 --warmup 1 --seed 5 --result-json "$work/c$c.json" >/dev/null 2>&1
   read -r tps ttft tpot < <(python3 -c "import json; r=json.load(open('$work/c$c.json')); \
 print(r['output_throughput'], r['median_ttft_ms'], r['median_tpot_ms'])")
   base=${base:-$tps}
