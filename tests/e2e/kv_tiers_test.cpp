@@ -156,7 +156,7 @@ TEST(KvTiers, TwoByTwoWithSpillingTiersMatchesOneProcess) {
   auto ample = ServerProcess::start({"--model", hf_model_dir()}, &error);
   ASSERT_NE(ample, nullptr) << error;
   std::vector<Answer> expected;
-  for (int i = 0; i < 10; ++i) expected.push_back(complete(ample->port(), prompt_of(i % 3, 40 + 7 * i)));
+  for (int i = 0; i < 16; ++i) expected.push_back(complete(ample->port(), prompt_of(i % 3, 40 + 7 * i)));
   ample.reset();
   // Each rank holds half the heads of half the layers: a page is 4 KiB per rank.
   const std::string dir = temp_dir("grid");
@@ -165,12 +165,12 @@ TEST(KvTiers, TwoByTwoWithSpillingTiersMatchesOneProcess) {
           "16KiB", "--kv-disk-mem", "512KiB", "--kv-disk-dir", dir, "--max-batch-tokens", "256"},
       &error);
   ASSERT_NE(grid, nullptr) << error;
-  for (int i = 0; i < 10; ++i)
+  for (int i = 0; i < 16; ++i)
     expect_same(expected[i], complete(grid->port(), prompt_of(i % 3, 40 + 7 * i)), "2x2 " + std::to_string(i));
   std::vector<std::future<Answer>> futures;
-  for (int i = 0; i < 10; ++i)
+  for (int i = 0; i < 16; ++i)
     futures.push_back(std::async(std::launch::async, complete, grid->port(), prompt_of(i % 3, 40 + 7 * i), 12));
-  for (int i = 0; i < 10; ++i) expect_same(expected[i], futures[i].get(), "2x2 concurrent " + std::to_string(i));
+  for (int i = 0; i < 16; ++i) expect_same(expected[i], futures[i].get(), "2x2 concurrent " + std::to_string(i));
   const std::string m = grid->metrics();
   EXPECT_GT(metric_value(m, "kvmesh_kv_pages_moved_total{from=\"host\",to=\"disk\"}"), 0);
   EXPECT_GT(metric_value(m, "kvmesh_prefix_cache_hits_total"), 0);
