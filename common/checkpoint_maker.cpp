@@ -2,6 +2,8 @@
 // streamed into model.safetensors, plus config.json and the GPT-2 tokenizer files.
 #include "common/checkpoint_maker.h"
 
+#include "common/synthetic_models.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -147,26 +149,24 @@ Status copy_tokenizer(const std::string& out_dir) {
 }  // namespace
 
 Result<ModelConfig> preset_model_config(const std::string& preset) {
-  struct Preset {
-    const char* name;
-    int n_layer, n_embd, n_head, n_positions;
-  };
-  static const Preset kPresets[] = {{"gpt2-124m", 12, 768, 12, 1024}, {"gpt2", 12, 768, 12, 1024},
-                                    {"gpt2-medium", 24, 1024, 16, 1024}, {"gpt2-large", 36, 1280, 20, 1024},
-                                    {"gpt2-xl", 48, 1600, 25, 1024},     {"tiny", 2, 64, 4, 128}};
-  for (const Preset& p : kPresets) {
-    if (preset != p.name) continue;
+  const std::string known = "(gpt2-124m, gpt2-medium, gpt2-large, gpt2-xl, tiny)";
+  if (preset == "tiny") {
     ModelConfig c;
     c.name = preset;
-    c.n_layer = p.n_layer;
-    c.n_embd = p.n_embd;
-    c.n_head = p.n_head;
-    c.n_inner = 4 * p.n_embd;
-    c.n_positions = p.n_positions;
+    c.n_layer = 2;
+    c.n_embd = 64;
+    c.n_head = 4;
+    c.n_inner = 256;
+    c.n_positions = 128;
     c.vocab_size = 50257;
     return c;
   }
-  return invalid_argument("unknown preset '" + preset + "' (gpt2-124m, gpt2-medium, gpt2-large, gpt2-xl, tiny)");
+  const std::string shape = preset == "gpt2" ? "gpt2-124m" : preset;
+  if (shape.rfind("gpt2-", 0) != 0) return invalid_argument("unknown preset '" + preset + "' " + known);
+  auto config = synthetic_model_config(shape);  // the GPT-2 family's shapes live there
+  if (!config.is_ok()) return invalid_argument("unknown preset '" + preset + "' " + known);
+  config->name = preset;
+  return config;
 }
 
 std::vector<TensorHeader> gpt2_tensor_headers(const ModelConfig& c, DType dtype) {
