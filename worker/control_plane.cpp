@@ -75,6 +75,12 @@ Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
   KVMESH_RETURN_IF_ERROR(worker_->execute(plan, result));
   const int sampler = worker_->layout().sampler_rank();
   if (sampler == 0) return Status::ok();
+  const double wait_started = seconds_now();
+  struct CountWait {
+    Worker& worker;
+    double started;
+    ~CountWait() { worker.add_step_wait(seconds_now() - started); }
+  } count_wait{*worker_, wait_started};
   unsigned long long length = 0;
   MPI_Request req;
   MPI_Irecv(&length, 1, MPI_UNSIGNED_LONG_LONG, sampler, kResultLengthTag, channel_->comm, &req);

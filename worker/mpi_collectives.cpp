@@ -23,7 +23,6 @@ class MpiCollectives final : public Collectives {
     MPI_Comm_split(MPI_COMM_WORLD, layout.pp_rank(), layout.tp_rank(), &tp_);
   }
   ~MpiCollectives() override {
-    pp_flush_sends();
     MPI_Comm_free(&tp_);
     MPI_Comm_free(&data_);
   }
@@ -34,19 +33,17 @@ class MpiCollectives final : public Collectives {
   void tp_gather(const float* local, int64_t n, float* all) override {
     MPI_Gather(local, as_count(n), MPI_FLOAT, all, as_count(n), MPI_FLOAT, 0, tp_);
   }
+  // Blocking: without an MPI progress thread a non-blocking send of a large message would only
+  // start at the next MPI call (after this stage's next micro-batch), so the stages would not
+  // overlap. The next stage is already waiting in its receive, so the send returns at once for the
+  // first micro-batch and as soon as the next stage is ready for each later one.
   void pp_send_next(const float* data, int64_t n, int tag) override {
-    MPI_Request req;
-    MPI_Isend(data, as_count(n), MPI_FLOAT, layout_.rank + layout_.tp, tag, data_, &req);
-    sends_.push_back(req);
+    MPI_Send(data, as_count(n), MPI_FLOAT, layout_.rank + layout_.tp, tag, data_);
   }
   void pp_recv_prev(float* data, int64_t n, int tag) override {
     MPI_Recv(data, as_count(n), MPI_FLOAT, layout_.rank - layout_.tp, tag, data_, MPI_STATUS_IGNORE);
   }
-  void pp_flush_sends() override {
-    if (sends_.empty()) return;
-    MPI_Waitall(static_cast<int>(sends_.size()), sends_.data(), MPI_STATUSES_IGNORE);
-    sends_.clear();
-  }
+  void pp_flush_sends() override {}  // sends complete before pp_send_next returns
   int64_t world_min(int64_t value) override {
     long long v = value, out = 0;
     MPI_Allreduce(&v, &out, 1, MPI_LONG_LONG, MPI_MIN, data_);
@@ -102,7 +99,6 @@ class MpiCollectives final : public Collectives {
   ParallelLayout layout_;
   MPI_Comm data_ = MPI_COMM_NULL;  // point-to-point activations and world reductions
   MPI_Comm tp_ = MPI_COMM_NULL;    // this rank's TP group
-  std::vector<MPI_Request> sends_;
 };
 
 }  // namespace

@@ -58,6 +58,8 @@ class Worker {
   // Sums over every step so far: busy (compute) versus total time, for the pipeline bubble.
   const StepTiming& total_timing() const { return total_timing_; }
   int64_t n_steps() const { return n_steps_; }
+  // Time this rank spent in a step outside execute() (rank 0 waiting for the sampled result).
+  void add_step_wait(double seconds) { total_timing_.total_s += seconds; }
   uint64_t checkpoint_bytes_read() const { return bytes_read_; }
 
  private:
