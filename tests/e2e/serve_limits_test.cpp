@@ -87,27 +87,31 @@ TEST(ServeLimits, OneJsonLogLinePerRequest) {
   auto [status, reply] = post_for_json(port, "/v1/completions", json{{"prompt", "Hello there"}, {"max_tokens", 4}});
   ASSERT_EQ(status, 200);
   EXPECT_EQ(http_request(port, "GET", "/nope").status, 404);
+  // Each line is written when its response is done, so wait for both lines rather than a count.
   std::vector<json> lines;
+  const json* completion = nullptr;
+  const json* not_found = nullptr;
   ASSERT_TRUE(eventually([&] {
     lines.clear();
+    completion = not_found = nullptr;
     std::istringstream in(server->stderr_text());
     for (std::string line; std::getline(in, line);) {
       auto j = json::parse(line, nullptr, false);
       if (j.is_object() && j.contains("status")) lines.push_back(j);
     }
-    return lines.size() >= 3;  // /health polls, the completion, the 404
-  }, 5000));
-  const json* completion = nullptr;
-  for (const auto& l : lines)
-    if (l["id"] == reply["id"]) completion = &l;
-  ASSERT_NE(completion, nullptr);
+    for (const auto& l : lines) {
+      if (l.value("id", json()) == reply["id"]) completion = &l;
+      if (l.value("path", "") == "/nope") not_found = &l;
+    }
+    return completion != nullptr && not_found != nullptr;
+  }, 5000)) << server->stderr_text();
   EXPECT_EQ((*completion)["status"], 200);
   EXPECT_EQ((*completion)["prompt_tokens"], 2);
   EXPECT_EQ((*completion)["completion_tokens"], 4);
   EXPECT_EQ((*completion)["finish_reason"], "length");
   EXPECT_GE((*completion)["ttft_ms"].get<double>(), 0.0);
   EXPECT_GE((*completion)["total_ms"].get<double>(), (*completion)["ttft_ms"].get<double>());
-  EXPECT_EQ(lines.back()["status"], 404);
+  EXPECT_EQ((*not_found)["status"], 404);
 }
 
 }  // namespace
