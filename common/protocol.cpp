@@ -53,7 +53,7 @@ SamplingParams get_sampling(ByteReader& r) {
   p.repetition_penalty = r.get<float>();
   p.seed = r.get<uint64_t>();
   p.n_logprobs = r.get<int32_t>();
-  if (p.n_logprobs > kMaxLogprobs || p.n_logprobs < -1) r.fail();
+  if (p.n_logprobs > kMaxTopLogprobs || p.n_logprobs < -1) r.fail();
   return p;
 }
 
@@ -98,7 +98,7 @@ void put_logprobs(ByteWriter& w, const PositionLogprobs& p) {
 PositionLogprobs get_logprobs(ByteReader& r) {
   PositionLogprobs p;
   p.chosen = r.get<TokenLogprob>();
-  p.top = r.get_vector<TokenLogprob>(kMaxLogprobs);
+  p.top = r.get_vector<TokenLogprob>(kMaxTopLogprobs);
   return p;
 }
 

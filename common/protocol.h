@@ -11,7 +11,10 @@
 
 namespace kvmesh {
 
-constexpr int kMaxLogprobs = 20;
+constexpr int kMaxLogprobs = 20;         // top log-probs a client may ask for
+constexpr int kMaxBeamWidth = 16;
+// Top log-probs a worker may be asked for: beam search needs 2 x width candidates per beam.
+constexpr int kMaxTopLogprobs = 2 * kMaxBeamWidth;
 
 // How a sequence picks its next token. Stateless: the draw at position p uses (seed, p).
 struct SamplingParams {

@@ -2,7 +2,6 @@
 // engine requests, and how a token is shown in log-probs.
 #include "coordinator/api_json.h"
 
-#include "common/hashing.h"
 
 #include <cstdio>
 #include <random>
@@ -72,15 +71,13 @@ std::string make_request_id(const std::string& prefix) {
 
 uint64_t random_seed() { return thread_rng()(); }
 
-GenerationRequest CompletionRequest::choice_request(int32_t index) const {
-  KVMESH_CHECK(index >= 0 && index < n_choices());
-  const size_t prompt = static_cast<size_t>(index / n);
-  const int32_t sample = index % n;
+GenerationRequest CompletionRequest::prompt_request(int32_t p) const {
+  KVMESH_CHECK(p >= 0 && p < static_cast<int32_t>(prompts.size()));
   GenerationRequest request = params;
-  request.request_id = id + "-" + std::to_string(index);
-  request.prompt_ids = prompts[prompt];
-  request.max_tokens = max_tokens[prompt];
-  if (sample > 0) request.sampling.seed = splitmix64(params.sampling.seed + static_cast<uint64_t>(sample));
+  request.request_id = id + "-" + std::to_string(p);
+  request.prompt_ids = prompts[static_cast<size_t>(p)];
+  request.max_tokens = max_tokens[static_cast<size_t>(p)];
+  request.n = n;
   return request;
 }
 

@@ -73,7 +73,7 @@ struct ChatMessage {
 };
 
 // A validated /v1/completions or /v1/chat/completions request. Choice c of the response belongs to
-// prompt c / n and is that prompt's sample c % n.
+// prompt c / n and is that prompt's sequence c % n (a sample, or the (c % n)-th best beam).
 struct CompletionRequest {
   ApiKind kind = ApiKind::completion;
   std::string id;                            // "cmpl-<hex>" or "chatcmpl-<hex>"
@@ -92,9 +92,9 @@ struct CompletionRequest {
   GenerationRequest params;                  // sampling, stops, ... shared by every choice
 
   int32_t n_choices() const { return static_cast<int32_t>(prompts.size()) * n; }
-  // The engine request of choice `index`: prompt ids, max_tokens, a request id, and a seed that
-  // differs per sample so the n samples of a prompt differ (sample 0 keeps the request's seed).
-  GenerationRequest choice_request(int32_t index) const;
+  // The engine request of prompt `p` (one sequence group with n returned sequences): prompt ids,
+  // max_tokens and a request id. Its delta index i is choice p * n + i.
+  GenerationRequest prompt_request(int32_t p) const;
 };
 
 // Serializes a response; invalid UTF-8 (a prompt of raw token ids) becomes U+FFFD, never a throw.

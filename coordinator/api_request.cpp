@@ -180,6 +180,7 @@ struct IntRule {
 };
 const IntRule kCommonIntRules[] = {
     {"n", 1, kMaxChoices, [](CompletionRequest& r, int64_t v) { r.n = static_cast<int32_t>(v); }},
+    {"best_of", 1, kMaxChoices, [](CompletionRequest& r, int64_t v) { r.params.best_of = static_cast<int32_t>(v); }},
     // -1 and 0 both mean "off"
     {"top_k", -1, kInt32Max,
      [](CompletionRequest& r, int64_t v) { r.params.sampling.top_k = v < 0 ? 0 : static_cast<int32_t>(v); }},
@@ -198,6 +199,7 @@ const BoolRule kCommonBoolRules[] = {
     {"stream", [](CompletionRequest& r, bool v) { r.stream = v; }},
     {"ignore_eos", [](CompletionRequest& r, bool v) { r.params.ignore_eos = v; }},
     {"return_token_ids", [](CompletionRequest& r, bool v) { r.return_token_ids = v; }},
+    {"use_beam_search", [](CompletionRequest& r, bool v) { r.params.beam_search = v; }},
 };
 const BoolRule kCompletionBoolRules[] = {
     {"echo", [](CompletionRequest& r, bool v) { r.echo = v; }},
@@ -298,6 +300,19 @@ void read_stream_options(FieldReader& reader, CompletionRequest& r) {
   r.include_usage = it->get<bool>();
 }
 
+// early_stopping: true, false or "never" (beam search).
+void read_early_stopping(FieldReader& reader, GenerationRequest& params) {
+  const JsonIn* value = reader.find("early_stopping");
+  if (!value) return;
+  if (value->is_boolean()) {
+    params.early_stopping = value->get<bool>() ? EarlyStopping::when_full : EarlyStopping::heuristic;
+  } else if (value->is_string() && value->get_ref<const std::string&>() == "never") {
+    params.early_stopping = EarlyStopping::never;
+  } else {
+    reader.fail_expected("early_stopping", "true, false or \"never\"", *value);
+  }
+}
+
 // Fields shared by completions and chat.
 void read_common_fields(FieldReader& reader, const ServedModel& served, CompletionRequest& r) {
   for (const NumberRule& rule : kNumberRules) {
@@ -313,6 +328,37 @@ void read_common_fields(FieldReader& reader, const ServedModel& served, Completi
   read_stop(reader, r.params.stop);
   read_stop_token_ids(reader, served, r.params.stop_token_ids);
   read_stream_options(reader, r);
+  if (auto v = reader.number("length_penalty", -1000.0, 1000.0, false)) r.params.length_penalty = static_cast<float>(*v);
+  read_early_stopping(reader, r.params);
+}
+
+// n, best_of and beam search against each other and the rest of the request.
+std::optional<ApiError> check_group(FieldReader& reader, CompletionRequest& r) {
+  GenerationRequest& p = r.params;
+  const bool best_of_given = reader.present("best_of");
+  if (!best_of_given) p.best_of = r.n;
+  if (p.best_of < r.n) {
+    return bad_request("best_of must be greater than or equal to n, got best_of=" + std::to_string(p.best_of) +
+                           " and n=" + std::to_string(r.n), "best_of");
+  }
+  p.n = r.n;
+  if (!p.beam_search) {
+    if (r.stream && p.best_of > r.n) return bad_request("best_of > n cannot be streamed; set best_of = n", "best_of");
+    return std::nullopt;
+  }
+  if (r.stream) return bad_request("Streaming is not supported with beam search (use_beam_search)", "stream");
+  if (p.best_of > kMaxBeamWidth) {
+    return bad_request("the beam width (best_of) is at most " + std::to_string(kMaxBeamWidth) + ", got " +
+                           std::to_string(p.best_of), "best_of");
+  }
+  if (!p.stop.empty() && !(r.kind == ApiKind::chat && p.stop == std::vector<std::string>{kChatStop})) {
+    return bad_request("stop strings are not supported with beam search; use stop_token_ids", "stop");
+  }
+  p.stop.clear();  // chat's own stop string
+  for (const char* name : {"presence_penalty", "frequency_penalty", "repetition_penalty"}) {
+    if (reader.present(name)) return bad_request(std::string("`") + name + "` is not supported with beam search", name);
+  }
+  return std::nullopt;
 }
 
 // ---- prompts, context, and the finished request ---------------------------------------------
@@ -393,6 +439,7 @@ ApiResult<CompletionRequest> finish_request(FieldReader& reader, const ServedMod
                                             CompletionRequest r) {
   if (reader.failed()) return reader.error();
   if (auto error = fit_context(max_tokens, served.n_positions, prompt_param, r)) return *error;
+  if (auto error = check_group(reader, r)) return *error;
   r.params.sampling.n_logprobs = r.logprobs;
   r.params.prompt_logprobs = r.echo && r.logprobs >= 0 ? r.logprobs : -1;
   return r;

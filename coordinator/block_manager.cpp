@@ -125,6 +125,35 @@ Status BlockManager::grow(std::vector<int32_t>* table, int64_t n_tokens) {
   return Status::ok();
 }
 
+std::vector<int32_t> BlockManager::fork(const std::vector<int32_t>& table) {
+  for (int32_t page : table) {
+    KVMESH_CHECK(page >= 0 && page < n_pages() && device_[page].ref > 0);
+    ++device_[page].ref;
+  }
+  return table;
+}
+
+bool BlockManager::needs_copy(const std::vector<int32_t>& table, int64_t first_token) const {
+  if (first_token % block_size_ == 0) return false;  // writing starts a new page
+  const auto k = static_cast<size_t>(first_token / block_size_);
+  return k < table.size() && device_[table[k]].ref > 1;
+}
+
+Status BlockManager::make_writable(std::vector<int32_t>* table, int64_t first_token) {
+  if (!needs_copy(*table, first_token)) return Status::ok();
+  if (n_free() < 1) return resource_exhausted("no free page for a copy-on-write");
+  const auto k = static_cast<size_t>(first_token / block_size_);
+  const int32_t shared = (*table)[k];
+  const int32_t page = acquire(Tier::device);
+  KVMESH_CHECK(page >= 0 && device_[page].ref == 0);
+  device_[page].ref = 1;
+  push_op(CacheOpKind::copy, shared, page, 0);
+  --device_[shared].ref;  // still held by the other tables
+  (*table)[k] = page;
+  ++counters_.copies;
+  return Status::ok();
+}
+
 void BlockManager::release(std::vector<int32_t>* table) {
   for (int32_t page : *table) {
     KVMESH_CHECK(page >= 0 && page < n_pages() && device_[page].ref > 0);

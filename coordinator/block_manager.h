@@ -28,6 +28,7 @@ struct TierCounters {
   int64_t dropped = 0;                  // cached pages evicted from the last tier
   int64_t failed_loads = 0;             // disk pages whose header or checksum did not match
   int64_t failed_stores = 0;            // disk writes that failed (ENOSPC, I/O)
+  int64_t copies = 0;                   // copy-on-write copies of shared partial pages
 };
 
 class BlockManager {
@@ -56,6 +57,17 @@ class BlockManager {
   Status grow(std::vector<int32_t>* table, int64_t n_tokens);
   // Drops the table's references. Pages with a hash stay cached (LRU); the rest are freed.
   void release(std::vector<int32_t>* table);
+
+  // Copy-on-write sharing between the members of a sequence group.
+  // A new table sharing every page of `table` (each page gains a reference).
+  std::vector<int32_t> fork(const std::vector<int32_t>& table);
+  // Whether writing from token `first_token` on lands in a partly filled page another table shares.
+  bool needs_copy(const std::vector<int32_t>& table, int64_t first_token) const;
+  // Gives the table its own copy of that page (a CacheOp::copy into a new page); the other
+  // tables keep the original. Fails, changing nothing, when no page can be had.
+  Status make_writable(std::vector<int32_t>* table, int64_t first_token);
+  // References held on a device page (test hook and metrics).
+  int32_t ref_count(int32_t page) const { return device_[page].ref; }
 
   // Records that a table's page now holds a full page of tokens with this hash (prefix reuse).
   void register_full_page(int32_t page, uint64_t hash);

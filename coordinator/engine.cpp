@@ -1,6 +1,7 @@
 // The engine: owns scheduler and executor, and runs one step at a time (schedule, execute, postprocess).
 #include "coordinator/engine.h"
 
+#include <cmath>
 #include <string>
 
 #include "common/tokenizer.h"
@@ -54,16 +55,42 @@ Result<uint64_t> Engine::add_request(GenerationRequest request, OutputSink sink)
                             " in the completion). Please reduce the length of the messages or "
                             "completion.");
   }
+  KVMESH_RETURN_IF_ERROR(check_group(request));
   const BlockManager& blocks = scheduler_->blocks();
-  if (blocks.pages_for(total) > blocks.n_pages()) {
-    return resource_exhausted("the request needs " + std::to_string(blocks.pages_for(total)) +
-                              " KV pages but the cache holds " + std::to_string(blocks.n_pages()) +
+  const int32_t pages = scheduler_->worst_case_pages(request);
+  if (pages > blocks.n_pages()) {
+    const std::string width = request.group_size() > 1
+                                  ? " for " + std::to_string(request.group_size()) + " sequences"
+                                  : "";
+    return resource_exhausted("the request needs " + std::to_string(pages) + " KV pages" + width +
+                              " but the cache holds " + std::to_string(blocks.n_pages()) +
                               "; raise the KV cache budget or lower max_tokens");
   }
   const uint64_t id = next_seq_id_++;
-  scheduler_->add(std::make_unique<Sequence>(id, std::move(request), std::move(sink),
-                                             tokenizer_.get()));
+  scheduler_->add(id, std::move(request), std::move(sink));
   return id;
+}
+
+Status Engine::check_group(const GenerationRequest& r) const {
+  if (r.n < 1) return invalid_argument("n must be at least 1");
+  if (r.best_of < r.n && r.best_of != 1)
+    return invalid_argument("best_of must be greater than or equal to n");
+  const int32_t width = r.group_size();
+  if (width > config_.max_num_seqs || width > config_.max_batch_tokens) {
+    return invalid_argument("the request runs " + std::to_string(width) +
+                            " sequences together, more than one step holds (--max-num-seqs " +
+                            std::to_string(config_.max_num_seqs) + ", --max-batch-tokens " +
+                            std::to_string(config_.max_batch_tokens) + ")");
+  }
+  if (r.beam_search) {
+    if (width > kMaxBeamWidth)
+      return invalid_argument("the beam width is at most " + std::to_string(kMaxBeamWidth));
+    if (!std::isfinite(r.length_penalty)) return invalid_argument("length_penalty must be a finite number");
+    if (!r.stop.empty()) return invalid_argument("stop strings are not supported with beam search; use stop_token_ids");
+    if (r.sampling.has_penalties())
+      return invalid_argument("presence, frequency and repetition penalties are not supported with beam search");
+  }
+  return Status::ok();
 }
 
 void Engine::cancel(uint64_t seq_id) { scheduler_->cancel(seq_id); }
@@ -86,17 +113,31 @@ Status Engine::step() {
   return Status::ok();
 }
 
-Result<GenerationOutput> generate_blocking(Engine& engine, GenerationRequest request) {
-  GenerationOutput output;
-  auto id = engine.add_request(std::move(request),
-                               [&output](const GenerationDelta& d) { output.append(d); });
+Result<std::vector<GenerationOutput>> generate_group_blocking(Engine& engine, GenerationRequest request) {
+  std::vector<GenerationOutput> outputs(static_cast<size_t>(std::max(request.n, 1)));
+  auto all_finished = [&outputs] {
+    for (const auto& o : outputs)
+      if (!o.finished()) return false;
+    return true;
+  };
+  auto id = engine.add_request(std::move(request), [&outputs](const GenerationDelta& d) {
+    if (d.index >= 0 && d.index < static_cast<int32_t>(outputs.size())) outputs[static_cast<size_t>(d.index)].append(d);
+  });
   if (!id.is_ok()) return id.status();
-  while (!output.finished()) {
+  while (!all_finished()) {
     Status st = engine.step();
     if (!st.is_ok()) return st;
-    if (!engine.has_work() && !output.finished()) return internal_error("sequence vanished");
+    if (!engine.has_work() && !all_finished()) return internal_error("sequence vanished");
   }
-  return output;
+  return outputs;
+}
+
+Result<GenerationOutput> generate_blocking(Engine& engine, GenerationRequest request) {
+  request.n = 1;
+  request.best_of = 1;
+  request.beam_search = false;
+  KVMESH_ASSIGN_OR_RETURN(auto outputs, generate_group_blocking(engine, std::move(request)));
+  return std::move(outputs.front());
 }
 
 }  // namespace kvmesh

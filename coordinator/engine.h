@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "common/status.h"
@@ -30,10 +31,12 @@ class Engine {
          std::shared_ptr<const Tokenizer> tokenizer);
   ~Engine();
 
-  // Queues a sequence. Fails (nothing queued) when the prompt is empty, holds an id outside the
-  // vocabulary, or prompt + max_tokens exceeds the context. The sink gets every delta.
+  // Queues a request (one sequence group). Fails (nothing queued) when the prompt is empty, holds
+  // an id outside the vocabulary, prompt + max_tokens exceeds the context, or the group cannot
+  // fit a step or the cache. The sink gets every delta of every returned sequence (delta.index).
   Result<uint64_t> add_request(GenerationRequest request, OutputSink sink);
-  // Stops a sequence; its sink gets a final delta with finish == cancelled at the next step.
+  // Stops a request; its sink gets a final delta per open sequence with finish == cancelled at the
+  // next step.
   void cancel(uint64_t seq_id);
   bool has_work() const;
   // One schedule -> execute -> postprocess round. A failed execute ends every running sequence
@@ -45,6 +48,8 @@ class Engine {
   const TierCapacity& capacity() const;
 
  private:
+  Status check_group(const GenerationRequest& request) const;
+
   EngineConfig config_;
   std::unique_ptr<StepExecutor> executor_;
   std::shared_ptr<const Tokenizer> tokenizer_;
@@ -52,7 +57,9 @@ class Engine {
   uint64_t next_seq_id_ = 1;
 };
 
-// Runs a request to completion on an engine with nothing else queued (offline use and tests).
+// Runs a request to completion on an engine with nothing else queued (offline use and tests):
+// one sequence, or all n of a group (index i = delta.index i).
 Result<GenerationOutput> generate_blocking(Engine& engine, GenerationRequest request);
+Result<std::vector<GenerationOutput>> generate_group_blocking(Engine& engine, GenerationRequest request);
 
 }  // namespace kvmesh

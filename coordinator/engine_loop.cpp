@@ -106,27 +106,35 @@ void EngineLoop::apply(QueueBatch& batch) {
 }
 
 void EngineLoop::admit(Submission& s) {
-  const auto n = static_cast<int32_t>(s.choices.size());
+  int32_t n_choices = 0;
+  for (const auto& p : s.prompts) n_choices += p.n;
   Ticket& t = tickets_[s.ticket];
   t.channel = s.channel;
   t.arrival = s.arrival;
-  t.last_token_at.assign(static_cast<size_t>(n), Clock::time_point{});
+  t.last_token_at.assign(static_cast<size_t>(n_choices), Clock::time_point{});
   const uint64_t ticket = s.ticket;
-  for (int32_t i = 0; i < n; ++i) {
-    auto id = engine_->add_request(std::move(s.choices[static_cast<size_t>(i)]),
-                                   [this, ticket, i](const GenerationDelta& d) { on_delta(ticket, i, d); });
+  int32_t first_choice = 0;
+  for (GenerationRequest& request : s.prompts) {
+    const int32_t n = request.n;
+    auto id = engine_->add_request(std::move(request), [this, ticket, first_choice](const GenerationDelta& d) {
+      on_delta(ticket, first_choice + d.index, d);
+    });
     if (id.is_ok()) {
       t.seq_ids.push_back(*id);
-      ++t.n_open;
-      continue;
+      t.n_open += n;
+    } else {
+      for (int32_t i = 0; i < n; ++i) {
+        ChoiceEvent event;
+        event.index = first_choice + i;
+        event.delta.index = i;
+        event.delta.finish = FinishReason::error;
+        event.delta.error = id.status().message();
+        event.at = Clock::now();
+        metrics_.count_finish(FinishReason::error);
+        t.channel->push(std::move(event));
+      }
     }
-    ChoiceEvent event;
-    event.index = i;
-    event.delta.finish = FinishReason::error;
-    event.delta.error = id.status().message();
-    event.at = Clock::now();
-    metrics_.count_finish(FinishReason::error);
-    t.channel->push(std::move(event));
+    first_choice += n;
   }
   if (t.n_open == 0) tickets_.erase(ticket);
 }

@@ -1,6 +1,8 @@
 // FinishReason names and GenerationOutput::append (accumulating streamed deltas into a whole output).
 #include "coordinator/request.h"
 
+#include "common/hashing.h"
+
 namespace kvmesh {
 
 const char* finish_reason_name(FinishReason reason) {
@@ -12,6 +14,10 @@ const char* finish_reason_name(FinishReason reason) {
     case FinishReason::error: return "error";
   }
   return "";
+}
+
+uint64_t GenerationRequest::sample_seed(int32_t i) const {
+  return i == 0 ? sampling.seed : splitmix64(sampling.seed + static_cast<uint64_t>(i));
 }
 
 void GenerationOutput::append(const GenerationDelta& delta) {
@@ -28,6 +34,7 @@ void GenerationOutput::append(const GenerationDelta& delta) {
     error = delta.error;
     stop_string = delta.stop_string;
     stop_token = delta.stop_token;
+    score = delta.score;
   }
 }
 

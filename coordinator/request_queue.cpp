@@ -25,19 +25,29 @@ std::vector<ChoiceEvent> DeltaChannel::take() {
   return out;
 }
 
-Result<uint64_t> RequestQueue::submit(std::vector<GenerationRequest> choices,
+namespace {
+
+int64_t sequences_of(const std::vector<GenerationRequest>& prompts) {
+  int64_t n = 0;
+  for (const auto& p : prompts) n += p.group_size();
+  return n;
+}
+
+}  // namespace
+
+Result<uint64_t> RequestQueue::submit(std::vector<GenerationRequest> prompts,
                                       std::shared_ptr<DeltaChannel> channel, Clock::time_point arrival) {
-  const auto n = static_cast<int64_t>(choices.size());
+  const int64_t n = sequences_of(prompts);
   std::lock_guard<std::mutex> lock(mu_);
   if (draining_.load() || stop_) return unavailable("the server is shutting down");
-  if (n_pending_choices_ + n_engine_waiting_ + n > max_waiting_) {
-    return resource_exhausted("The server is busy: " + std::to_string(n_pending_choices_ + n_engine_waiting_) +
+  if (n_pending_seqs_ + n_engine_waiting_ + n > max_waiting_) {
+    return resource_exhausted("The server is busy: " + std::to_string(n_pending_seqs_ + n_engine_waiting_) +
                               " sequences are waiting (limit " + std::to_string(max_waiting_) +
                               "). Please retry later.");
   }
   const uint64_t ticket = next_ticket_++;
-  n_pending_choices_ += n;
-  pending_.push_back(Submission{ticket, std::move(choices), std::move(channel), arrival});
+  n_pending_seqs_ += n;
+  pending_.push_back(Submission{ticket, std::move(prompts), std::move(channel), arrival});
   cv_.notify_one();
   return ticket;
 }
@@ -46,7 +56,7 @@ void RequestQueue::cancel(uint64_t ticket) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Submission& s) { return s.ticket == ticket; });
   if (it != pending_.end()) {
-    n_pending_choices_ -= static_cast<int64_t>(it->choices.size());
+    n_pending_seqs_ -= sequences_of(it->prompts);
     pending_.erase(it);
     return;
   }
@@ -83,8 +93,8 @@ QueueBatch RequestQueue::take(bool wait, std::chrono::milliseconds max_wait) {
   batch.stop = stop_;
   cancel_all_ = false;
   // The engine owns these sequences from now on; they count as waiting until it says otherwise.
-  n_engine_waiting_ += n_pending_choices_;
-  n_pending_choices_ = 0;
+  n_engine_waiting_ += n_pending_seqs_;
+  n_pending_seqs_ = 0;
   return batch;
 }
 

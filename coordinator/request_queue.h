@@ -44,10 +44,11 @@ class DeltaChannel {
   std::function<void()> notify_;
 };
 
-// A request on its way to the engine: one GenerationRequest per choice, one channel for all.
+// A request on its way to the engine: one GenerationRequest per prompt (each a sequence group of n
+// choices, numbered on in prompt order), one channel for all.
 struct Submission {
   uint64_t ticket = 0;
-  std::vector<GenerationRequest> choices;
+  std::vector<GenerationRequest> prompts;
   std::shared_ptr<DeltaChannel> channel;
   Clock::time_point arrival;
 };
@@ -67,7 +68,7 @@ class RequestQueue {
   // ---- HTTP threads ----
   // Queues a request. resource_exhausted when the waiting sequences would exceed max_waiting
   // (429), unavailable while draining or stopped (503). Returns the ticket to cancel it with.
-  Result<uint64_t> submit(std::vector<GenerationRequest> choices, std::shared_ptr<DeltaChannel> channel,
+  Result<uint64_t> submit(std::vector<GenerationRequest> prompts, std::shared_ptr<DeltaChannel> channel,
                           Clock::time_point arrival);
   // The client went away: drops a request not yet taken, or forwards the cancel to the engine.
   void cancel(uint64_t ticket);
@@ -91,7 +92,7 @@ class RequestQueue {
   std::condition_variable cv_;
   std::vector<Submission> pending_;
   std::vector<uint64_t> cancels_;
-  int64_t n_pending_choices_ = 0;
+  int64_t n_pending_seqs_ = 0;   // sequences the pending submissions will run
   int64_t n_engine_waiting_ = 0;
   uint64_t next_ticket_ = 1;
   bool cancel_all_ = false;

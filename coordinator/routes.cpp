@@ -85,10 +85,10 @@ GenerationJob::~GenerationJob() {
 
 std::optional<HttpReply> GenerationJob::start(std::function<void()> notify) {
   channel_ = std::make_shared<DeltaChannel>(std::move(notify));
-  std::vector<GenerationRequest> choices;
-  choices.reserve(static_cast<size_t>(request_.n_choices()));
-  for (int32_t i = 0; i < request_.n_choices(); ++i) choices.push_back(request_.choice_request(i));
-  auto ticket = queue_.submit(std::move(choices), channel_, arrival_);
+  std::vector<GenerationRequest> prompts;
+  prompts.reserve(request_.prompts.size());
+  for (size_t p = 0; p < request_.prompts.size(); ++p) prompts.push_back(request_.prompt_request(static_cast<int32_t>(p)));
+  auto ticket = queue_.submit(std::move(prompts), channel_, arrival_);
   if (ticket.is_ok()) {
     ticket_ = *ticket;
     return std::nullopt;

@@ -1,7 +1,10 @@
-// Scheduler: FCFS continuous batching with chunked prefill and preemption (recompute).
+// Scheduler: FCFS continuous batching of sequence groups with chunked prefill, copy-on-write page
+// sharing inside a group, and preemption of whole groups.
 #include "coordinator/scheduler.h"
 
 #include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "common/tokenizer.h"
 
@@ -11,40 +14,150 @@ Scheduler::Scheduler(const SchedulerConfig& config, const TierCapacity& capacity
                      const Tokenizer* tokenizer)
     : config_(config), blocks_(capacity, block_size), policy_(block_size), tokenizer_(tokenizer) {}
 
-void Scheduler::add(std::unique_ptr<Sequence> seq) {
-  seq->status = SeqStatus::waiting;
-  waiting_.push_back(std::move(seq));
+void Scheduler::add(uint64_t group_id, GenerationRequest request, OutputSink sink) {
+  auto group = std::make_unique<SequenceGroup>(group_id, request, std::move(sink));
+  GenerationRequest root = std::move(request);
+  root.sampling.seed = root.sample_seed(0);
+  if (group->is_beam()) {
+    const int32_t n_stop = static_cast<int32_t>(root.stop_token_ids.size()) +
+                           (!root.ignore_eos && config_.eos_token_id >= 0 ? 1 : 0);
+    group->beam = std::make_unique<BeamSearch>(group->width(), root.length_penalty, root.early_stopping,
+                                               root.max_tokens, n_stop);
+    // Every beam computes greedily and reports its best candidates; the search picks among them.
+    SamplingParams beam_sampling;
+    beam_sampling.temperature = 0.0f;
+    beam_sampling.n_logprobs = std::min(group->beam->candidates_kept(), kMaxTopLogprobs);
+    root.sampling = beam_sampling;
+    root.stop.clear();
+  } else if (!group->streams_members()) {
+    root.sampling.n_logprobs = std::max(root.sampling.n_logprobs, 0);  // best_of ranks by log-prob
+  }
+  group->members.push_back(std::make_unique<Sequence>(next_member_id_++, std::move(root), tokenizer_));
+  group->status = SeqStatus::waiting;
+  waiting_.push_back(std::move(group));
 }
 
-void Scheduler::cancel(uint64_t seq_id) { cancelled_.push_back(seq_id); }
+void Scheduler::cancel(uint64_t group_id) { cancelled_.push_back(group_id); }
+
+int32_t Scheduler::n_running() const {
+  int32_t n = 0;
+  for (const auto& g : running_) n += g->n_members();
+  return n;
+}
+
+int32_t Scheduler::n_waiting() const {
+  int32_t n = 0;
+  for (const auto& g : waiting_) n += g->forked ? g->n_members() : g->width();
+  return n;
+}
+
+int32_t Scheduler::worst_case_pages(const GenerationRequest& r) const {
+  const auto n_prompt = static_cast<int64_t>(r.prompt_ids.size());
+  const int32_t total = blocks_.pages_for(n_prompt + r.max_tokens);
+  const int32_t width = r.group_size();
+  if (width <= 1) return total;
+  const auto shared = static_cast<int32_t>((n_prompt - 1) / blocks_.block_size());
+  return shared + width * (total - shared);
+}
 
 void Scheduler::drop_cancelled() {
   if (cancelled_.empty()) return;
-  auto is_cancelled = [&](const std::unique_ptr<Sequence>& s) {
-    return std::find(cancelled_.begin(), cancelled_.end(), s->id) != cancelled_.end();
+  auto is_cancelled = [&](const std::unique_ptr<SequenceGroup>& g) {
+    return std::find(cancelled_.begin(), cancelled_.end(), g->id) != cancelled_.end();
   };
-  auto end_one = [&](std::unique_ptr<Sequence>& s) {
-    send_delta(*s, nullptr, FinishReason::cancelled, "");
-    finish(*s);
-  };
-  for (auto& s : running_)
-    if (is_cancelled(s)) end_one(s);
-  for (auto& s : waiting_)
-    if (is_cancelled(s)) end_one(s);
-  std::erase_if(running_, [](const auto& s) { return s->status == SeqStatus::finished; });
-  std::erase_if(waiting_, [](const auto& s) { return s->status == SeqStatus::finished; });
+  for (auto& g : running_)
+    if (is_cancelled(g)) end_group(*g, FinishReason::cancelled, "");
+  for (auto& g : waiting_)
+    if (is_cancelled(g)) end_group(*g, FinishReason::cancelled, "");
+  std::erase_if(running_, [](const auto& g) { return g->status == SeqStatus::finished; });
+  std::erase_if(waiting_, [](const auto& g) { return g->status == SeqStatus::finished; });
   cancelled_.clear();
 }
 
-void Scheduler::preempt(std::unique_ptr<Sequence> seq) {
-  blocks_.release(&seq->block_table);  // full pages stay cached: readmission reuses or swaps them in
-  seq->n_computed = 0;
-  seq->n_registered = 0;
-  seq->staged_from_disk = false;
-  seq->n_preemptions++;
-  seq->status = SeqStatus::waiting;
+void Scheduler::release_members(SequenceGroup& group) {
+  for (auto& m : group.members) {
+    blocks_.release(&m->block_table);  // full pages stay cached: readmission reuses or swaps them in
+    m->n_computed = 0;
+    m->n_registered = 0;
+    m->staged_from_disk = false;
+  }
+}
+
+void Scheduler::preempt(std::unique_ptr<SequenceGroup> group) {
+  release_members(*group);
+  for (auto& m : group->members) m->n_preemptions++;
+  group->status = SeqStatus::waiting;
   ++stats_.n_preemptions;
-  waiting_.push_front(std::move(seq));
+  waiting_.push_front(std::move(group));
+}
+
+std::unique_ptr<Sequence> Scheduler::fork_member(const Sequence& parent) {
+  return std::make_unique<Sequence>(next_member_id_++, parent, blocks_.fork(parent.block_table));
+}
+
+// The root has computed all but the last prompt token: every sample shares those pages and
+// computes the last token itself, drawing its first token with its own seed.
+void Scheduler::fork_samples(SequenceGroup& group) {
+  Sequence& root = *group.members.front();
+  for (int32_t i = 1; i < group.width(); ++i) {
+    auto child = fork_member(root);
+    child->request.sampling.seed = group.request.sample_seed(i);
+    child->index = i;
+    group.members.push_back(std::move(child));
+  }
+  group.forked = true;
+}
+
+std::vector<Scheduler::MemberWork> Scheduler::plan_group(SequenceGroup& group, int32_t budget) {
+  std::vector<MemberWork> work;
+  if (group.is_sampling_group() && !group.forked) {
+    Sequence& root = *group.members.front();
+    const int32_t shared = root.n_prompt - 1;  // the prompt once, but its last token per sample
+    if (root.n_computed < shared) {
+      work.push_back({&root, std::min(shared - root.n_computed, budget)});
+      return work;
+    }
+    fork_samples(group);
+  }
+  const bool lockstep = group.is_beam() && group.n_members() > 1;
+  int32_t total = 0;
+  for (const auto& m : group.members) total += m->n_uncomputed();
+  if (!lockstep || total <= budget) {
+    for (auto& m : group.members) {
+      const int32_t n = std::min(m->n_uncomputed(), budget);
+      if (n <= 0) continue;
+      work.push_back({m.get(), n});
+      budget -= n;
+    }
+    return work;
+  }
+  // Beams advance together: until every beam can take its last token in one step, they only
+  // catch up on the tokens before it.
+  for (auto& m : group.members) {
+    const int32_t n = std::min(m->n_uncomputed() - 1, budget);
+    if (n <= 0) continue;
+    work.push_back({m.get(), n});
+    budget -= n;
+  }
+  return work;
+}
+
+int32_t Scheduler::pages_needed(const std::vector<MemberWork>& work) const {
+  int32_t n = 0;
+  for (const MemberWork& w : work) {
+    n += blocks_.pages_missing(w.seq->block_table, w.seq->n_computed + w.n_tokens);
+    if (blocks_.needs_copy(w.seq->block_table, w.seq->n_computed)) ++n;
+  }
+  return n;
+}
+
+void Scheduler::commit_work(const std::vector<MemberWork>& work, StepPlan* plan) {
+  for (const MemberWork& w : work) {
+    Sequence& seq = *w.seq;
+    KVMESH_CHECK(blocks_.make_writable(&seq.block_table, seq.n_computed).is_ok());
+    KVMESH_CHECK(blocks_.grow(&seq.block_table, seq.n_computed + w.n_tokens).is_ok());
+    plan->seqs.push_back(make_work(seq, w.n_tokens));
+  }
 }
 
 StepPlan Scheduler::schedule() {
@@ -53,48 +166,63 @@ StepPlan Scheduler::schedule() {
   plan.step_id = next_step_id_++;
   int32_t budget = config_.max_batch_tokens;
 
-  // Running sequences first, oldest first; the newest give way when pages run out.
+  // Running groups first, oldest first; the newest give way (as whole groups) when pages run out.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
-    Sequence& seq = *running_[i];
-    const int32_t n = std::min(seq.n_uncomputed(), budget);
-    while (!blocks_.can_grow(seq.block_table, seq.n_computed + n) && running_.size() > i + 1) {
+    std::vector<MemberWork> work = plan_group(*running_[i], budget);
+    if (work.empty()) {
+      ++i;
+      continue;
+    }
+    while (pages_needed(work) > blocks_.n_free() && running_.size() > i + 1) {
       auto victim = std::move(running_.back());
       running_.pop_back();
       preempt(std::move(victim));
     }
-    if (!blocks_.can_grow(seq.block_table, seq.n_computed + n)) {
+    if (pages_needed(work) > blocks_.n_free()) {
       auto self = std::move(running_[i]);
       running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
       preempt(std::move(self));
       continue;
     }
-    KVMESH_CHECK(blocks_.grow(&seq.block_table, seq.n_computed + n).is_ok());
-    plan.seqs.push_back(make_work(seq, n));
-    budget -= n;
+    commit_work(work, &plan);
+    for (const MemberWork& w : work) budget -= w.n_tokens;
     ++i;
   }
 
-  // Then waiting sequences in arrival order, while pages, tokens and seats last.
-  while (!waiting_.empty() && budget > 0 &&
-         static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
-    Sequence& seq = *waiting_.front();
-    if (!reuse_prefix(seq)) break;
-    const int32_t n = std::min(seq.n_uncomputed(), budget);
-    if (!blocks_.can_grow(seq.block_table, seq.n_computed + n)) {
-      blocks_.release(&seq.block_table);  // the reused pages stay cached
-      seq.n_computed = 0;
-      break;
-    }
-    KVMESH_CHECK(blocks_.grow(&seq.block_table, seq.n_computed + n).is_ok());
-    plan.seqs.push_back(make_work(seq, n));
-    budget -= n;
-    seq.status = SeqStatus::running;
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+  // Then waiting groups in arrival order, while pages, tokens and seats last.
+  int32_t seats = config_.max_num_seqs - n_running();
+  while (!waiting_.empty() && budget > 0 && admit_head(&budget, &seats, &plan)) {
   }
   if (!plan.seqs.empty()) ++stats_.n_steps;
   plan.cache_ops = blocks_.take_ops();
   return plan;
+}
+
+bool Scheduler::admit_head(int32_t* budget, int32_t* seats, StepPlan* plan) {
+  SequenceGroup& group = *waiting_.front();
+  const int32_t seats_needed = group.forked ? group.n_members() : group.width();
+  if (seats_needed > *seats) return false;
+  for (auto& m : group.members)
+    if (!reuse_prefix(*m)) return false;
+  std::vector<MemberWork> work = plan_group(group, *budget);
+  bool fits = !work.empty() && pages_needed(work) <= blocks_.n_free();
+  if (fits && group.width() > 1) {
+    // A group starts only when its worst case fits beside what it already holds.
+    std::unordered_set<int32_t> held;
+    for (const auto& m : group.members) held.insert(m->block_table.begin(), m->block_table.end());
+    fits = blocks_.n_free() + static_cast<int32_t>(held.size()) >= worst_case_pages(group.request);
+  }
+  if (!fits) {
+    release_members(group);  // the reused pages stay cached
+    return false;
+  }
+  commit_work(work, plan);
+  for (const MemberWork& w : work) *budget -= w.n_tokens;
+  *seats -= seats_needed;
+  group.status = SeqStatus::running;
+  running_.push_back(std::move(waiting_.front()));
+  waiting_.pop_front();
+  return true;
 }
 
 SeqWork Scheduler::make_work(const Sequence& seq, int32_t n_tokens) const {
@@ -168,22 +296,36 @@ void Scheduler::postprocess(const StepPlan& plan, const StepResult& result) {
   KVMESH_CHECK(plan.seqs.size() == result.seqs.size());
   blocks_.on_ops_failed(plan.cache_ops, result.failed_cache_ops);
   policy_.observe(plan, result);
+  std::unordered_map<uint64_t, std::pair<SequenceGroup*, Sequence*>> by_id;
+  for (auto& g : running_)
+    for (auto& m : g->members) by_id[m->id] = {g.get(), m.get()};
+  std::vector<std::pair<SequenceGroup*, std::vector<std::pair<Sequence*, const SeqResult*>>>> beams;
   for (size_t k = 0; k < plan.seqs.size(); ++k) {
     const SeqWork& work = plan.seqs[k];
     const SeqResult& res = result.seqs[k];
-    auto it = std::find_if(running_.begin(), running_.end(),
-                           [&](const auto& s) { return s->id == work.seq_id; });
-    if (it == running_.end()) continue;
-    Sequence& seq = **it;
-    seq.n_computed += work.n_tokens();
-    register_full_pages(seq);
-    collect_prompt_logprobs(seq, work, res);
+    auto it = by_id.find(work.seq_id);
+    if (it == by_id.end()) continue;
+    auto [group, seq] = it->second;
+    seq->n_computed += work.n_tokens();
+    register_full_pages(*seq);
+    collect_prompt_logprobs(*seq, work, res);
     if (!work.sample || res.token < 0) continue;
-    const FinishReason reason = append_token(seq, res);
-    send_delta(seq, &res, reason, "");
-    if (reason != FinishReason::none) finish(seq);
+    if (!group->is_beam()) {
+      on_sample(*group, *seq, res);
+      continue;
+    }
+    if (beams.empty() || beams.back().first != group) beams.push_back({group, {}});
+    beams.back().second.push_back({seq, &res});
   }
-  std::erase_if(running_, [](const auto& s) { return s->status == SeqStatus::finished; });
+  for (auto& [group, results] : beams) beam_step(*group, results);
+  for (auto& g : running_) {
+    if (g->status == SeqStatus::finished) continue;
+    std::erase_if(g->members, [](const auto& m) { return m->status == SeqStatus::finished; });
+    if (!g->members.empty()) continue;
+    if (!g->streams_members()) finish_best_of(*g);
+    g->status = SeqStatus::finished;
+  }
+  std::erase_if(running_, [](const auto& g) { return g->status == SeqStatus::finished; });
 }
 
 void Scheduler::collect_prompt_logprobs(Sequence& seq, const SeqWork& work, const SeqResult& res) {
@@ -195,25 +337,177 @@ void Scheduler::collect_prompt_logprobs(Sequence& seq, const SeqWork& work, cons
   }
 }
 
+bool Scheduler::is_stop_token(const GenerationRequest& r, int32_t token) const {
+  return (token == config_.eos_token_id && !r.ignore_eos) ||
+         std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), token) != r.stop_token_ids.end();
+}
+
 FinishReason Scheduler::append_token(Sequence& seq, const SeqResult& res) {
   const int32_t token = res.token;
   seq.tokens.push_back(token);
   const GenerationRequest& r = seq.request;
   // Stop tokens cannot be sampled before min_tokens (see make_work); stop strings wait too.
   const bool may_stop = seq.n_generated() >= r.min_tokens;
-  const bool is_stop_token =
-      (token == config_.eos_token_id && !r.ignore_eos) ||
-      std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), token) != r.stop_token_ids.end();
-  if (is_stop_token) return FinishReason::stop;  // its text is not shown
+  if (is_stop_token(r, token)) return FinishReason::stop;  // its text is not shown
   if (seq.text.append(token, may_stop)) return FinishReason::stop;
   if (seq.n_generated() >= r.max_tokens || seq.n_tokens() >= config_.n_positions)
     return FinishReason::length;
   return FinishReason::none;
 }
 
-void Scheduler::send_delta(Sequence& seq, const SeqResult* res, FinishReason finish_reason,
-                           const std::string& error) {
+void Scheduler::on_sample(SequenceGroup& group, Sequence& seq, const SeqResult& res) {
+  seq.cumulative_logprob += res.token_logprobs.chosen.logprob;
+  const FinishReason reason = append_token(seq, res);
+  send_delta(group, seq, &res, reason, "");
+  if (reason != FinishReason::none) finish_member(group, seq);
+}
+
+void Scheduler::finish_member(SequenceGroup& group, Sequence& seq) {
+  blocks_.release(&seq.block_table);
+  seq.status = SeqStatus::finished;
+  if (group.streams_members()) return;
+  seq.output.score = seq.cumulative_logprob;
+  group.held.push_back(std::move(seq.output));
+}
+
+// best_of > n: the n samples with the highest cumulative log-prob, best first.
+void Scheduler::finish_best_of(SequenceGroup& group) {
+  std::stable_sort(group.held.begin(), group.held.end(),
+                   [](const GenerationOutput& a, const GenerationOutput& b) { return a.score > b.score; });
+  const bool wants_logprobs = group.request.sampling.n_logprobs >= 0;
+  for (int32_t i = 0; i < group.request.n && i < static_cast<int32_t>(group.held.size()); ++i) {
+    GenerationOutput& o = group.held[static_cast<size_t>(i)];
+    GenerationDelta d;
+    d.index = i;
+    d.text = std::move(o.text);
+    d.token_ids = std::move(o.token_ids);
+    if (wants_logprobs) d.logprobs = std::move(o.logprobs);
+    d.prompt_logprobs = std::move(o.prompt_logprobs);
+    d.finish = o.finish;
+    d.error = o.error;
+    d.stop_string = o.stop_string;
+    d.stop_token = o.stop_token;
+    d.n_prompt_tokens = o.n_prompt_tokens;
+    d.n_cached_tokens = o.n_cached_tokens;
+    d.n_generated_tokens = static_cast<int32_t>(d.token_ids.size());
+    d.score = o.score;
+    emit(group, std::move(d));
+  }
+  group.held.clear();
+}
+
+void Scheduler::beam_step(SequenceGroup& group,
+                          const std::vector<std::pair<Sequence*, const SeqResult*>>& results) {
+  // Beams run in lockstep (plan_group), so every live beam sampled in this step.
+  KVMESH_CHECK(static_cast<int32_t>(results.size()) == group.n_members());
+  const GenerationRequest& r = group.request;
+  const int32_t n_generated = group.members.front()->n_generated();
+  std::vector<BeamCandidate> candidates;
+  for (int32_t j = 0; j < group.n_members(); ++j) {
+    const Sequence& seq = *group.members[static_cast<size_t>(j)];
+    KVMESH_CHECK(results[static_cast<size_t>(j)].first == &seq);
+    for (const TokenLogprob& t : results[static_cast<size_t>(j)].second->token_logprobs.top) {
+      if (t.token < 0) continue;
+      const bool stop = is_stop_token(r, t.token);
+      if (stop && n_generated < r.min_tokens) continue;  // stop tokens wait for min_tokens
+      candidates.push_back(BeamCandidate{j, t.token, t.logprob, seq.cumulative_logprob + t.logprob,
+                                         stop || n_generated + 1 >= r.max_tokens});
+    }
+  }
+  const int64_t first_key = group.next_key;
+  group.next_key += static_cast<int64_t>(candidates.size());
+  BeamSearch::Step step = group.beam->step(candidates, n_generated, first_key);
+
+  const bool wants_logprobs = r.sampling.n_logprobs >= 0;
+  auto position = [&](const BeamCandidate& c) {
+    PositionLogprobs p;
+    p.chosen = TokenLogprob{c.token, c.logprob};
+    const auto& top = results[static_cast<size_t>(c.parent)].second->token_logprobs.top;
+    const auto k = std::min(top.size(), static_cast<size_t>(std::max(r.sampling.n_logprobs, 0)));
+    p.top.assign(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(k));
+    return p;
+  };
+  for (const FinishedBeam& f : step.finished) {
+    const Sequence& parent = *group.members[static_cast<size_t>(f.last.parent)];
+    BeamHypothesis h;
+    h.tokens.assign(parent.tokens.begin() + parent.n_prompt, parent.tokens.end());
+    h.tokens.push_back(f.last.token);
+    if (wants_logprobs) {
+      h.logprobs = parent.output_logprobs;
+      h.logprobs.push_back(position(f.last));
+    }
+    h.stopped = is_stop_token(r, f.last.token);
+    group.hypotheses[f.key] = std::move(h);
+  }
+  for (int64_t key : step.evicted) group.hypotheses.erase(key);
+  if (step.done) {
+    finish_beam_search(group);
+    return;
+  }
+
+  // The next beams: a parent with no child is pruned (its pages go at once); the first child
+  // continues the parent, the others fork it and share its pages until they write.
+  std::vector<std::vector<size_t>> children(group.members.size());
+  for (size_t rank = 0; rank < step.running.size(); ++rank)
+    children[static_cast<size_t>(step.running[rank].parent)].push_back(rank);
+  std::vector<std::unique_ptr<Sequence>> next(step.running.size());
+  auto extend = [&](Sequence& seq, const BeamCandidate& c) {
+    seq.tokens.push_back(c.token);
+    seq.cumulative_logprob = c.cumulative;
+    if (wants_logprobs) seq.output_logprobs.push_back(position(c));
+  };
+  for (size_t j = 0; j < group.members.size(); ++j) {
+    auto& parent = group.members[j];
+    if (children[j].empty()) {
+      blocks_.release(&parent->block_table);
+      continue;
+    }
+    for (size_t c = 1; c < children[j].size(); ++c) {
+      const size_t rank = children[j][c];
+      next[rank] = fork_member(*parent);
+      extend(*next[rank], step.running[rank]);
+    }
+    const size_t rank = children[j][0];
+    extend(*parent, step.running[rank]);
+    next[rank] = std::move(parent);
+  }
+  group.members = std::move(next);
+  group.forked = true;
+}
+
+void Scheduler::finish_beam_search(SequenceGroup& group) {
+  const GenerationRequest& r = group.request;
+  const int32_t n_prompt = static_cast<int32_t>(r.prompt_ids.size());
+  const int32_t n_cached = group.members.empty() ? 0 : group.members.front()->n_cached_prompt;
+  const std::vector<FinishedBeam> best = group.beam->results();
+  for (int32_t i = 0; i < r.n && i < static_cast<int32_t>(best.size()); ++i) {
+    const BeamHypothesis& h = group.hypotheses.at(best[static_cast<size_t>(i)].key);
+    OutputText text(tokenizer_, {});
+    const size_t shown = h.stopped ? h.tokens.size() - 1 : h.tokens.size();  // a stop token's text is not shown
+    for (size_t t = 0; t < shown; ++t) text.append(h.tokens[t], false);
+    GenerationDelta d;
+    d.index = i;
+    d.text = text.take_rest();
+    d.token_ids = h.tokens;
+    d.logprobs = h.logprobs;
+    d.finish = h.stopped ? FinishReason::stop : FinishReason::length;
+    if (h.stopped) {
+      const auto& ids = r.stop_token_ids;
+      if (std::find(ids.begin(), ids.end(), h.tokens.back()) != ids.end()) d.stop_token = h.tokens.back();
+    }
+    d.n_prompt_tokens = n_prompt;
+    d.n_cached_tokens = n_cached;
+    d.n_generated_tokens = static_cast<int32_t>(h.tokens.size());
+    d.score = best[static_cast<size_t>(i)].score;
+    emit(group, std::move(d));
+  }
+  end_group(group, FinishReason::length, "");  // frees the beams' pages
+}
+
+void Scheduler::send_delta(SequenceGroup& group, Sequence& seq, const SeqResult* res,
+                           FinishReason finish_reason, const std::string& error) {
   GenerationDelta d;
+  d.index = seq.index;
   if (res != nullptr) {
     d.token_ids.push_back(res->token);
     if (seq.request.sampling.n_logprobs >= 0) d.logprobs.push_back(res->token_logprobs);
@@ -235,21 +529,43 @@ void Scheduler::send_delta(Sequence& seq, const SeqResult* res, FinishReason fin
   d.n_prompt_tokens = seq.n_prompt;
   d.n_cached_tokens = seq.n_cached_prompt;
   d.n_generated_tokens = seq.n_generated();
-  if (seq.sink) seq.sink(d);
+  d.score = seq.cumulative_logprob;
+  if (group.streams_members()) {
+    emit(group, std::move(d));
+  } else {
+    seq.output.append(d);
+  }
 }
 
-void Scheduler::finish(Sequence& seq) {
-  blocks_.release(&seq.block_table);
-  seq.status = SeqStatus::finished;
+void Scheduler::emit(SequenceGroup& group, GenerationDelta delta) {
+  if (delta.index < 0 || delta.index >= group.request.n) return;
+  if (group.index_done[static_cast<size_t>(delta.index)]) return;
+  if (delta.finish != FinishReason::none) group.index_done[static_cast<size_t>(delta.index)] = true;
+  if (group.sink) group.sink(delta);
+}
+
+void Scheduler::end_group(SequenceGroup& group, FinishReason finish_reason, const std::string& error) {
+  if (group.streams_members()) {
+    for (auto& m : group.members)
+      if (m->status != SeqStatus::finished) send_delta(group, *m, nullptr, finish_reason, error);
+  }
+  for (int32_t i = 0; i < group.request.n; ++i) {
+    if (group.index_done[static_cast<size_t>(i)]) continue;
+    GenerationDelta d;
+    d.index = i;
+    d.finish = finish_reason;
+    d.error = error;
+    d.n_prompt_tokens = static_cast<int32_t>(group.request.prompt_ids.size());
+    emit(group, std::move(d));
+  }
+  for (auto& m : group.members) blocks_.release(&m->block_table);
+  group.members.clear();
+  group.status = SeqStatus::finished;
 }
 
 void Scheduler::fail_all(const Status& status) {
-  auto fail = [&](std::unique_ptr<Sequence>& s) {
-    send_delta(*s, nullptr, FinishReason::error, status.message());
-    finish(*s);
-  };
-  std::for_each(running_.begin(), running_.end(), fail);
-  std::for_each(waiting_.begin(), waiting_.end(), fail);
+  for (auto& g : running_) end_group(*g, FinishReason::error, status.message());
+  for (auto& g : waiting_) end_group(*g, FinishReason::error, status.message());
   running_.clear();
   waiting_.clear();
 }

@@ -1,5 +1,5 @@
-// Scheduler: FCFS continuous batching with chunked prefill and preemption; turns queues into StepPlans
-// and step results into output deltas. It touches no bytes, sockets or MPI.
+// Scheduler: FCFS continuous batching of sequence groups with chunked prefill and preemption; turns
+// queues into StepPlans and step results into output deltas. It touches no bytes, sockets or MPI.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@
 #include "common/protocol.h"
 #include "common/status.h"
 #include "coordinator/block_manager.h"
-#include "coordinator/sequence.h"
+#include "coordinator/sequence_group.h"
 #include "coordinator/tier_policy.h"
 
 namespace kvmesh {
@@ -33,46 +33,76 @@ class Scheduler {
   Scheduler(const SchedulerConfig& config, const TierCapacity& capacity, int32_t block_size,
             const Tokenizer* tokenizer);
 
-  void add(std::unique_ptr<Sequence> seq);
-  void cancel(uint64_t seq_id);  // takes effect at the next schedule()
+  // Queues a request as a group (its root member computes the prompt once). Member ids are the
+  // scheduler's own; the group id is the caller's handle.
+  void add(uint64_t group_id, GenerationRequest request, OutputSink sink);
+  void cancel(uint64_t group_id);  // takes effect at the next schedule()
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
 
-  // Picks this step's work. Sequences cancelled since the last step end here.
+  // Picks this step's work. Groups cancelled since the last step end here.
   StepPlan schedule();
-  // Applies the workers' results: appends tokens, checks stops, streams deltas, frees pages.
+  // Applies the workers' results: appends tokens, steps beam searches, checks stops, streams
+  // deltas, frees pages.
   void postprocess(const StepPlan& plan, const StepResult& result);
-  // Ends every sequence (running and waiting) with an error delta.
+  // Ends every group (running and waiting) with an error delta.
   void fail_all(const Status& status);
+
+  // Device pages a group may need at most: the prompt's full pages once, and every member's own
+  // pages for the rest of the prompt and all of max_tokens.
+  int32_t worst_case_pages(const GenerationRequest& request) const;
 
   const BlockManager& blocks() const { return blocks_; }
   const TierPolicy& tier_policy() const { return policy_; }
   const SchedulerStats& stats() const { return stats_; }
-  int32_t n_running() const { return static_cast<int32_t>(running_.size()); }
-  int32_t n_waiting() const { return static_cast<int32_t>(waiting_.size()); }
+  int32_t n_running() const;  // member sequences
+  int32_t n_waiting() const;
 
  private:
+  // What one member computes this step.
+  struct MemberWork {
+    Sequence* seq;
+    int32_t n_tokens;
+  };
   void drop_cancelled();
-  bool schedule_seq(Sequence& seq, int32_t n_tokens, StepPlan* plan);
-  // Reuses the cached leading pages of a sequence that holds none; false when it must wait a
+  // This step's work for a running group within the token budget (empty when it must wait).
+  std::vector<MemberWork> plan_group(SequenceGroup& group, int32_t budget);
+  int32_t pages_needed(const std::vector<MemberWork>& work) const;
+  void commit_work(const std::vector<MemberWork>& work, StepPlan* plan);
+  // Admits the group at the head of the queue if its pages, tokens and seats fit.
+  bool admit_head(int32_t* budget, int32_t* seats, StepPlan* plan);
+  // Reuses the cached leading pages of a member that holds none; false when it must wait a
   // step for its prefix to come up from disk.
   bool reuse_prefix(Sequence& seq);
   void register_full_pages(Sequence& seq);
-  void preempt(std::unique_ptr<Sequence> seq);
+  void preempt(std::unique_ptr<SequenceGroup> group);
+  void release_members(SequenceGroup& group);
+  void fork_samples(SequenceGroup& group);
+  std::unique_ptr<Sequence> fork_member(const Sequence& parent);
   SeqWork make_work(const Sequence& seq, int32_t n_tokens) const;
   void collect_prompt_logprobs(Sequence& seq, const SeqWork& work, const SeqResult& res);
+  bool is_stop_token(const GenerationRequest& r, int32_t token) const;
   FinishReason append_token(Sequence& seq, const SeqResult& res);
-  void send_delta(Sequence& seq, const SeqResult* res, FinishReason finish, const std::string& error);
-  void finish(Sequence& seq);
+  void on_sample(SequenceGroup& group, Sequence& seq, const SeqResult& res);
+  void beam_step(SequenceGroup& group, const std::vector<std::pair<Sequence*, const SeqResult*>>& results);
+  void finish_beam_search(SequenceGroup& group);
+  void finish_best_of(SequenceGroup& group);
+  void send_delta(SequenceGroup& group, Sequence& seq, const SeqResult* res, FinishReason finish,
+                  const std::string& error);
+  void emit(SequenceGroup& group, GenerationDelta delta);
+  // Ends every returned sequence not yet ended, and frees the group's pages.
+  void end_group(SequenceGroup& group, FinishReason finish, const std::string& error);
+  void finish_member(SequenceGroup& group, Sequence& seq);
 
   SchedulerConfig config_;
   BlockManager blocks_;
   TierPolicy policy_;
   const Tokenizer* tokenizer_;
-  std::deque<std::unique_ptr<Sequence>> waiting_;
-  std::vector<std::unique_ptr<Sequence>> running_;  // oldest admission first
+  std::deque<std::unique_ptr<SequenceGroup>> waiting_;
+  std::vector<std::unique_ptr<SequenceGroup>> running_;  // oldest admission first
   std::vector<uint64_t> cancelled_;
   SchedulerStats stats_;
   uint64_t next_step_id_ = 1;
+  uint64_t next_member_id_ = 1;
 };
 
 }  // namespace kvmesh

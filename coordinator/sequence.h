@@ -13,12 +13,16 @@ namespace kvmesh {
 
 enum class SeqStatus { waiting, running, finished };
 
+// One member of a sequence group (see sequence_group.h): its own tokens, block table and output.
 struct Sequence {
-  Sequence(uint64_t id, GenerationRequest request, OutputSink sink, const Tokenizer* tokenizer);
+  Sequence(uint64_t id, GenerationRequest request, const Tokenizer* tokenizer);
+  // A member that continues `parent` from here: same tokens and progress, and a block table that
+  // shares every page of the parent's (the caller takes the references).
+  Sequence(uint64_t id, const Sequence& parent, std::vector<int32_t> shared_table);
 
   uint64_t id;
-  GenerationRequest request;
-  OutputSink sink;
+  GenerationRequest request;            // this member's: its own seed, internal log-prob needs
+  int32_t index = 0;                    // which returned sequence it streams as
   SeqStatus status = SeqStatus::waiting;
   std::vector<int32_t> tokens;          // prompt, then generated tokens
   int32_t n_prompt = 0;
@@ -35,6 +39,9 @@ struct Sequence {
   std::vector<PositionLogprobs> prompt_logprobs;  // collected so far (prompt tokens 1..)
   bool prompt_logprobs_sent = false;
   std::chrono::steady_clock::time_point arrival;
+  float cumulative_logprob = 0;         // of the generated tokens (best_of, beam search)
+  std::vector<PositionLogprobs> output_logprobs;  // per generated token (beam search)
+  GenerationOutput output;              // best_of > n: the sample so far, until the group is done
 
   int32_t n_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_generated() const { return n_tokens() - n_prompt; }

@@ -30,6 +30,7 @@ inline nlohmann::json load_json_file(const std::string& path) {
 struct EngineOptions {
   int32_t block_size = 16;
   int64_t device_bytes = 64ll << 20;
+  int64_t host_bytes = 0;
   int32_t max_batch_tokens = 2048;
   int32_t max_num_seqs = 64;
   int n_threads = 2;
@@ -51,6 +52,7 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.model_dir = model_dir;
   wo.cache.block_size = o.block_size;
   wo.cache.device_bytes = o.device_bytes;
+  wo.cache.host_bytes = o.host_bytes;
   wo.n_threads = o.n_threads;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {

@@ -69,17 +69,19 @@ void print_event(const Json& payload) {
   std::fflush(stdout);
 }
 
-// Queues every choice at once (so the engine batches them) and steps until all are done. With a
+// Queues every prompt's group at once (so the engine batches them) and steps until all are done. With a
 // stream, each delta is printed as it arrives.
 Status run_choices(Engine& engine, const CompletionRequest& request, StreamBuilder* stream,
                    std::vector<GenerationOutput>& outputs) {
   outputs.assign(static_cast<size_t>(request.n_choices()), GenerationOutput{});
-  for (int32_t c = 0; c < request.n_choices(); ++c) {
-    auto sink = [&outputs, stream, c](const GenerationDelta& delta) {
+  for (int32_t p = 0; p < static_cast<int32_t>(request.prompts.size()); ++p) {
+    const int32_t first_choice = p * request.n;
+    auto sink = [&outputs, stream, first_choice](const GenerationDelta& delta) {
+      const int32_t c = first_choice + delta.index;
       outputs[static_cast<size_t>(c)].append(delta);
       if (stream) print_event(stream->chunk(c, delta));
     };
-    auto added = engine.add_request(request.choice_request(c), sink);
+    auto added = engine.add_request(request.prompt_request(p), sink);
     if (!added.is_ok()) return added.status();
   }
   while (engine.has_work()) {

@@ -42,7 +42,7 @@ Status validate_seq(const SeqWork& s, const ModelConfig& c, int32_t block_size, 
     return invalid_argument(who + "block table too short");
   for (int32_t p : s.block_table)
     if (p < 0 || p >= n_pages) return out_of_range(who + "page " + std::to_string(p) + " outside the pool");
-  if (s.sampling.n_logprobs > kMaxLogprobs || s.prompt_logprobs > kMaxLogprobs)
+  if (s.sampling.n_logprobs > kMaxTopLogprobs || s.prompt_logprobs > kMaxLogprobs)
     return invalid_argument(who + "too many log-probs asked");
   return Status::ok();
 }

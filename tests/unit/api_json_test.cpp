@@ -274,23 +274,54 @@ TEST_F(ApiJsonTest, StreamOptions) {
             "`stream_options` can only be defined when `stream=True`.");
 }
 
-TEST_F(ApiJsonTest, ChoiceRequestsMapIndexToPromptAndSeed) {
+TEST_F(ApiJsonTest, PromptRequestsCarryTheGroupAndSeeds) {
   CompletionRequest r = parse_ok(R"({"prompt": [[1, 2], [3]], "n": 3, "seed": 42, "max_tokens": 7, "stop": ["x"]})");
   ASSERT_EQ(r.n_choices(), 6);
-  std::set<uint64_t> seeds;
   std::set<std::string> ids;
-  for (int32_t c = 0; c < 6; ++c) {
-    GenerationRequest g = r.choice_request(c);
-    EXPECT_EQ(g.prompt_ids, (c < 3 ? std::vector<int32_t>{1, 2} : std::vector<int32_t>{3}));
+  for (int32_t p = 0; p < 2; ++p) {
+    GenerationRequest g = r.prompt_request(p);
+    EXPECT_EQ(g.prompt_ids, (p == 0 ? std::vector<int32_t>{1, 2} : std::vector<int32_t>{3}));
     EXPECT_EQ(g.max_tokens, 7);
     EXPECT_EQ(g.stop, std::vector<std::string>{"x"});
-    seeds.insert(g.sampling.seed);
+    EXPECT_EQ(g.n, 3);
+    EXPECT_EQ(g.best_of, 3);
+    EXPECT_FALSE(g.beam_search);
     ids.insert(g.request_id);
+    std::set<uint64_t> seeds;
+    for (int32_t i = 0; i < 3; ++i) seeds.insert(g.sample_seed(i));
+    EXPECT_EQ(g.sample_seed(0), 42u);  // sample 0 keeps the seed
+    EXPECT_EQ(seeds.size(), 3u);       // the samples of one prompt differ
   }
-  EXPECT_EQ(r.choice_request(0).sampling.seed, 42u);
-  EXPECT_EQ(r.choice_request(3).sampling.seed, 42u);  // sample 0 of each prompt keeps the seed
-  EXPECT_EQ(seeds.size(), 3u);                        // the samples of one prompt differ
-  EXPECT_EQ(ids.size(), 6u);
+  EXPECT_EQ(ids.size(), 2u);
+}
+
+TEST_F(ApiJsonTest, BeamSearchFields) {
+  CompletionRequest r = parse_ok(
+      R"({"prompt": "hi", "n": 2, "use_beam_search": true, "best_of": 4, "length_penalty": 0.5, "early_stopping": "never"})");
+  GenerationRequest g = r.prompt_request(0);
+  EXPECT_TRUE(g.beam_search);
+  EXPECT_EQ(g.n, 2);
+  EXPECT_EQ(g.best_of, 4);
+  EXPECT_FLOAT_EQ(g.length_penalty, 0.5f);
+  EXPECT_EQ(g.early_stopping, EarlyStopping::never);
+  EXPECT_EQ(parse_ok(R"({"prompt": "hi", "n": 3, "use_beam_search": true})").prompt_request(0).best_of, 3);
+  EXPECT_EQ(parse_ok(R"({"prompt": "hi", "use_beam_search": true, "early_stopping": true})").params.early_stopping,
+            EarlyStopping::when_full);
+  // Chat's own stop string does not stand in the way.
+  EXPECT_TRUE(chat_ok(R"({"messages": [{"role": "user", "content": "Hi"}], "use_beam_search": true, "n": 2})")
+                  .params.stop.empty());
+}
+
+TEST_F(ApiJsonTest, GroupFieldsAreChecked) {
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "n": 3, "best_of": 2})").param, "best_of");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "n": 2, "best_of": 3, "stream": true})").param, "best_of");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": true, "best_of": 2, "stream": true})").param, "stream");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": true, "best_of": 2, "stop": "x"})").param, "stop");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": true, "best_of": 2, "presence_penalty": 1})").param,
+            "presence_penalty");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "early_stopping": "sometimes"})").param, "early_stopping");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": "yes"})").param, "use_beam_search");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "best_of": 0})").param, "best_of");
 }
 
 // ---- chat ---------------------------------------------------------------------------------------
