@@ -144,5 +144,81 @@ TEST_F(ServeGolden, NGivesDistinctSeededSamples) {
   for (int c = 0; c < 6; ++c) EXPECT_EQ(again["choices"][c]["token_ids"], reply["choices"][c]["token_ids"]);
 }
 
+TEST_F(ServeGolden, BeamSearchReturnsTheFixtureBeams) {
+  const int port = server_->port();
+  for (const auto& c : (*golden_)["cases"]) {
+    json body = {{"prompt", c["prompt"]}, {"use_beam_search", true}, {"n", 4},      {"best_of", 4},
+                 {"max_tokens", 16},      {"length_penalty", 1.0},   {"early_stopping", true},
+                 {"ignore_eos", true},    {"return_token_ids", true}};
+    auto [status, reply] = post_for_json(port, "/v1/completions", body);
+    ASSERT_EQ(status, 200) << reply.dump();
+    const auto& beams = c["beam4"]["sequences"];
+    ASSERT_EQ(reply["choices"].size(), beams.size());
+    for (size_t i = 0; i < beams.size(); ++i) {
+      EXPECT_EQ(reply["choices"][i]["index"], i);
+      EXPECT_EQ(reply["choices"][i]["token_ids"], beams[i]) << "beam " << i;
+      EXPECT_EQ(reply["choices"][i]["finish_reason"], "length");
+    }
+    EXPECT_EQ(reply["usage"]["completion_tokens"], 4 * 16);
+  }
+  // Two of the four beams, best first.
+  json two = {{"prompt", (*golden_)["cases"][1]["prompt"]}, {"use_beam_search", true}, {"n", 2}, {"best_of", 4},
+              {"max_tokens", 16}, {"early_stopping", true}, {"ignore_eos", true}, {"return_token_ids", true}};
+  auto [st2, reply2] = post_for_json(port, "/v1/completions", two);
+  ASSERT_EQ(st2, 200) << reply2.dump();
+  ASSERT_EQ(reply2["choices"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(reply2["choices"][i]["token_ids"], (*golden_)["cases"][1]["beam4"]["sequences"][i]);
+  // Not streamed, as vLLM.
+  json streamed = two;
+  streamed["stream"] = true;
+  auto [st3, error] = post_for_json(port, "/v1/completions", streamed);
+  EXPECT_EQ(st3, 400);
+  EXPECT_EQ(error["error"]["param"], "stream");
+  EXPECT_TRUE(eventually([&] { return server_->metric("kvmesh_kv_pages_used") == 0.0; }, 5000));
+}
+
+TEST_F(ServeGolden, StreamedSamplesCarryTheirIndexAndMatchTheWholeReply) {
+  json body = {{"prompt", "The cat"}, {"n", 3}, {"max_tokens", 8}, {"temperature", 1.0},
+               {"seed", 11}, {"return_token_ids", true}, {"ignore_eos", true}};
+  auto [status, whole] = post_for_json(server_->port(), "/v1/completions", body);
+  ASSERT_EQ(status, 200) << whole.dump();
+  body["stream"] = true;
+  StreamedResult r = stream_completion(server_->port(), "/v1/completions", body);
+  ASSERT_EQ(r.status, 200) << r.error;
+  ASSERT_TRUE(r.done);
+  ASSERT_EQ(r.token_ids.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(json(r.token_ids[i]), whole["choices"][i]["token_ids"]) << "choice " << i;
+    EXPECT_EQ(r.text[i], whole["choices"][i]["text"]) << "choice " << i;
+    EXPECT_EQ(r.finish_reason[i], "length");
+  }
+}
+
+TEST_F(ServeGolden, BestOfGivesTheMostLikelyOfItsSamples) {
+  // best_of = 4, n = 1 picks the sample with the highest cumulative log-prob among the four that
+  // n = 4 with the same seed returns.
+  json four = {{"prompt", "A dog"}, {"n", 4}, {"max_tokens", 6}, {"temperature", 1.0}, {"seed", 5},
+               {"logprobs", 0}, {"return_token_ids", true}, {"ignore_eos", true}};
+  auto [st, all] = post_for_json(server_->port(), "/v1/completions", four);
+  ASSERT_EQ(st, 200) << all.dump();
+  double best = -1e30;
+  json best_tokens;
+  for (const auto& c : all["choices"]) {
+    double sum = 0;
+    for (const auto& lp : c["logprobs"]["token_logprobs"]) sum += lp.get<double>();
+    if (sum > best) best = sum, best_tokens = c["token_ids"];
+  }
+  json one = four;
+  one["n"] = 1;
+  one["best_of"] = 4;
+  one.erase("logprobs");
+  auto [st2, picked] = post_for_json(server_->port(), "/v1/completions", one);
+  ASSERT_EQ(st2, 200) << picked.dump();
+  ASSERT_EQ(picked["choices"].size(), 1u);
+  EXPECT_EQ(picked["choices"][0]["token_ids"], best_tokens);
+  EXPECT_TRUE(picked["choices"][0]["logprobs"].is_null());
+}
+
 }  // namespace
 }  // namespace kvmesh::testing

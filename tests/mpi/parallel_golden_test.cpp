@@ -25,10 +25,21 @@ std::string fixture_request() {
   return req.dump();
 }
 
-nlohmann::json run_layout(int tp, int pp) {
+// Beam search (width 4, as the fixture's beam4) over every fixture prompt at once.
+std::string beam_request() {
+  nlohmann::json prompts = nlohmann::json::array();
+  const nlohmann::json g = golden();
+  for (const auto& c : g["cases"]) prompts.push_back(c["prompt"]);
+  nlohmann::json req = {{"prompt", prompts},        {"max_tokens", 16},  {"use_beam_search", true},
+                        {"n", 4},                   {"best_of", 4},      {"length_penalty", 1.0},
+                        {"early_stopping", true},   {"ignore_eos", true}, {"return_token_ids", true}};
+  return req.dump();
+}
+
+nlohmann::json run_layout(int tp, int pp, const std::string& request = fixture_request()) {
   const std::string cmd = mpirun_prefix(tp * pp) + kGenerate + " --model " + hf_fixture_dir() +
                           " --threads 1 --tp " + std::to_string(tp) + " --pp " + std::to_string(pp) +
-                          " --request " + shell_quote(fixture_request());
+                          " --request " + shell_quote(request);
   CommandResult r = run_command(cmd, 180);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   if (r.exit_code != 0) return nullptr;
@@ -64,6 +75,20 @@ TEST_P(ParallelGolden, ReproducesTheFixture) {
         break;
       }
     }
+  }
+}
+
+TEST(ParallelBeamSearch, TwoByTwoGivesTheOneProcessBeams) {
+  const nlohmann::json one = run_layout(1, 1, beam_request());
+  const nlohmann::json grid = run_layout(2, 2, beam_request());
+  ASSERT_FALSE(one.is_null());
+  ASSERT_FALSE(grid.is_null());
+  const nlohmann::json g = golden();
+  ASSERT_EQ(one["choices"].size(), 4 * g["cases"].size());
+  ASSERT_EQ(grid["choices"].size(), one["choices"].size());
+  for (size_t c = 0; c < one["choices"].size(); ++c) {
+    EXPECT_EQ(grid["choices"][c]["token_ids"], one["choices"][c]["token_ids"]) << "choice " << c;
+    EXPECT_EQ(one["choices"][c]["token_ids"], g["cases"][c / 4]["beam4"]["sequences"][c % 4]) << "choice " << c;
   }
 }
 

@@ -72,7 +72,8 @@ void expect_fixture_beams(const std::vector<GenerationOutput>& got, const nlohma
 TEST(BeamSearch, ReproducesHuggingFaceBeam4) {
   auto engine = make_engine(hf_fixture_dir(), EngineOptions{});
   ASSERT_NE(engine, nullptr);
-  for (const auto& c : golden()["cases"]) {
+  const nlohmann::json g = golden();
+  for (const auto& c : g["cases"]) {
     const auto prompt = c["prompt"].get<std::vector<int32_t>>();
     auto out = generate_group_blocking(*engine, beam_request(prompt, 4, 16));
     ASSERT_TRUE(out.is_ok()) << out.status().to_string();
