@@ -125,10 +125,19 @@ Status BlockManager::grow(std::vector<int32_t>* table, int64_t n_tokens) {
   return Status::ok();
 }
 
+void BlockManager::add_ref(int32_t page) {
+  if (++device_[page].ref == 2) ++n_shared_;
+}
+
+bool BlockManager::drop_ref(int32_t page) {
+  if (--device_[page].ref == 1) --n_shared_;
+  return device_[page].ref > 0;
+}
+
 std::vector<int32_t> BlockManager::fork(const std::vector<int32_t>& table) {
   for (int32_t page : table) {
     KVMESH_CHECK(page >= 0 && page < n_pages() && device_[page].ref > 0);
-    ++device_[page].ref;
+    add_ref(page);
   }
   return table;
 }
@@ -148,7 +157,7 @@ Status BlockManager::make_writable(std::vector<int32_t>* table, int64_t first_to
   KVMESH_CHECK(page >= 0 && device_[page].ref == 0);
   device_[page].ref = 1;
   push_op(CacheOpKind::copy, shared, page, 0);
-  --device_[shared].ref;  // still held by the other tables
+  drop_ref(shared);  // still held by the other tables
   (*table)[k] = page;
   ++counters_.copies;
   return Status::ok();
@@ -158,7 +167,7 @@ void BlockManager::release(std::vector<int32_t>* table) {
   for (int32_t page : *table) {
     KVMESH_CHECK(page >= 0 && page < n_pages() && device_[page].ref > 0);
     Slot& s = device_[page];
-    if (--s.ref > 0) continue;
+    if (drop_ref(page)) continue;
     if (s.has_hash) {
       s.lru = device_lru_.insert(device_lru_.end(), page);
     } else {
@@ -240,7 +249,9 @@ int32_t BlockManager::take_matched(const std::vector<uint64_t>& hashes, std::vec
   for (const Hit& h : hits) {
     TierState& ts = tier(h.tier);
     Slot& s = ts.slots[h.id];
-    if (h.tier == Tier::device ? s.ref++ == 0 : true) ts.lru.erase(s.lru);
+    const bool was_unreferenced = h.tier != Tier::device || s.ref == 0;
+    if (h.tier == Tier::device) add_ref(h.id);
+    if (was_unreferenced) ts.lru.erase(s.lru);
   }
   int32_t taken = 0;
   for (size_t i = 0; i < hits.size(); ++i) {

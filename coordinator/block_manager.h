@@ -68,6 +68,7 @@ class BlockManager {
   Status make_writable(std::vector<int32_t>* table, int64_t first_token);
   // References held on a device page (test hook and metrics).
   int32_t ref_count(int32_t page) const { return device_[page].ref; }
+  int32_t n_shared() const { return n_shared_; }  // device pages with more than one reference
 
   // Records that a table's page now holds a full page of tokens with this hash (prefix reuse).
   void register_full_page(int32_t page, uint64_t hash);
@@ -114,6 +115,8 @@ class BlockManager {
   void evict(Tier t, int32_t slot);
   void forget(Tier t, int32_t slot);  // drop the slot's hash from the index
   void push_op(CacheOpKind kind, int32_t src, int32_t dst, uint64_t hash);
+  void add_ref(int32_t page);
+  bool drop_ref(int32_t page);  // false when the page has no reference left
 
   int32_t block_size_;
   TierState tiers_[3];
@@ -123,6 +126,7 @@ class BlockManager {
   std::vector<CacheOp> ops_;
   std::vector<int32_t> staged_;  // host slots filled from disk this step (pinned until the result)
   TierCounters counters_;
+  int32_t n_shared_ = 0;
 };
 
 }  // namespace kvmesh

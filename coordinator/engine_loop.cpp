@@ -220,6 +220,8 @@ void EngineLoop::publish_kv_tiers() {
   k[kv_swap_in_s_disk] = swap_in + costs.seconds_per_page[static_cast<int>(CacheOpKind::disk_load)];
   k[kv_recompute_s_page] = costs.recompute_seconds_per_token * b.block_size();
   k[kv_page_bytes] = page_bytes;
+  k[kv_shared_pages] = b.n_shared();
+  k[kv_cow_copies] = static_cast<double>(c.copies);
   metrics_.set_kv_stats(k);
 }
 

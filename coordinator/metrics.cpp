@@ -100,6 +100,8 @@ constexpr KvStatInfo kKvStats[kv_stat_count] = {
     {"kvmesh_kv_swap_in_seconds_per_page", "{tier=\"disk\"}", "gauge", ""},
     {"kvmesh_kv_recompute_seconds_per_page", "", "gauge", "Measured prefill time of one page of tokens."},
     {"kvmesh_kv_page_bytes", "", "gauge", "Bytes of one KV page on rank 0 (follows --kv-dtype)."},
+    {"kvmesh_kv_shared_pages", "", "gauge", "Device pages held by more than one sequence (prompt pages of n > 1 and beams, shared prefixes)."},
+    {"kvmesh_kv_cow_copies_total", "", "counter", "Shared, partly filled pages copied when one sequence of a group wrote into them."},
 };
 
 }  // namespace

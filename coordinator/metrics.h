@@ -44,6 +44,7 @@ enum KvStat : int {
   kv_moved_device_host, kv_moved_host_disk, kv_moved_host_device, kv_moved_disk_host,
   kv_dropped, kv_checksum_failures, kv_disk_write_failures, kv_cached_tokens,
   kv_swap_in_s_host, kv_swap_in_s_disk, kv_recompute_s_page, kv_page_bytes,
+  kv_shared_pages, kv_cow_copies,                       // sequence groups' page sharing
   kv_stat_count
 };
 

@@ -176,6 +176,8 @@ TEST_F(ServeGolden, BeamSearchReturnsTheFixtureBeams) {
   EXPECT_EQ(st3, 400);
   EXPECT_EQ(error["error"]["param"], "stream");
   EXPECT_TRUE(eventually([&] { return server_->metric("kvmesh_kv_pages_used") == 0.0; }, 5000));
+  EXPECT_GT(server_->metric("kvmesh_kv_cow_copies_total"), 0.0);  // beams copied shared partial pages
+  EXPECT_EQ(server_->metric("kvmesh_kv_shared_pages"), 0.0);
 }
 
 TEST_F(ServeGolden, StreamedSamplesCarryTheirIndexAndMatchTheWholeReply) {

@@ -135,12 +135,16 @@ TEST(BeamSearch, FourBeamsHoldThePromptPagesOnce) {
   // 300 tokens = 18 full pages + 1 partly filled; 316 tokens per beam at most = 20 pages.
   int32_t max_used = 0;
   int32_t max_shared_refs = 0;
+  int32_t max_shared = 0;
   for (int guard = 0; engine->has_work() && guard < 1000; ++guard) {
     ASSERT_TRUE(engine->step().is_ok());
     max_used = std::max(max_used, blocks.n_used());
     max_shared_refs = std::max(max_shared_refs, blocks.ref_count(0));  // the prompt's first page
+    max_shared = std::max(max_shared, blocks.n_shared());
   }
   EXPECT_EQ(max_shared_refs, 4);          // held by all four beams at once
+  EXPECT_GE(max_shared, 18);              // every full prompt page is shared
+  EXPECT_EQ(blocks.n_shared(), 0);
   EXPECT_LE(max_used, 18 + 4 * 2 + 1);    // the full prompt pages once, each beam's own pages
   EXPECT_GE(max_used, 18 + 4);
   EXPECT_GT(blocks.counters().copies, 0);  // beams copied the shared partly filled page
