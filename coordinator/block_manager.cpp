@@ -143,7 +143,6 @@ std::vector<int32_t> BlockManager::fork(const std::vector<int32_t>& table) {
 }
 
 bool BlockManager::needs_copy(const std::vector<int32_t>& table, int64_t first_token) const {
-  if (first_token % block_size_ == 0) return false;  // writing starts a new page
   const auto k = static_cast<size_t>(first_token / block_size_);
   return k < table.size() && device_[table[k]].ref > 1;
 }

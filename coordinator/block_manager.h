@@ -61,7 +61,8 @@ class BlockManager {
   // Copy-on-write sharing between the members of a sequence group.
   // A new table sharing every page of `table` (each page gains a reference).
   std::vector<int32_t> fork(const std::vector<int32_t>& table);
-  // Whether writing from token `first_token` on lands in a partly filled page another table shares.
+  // Whether writing from token `first_token` on lands in a page (the partly filled last one) that
+  // another table shares.
   bool needs_copy(const std::vector<int32_t>& table, int64_t first_token) const;
   // Gives the table its own copy of that page (a CacheOp::copy into a new page); the other
   // tables keep the original. Fails, changing nothing, when no page can be had.

@@ -32,6 +32,46 @@ TEST(BlockManager, GrowsAndReleases) {
   EXPECT_EQ(bm.n_free(), 8);
 }
 
+TEST(BlockManager, ForkSharesPagesAndCopiesOnlyTheWrittenPartialPage) {
+  BlockManager bm(capacity(8), 4);
+  std::vector<int32_t> parent;
+  ASSERT_TRUE(bm.grow(&parent, 6).is_ok());  // one full page, one holding 2 of 4 tokens
+  std::vector<int32_t> child = bm.fork(parent);
+  EXPECT_EQ(child, parent);
+  EXPECT_EQ(bm.n_used(), 2);
+  EXPECT_EQ(bm.n_shared(), 2);
+  EXPECT_EQ(bm.ref_count(parent[0]), 2);
+  EXPECT_TRUE(bm.needs_copy(child, 6));   // token 6 lands in the shared, partly filled page
+  EXPECT_FALSE(bm.needs_copy(child, 8));  // a new page
+  ASSERT_TRUE(bm.make_writable(&child, 6).is_ok());
+  EXPECT_EQ(child[0], parent[0]);          // the full page stays shared
+  EXPECT_NE(child[1], parent[1]);
+  auto ops = bm.take_ops();
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].kind, CacheOpKind::copy);
+  EXPECT_EQ(ops[0].src, parent[1]);
+  EXPECT_EQ(ops[0].dst, child[1]);
+  EXPECT_EQ(bm.counters().copies, 1);
+  EXPECT_FALSE(bm.needs_copy(parent, 6));  // the parent is now the page's only holder
+  ASSERT_TRUE(bm.make_writable(&parent, 6).is_ok());
+  EXPECT_TRUE(bm.take_ops().empty());
+  bm.release(&child);
+  EXPECT_EQ(bm.n_shared(), 0);
+  bm.release(&parent);
+  EXPECT_EQ(bm.n_used(), 0);
+}
+
+TEST(BlockManager, CopyOnWriteFailsCleanlyWithoutAFreePage) {
+  BlockManager bm(capacity(2), 4);
+  std::vector<int32_t> parent;
+  ASSERT_TRUE(bm.grow(&parent, 6).is_ok());
+  std::vector<int32_t> child = bm.fork(parent);
+  const std::vector<int32_t> before = child;
+  EXPECT_EQ(bm.make_writable(&child, 6).code(), StatusCode::resource_exhausted);
+  EXPECT_EQ(child, before);
+  EXPECT_TRUE(bm.take_ops().empty());
+}
+
 TEST(BlockManager, FailedGrowLeavesStateUntouched) {
   BlockManager bm(capacity(4), 4);
   std::vector<int32_t> a, b;
