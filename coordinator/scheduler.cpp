@@ -479,6 +479,8 @@ void Scheduler::finish_beam_search(SequenceGroup& group) {
   const GenerationRequest& r = group.request;
   const int32_t n_prompt = static_cast<int32_t>(r.prompt_ids.size());
   const int32_t n_cached = group.members.empty() ? 0 : group.members.front()->n_cached_prompt;
+  std::vector<PositionLogprobs> prompt_logprobs;
+  if (r.prompt_logprobs >= 0 && !group.members.empty()) prompt_logprobs = group.members.front()->prompt_logprobs;
   const std::vector<FinishedBeam> best = group.beam->results();
   for (int32_t i = 0; i < r.n && i < static_cast<int32_t>(best.size()); ++i) {
     const BeamHypothesis& h = group.hypotheses.at(best[static_cast<size_t>(i)].key);
@@ -490,6 +492,7 @@ void Scheduler::finish_beam_search(SequenceGroup& group) {
     d.text = text.take_rest();
     d.token_ids = h.tokens;
     d.logprobs = h.logprobs;
+    d.prompt_logprobs = prompt_logprobs;
     d.finish = h.stopped ? FinishReason::stop : FinishReason::length;
     if (h.stopped) {
       const auto& ids = r.stop_token_ids;

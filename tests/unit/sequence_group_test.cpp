@@ -228,6 +228,41 @@ TEST(SamplingGroup, BestOfReturnsTheMostLikelySamples) {
   }
 }
 
+TEST(SequenceGroupEcho, EveryMemberGetsThePromptLogprobs) {
+  auto engine = make_engine(hf_fixture_dir(), EngineOptions{});
+  ASSERT_NE(engine, nullptr);
+  const nlohmann::json g = golden();
+  const auto& c = g["cases"][1];
+  const auto prompt = c["prompt"].get<std::vector<int32_t>>();
+  const auto expected = c["prompt_logprob_of_next"].get<std::vector<double>>();
+  GenerationRequest beams = beam_request(prompt, 3, 4);
+  beams.prompt_logprobs = 1;
+  beams.sampling.n_logprobs = 1;
+  GenerationRequest samples = sample_request(prompt, 3, 8);
+  samples.prompt_logprobs = 1;
+  for (const GenerationRequest& r : {beams, samples}) {
+    auto out = generate_group_blocking(*engine, r);
+    ASSERT_TRUE(out.is_ok());
+    for (const auto& o : *out) {
+      ASSERT_EQ(o.prompt_logprobs.size(), expected.size());
+      for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(o.prompt_logprobs[i].chosen.logprob, expected[i], 1e-4);
+    }
+  }
+  // Beam log-probs are each chosen token's, with the asked-for top list.
+  auto out = generate_group_blocking(*engine, beams);
+  ASSERT_TRUE(out.is_ok());
+  for (const auto& o : *out) {
+    ASSERT_EQ(o.logprobs.size(), o.token_ids.size());
+    double sum = 0;
+    for (size_t i = 0; i < o.logprobs.size(); ++i) {
+      EXPECT_EQ(o.logprobs[i].chosen.token, o.token_ids[i]);
+      EXPECT_EQ(o.logprobs[i].top.size(), 1u);
+      sum += o.logprobs[i].chosen.logprob;
+    }
+    EXPECT_NEAR(o.score, sum / 4.0, 1e-4);  // length_penalty 1: the mean log-prob
+  }
+}
+
 TEST(SequenceGroupLimits, GroupsThatCannotFitAreRefused) {
   EngineOptions o;
   o.max_num_seqs = 4;
