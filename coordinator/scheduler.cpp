@@ -39,15 +39,22 @@ void Scheduler::add(uint64_t group_id, GenerationRequest request, OutputSink sin
 
 void Scheduler::cancel(uint64_t group_id) { cancelled_.push_back(group_id); }
 
+namespace {
+
+// A group that has not forked yet will run `width` sequences: it holds their seats already.
+int32_t seats_of(const SequenceGroup& g) { return g.forked ? g.n_members() : g.width(); }
+
+}  // namespace
+
 int32_t Scheduler::n_running() const {
   int32_t n = 0;
-  for (const auto& g : running_) n += g->n_members();
+  for (const auto& g : running_) n += seats_of(*g);
   return n;
 }
 
 int32_t Scheduler::n_waiting() const {
   int32_t n = 0;
-  for (const auto& g : waiting_) n += g->forked ? g->n_members() : g->width();
+  for (const auto& g : waiting_) n += seats_of(*g);
   return n;
 }
 
@@ -200,7 +207,7 @@ StepPlan Scheduler::schedule() {
 
 bool Scheduler::admit_head(int32_t* budget, int32_t* seats, StepPlan* plan) {
   SequenceGroup& group = *waiting_.front();
-  const int32_t seats_needed = group.forked ? group.n_members() : group.width();
+  const int32_t seats_needed = seats_of(group);
   if (seats_needed > *seats) return false;
   for (auto& m : group.members)
     if (!reuse_prefix(*m)) return false;
