@@ -38,4 +38,22 @@ void GenerationOutput::append(const GenerationDelta& delta) {
   }
 }
 
+GenerationDelta GenerationOutput::take_as_delta(int32_t index) {
+  GenerationDelta d;
+  d.index = index;
+  d.text = std::move(text);
+  d.token_ids = std::move(token_ids);
+  d.logprobs = std::move(logprobs);
+  d.prompt_logprobs = std::move(prompt_logprobs);
+  d.finish = finish;
+  d.error = std::move(error);
+  d.stop_string = std::move(stop_string);
+  d.stop_token = stop_token;
+  d.n_prompt_tokens = n_prompt_tokens;
+  d.n_cached_tokens = n_cached_tokens;
+  d.n_generated_tokens = static_cast<int32_t>(d.token_ids.size());
+  d.score = score;
+  return d;
+}
+
 }  // namespace kvmesh

@@ -73,6 +73,8 @@ struct GenerationOutput {
   double score = 0;
 
   void append(const GenerationDelta& delta);
+  // The whole output as one final delta of returned sequence `index` (moves the contents out).
+  GenerationDelta take_as_delta(int32_t index);
   bool finished() const { return finish != FinishReason::none; }
 };
 

@@ -383,21 +383,8 @@ void Scheduler::finish_best_of(SequenceGroup& group) {
                    [](const GenerationOutput& a, const GenerationOutput& b) { return a.score > b.score; });
   const bool wants_logprobs = group.request.sampling.n_logprobs >= 0;
   for (int32_t i = 0; i < group.request.n && i < static_cast<int32_t>(group.held.size()); ++i) {
-    GenerationOutput& o = group.held[static_cast<size_t>(i)];
-    GenerationDelta d;
-    d.index = i;
-    d.text = std::move(o.text);
-    d.token_ids = std::move(o.token_ids);
-    if (wants_logprobs) d.logprobs = std::move(o.logprobs);
-    d.prompt_logprobs = std::move(o.prompt_logprobs);
-    d.finish = o.finish;
-    d.error = o.error;
-    d.stop_string = o.stop_string;
-    d.stop_token = o.stop_token;
-    d.n_prompt_tokens = o.n_prompt_tokens;
-    d.n_cached_tokens = o.n_cached_tokens;
-    d.n_generated_tokens = static_cast<int32_t>(d.token_ids.size());
-    d.score = o.score;
+    GenerationDelta d = group.held[static_cast<size_t>(i)].take_as_delta(i);
+    if (!wants_logprobs) d.logprobs.clear();
     emit(group, std::move(d));
   }
   group.held.clear();
