@@ -3,7 +3,6 @@
 #include "coordinator/scheduler.h"
 
 #include <algorithm>
-#include <unordered_map>
 #include <unordered_set>
 
 #include "common/tokenizer.h"
