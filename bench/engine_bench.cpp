@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "common/data_dir.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
 #include "coordinator/step_executor.h"
@@ -25,7 +26,7 @@ std::unique_ptr<Engine> make_engine(const std::string& dir, int threads) {
     std::fprintf(stderr, "%s\n", worker.status().to_string().c_str());
     return nullptr;
   }
-  auto tok = Tokenizer::from_model_dir(dir, KVMESH_DATA_DIR "/gpt2");
+  auto tok = Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir());
   EngineConfig ec;
   ec.model = (*worker)->model_config();
   ec.cache = wo.cache;

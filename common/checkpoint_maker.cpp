@@ -2,6 +2,7 @@
 // streamed into model.safetensors, plus config.json and the GPT-2 tokenizer files.
 #include "common/checkpoint_maker.h"
 
+#include "common/data_dir.h"
 #include "common/synthetic_models.h"
 
 #include <algorithm>
@@ -137,9 +138,9 @@ Status write_config(const CheckpointSpec& spec, const std::string& path) {
 
 Status copy_tokenizer(const std::string& out_dir) {
   for (const char* file : {"vocab.json", "merges.txt"}) {
-    const fs::path src = fs::path(KVMESH_DATA_DIR) / "gpt2" / file;
+    const fs::path src = fs::path(shipped_gpt2_tokenizer_dir()) / file;
     std::error_code ec;
-    if (!fs::exists(src, ec)) return not_found(src.string() + ": tokenizer file missing (KVMESH_DATA_DIR)");
+    if (!fs::exists(src, ec)) return not_found(src.string() + ": tokenizer file missing (set KVMESH_DATA_DIR to the directory holding gpt2/)");
     fs::copy_file(src, fs::path(out_dir) / file, fs::copy_options::overwrite_existing, ec);
     if (ec) return io_error(src.string() + ": cannot copy into " + out_dir + ": " + ec.message());
   }

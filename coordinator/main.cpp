@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "common/data_dir.h"
 #include "common/tokenizer.h"
 #include "coordinator/default_model.h"
 #include "coordinator/engine_loop.h"
@@ -74,7 +75,7 @@ Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, Rank
   LoadedModel out;
   if (mpi.rank() != 0) return out;
   KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
-                          Tokenizer::from_model_dir(dir, KVMESH_DATA_DIR "/gpt2"));
+                          Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir()));
   EngineConfig ec;
   ec.model = role->worker->model_config();
   ec.cache = wo.cache;

@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/config.h"
+#include "common/data_dir.h"
 #include "common/tokenizer.h"
 #include "coordinator/api_request.h"
 #include "coordinator/api_response.h"
@@ -102,7 +103,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   if (!text.is_ok()) return say(text.status().message());
   auto config = resolve_model_config(options.model_dir);
   if (!config.is_ok()) return say(config.status().message());
-  auto loaded = Tokenizer::from_model_dir(options.model_dir, KVMESH_DATA_DIR "/gpt2");
+  auto loaded = Tokenizer::from_model_dir(options.model_dir, shipped_gpt2_tokenizer_dir());
   if (!loaded.is_ok()) return say(loaded.status().message());
   std::shared_ptr<const Tokenizer> tokenizer(std::move(loaded).value());
 

@@ -1,6 +1,7 @@
 // Tests of the GPT-2 byte-level BPE tokenizer: reference ids, round trips, UTF-8 prefixes,
 // tokenizer.json loading and malformed files.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/data_dir.h"
 #include "common/tokenizer.h"
 
 namespace kvmesh {
@@ -365,6 +367,16 @@ TEST(TokenizerFiles, MissingOrMalformedVocabMergesIsAStatus) {
   auto unknown = Tokenizer::from_vocab_merges(vocab, dir.write("m3.txt", "#version: 0.2\nzz top\nh e\n"));
   ASSERT_TRUE(unknown.is_ok()) << unknown.status().to_string();
   EXPECT_EQ((*unknown)->encode("he"), (std::vector<int32_t>{256}));
+}
+
+TEST(ShippedDataDir, EnvironmentOverridesTheBuildPath) {
+  ::unsetenv("KVMESH_DATA_DIR");
+  EXPECT_EQ(shipped_data_dir(), KVMESH_DATA_DIR);
+  ::setenv("KVMESH_DATA_DIR", "/opt/kvmesh/share", 1);
+  EXPECT_EQ(shipped_gpt2_tokenizer_dir(), "/opt/kvmesh/share/gpt2");
+  auto t = Tokenizer::from_model_dir("/nonexistent-model", shipped_gpt2_tokenizer_dir());
+  EXPECT_FALSE(t.is_ok());  // a clear error naming the missing file, not a crash
+  ::unsetenv("KVMESH_DATA_DIR");
 }
 
 }  // namespace
