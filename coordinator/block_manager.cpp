@@ -281,40 +281,61 @@ int32_t BlockManager::take_matched(const std::vector<uint64_t>& hashes, std::vec
   return taken;
 }
 
-void BlockManager::on_ops_failed(const std::vector<CacheOp>& ops, const std::vector<int32_t>& failed) {
-  TierState& host = tier(Tier::host);
-  TierState& disk = tier(Tier::disk);
+// Drops a cached page of a lower tier whose bytes cannot be trusted (or were never written).
+void BlockManager::drop_cached(Tier t, int32_t slot) {
+  TierState& ts = tier(t);
+  if (slot < 0 || slot >= static_cast<int32_t>(ts.slots.size()) || !ts.slots[slot].has_hash) return;
+  forget(t, slot);
+  if (!ts.slots[slot].pinned) ts.lru.erase(ts.slots[slot].lru);
+  ts.slots[slot].pinned = false;
+  ts.free.push_back(slot);
+}
+
+std::vector<int32_t> BlockManager::on_ops_failed(const std::vector<CacheOp>& ops,
+                                                 const std::vector<int32_t>& failed) {
+  std::vector<int32_t> lost_device_pages;
   for (int32_t index : failed) {
     if (index < 0 || index >= static_cast<int32_t>(ops.size())) continue;
     const CacheOp& op = ops[index];
-    if (op.kind == CacheOpKind::disk_load) {
-      ++counters_.failed_loads;
-      if (op.dst >= 0 && op.dst < static_cast<int32_t>(host.slots.size())) {
-        forget(Tier::host, op.dst);
-        host.slots[op.dst].pinned = false;
-        std::erase(staged_, op.dst);
-        host.free.push_back(op.dst);
-      }
-      if (op.src >= 0 && op.src < static_cast<int32_t>(disk.slots.size()) && disk.slots[op.src].has_hash) {
-        forget(Tier::disk, op.src);  // the slot on disk is not to be trusted again
-        disk.lru.erase(disk.slots[op.src].lru);
-        disk.free.push_back(op.src);
-      }
-    } else if (op.kind == CacheOpKind::disk_store) {
-      ++counters_.failed_stores;
-      ++counters_.dropped;
-      if (op.dst >= 0 && op.dst < static_cast<int32_t>(disk.slots.size()) && disk.slots[op.dst].has_hash) {
-        forget(Tier::disk, op.dst);
-        disk.lru.erase(disk.slots[op.dst].lru);
-        disk.free.push_back(op.dst);
-      }
+    switch (op.kind) {
+      case CacheOpKind::disk_load:
+        ++counters_.failed_loads;
+        if (std::find(staged_.begin(), staged_.end(), op.dst) != staged_.end()) {
+          std::erase(staged_, op.dst);
+          drop_cached(Tier::host, op.dst);
+        }
+        drop_cached(Tier::disk, op.src);  // the slot on disk is not to be trusted again
+        break;
+      case CacheOpKind::disk_store:
+        ++counters_.failed_stores;
+        ++counters_.dropped;
+        drop_cached(Tier::disk, op.dst);
+        break;
+      case CacheOpKind::swap_out:
+        ++counters_.failed_moves;
+        ++counters_.dropped;
+        drop_cached(Tier::host, op.dst);
+        break;
+      case CacheOpKind::swap_in:
+      case CacheOpKind::copy:
+        // The device page a sequence already holds has wrong bytes: it must not be matched again,
+        // and whoever holds it recomputes (Scheduler::postprocess).
+        ++counters_.failed_moves;
+        if (op.dst >= 0 && op.dst < n_pages()) {
+          forget(Tier::device, op.dst);
+          lost_device_pages.push_back(op.dst);
+        }
+        if (op.kind == CacheOpKind::swap_in) drop_cached(Tier::host, op.src);
+        break;
     }
   }
+  TierState& host = tier(Tier::host);
   for (int32_t slot : staged_) {  // loaded: ordinary cached host pages from now on
     host.slots[slot].pinned = false;
     host.slots[slot].lru = host.lru.insert(host.lru.end(), slot);
   }
   staged_.clear();
+  return lost_device_pages;
 }
 
 std::vector<CacheOp> BlockManager::take_ops() {

@@ -29,6 +29,7 @@ struct TierCounters {
   int64_t failed_loads = 0;             // disk pages whose header or checksum did not match
   int64_t failed_stores = 0;            // disk writes that failed (ENOSPC, I/O)
   int64_t copies = 0;                   // copy-on-write copies of shared partial pages
+  int64_t failed_moves = 0;             // swap-ins, swap-outs and copies a worker reported failed
 };
 
 class BlockManager {
@@ -90,8 +91,10 @@ class BlockManager {
 
   // Page moves emitted since the last call, in the order workers must apply them.
   std::vector<CacheOp> take_ops();
-  // Applies a step's outcome: failed disk loads and stores lose their pages.
-  void on_ops_failed(const std::vector<CacheOp>& ops, const std::vector<int32_t>& failed);
+  // Applies a step's outcome: failed disk loads and stores and failed swap-outs lose their pages.
+  // Returns the device pages that a failed swap-in or copy left with wrong bytes (their holders
+  // must recompute them; they are no longer matched by hash).
+  std::vector<int32_t> on_ops_failed(const std::vector<CacheOp>& ops, const std::vector<int32_t>& failed);
 
  private:
   struct Slot {
@@ -114,6 +117,7 @@ class BlockManager {
   // -1 when none can be had.
   int32_t acquire(Tier t);
   void evict(Tier t, int32_t slot);
+  void drop_cached(Tier t, int32_t slot);
   void forget(Tier t, int32_t slot);  // drop the slot's hash from the index
   void push_op(CacheOpKind kind, int32_t src, int32_t dst, uint64_t hash);
   void add_ref(int32_t page);

@@ -2,6 +2,7 @@
 // output deltas (streamed, or held until a best_of group or a beam search is done).
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/tokenizer.h"
 #include "coordinator/scheduler.h"
@@ -10,11 +11,22 @@ namespace kvmesh {
 
 void Scheduler::postprocess(const StepPlan& plan, const StepResult& result) {
   KVMESH_CHECK(plan.seqs.size() == result.seqs.size());
-  blocks_.on_ops_failed(plan.cache_ops, result.failed_cache_ops);
+  const std::vector<int32_t> lost = blocks_.on_ops_failed(plan.cache_ops, result.failed_cache_ops);
   policy_.observe(plan, result);
+  // A group holding a page that a failed swap-in or copy left wrong computed on wrong K/V: its
+  // results are dropped and it recomputes from its tokens (preempted below).
+  std::unordered_set<const SequenceGroup*> redo;
+  for (const auto& g : running_) {
+    for (const auto& m : g->members) {
+      for (int32_t page : m->block_table)
+        if (std::find(lost.begin(), lost.end(), page) != lost.end()) redo.insert(g.get());
+    }
+  }
   std::unordered_map<uint64_t, std::pair<SequenceGroup*, Sequence*>> by_id;
-  for (auto& g : running_)
+  for (auto& g : running_) {
+    if (redo.count(g.get()) != 0) continue;
     for (auto& m : g->members) by_id[m->id] = {g.get(), m.get()};
+  }
   std::vector<std::pair<SequenceGroup*, std::vector<std::pair<Sequence*, const SeqResult*>>>> beams;
   for (size_t k = 0; k < plan.seqs.size(); ++k) {
     const SeqWork& work = plan.seqs[k];
@@ -42,6 +54,12 @@ void Scheduler::postprocess(const StepPlan& plan, const StepResult& result) {
     g->status = SeqStatus::finished;
   }
   std::erase_if(running_, [](const auto& g) { return g->status == SeqStatus::finished; });
+  for (size_t i = running_.size(); i-- > 0;) {
+    if (redo.count(running_[i].get()) == 0) continue;
+    auto group = std::move(running_[i]);
+    running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+    preempt(std::move(group));
+  }
 }
 
 void Scheduler::collect_prompt_logprobs(Sequence& seq, const SeqWork& work, const SeqResult& res) {
