@@ -61,6 +61,8 @@ WorkerOptions worker_options(const ServerConfig& config, const std::string& dir)
   wo.cache.disk_persist = config.kv_disk_persist;
   (void)parse_dtype(config.kv_dtype, &wo.cache.kv_dtype);  // validated by the flag parser
   wo.n_threads = config.threads;
+  (void)parse_device(config.device, &wo.device);    // validated by the flag parser
+  (void)parse_dtype(config.dtype, &wo.weight_dtype);
   wo.layout.tp = config.tp;
   wo.layout.pp = config.pp;
   wo.micro_batches = config.micro_batches;

@@ -43,6 +43,10 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
   app.add_flag("--kv-disk-persist", c.kv_disk_persist, "Keep disk pages across restarts (same model and layout)");
   app.add_option("--kv-dtype", c.kv_dtype, "KV cache dtype: f32, bf16, f16 or i8")
       ->check(CLI::IsMember({"f32", "fp32", "bf16", "f16", "fp16", "i8", "int8"}));
+  app.add_option("--device", c.device, "Compute backend: cpu or cuda (one GPU per rank)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--dtype", c.dtype, "With --device cuda: weight dtype in GPU memory, bf16 or f16")
+      ->check(CLI::IsMember({"bf16", "f16"}));
   app.add_option("--max-num-seqs", c.max_num_seqs, "Most sequences in one step")->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-batch-tokens", c.max_batch_tokens, "Most tokens in one step (chunked prefill)")
       ->check(CLI::Range(1, 1 << 24));

@@ -34,6 +34,8 @@ struct EngineOptions {
   int32_t max_batch_tokens = 2048;
   int32_t max_num_seqs = 64;
   int n_threads = 2;
+  DeviceKind device = DeviceKind::cpu;
+  DType kv_dtype = DType::f32;
 };
 
 inline std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
@@ -54,6 +56,8 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.cache.device_bytes = o.device_bytes;
   wo.cache.host_bytes = o.host_bytes;
   wo.n_threads = o.n_threads;
+  wo.device = o.device;
+  wo.cache.kv_dtype = o.kv_dtype;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {
     if (error) *error = worker.status().to_string();

@@ -39,6 +39,8 @@ struct Options {
   int pp = 1;
   int micro_batches = 0;
   bool timing = false;
+  std::string device = "cpu";
+  std::string dtype = "bf16";
 };
 
 int fail(const std::string& message) {
@@ -119,6 +121,8 @@ int generate(const Options& options, MpiRuntime& mpi) {
   worker_options.layout.tp = options.tp;
   worker_options.layout.pp = options.pp;
   worker_options.micro_batches = options.micro_batches;
+  (void)parse_device(options.device, &worker_options.device);  // validated by the flag parser
+  (void)parse_dtype(options.dtype, &worker_options.weight_dtype);
   ControlOptions control;
   control.report_timing = options.timing;
   auto role = start_rank(mpi, worker_options, control);
@@ -181,6 +185,12 @@ int main(int argc, char** argv) {
   app.add_option("--pp", options.pp, "Pipeline-parallel stages")->check(CLI::Range(1, 1024))->capture_default_str();
   app.add_option("--micro-batches", options.micro_batches, "Micro-batches per step with --pp > 1 (0: pp)")
       ->check(CLI::Range(0, 1024));
+  app.add_option("--device", options.device, "Compute backend: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--dtype", options.dtype, "With --device cuda: weight dtype in GPU memory, bf16 or f16")
+      ->check(CLI::IsMember({"bf16", "f16"}))
+      ->capture_default_str();
   app.add_flag("--timing", options.timing, "Each rank prints its step and busy time at the end (pipeline bubble)");
   try {
     app.parse(argc, argv);

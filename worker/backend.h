@@ -2,10 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/config.h"
+#include "common/status.h"
 #include "common/tensor.h"
+#include "worker/buffer.h"
+#include "worker/page_memory.h"
 
 namespace kvmesh {
 
@@ -19,6 +23,7 @@ struct SeqSpan {
 
 // Where a ragged batch's tokens live in the page pool.
 struct BatchLayout {
+  int32_t block_size = 0;             // tokens per page (a device backend copies the block tables)
   std::vector<SeqSpan> seqs;
   std::vector<int32_t> positions;     // [T]
   std::vector<int32_t> slots;         // [T] page * block_size + offset in page
@@ -69,9 +74,47 @@ struct KvPoolView {
   }
 };
 
+// Per-row statistics of a logits matrix, for greedy sampling and log-probs.
+struct RowStats {
+  float max = 0.0f;
+  int32_t argmax = 0;     // first index holding the max
+  float log_sum_exp = 0;  // log(sum exp(logit)); a token's log-prob is logit - log_sum_exp
+};
+
+// Every op takes tensors in the backend's memory (alloc(), weights from place_weight()); host
+// arrays (tokens, positions, BatchLayout, row lists) stay on the host. Ops may run asynchronously:
+// download() and status() wait for what was issued before them.
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // ---- Memory ----
+  // "cpu" or "cuda:<device> <name>".
+  virtual std::string describe() const = 0;
+  // Whether backend memory is host memory (then a Buffer's bytes are host-addressable).
+  virtual bool host_memory() const = 0;
+  // Uninitialised memory for activations and scratch.
+  virtual Result<Buffer> alloc(size_t bytes) = 0;
+  // Host -> backend memory (the host source may be reused on return) and back (complete on return).
+  virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const void* src, size_t bytes) = 0;
+  // A weight as the ops read it: [rows, cols] fp32 host values; `matrix` weights (linear, embedding,
+  // LM head) may be stored narrower (bf16/f16 on CUDA); vectors (biases, LayerNorm) stay fp32. CPU:
+  // a view of `host` itself, which must then outlive the backend's use. New memory goes to storage.
+  virtual Result<TensorView> place_weight(const std::vector<float>& host, int64_t rows, int64_t cols,
+                                          bool matrix, std::vector<Buffer>* storage) = 0;
+  // Where the KV tiers live and how pages move between them.
+  virtual PageMemory& page_memory() = 0;
+  // The first error an op met (device errors are sticky: later ops do nothing); ok on CPU. Waits
+  // for the ops issued so far.
+  virtual Status status() = 0;
+  // The native stream collectives must order with (cudaStream_t on CUDA; null on CPU).
+  virtual void* native_stream() { return nullptr; }
+  // Called once before a batch's ops: a device backend stages the layout's slots and block tables
+  // (attention and kv_write on `batch` use what was staged for it). CPU: nothing.
+  virtual void prepare_batch(const BatchLayout& batch) { (void)batch; }
+
+  // ---- Ops ----
 
   // out[t] = wte[tokens[t] - vocab_begin] (zero when outside this shard's rows)
   //          + wpe[positions[t]] (when wpe is given)     wte: [Vl, E], out: [T, E]
@@ -98,8 +141,38 @@ class Backend {
                          KvPoolView pool, TensorView out) = 0;
   // logits = x @ wte^T                                     x: [R, E], logits: [R, V]
   virtual void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) = 0;
+  // out[i] = x[rows[i]]                                    x: [T, E], out: [R, E]
+  virtual void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) = 0;
+  // out = act(x @ w + b): one op so a device backend can fuse the bias and the activation.
+  virtual void linear_act(const TensorView& x, const TensorView& w, const TensorView& b,
+                          Activation act, TensorView out) {
+    linear(x, w, &b, out);
+    activation(out, act);
+  }
+  // x += (y + b[col]), y is left as is or holds y + b        x, y: [T, E], b: [E]
+  virtual void add_bias_residual(TensorView x, TensorView y, const TensorView& b) {
+    add_bias(y, b);
+    add(x, y);
+  }
+  // Max, argmax and log-sum-exp of each row of logits; stats is host memory.  logits: [R, V]
+  virtual void row_stats(const TensorView& logits, RowStats* stats) = 0;
   // Copies whole pages src[i] -> dst[i] inside the pool.
   virtual void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) = 0;
 };
+
+}  // namespace kvmesh
+
+namespace kvmesh {
+
+// Makes *buffer hold at least `bytes` of the backend's memory (grows only; contents are lost
+// when it grows).
+inline Status reserve(Backend& backend, Buffer* buffer, size_t bytes) {
+  if (!buffer->empty() && buffer->bytes() >= bytes) return Status::ok();
+  *buffer = Buffer();
+  auto grown = backend.alloc(bytes);
+  if (!grown.is_ok()) return grown.status();
+  *buffer = std::move(grown).value();
+  return Status::ok();
+}
 
 }  // namespace kvmesh

@@ -14,6 +14,13 @@ namespace kvmesh {
 class Collectives {
  public:
   virtual ~Collectives() = default;
+  // Binds the data plane to the backend's stream (native_stream(); null on CPU). Every rank calls
+  // it once, after its backend exists; NCCL creates its communicators here. Buffers passed below
+  // are the backend's memory.
+  virtual Status bind_stream(void* stream) {
+    (void)stream;
+    return Status::ok();
+  }
   // Sum over the TP group, in place. fp32.
   virtual void tp_all_reduce_sum(float* data, int64_t n) = 0;
   // TP rank 0 receives every rank's `local` (n floats each) into all: [tp, n]; others pass null.

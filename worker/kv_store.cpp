@@ -1,5 +1,5 @@
-// KvStore: the device and host page pools (zeroed, committed lazily by calloc), the disk tier, and
-// the page moves between tiers: memcpys of one page, disk writes and verified disk reads.
+// KvStore: the device and host page pools (zeroed, from the backend's PageMemory), the disk tier,
+// and the page moves between tiers: one-page copies, disk writes and verified disk reads.
 #include "worker/kv_store.h"
 
 #include <algorithm>
@@ -46,25 +46,34 @@ int32_t KvStore::host_budget_slots(const CacheConfig& cache, int64_t page_bytes)
 
 Result<std::unique_ptr<KvStore>> KvStore::create(const CacheConfig& cache, int n_layers,
                                                  int n_heads, int head_dim, int32_t n_pages,
-                                                 int32_t n_host_slots) {
+                                                 int32_t n_host_slots, PageMemory* memory) {
   if (!kv_dtype_supported(cache.kv_dtype) || n_pages < 0 || n_host_slots < 0)
     return invalid_argument("bad KV pool geometry");
   auto store = std::unique_ptr<KvStore>(new KvStore());
+  if (memory == nullptr) {
+    store->owned_memory_ = make_host_page_memory();
+    memory = store->owned_memory_.get();
+  }
+  store->memory_ = memory;
   store->pool_ = KvPoolView{nullptr, cache.kv_dtype, n_pages, n_layers, cache.block_size,
                             n_heads, head_dim};
   store->host_ = store->pool_;
   store->host_.n_pages = n_host_slots;
   const auto page_bytes = static_cast<size_t>(store->pool_.page_bytes());
-  store->device_bytes_.reset(static_cast<uint8_t*>(std::calloc(std::max(n_pages, 1), page_bytes)));
-  if (!store->device_bytes_)
-    return resource_exhausted("cannot allocate " + std::to_string(n_pages) + " KV pages");
+  auto device = memory->alloc_device(static_cast<size_t>(std::max(n_pages, 1)) * page_bytes);
+  if (!device.is_ok())
+    return resource_exhausted("cannot allocate " + std::to_string(n_pages) + " KV pages: " +
+                              device.status().message());
+  store->device_bytes_ = std::move(device).value();
   if (n_host_slots > 0) {
-    store->host_bytes_.reset(static_cast<uint8_t*>(std::calloc(n_host_slots, page_bytes)));
-    if (!store->host_bytes_)
-      return resource_exhausted("cannot allocate " + std::to_string(n_host_slots) + " host KV slots");
+    auto host = memory->alloc_host(static_cast<size_t>(n_host_slots) * page_bytes);
+    if (!host.is_ok())
+      return resource_exhausted("cannot allocate " + std::to_string(n_host_slots) +
+                                " host KV slots: " + host.status().message());
+    store->host_bytes_ = std::move(host).value();
   }
-  store->pool_.data = store->device_bytes_.get();
-  store->host_.data = store->host_bytes_.get();
+  store->pool_.data = store->device_bytes_.data();
+  store->host_.data = store->host_bytes_.data();
   store->host_valid_.assign(static_cast<size_t>(n_host_slots), 0);
   return store;
 }
@@ -80,21 +89,23 @@ Status KvStore::apply(const CacheOp& op) {
   const size_t n = page_bytes();
   switch (op.kind) {
     case CacheOpKind::copy:
-      if (op.src != op.dst) std::memcpy(pool_.page_ptr(op.dst), pool_.page_ptr(op.src), n);
-      return Status::ok();
+      if (op.src == op.dst) return Status::ok();
+      KVMESH_RETURN_IF_ERROR(memory_->fence());
+      return memory_->copy_in_device(pool_.page_ptr(op.dst), pool_.page_ptr(op.src), n);
     case CacheOpKind::swap_out:
-      std::memcpy(host_.page_ptr(op.dst), pool_.page_ptr(op.src), n);
+      KVMESH_RETURN_IF_ERROR(memory_->wait_copies());  // a pending swap_in may still read the slot
+      KVMESH_RETURN_IF_ERROR(memory_->copy_to_host(host_.page_ptr(op.dst), pool_.page_ptr(op.src), n));
       host_valid_[static_cast<size_t>(op.dst)] = 1;
       return Status::ok();
     case CacheOpKind::swap_in:
       if (!host_slot_valid(op.src)) return data_loss("host slot " + std::to_string(op.src) + " holds no page");
-      std::memcpy(pool_.page_ptr(op.dst), host_.page_ptr(op.src), n);
-      return Status::ok();
+      return memory_->copy_to_device(pool_.page_ptr(op.dst), host_.page_ptr(op.src), n);
     case CacheOpKind::disk_store:
       if (!host_slot_valid(op.src)) return data_loss("host slot " + std::to_string(op.src) + " holds no page");
       if (!disk_) return unavailable("no disk tier");
       return disk_->store(op.dst, op.page_hash, op.n_tokens, host_.page_ptr(op.src));
     case CacheOpKind::disk_load: {
+      KVMESH_RETURN_IF_ERROR(memory_->wait_copies());  // a pending swap_in may still read the slot
       host_valid_[static_cast<size_t>(op.dst)] = 0;  // until the page is verified
       if (!disk_) return unavailable("no disk tier");
       Status s = disk_->load(op.src, op.page_hash, op.n_tokens, host_.page_ptr(op.dst));

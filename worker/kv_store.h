@@ -1,5 +1,5 @@
 // KvStore: the bytes of the KV cache pages a worker owns: the device pool (RAM on the CPU backend),
-// the host pool (page-sized RAM slots; pinned on CUDA) and the disk tier, and the page moves
+// the host pool (page-sized RAM slots; pinned on CUDA, moves on a copy stream) and the disk tier, and the page moves
 // between them that CacheOps ask for. Pages are one contiguous block in every tier (KvPoolView).
 #pragma once
 
@@ -12,7 +12,9 @@
 #include "common/protocol.h"
 #include "common/status.h"
 #include "worker/backend.h"
+#include "worker/buffer.h"
 #include "worker/disk_store.h"
+#include "worker/page_memory.h"
 
 namespace kvmesh {
 
@@ -31,10 +33,12 @@ class KvStore {
   // Host slots the host budget holds (0: no host tier).
   static int32_t host_budget_slots(const CacheConfig& cache, int64_t page_bytes);
   // Allocates n_pages device pages and n_host_slots host slots (page ids are global, so every
-  // rank allocates the same counts).
+  // rank allocates the same counts) from `memory` (the backend's; null: plain host memory, which
+  // the store then owns).
   static Result<std::unique_ptr<KvStore>> create(const CacheConfig& cache, int n_layers,
                                                  int n_heads, int head_dim, int32_t n_pages,
-                                                 int32_t n_host_slots = 0);
+                                                 int32_t n_host_slots = 0,
+                                                 PageMemory* memory = nullptr);
   // Adds the disk tier (its page size must be page_bytes()).
   void attach_disk(std::unique_ptr<DiskStore> disk);
 
@@ -51,6 +55,9 @@ class KvStore {
   // through the backend). An error is an expected outcome (a disk page that fails its checks, an
   // I/O error, a host slot that holds no page): the caller counts it and goes on.
   Status apply(const CacheOp& op);
+  // Orders the page moves issued so far before the compute issued after (device copies may run in
+  // the background until then).
+  Status fence() { return memory_->fence(); }
   // Drops what a failed op left behind (it failed on some rank): a disk_load's host slot holds no
   // page any more, a disk_store's slot is invalidated on disk.
   void forget(const CacheOp& op);
@@ -58,14 +65,12 @@ class KvStore {
   bool host_slot_valid(int32_t slot) const { return host_valid_[static_cast<size_t>(slot)] != 0; }
 
  private:
-  struct FreeBytes {
-    void operator()(uint8_t* p) const { std::free(p); }
-  };
-  using Bytes = std::unique_ptr<uint8_t, FreeBytes>;
   KvStore() = default;
 
-  Bytes device_bytes_;  // [n_pages, page_bytes]
-  Bytes host_bytes_;    // [n_host_slots, page_bytes]
+  std::unique_ptr<PageMemory> owned_memory_;  // when create() got none
+  PageMemory* memory_ = nullptr;
+  Buffer device_bytes_;  // [n_pages, page_bytes]
+  Buffer host_bytes_;    // [n_host_slots, page_bytes]
   KvPoolView pool_;
   KvPoolView host_;
   std::vector<uint8_t> host_valid_;  // [n_host_slots]

@@ -5,8 +5,28 @@
 
 #include "worker/local_executor.h"
 #include "worker/mpi_collectives.h"
+#ifdef KVMESH_HAVE_NCCL
+#include "worker/cuda/nccl_collectives.h"
+#endif
 
 namespace kvmesh {
+namespace {
+
+// MPI between CPU workers; NCCL (over device memory) between CUDA workers.
+Result<std::unique_ptr<Collectives>> data_plane(const WorkerOptions& options, const ControlOptions& control) {
+  auto mpi = make_mpi_collectives(options.layout);
+  if (options.device != DeviceKind::cuda) return mpi;
+#ifdef KVMESH_HAVE_NCCL
+  return make_nccl_collectives(options.layout, std::move(mpi), control.step_timeout_s);
+#else
+  (void)control;
+  // Without CUDA the backend reports the missing build; with CUDA but no NCCL, say so here.
+  if (!cuda_backend_built()) return mpi;
+  return unavailable("--device cuda with more than one rank needs NCCL, and this build has none");
+#endif
+}
+
+}  // namespace
 
 Result<RankRole> start_rank(MpiRuntime& mpi, WorkerOptions options, const ControlOptions& control) {
   options.layout.rank = mpi.rank();
@@ -24,7 +44,8 @@ Result<RankRole> start_rank(MpiRuntime& mpi, WorkerOptions options, const Contro
     role.executor = std::make_unique<LocalExecutor>(std::move(worker));
     return role;
   }
-  KVMESH_ASSIGN_OR_RETURN(auto worker, Worker::create(options, make_mpi_collectives(layout)));
+  KVMESH_ASSIGN_OR_RETURN(auto collectives, data_plane(options, control));
+  KVMESH_ASSIGN_OR_RETURN(auto worker, Worker::create(options, std::move(collectives)));
   std::fprintf(stderr, "kvmesh rank %d (tp %d, pp %d): read %llu checkpoint bytes for its shard\n",
                layout.rank, layout.tp_rank(), layout.pp_rank(),
                static_cast<unsigned long long>(worker->checkpoint_bytes_read()));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "worker/backend.h"
+#include "worker/buffer.h"
 
 namespace kvmesh {
 
@@ -14,7 +15,7 @@ struct MicroBatch {
   std::vector<int32_t> tokens;        // [T]
   BatchLayout batch;
   std::vector<int32_t> logit_rows;    // rows of x that need logits
-  std::vector<float> x;               // [T, E] activations (kept alive while being sent)
+  Buffer x;                           // [T, E] activations in backend memory (kept while being sent)
   std::vector<float> logits;          // [R, V] on the sampling rank
 };
 

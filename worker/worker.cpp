@@ -11,7 +11,6 @@
 
 #include "common/byte_io.h"
 #include "common/synthetic_models.h"
-#include "worker/cpu/cpu_backend.h"
 #include "worker/disk_store.h"
 #include "worker/kv_store.h"
 #include "worker/micro_batch.h"
@@ -118,7 +117,8 @@ void apply_cache_ops(const StepPlan& plan, KvStore& kv, Backend& backend, Collec
     const auto t0 = std::chrono::steady_clock::now();
     Status status;
     if (op.kind == CacheOpKind::copy) {
-      backend.copy_pages(kv.device_pool(), {{op.src, op.dst}});
+      status = kv.fence();  // a swap_in earlier in the plan may still be writing the source
+      if (status.is_ok()) backend.copy_pages(kv.device_pool(), {{op.src, op.dst}});
     } else {
       status = kv.apply(op);
     }
@@ -128,6 +128,11 @@ void apply_cache_ops(const StepPlan& plan, KvStore& kv, Backend& backend, Collec
       failed[i] = 1;
       log_cache_op_failure(rank, i, op, status);
     }
+  }
+  const Status fenced = kv.fence();
+  if (!fenced.is_ok()) {
+    std::fill(failed.begin(), failed.end(), 1);
+    log_cache_op_failure(rank, 0, plan.cache_ops[0], fenced);
   }
   collectives.world_or_flags(failed);
   for (size_t i = 0; i < failed.size(); ++i) {
@@ -177,12 +182,12 @@ Result<LocalShard> load_local_shard(const WorkerOptions& options) {
 
 // Allocates the device and host pools and opens the disk file with the agreed counts.
 Result<std::unique_ptr<KvStore>> create_tiers(const WorkerOptions& options, const ModelConfig& c,
-                                              const TierCapacity& counts) {
+                                              const TierCapacity& counts, PageMemory& memory) {
   const ParallelLayout& layout = options.layout;
   KVMESH_ASSIGN_OR_RETURN(
       auto kv, KvStore::create(options.cache, static_cast<int>(layout.layers(c).size()),
                                static_cast<int>(layout.heads(c).size()), c.head_dim(),
-                               counts.device_pages, counts.host_slots));
+                               counts.device_pages, counts.host_slots, &memory));
   if (counts.disk_slots > 0) {
     DiskStoreOptions d;
     d.dir = options.cache.disk_dir;
@@ -252,6 +257,36 @@ std::vector<DiskPage> agree_recovered(Collectives& collectives, const KvStore& k
   return out;
 }
 
+// The backend and the model on it; the device page budget shrinks to what the device still has
+// free once the weights are placed (a tenth kept back for the ops' scratch).
+Result<std::unique_ptr<Model>> create_model(const WorkerOptions& options, LocalShard& shard,
+                                            Collectives* collectives) {
+  BackendOptions bo;
+  bo.device = options.device;
+  bo.n_threads = options.n_threads;
+  bo.weight_dtype = options.weight_dtype;
+  bo.device_index = options.device_index;
+  KVMESH_ASSIGN_OR_RETURN(auto backend, make_backend(bo));
+  if (options.device == DeviceKind::cuda && options.cache.kv_dtype == DType::i8)
+    return invalid_argument("--kv-dtype i8 is not supported with --device cuda (use bf16, f16 or f32)");
+  KVMESH_ASSIGN_OR_RETURN(auto model, Model::create(shard.config, options.layout,
+                                                    std::move(shard.weights), std::move(backend),
+                                                    collectives));
+  const int64_t free_bytes = model->backend().page_memory().free_device_bytes();
+  if (free_bytes >= 0) {
+    const ModelConfig& c = shard.config;
+    const int64_t page_bytes = KvStore::page_bytes_for(
+        options.cache, static_cast<int>(options.layout.layers(c).size()),
+        static_cast<int>(options.layout.heads(c).size()), c.head_dim());
+    const int64_t fit = free_bytes / 10 * 9 / std::max<int64_t>(page_bytes, 1);
+    if (fit < 1)
+      return resource_exhausted(model->backend().describe() + ": no device memory left for a KV page (" +
+                                std::to_string(free_bytes) + " bytes free after the weights)");
+    shard.budget_pages = static_cast<int32_t>(std::min<int64_t>(shard.budget_pages, fit));
+  }
+  return model;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
@@ -259,26 +294,29 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
   auto shard = load_local_shard(options);
   Status status = collectives->agree(shard.is_ok() ? Status::ok() : shard.status());
   if (!status.is_ok()) return status;
-  const ModelConfig& c = shard->config;
-  const ParallelLayout& layout = options.layout;
+  const ModelConfig c = shard->config;
+  auto model = create_model(options, *shard, collectives.get());
+  status = collectives->agree(model.is_ok() ? Status::ok() : model.status());
+  if (!status.is_ok()) return status;
+  status = collectives->agree(collectives->bind_stream((*model)->backend().native_stream()));
+  if (!status.is_ok()) return status;
   TierCapacity capacity;
   capacity.device_pages = static_cast<int32_t>(collectives->world_min(shard->budget_pages));
   capacity.host_slots = static_cast<int32_t>(collectives->world_min(shard->host_slots));
   capacity.disk_slots = static_cast<int32_t>(collectives->world_min(shard->disk_slots));
-  auto kv = create_tiers(options, c, capacity);
+  auto kv = create_tiers(options, c, capacity, (*model)->backend().page_memory());
   status = collectives->agree(kv.is_ok() ? Status::ok() : kv.status());
   if (!status.is_ok()) return status;
   if (options.cache.disk_persist && capacity.disk_slots > 0)
     capacity.recovered = agree_recovered(*collectives, **kv, capacity.disk_slots);
   auto worker = std::unique_ptr<Worker>(new Worker());
   worker->collectives_ = std::move(collectives);
-  worker->model_ = std::make_unique<Model>(c, layout, std::move(shard->weights),
-                                           make_cpu_backend(options.n_threads),
-                                           worker->collectives_.get());
+  worker->model_ = std::move(model).value();
   worker->kv_ = std::move(kv).value();
   worker->bytes_read_ = shard->bytes_read;
   capacity.page_bytes = static_cast<int64_t>(worker->kv_->page_bytes());
   worker->capacity_ = std::move(capacity);
+  const ParallelLayout& layout = options.layout;
   worker->micro_batches_ =
       layout.pp > 1 ? (options.micro_batches > 0 ? options.micro_batches : layout.pp) : 1;
   return worker;
@@ -307,7 +345,9 @@ Status Worker::execute(const StepPlan& plan, StepResult* result) {
   if (!plan.seqs.empty()) {
     const double f0 = seconds_now();
     build_micro_batches(plan);
+    forward_status_ = Status::ok();
     forward_micro_batches();
+    KVMESH_RETURN_IF_ERROR(forward_status_);
     if (layout().is_sampler()) sample_results(plan, result);
     result->timings.forward_seconds = static_cast<float>(seconds_now() - f0);
   }
@@ -337,6 +377,7 @@ void Worker::build_micro_batches(const StepPlan& plan) {
     }
     mb.seq_end = s;
     mb.tokens.clear();
+    mb.batch.block_size = bs;
     mb.batch.seqs.clear();
     mb.batch.positions.clear();
     mb.batch.slots.clear();
@@ -363,21 +404,31 @@ void Worker::forward_micro_batches() {
   for (size_t m = 0; m < mbs_.size(); ++m) {
     MicroBatch& mb = mbs_[m];
     const auto n = static_cast<int64_t>(mb.tokens.size());
-    mb.x.resize(static_cast<size_t>(n * e));
+    // Every rank runs every micro-batch (the peers wait for its sends); a failure is kept and
+    // reported after the step.
+    Status status = reserve(model_->backend(), &mb.x, static_cast<size_t>(n * e) * sizeof(float));
+    if (!status.is_ok()) {
+      KVMESH_CHECK_MSG(l.pp == 1, "cannot hold a micro-batch's activations: " + status.to_string());
+      forward_status_ = status;
+      return;
+    }
+    float* x = mb.x.f32();
     if (l.first_stage()) {
       const double c0 = seconds_now();
-      model_->embed(mb.tokens, mb.batch, mb.x.data());
+      status = model_->embed(mb.tokens, mb.batch, x);
       timing_.compute_s += seconds_now() - c0;
     } else {
-      collectives_->pp_recv_prev(mb.x.data(), n * e, static_cast<int>(m));
+      collectives_->pp_recv_prev(x, n * e, static_cast<int>(m));
     }
     const double c0 = seconds_now();
-    model_->run_layers(mb.batch, kv_->device_pool(), n, mb.x.data());
-    if (l.last_stage()) model_->logits(mb.x.data(), mb.logit_rows, &mb.logits);
+    if (status.is_ok()) status = model_->run_layers(mb.batch, kv_->device_pool(), n, x);
+    if (status.is_ok() && l.last_stage()) status = model_->logits(x, mb.logit_rows, &mb.logits);
     timing_.compute_s += seconds_now() - c0;
-    if (!l.last_stage()) collectives_->pp_send_next(mb.x.data(), n * e, static_cast<int>(m));
+    if (!status.is_ok() && forward_status_.is_ok()) forward_status_ = status;
+    if (!l.last_stage()) collectives_->pp_send_next(x, n * e, static_cast<int>(m));
   }
   collectives_->pp_flush_sends();
+  if (forward_status_.is_ok()) forward_status_ = model_->backend().status();
 }
 
 }  // namespace kvmesh

@@ -10,6 +10,7 @@
 #include "common/protocol.h"
 #include "common/status.h"
 #include "common/step_executor.h"
+#include "worker/backend_factory.h"
 #include "worker/collectives.h"
 #include "worker/parallel.h"
 
@@ -22,6 +23,9 @@ struct WorkerOptions {
   int n_threads = 0;           // compute threads; 0 = all cores
   ParallelLayout layout;       // tp, pp and this rank
   int micro_batches = 0;       // per step with pp > 1; 0 = pp
+  DeviceKind device = DeviceKind::cpu;  // compute backend
+  DType weight_dtype = DType::bf16;     // CUDA: matrix weights in device memory (bf16 or f16)
+  int device_index = -1;                // CUDA: GPU to use (-1: local rank modulo visible GPUs)
 };
 
 class Model;
@@ -79,6 +83,7 @@ class Worker {
   int64_t n_steps_ = 0;
   uint64_t bytes_read_ = 0;
   TierCapacity capacity_;
+  Status forward_status_;  // the first error of the current step's forward
   std::vector<double> logprobs_;
   std::vector<float> penalised_;
 };

@@ -2,6 +2,8 @@
 // and exit code 1; never a crash.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -115,6 +117,29 @@ TEST(GenerateCli, PromptLongerThanTheContextIsRefusedNotTruncated) {
   nlohmann::json req = {{"prompt", std::vector<int>(600, 464)}, {"max_tokens", 1}};
   expect_one_line_error(generate(hf_fixture_dir(), req.dump()), {"maximum context length is 512 tokens"});
   EXPECT_EQ(generate("/nonexistent/model").exit_code, 1);
+}
+
+}  // namespace
+}  // namespace kvmesh::testing
+
+namespace kvmesh::testing {
+namespace {
+
+// --device cuda where it cannot run (a build without CUDA, or no GPU): one error line, exit 1.
+TEST(GenerateDevice, CudaWithoutGpuIsOneClearError) {
+  if (std::system("nvidia-smi -L >/dev/null 2>&1") == 0) GTEST_SKIP() << "a GPU is present here";
+  const std::string request = R"({"prompt": "Hello", "max_tokens": 2})";
+  CommandResult r = run_command(kGenerate + " --model " + hf_fixture_dir() + " --device cuda --request " +
+                                shell_quote(request));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST(GenerateDevice, UnknownDeviceIsAFlagError) {
+  CommandResult r = run_command(kGenerate + " --model " + hf_fixture_dir() + " --device tpu --request x");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--device"), std::string::npos) << r.err;
 }
 
 }  // namespace

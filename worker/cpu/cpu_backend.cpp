@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "common/status.h"
 #include "worker/cpu/cpu_attention.h"
@@ -22,9 +24,32 @@ float gelu_tanh(float x) {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads) {
+  explicit CpuBackend(int n_threads) : pages_(make_host_page_memory()) {
     if (n_threads > 0) omp_set_num_threads(n_threads);
   }
+
+  std::string describe() const override { return "cpu"; }
+  bool host_memory() const override { return true; }
+  Result<Buffer> alloc(size_t bytes) override {
+    void* p = std::malloc(bytes > 0 ? bytes : 1);
+    if (p == nullptr) return resource_exhausted("cannot allocate " + std::to_string(bytes) + " bytes");
+    return Buffer(p, bytes, [](void* q) { std::free(q); });
+  }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (dst != src && bytes > 0) std::memcpy(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (dst != src && bytes > 0) std::memcpy(dst, src, bytes);
+  }
+  Result<TensorView> place_weight(const std::vector<float>& host, int64_t rows, int64_t cols, bool,
+                                  std::vector<Buffer>*) override {
+    if (static_cast<int64_t>(host.size()) != rows * cols)
+      return internal_error("weight of " + std::to_string(host.size()) + " values placed as [" +
+                            std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    return TensorView::of(const_cast<float*>(host.data()), {rows, cols});
+  }
+  PageMemory& page_memory() override { return *pages_; }
+  Status status() override { return Status::ok(); }
 
   void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe,
              const int32_t* tokens, const int32_t* positions, TensorView out) override {
@@ -108,6 +133,26 @@ class CpuBackend final : public Backend {
     matmul_nt(x.f32(), x.dim(0), x.dim(1), wte.f32(), wte.dim(0), logits.f32());
   }
 
+  void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override {
+    const int64_t e = x.dim(1);
+    for (size_t i = 0; i < rows.size(); ++i)
+      std::copy_n(x.f32() + rows[i] * e, e, out.f32() + static_cast<int64_t>(i) * e);
+  }
+
+  void row_stats(const TensorView& logits, RowStats* stats) override {
+    const int64_t r = logits.dim(0), v = logits.dim(1);
+    for (int64_t i = 0; i < r; ++i) {
+      const float* row = logits.f32() + i * v;
+      int64_t best = 0;
+      for (int64_t j = 1; j < v; ++j)
+        if (row[j] > row[best]) best = j;
+      double sum = 0.0;
+      for (int64_t j = 0; j < v; ++j) sum += std::exp(static_cast<double>(row[j]) - row[best]);
+      stats[i] = {row[best], static_cast<int32_t>(best),
+                  static_cast<float>(row[best] + std::log(sum))};
+    }
+  }
+
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
     const auto page_bytes = static_cast<size_t>(pool.page_bytes());  // i8 pages carry their scales
     for (const auto& [src, dst] : moves) {
@@ -117,6 +162,8 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  std::unique_ptr<PageMemory> pages_;
+
   static float apply(Activation act, float x) {
     switch (act) {
       case Activation::gelu_new: return gelu_tanh(x);

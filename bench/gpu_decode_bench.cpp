@@ -1,0 +1,113 @@
+// gpu_decode_bench: decode tokens/s of the CUDA engine for a synthetic model (default the GPT-2 XL
+// shape: 48 layers, 1600 wide, 25 heads) in bf16 at several batch sizes, beside the roofline
+// (bf16 weight bytes read per step / measured device copy bandwidth) and the share of it reached.
+// Usage: gpu_decode_bench [synthetic:<shape>] [new tokens per sequence]
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "common/synthetic_models.h"
+#include "common/tokenizer.h"
+#include "coordinator/engine.h"
+#include "coordinator/step_executor.h"
+#include "worker/cuda/cuda_backend.h"
+#include "worker/cuda/device_bandwidth.h"
+#include "worker/worker.h"
+
+using namespace kvmesh;
+
+namespace {
+
+std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs) {
+  WorkerOptions wo;
+  wo.model_dir = model;
+  wo.device = DeviceKind::cuda;
+  wo.weight_dtype = DType::bf16;
+  wo.cache.kv_dtype = DType::bf16;
+  wo.cache.device_bytes = 16ll << 30;
+  auto worker = Worker::create(wo);
+  if (!worker.is_ok()) {
+    std::fprintf(stderr, "gpu_decode_bench: %s\n", worker.status().to_string().c_str());
+    return nullptr;
+  }
+  auto tok = Tokenizer::from_vocab_merges(KVMESH_DATA_DIR "/gpt2/vocab.json", KVMESH_DATA_DIR "/gpt2/merges.txt");
+  if (!tok.is_ok()) return nullptr;
+  EngineConfig ec;
+  ec.model = (*worker)->model_config();
+  ec.cache = wo.cache;
+  ec.max_batch_tokens = 8192;
+  ec.max_num_seqs = max_seqs;
+  return std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker).value()),
+                                  std::shared_ptr<const Tokenizer>(std::move(tok).value()));
+}
+
+GenerationRequest request(int n_prompt, int max_tokens, int salt) {
+  GenerationRequest r;
+  for (int i = 0; i < n_prompt; ++i) r.prompt_ids.push_back((i * 7919 + salt * 104729) % 50000);
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  r.sampling.temperature = 0.0f;
+  return r;
+}
+
+// Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded).
+double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
+  int first = 0, done = 0;
+  for (int b = 0; b < batch; ++b) {
+    (void)engine.add_request(request(32, n_new, b + 1), [&](const GenerationDelta& d) {
+      if (d.n_generated_tokens == 1) ++first;
+      if (d.finish != FinishReason::none) ++done;
+    });
+  }
+  while (first < batch) {
+    if (!engine.step().is_ok()) return 0.0;
+  }
+  const double t0 = bench::now_seconds();
+  while (done < batch) {
+    if (!engine.step().is_ok()) return 0.0;
+  }
+  return static_cast<double>(batch) * (n_new - 1) / (bench::now_seconds() - t0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string model = argc > 1 ? argv[1] : "synthetic:gpt2-xl";
+  const int n_new = argc > 2 ? std::atoi(argv[2]) : 64;
+  if (cuda_device_count() == 0) {
+    std::fprintf(stderr, "gpu_decode_bench: no CUDA GPU visible\n");
+    return 1;
+  }
+  auto config = resolve_model_config(model);
+  if (!config.is_ok()) {
+    std::fprintf(stderr, "gpu_decode_bench: %s\n", config.status().to_string().c_str());
+    return 1;
+  }
+  auto bw = measure_device_copy_gbs(0);
+  if (!bw.is_ok()) {
+    std::fprintf(stderr, "gpu_decode_bench: %s\n", bw.status().to_string().c_str());
+    return 1;
+  }
+  // Every parameter is read once per decode step (bf16); the tied LM head reads wte a second time.
+  const double weight_bytes = (static_cast<double>(config->n_params()) +
+                               static_cast<double>(config->vocab_size) * config->n_embd) * 2.0;
+  const double roofline = *bw * 1e9 / weight_bytes;  // steps/s, so tokens/s per sequence
+  auto engine = make_engine(model, 128);
+  if (!engine) return 1;
+  (void)decode_tokens_per_s(*engine, 1, 8);  // warm up (cuBLAS heuristics, allocations)
+  std::printf("model %s: %.2f B parameters, %.2f GB of bf16 weights read per decode step; "
+              "device copy bandwidth %.0f GB/s\n\n",
+              model.c_str(), config->n_params() / 1e9, weight_bytes / 1e9, *bw);
+  std::printf("| batch | decode tok/s | roofline tok/s (batch x weight-bytes bound) | %% of roofline |\n");
+  std::printf("|---|---|---|---|\n");
+  for (int batch : {1, 8, 32, 128}) {
+    const double tps = decode_tokens_per_s(*engine, batch, n_new);
+    const double bound = roofline * batch;
+    std::printf("| %d | %.1f | %.1f | %.0f%% |\n", batch, tps, bound, 100.0 * tps / bound);
+    std::fflush(stdout);
+  }
+  return 0;
+}

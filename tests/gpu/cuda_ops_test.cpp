@@ -1,0 +1,292 @@
+// Every CUDA backend op against its CPU twin on random inputs. Tolerances (max |gpu - cpu| /
+// max(1, max |cpu|) per tensor): fp32 element-wise ops 1e-5; LayerNorm 1e-5; attention with f32
+// pages 1e-5, with bf16/f16 pages the same as CPU reading the same pages (pages are written by
+// each backend's kv_write, then compared as bytes: identical); matrix products with bf16 operands
+// against the CPU on the same bf16-rounded values 1e-5 of the row's magnitude sum (fp32
+// accumulation in another order). Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "worker/backend.h"
+#include "worker/cpu/cpu_backend.h"
+#include "worker/cuda/cuda_backend.h"
+
+namespace kvmesh {
+namespace {
+
+std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// bf16-rounded copies, so the CPU sees the values the GPU's narrow operands hold.
+std::vector<float> bf16_rounded(const std::vector<float>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = bf16_to_float(float_to_bf16(v[i]));
+  return out;
+}
+
+double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double err = 0.0, scale = 1.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(got[i])) return INFINITY;
+    err = std::max(err, static_cast<double>(std::fabs(got[i] - want[i])));
+    scale = std::max(scale, static_cast<double>(std::fabs(want[i])));
+  }
+  return err / scale;
+}
+
+class CudaOps : public ::testing::Test {
+ public:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: the CUDA op tests need one";
+    auto gpu = make_cuda_backend(0, DType::bf16);
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    gpu_ = std::move(gpu).value();
+    cpu_ = make_cpu_backend(2);
+  }
+
+  // A device copy of host values, poisoned first for outputs.
+  TensorView device(const std::vector<float>& host, int64_t rows, int64_t cols) {
+    auto b = gpu_->alloc(host.size() * sizeof(float));
+    EXPECT_TRUE(b.is_ok());
+    gpu_->upload(b->data(), host.data(), host.size() * sizeof(float));
+    TensorView v = TensorView::of(b->f32(), {rows, cols});
+    buffers_.push_back(std::move(b).value());
+    return v;
+  }
+  TensorView device_poisoned(int64_t rows, int64_t cols) {
+    return device(std::vector<float>(static_cast<size_t>(rows * cols), NAN), rows, cols);
+  }
+  std::vector<float> host(const TensorView& v) {
+    std::vector<float> out(static_cast<size_t>(v.numel()));
+    gpu_->download(out.data(), v.data, out.size() * sizeof(float));
+    EXPECT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+    return out;
+  }
+  TensorView weight(const std::vector<float>& w, int64_t rows, int64_t cols, bool matrix) {
+    auto v = gpu_->place_weight(w, rows, cols, matrix, &buffers_);
+    EXPECT_TRUE(v.is_ok()) << v.status().to_string();
+    return *v;
+  }
+
+  std::unique_ptr<Backend> gpu_, cpu_;
+  std::vector<Buffer> buffers_;
+};
+
+TEST_F(CudaOps, EmbedWithPositions) {
+  const int64_t v = 97, e = 48, p = 40, n = 13;
+  auto wte = random_values(v * e, 1), wpe = random_values(p * e, 2);
+  std::vector<int32_t> tokens(n), positions(n);
+  for (int64_t t = 0; t < n; ++t) {
+    tokens[t] = static_cast<int32_t>((t * 37) % 120) + 10;  // some outside the shard [10, 107)
+    positions[t] = static_cast<int32_t>((t * 7) % p);
+  }
+  std::vector<float> want(n * e);
+  const auto wte_r = bf16_rounded(wte), wpe_r = bf16_rounded(wpe);
+  TensorView wpe_c = TensorView::of(const_cast<float*>(wpe_r.data()), {p, e});
+  cpu_->embed(TensorView::of(const_cast<float*>(wte_r.data()), {v, e}), 10, &wpe_c, tokens.data(),
+              positions.data(), TensorView::of(want.data(), {n, e}));
+  TensorView wpe_g = weight(wpe, p, e, true);
+  TensorView out = device_poisoned(n, e);
+  gpu_->embed(weight(wte, v, e, true), 10, &wpe_g, tokens.data(), positions.data(), out);
+  EXPECT_LT(rel_error(host(out), want), 1e-6);
+}
+
+TEST_F(CudaOps, LayerNormInPlaceAndNot) {
+  const int64_t n = 9, e = 1600;
+  auto x = random_values(n * e, 3, 3.0f), w = random_values(e, 4), b = random_values(e, 5);
+  std::vector<float> want(n * e);
+  TensorView wv = TensorView::of(w.data(), {1, e}), bv = TensorView::of(b.data(), {1, e});
+  cpu_->layer_norm(TensorView::of(x.data(), {n, e}), wv, bv, 1e-5f, TensorView::of(want.data(), {n, e}));
+  TensorView xg = device(x, n, e), out = device_poisoned(n, e);
+  TensorView wg = weight(w, 1, e, false), bg = weight(b, 1, e, false);
+  gpu_->layer_norm(xg, wg, bg, 1e-5f, out);
+  EXPECT_LT(rel_error(host(out), want), 1e-5);
+  gpu_->layer_norm(xg, wg, bg, 1e-5f, xg);
+  EXPECT_LT(rel_error(host(xg), want), 1e-5);
+}
+
+TEST_F(CudaOps, BiasGeluAndBiasResidual) {
+  const int64_t n = 7, e = 300;
+  auto y = random_values(n * e, 6, 2.0f), b = random_values(e, 7), x = random_values(n * e, 8);
+  for (Activation act : {Activation::gelu_new, Activation::gelu, Activation::gelu_fast, Activation::relu}) {
+    std::vector<float> want = y;
+    TensorView bv = TensorView::of(b.data(), {1, e});
+    cpu_->add_bias(TensorView::of(want.data(), {n, e}), bv);
+    cpu_->activation(TensorView::of(want.data(), {n, e}), act);
+    TensorView yg = device(y, n, e);
+    gpu_->add_bias(yg, weight(b, 1, e, false));
+    gpu_->activation(yg, act);
+    EXPECT_LT(rel_error(host(yg), want), 1e-5) << activation_name(act);
+  }
+  std::vector<float> want_x = x, y_copy = y;
+  cpu_->add_bias_residual(TensorView::of(want_x.data(), {n, e}), TensorView::of(y_copy.data(), {n, e}),
+                          TensorView::of(b.data(), {1, e}));
+  TensorView xg = device(x, n, e), yg = device(y, n, e);
+  gpu_->add_bias_residual(xg, yg, weight(b, 1, e, false));
+  EXPECT_LT(rel_error(host(xg), want_x), 1e-6);
+}
+
+TEST_F(CudaOps, LinearAndLmHeadOnBf16Operands) {
+  const int64_t n = 5, in = 256, out_c = 320, v = 1000;
+  auto x = random_values(n * in, 9), w = random_values(in * out_c, 10, 0.05f), b = random_values(out_c, 11);
+  auto wte = random_values(v * in, 12, 0.05f);
+  const auto x_r = bf16_rounded(x), w_r = bf16_rounded(w), wte_r = bf16_rounded(wte);
+  std::vector<float> want(n * out_c), want_logits(n * v);
+  TensorView bv = TensorView::of(b.data(), {1, out_c});
+  cpu_->linear_act(TensorView::of(const_cast<float*>(x_r.data()), {n, in}),
+                   TensorView::of(const_cast<float*>(w_r.data()), {in, out_c}), bv, Activation::gelu_new,
+                   TensorView::of(want.data(), {n, out_c}));
+  cpu_->lm_head(TensorView::of(const_cast<float*>(x_r.data()), {n, in}),
+                TensorView::of(const_cast<float*>(wte_r.data()), {v, in}), TensorView::of(want_logits.data(), {n, v}));
+  TensorView xg = device(x, n, in), out = device_poisoned(n, out_c), logits = device_poisoned(n, v);
+  gpu_->linear_act(xg, weight(w, in, out_c, true), weight(b, 1, out_c, false), Activation::gelu_new, out);
+  gpu_->lm_head(xg, weight(wte, v, in, true), logits);
+  EXPECT_LT(rel_error(host(out), want), 1e-5);
+  EXPECT_LT(rel_error(host(logits), want_logits), 1e-5);
+}
+
+TEST_F(CudaOps, GatherRowsAndRowStats) {
+  const int64_t t = 6, e = 40, v = 50257;
+  auto x = random_values(t * e, 13);
+  const std::vector<int32_t> rows = {5, 0, 3};
+  std::vector<float> want(rows.size() * e);
+  cpu_->gather_rows(TensorView::of(x.data(), {t, e}), rows, TensorView::of(want.data(), {3, e}));
+  TensorView out = device_poisoned(3, e);
+  gpu_->gather_rows(device(x, t, e), rows, out);
+  EXPECT_EQ(host(out), want);
+
+  auto logits = random_values(4 * v, 14, 4.0f);
+  logits[2 * v + 777] = 100.0f;  // a clear winner
+  logits[3 * v + 5] = logits[3 * v + 9] = 50.0f;  // a tie: the first index wins
+  std::vector<RowStats> want_stats(4), got(4);
+  cpu_->row_stats(TensorView::of(logits.data(), {4, v}), want_stats.data());
+  gpu_->row_stats(device(logits, 4, v), got.data());
+  ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(got[i].argmax, want_stats[i].argmax) << "row " << i;
+    EXPECT_EQ(got[i].max, want_stats[i].max) << "row " << i;
+    EXPECT_NEAR(got[i].log_sum_exp, want_stats[i].log_sum_exp, 1e-4) << "row " << i;
+  }
+}
+
+// A ragged batch: a long prefill chunk after cached tokens, a fresh prompt, and decodes of long
+// contexts (split over blocks), over shuffled pages.
+struct PagedCase {
+  BatchLayout batch;
+  std::vector<std::vector<int32_t>> tables;
+  int64_t n_rows = 0;
+};
+
+PagedCase make_case(int32_t block_size, int32_t n_pages) {
+  PagedCase c;
+  c.batch.block_size = block_size;
+  const std::vector<std::pair<int32_t, int32_t>> seqs = {{40, 25}, {0, 17}, {1500, 1}, {700, 1}, {3, 1}};
+  std::vector<int32_t> free_pages(n_pages);
+  for (int32_t i = 0; i < n_pages; ++i) free_pages[i] = (i * 7919) % n_pages;  // a permutation (n_pages prime)
+  size_t next = 0;
+  c.tables.resize(seqs.size());
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const auto [n_past, n_tokens] = seqs[s];
+    const int32_t pages = (n_past + n_tokens + block_size - 1) / block_size;
+    for (int32_t p = 0; p < pages; ++p) c.tables[s].push_back(free_pages[next++]);
+  }
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const auto [n_past, n_tokens] = seqs[s];
+    c.batch.seqs.push_back({static_cast<int32_t>(c.n_rows), n_tokens, n_past, c.tables[s].data()});
+    for (int32_t i = 0; i < n_tokens; ++i) {
+      const int32_t pos = n_past + i;
+      c.batch.positions.push_back(pos);
+      c.batch.slots.push_back(c.tables[s][pos / block_size] * block_size + pos % block_size);
+    }
+    c.n_rows += n_tokens;
+  }
+  return c;
+}
+
+// Fills the context before each sequence's new tokens with random K/V (one batch of all cached
+// positions written by the CPU), then copies the pool to the GPU.
+void fill_history(Backend& cpu, const PagedCase& c, KvPoolView pool, int32_t layer, int64_t e, uint32_t seed) {
+  BatchLayout history;
+  history.block_size = c.batch.block_size;
+  for (size_t s = 0; s < c.batch.seqs.size(); ++s) {
+    const SeqSpan& span = c.batch.seqs[s];
+    for (int32_t pos = 0; pos < span.n_past; ++pos) {
+      history.positions.push_back(pos);
+      history.slots.push_back(c.tables[s][pos / pool.block_size] * pool.block_size + pos % pool.block_size);
+    }
+  }
+  const auto n = static_cast<int64_t>(history.slots.size());
+  auto qkv = random_values(static_cast<size_t>(n * 3 * e), seed);
+  cpu.kv_write(TensorView::of(qkv.data(), {n, 3 * e}), history, layer, pool);
+}
+
+void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype) {
+  const int32_t block_size = 16, n_pages = 211, n_layers = 2, n_heads = 3, head_dim = 64, layer = 1;
+  const int64_t e = n_heads * head_dim;
+  PagedCase c = make_case(block_size, n_pages);
+  KvPoolView pool{nullptr, kv_dtype, n_pages, n_layers, block_size, n_heads, head_dim};
+  const size_t pool_bytes = static_cast<size_t>(pool.page_bytes()) * n_pages;
+  std::vector<uint8_t> cpu_pool(pool_bytes, 0);
+  pool.data = cpu_pool.data();
+  fill_history(cpu, c, pool, layer, e, 21);
+  auto dev_pool = gpu.alloc(pool_bytes);
+  ASSERT_TRUE(dev_pool.is_ok());
+  gpu.upload(dev_pool->data(), cpu_pool.data(), pool_bytes);
+  KvPoolView gpool = pool;
+  gpool.data = dev_pool->data();
+
+  auto qkv = random_values(static_cast<size_t>(c.n_rows * 3 * e), 22);
+  std::vector<float> want(static_cast<size_t>(c.n_rows * e));
+  cpu.kv_write(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool);
+  cpu.attention(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool,
+                TensorView::of(want.data(), {c.n_rows, e}));
+
+  TensorView qkv_g = self->device(qkv, c.n_rows, 3 * e), out = self->device_poisoned(c.n_rows, e);
+  gpu.prepare_batch(c.batch);
+  gpu.kv_write(qkv_g, c.batch, layer, gpool);
+  gpu.attention(qkv_g, c.batch, layer, gpool, out);
+  std::vector<uint8_t> gpu_pool(pool_bytes);
+  gpu.download(gpu_pool.data(), dev_pool->data(), pool_bytes);
+  ASSERT_TRUE(gpu.status().is_ok()) << gpu.status().to_string();
+  EXPECT_TRUE(gpu_pool == cpu_pool) << "pages written by kv_write differ (" << dtype_name(kv_dtype) << ")";
+  EXPECT_LT(rel_error(self->host(out), want), 1e-5) << dtype_name(kv_dtype);
+}
+
+TEST_F(CudaOps, KvWriteAndPagedAttentionF32Pages) { check_paged(this, *cpu_, *gpu_, DType::f32); }
+TEST_F(CudaOps, KvWriteAndPagedAttentionBf16Pages) { check_paged(this, *cpu_, *gpu_, DType::bf16); }
+TEST_F(CudaOps, KvWriteAndPagedAttentionF16Pages) { check_paged(this, *cpu_, *gpu_, DType::f16); }
+
+TEST_F(CudaOps, CopyPagesAndTierMoves) {
+  KvPoolView pool{nullptr, DType::bf16, 8, 2, 16, 2, 64};
+  const size_t page = static_cast<size_t>(pool.page_bytes());
+  std::vector<uint8_t> bytes(page * 8);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 31 + 7);
+  auto dev = gpu_->page_memory().alloc_device(bytes.size());
+  auto host_pool = gpu_->page_memory().alloc_host(page * 2);
+  ASSERT_TRUE(dev.is_ok() && host_pool.is_ok());
+  gpu_->upload(dev->data(), bytes.data(), bytes.size());
+  pool.data = dev->data();
+  gpu_->copy_pages(pool, {{1, 6}});
+  PageMemory& m = gpu_->page_memory();
+  ASSERT_TRUE(m.copy_to_host(host_pool->data(), pool.page_ptr(6), page).is_ok());
+  EXPECT_EQ(std::memcmp(host_pool->data(), bytes.data() + page, page), 0);
+  ASSERT_TRUE(m.copy_to_device(pool.page_ptr(2), host_pool->data(), page).is_ok());
+  ASSERT_TRUE(m.fence().is_ok());
+  ASSERT_TRUE(m.wait_copies().is_ok());
+  std::vector<uint8_t> back(page);
+  gpu_->download(back.data(), pool.page_ptr(2), page);
+  EXPECT_EQ(std::memcmp(back.data(), bytes.data() + page, page), 0);
+}
+
+}  // namespace
+}  // namespace kvmesh

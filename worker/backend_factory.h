@@ -1,0 +1,34 @@
+// Picking the compute backend at run time: `--device cpu|cuda`, with one clear error when CUDA was
+// not built or no GPU is usable.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "worker/backend.h"
+
+namespace kvmesh {
+
+enum class DeviceKind { cpu, cuda };
+
+struct BackendOptions {
+  DeviceKind device = DeviceKind::cpu;
+  int n_threads = 0;                // CPU: compute threads (0 = all cores)
+  DType weight_dtype = DType::bf16; // CUDA: storage of matrix weights (bf16 or f16)
+  int device_index = -1;            // CUDA: GPU to use; -1 = this process's local MPI rank modulo
+                                    // the visible GPUs (0 without MPI)
+};
+
+// "cpu" / "cuda"; false for anything else.
+bool parse_device(std::string_view name, DeviceKind* out);
+const char* device_name(DeviceKind device);
+// Whether this build carries the CUDA backend (and NCCL).
+bool cuda_backend_built();
+bool nccl_built();
+
+Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options);
+
+}  // namespace kvmesh

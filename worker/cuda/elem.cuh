@@ -1,0 +1,54 @@
+// Device helpers shared by the kernels: loads and stores of f32/f16/bf16 elements as fp32, warp and
+// block reductions, grid sizes.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "worker/cuda/kernels.h"
+
+namespace kvmesh {
+
+__device__ __forceinline__ float load_as_float(const void* base, KernelDType dtype, int64_t i) {
+  switch (dtype) {
+    case KernelDType::f16: return __half2float(static_cast<const __half*>(base)[i]);
+    case KernelDType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
+    default: return static_cast<const float*>(base)[i];
+  }
+}
+
+__device__ __forceinline__ void store_from_float(void* base, KernelDType dtype, int64_t i, float v) {
+  switch (dtype) {
+    case KernelDType::f16: static_cast<__half*>(base)[i] = __float2half_rn(v); break;
+    case KernelDType::bf16: static_cast<__nv_bfloat16*>(base)[i] = __float2bfloat16_rn(v); break;
+    default: static_cast<float*>(base)[i] = v; break;
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// scratch: 32 floats of shared memory, free again on return.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < n_warps; ++w) total += scratch[w];
+  __syncthreads();
+  return total;
+}
+
+// Blocks for n elements at `threads` per block, capped so the grid stays small (grid-stride loops).
+inline unsigned grid_for(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
+}
+
+}  // namespace kvmesh

@@ -1,0 +1,81 @@
+// Launchers of the CUDA backend's own kernels, one op per .cu file, each the twin of a CPU op
+// (worker/cpu). Plain pointers in device memory and an explicit stream; every launcher returns the
+// launch's cudaError_t. Compute is fp32; K/V pages and weights may be f16 or bf16.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace kvmesh {
+
+enum class KernelDType : int { f32 = 0, f16 = 1, bf16 = 2 };
+
+// The page layout of KvPoolView: page p, layer l, kv, token offset o, head h, element c sits at
+// element p * page_elems + ((l * 2 + kv) * block_size + o) * n_heads * head_dim + h * head_dim + c.
+struct KvPoolGeometry {
+  void* data = nullptr;
+  KernelDType dtype = KernelDType::f32;
+  int64_t page_elems = 0;
+  int32_t block_size = 0;
+  int32_t n_heads = 0;
+  int32_t head_dim = 0;  // at most kMaxHeadDim
+};
+constexpr int kMaxHeadDim = 256;
+
+// Where each query row of a ragged batch attends: row t sees context positions [0, row_ctx[t]),
+// whose pages are tables[row_table[t] + j / block_size].
+struct AttentionRows {
+  const int32_t* row_ctx = nullptr;    // [T]
+  const int32_t* row_table = nullptr;  // [T]
+  const int32_t* tables = nullptr;     // concatenated block tables
+};
+
+// out[t] = wte[tokens[t] - vocab_begin] (0 outside [0, wte_rows)) + wpe[positions[t]] (wpe may be
+// null).  out: [n, e] fp32
+cudaError_t launch_embed(const void* wte, KernelDType wte_dtype, int64_t wte_rows, int64_t vocab_begin,
+                         const void* wpe, KernelDType wpe_dtype, const int32_t* tokens,
+                         const int32_t* positions, int64_t n, int64_t e, float* out,
+                         cudaStream_t stream);
+
+// out = (x - mean) / sqrt(var + eps) * w + b per row; out may be x.   x, out: [n, e]
+cudaError_t launch_layer_norm(const float* x, const float* w, const float* b, float eps, int64_t n,
+                              int64_t e, float* out, cudaStream_t stream);
+
+// Activations as in common/config.h's Activation (gelu_new = 0, gelu = 1, gelu_fast = 2, relu = 3);
+// kNoActivation leaves values as they are.
+constexpr int kNoActivation = -1;
+// x = act(x + bias[col]) (bias may be null).    x: [n, e]
+cudaError_t launch_bias_act(float* x, const float* bias, int act, int64_t n, int64_t e,
+                            cudaStream_t stream);
+
+// x += (y + bias[col]) (bias may be null).      x, y: [n, e]
+cudaError_t launch_bias_residual(float* x, const float* y, const float* bias, int64_t n, int64_t e,
+                                 cudaStream_t stream);
+
+// K and V of each token (columns [E, 2E) and [2E, 3E) of qkv, E = n_heads * head_dim) into its
+// slot (page * block_size + offset) of `layer`.    qkv: [n, 3E]
+cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, int32_t layer,
+                            const KvPoolGeometry& pool, cudaStream_t stream);
+
+// Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scaled
+// by 1/sqrt(head_dim). Each (row, head) is split over n_splits ranges of keys_per_split positions;
+// with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each range's
+// (max, sum, unnormalised output) and a second kernel combines them.    out: [n, E]
+cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
+                                   int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
+                                   int32_t keys_per_split, float* partial, float* out,
+                                   cudaStream_t stream);
+
+// out[i] = x[rows[i]]     x: [*, e], out: [r, e]
+cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, int64_t e, float* out,
+                               cudaStream_t stream);
+
+// Per row of logits [r, v]: max, first argmax, log(sum(exp(logit))).
+cudaError_t launch_row_stats(const float* logits, int64_t r, int64_t v, float* max, int32_t* argmax,
+                             float* log_sum_exp, cudaStream_t stream);
+
+// dst = src rounded to nearest even in dtype (f16 or bf16), n elements.
+cudaError_t launch_cast(const float* src, void* dst, KernelDType dtype, int64_t n, cudaStream_t stream);
+
+}  // namespace kvmesh

@@ -1,0 +1,187 @@
+// NcclCollectives: all-reduce and gather in the TP group, send/recv between adjacent PP stages, on
+// the backend's stream. The host waits only where a result must be complete (the gathered logits,
+// the end of a stage's sends); it waits by polling the stream's event and ncclCommGetAsyncError, so
+// a dead peer ends the job (communicators aborted, MPI_Abort) instead of hanging it.
+#include "worker/cuda/nccl_collectives.h"
+
+#include <cuda_runtime.h>
+#include <mpi.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+namespace kvmesh {
+namespace {
+
+constexpr int kIdTag = 7301;  // MPI tag of the communicator id messages
+
+Status nccl_status(ncclResult_t r, const char* what) {
+  if (r == ncclSuccess) return Status::ok();
+  return internal_error(std::string(what) + ": " + ncclGetErrorString(r));
+}
+
+class NcclCollectives final : public Collectives {
+ public:
+  NcclCollectives(const ParallelLayout& layout, std::unique_ptr<Collectives> control, double timeout_s)
+      : layout_(layout), control_(std::move(control)), timeout_s_(timeout_s) {}
+
+  ~NcclCollectives() override {
+    for (ncclComm_t* c : {&tp_, &prev_, &next_}) {
+      if (*c != nullptr) (void)ncclCommDestroy(*c);
+    }
+    if (done_ != nullptr) (void)cudaEventDestroy(done_);
+  }
+
+  Status bind_stream(void* stream) override {
+    if (stream == nullptr) return invalid_argument("NCCL collectives need the CUDA backend (--device cuda)");
+    stream_ = static_cast<cudaStream_t>(stream);
+    if (cudaGetDevice(&device_) != cudaSuccess) return internal_error("cudaGetDevice failed");
+    if (cudaEventCreateWithFlags(&done_, cudaEventDisableTiming) != cudaSuccess)
+      return internal_error("cudaEventCreate failed (NCCL collectives)");
+    const int tp = layout_.tp, stage = layout_.pp_rank();
+    if (tp > 1) KVMESH_RETURN_IF_ERROR(init_comm(stage * tp, tp, layout_.tp_rank(), &tp_, "TP group"));
+    // Pairs of adjacent stages in stage order, so each pair's two ranks meet without a cycle.
+    for (int s = 0; s + 1 < layout_.pp; ++s) {
+      const int lower = s * tp + layout_.tp_rank();
+      if (stage == s) KVMESH_RETURN_IF_ERROR(init_pair(lower, 0, &next_));
+      if (stage == s + 1) KVMESH_RETURN_IF_ERROR(init_pair(lower, 1, &prev_));
+    }
+    return Status::ok();
+  }
+
+  void tp_all_reduce_sum(float* data, int64_t n) override {
+    enter();
+    guard(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum, tp_, stream_), tp_,
+          "ncclAllReduce");
+  }
+  void tp_gather(const float* local, int64_t n, float* all) override {
+    enter();
+    const size_t count = static_cast<size_t>(n);
+    guard(ncclGroupStart(), tp_, "ncclGroupStart");
+    if (layout_.tp_rank() == 0) {
+      for (int r = 1; r < layout_.tp; ++r)
+        guard(ncclRecv(all + r * count, count, ncclFloat32, r, tp_, stream_), tp_, "ncclRecv (gather)");
+    } else {
+      guard(ncclSend(local, count, ncclFloat32, 0, tp_, stream_), tp_, "ncclSend (gather)");
+    }
+    guard(ncclGroupEnd(), tp_, "ncclGroupEnd");
+    if (layout_.tp_rank() == 0 &&
+        cudaMemcpyAsync(all, local, count * sizeof(float), cudaMemcpyDeviceToDevice, stream_) != cudaSuccess)
+      fail("copying the local logits shard", "cudaMemcpyAsync failed");
+    wait(tp_, "tp_gather");
+  }
+  void pp_send_next(const float* data, int64_t n, int tag) override {
+    (void)tag;  // NCCL keeps the order of sends and receives on one communicator
+    enter();
+    guard(ncclSend(data, static_cast<size_t>(n), ncclFloat32, 1, next_, stream_), next_, "ncclSend (PP)");
+  }
+  void pp_recv_prev(float* data, int64_t n, int tag) override {
+    (void)tag;
+    enter();
+    guard(ncclRecv(data, static_cast<size_t>(n), ncclFloat32, 0, prev_, stream_), prev_, "ncclRecv (PP)");
+  }
+  void pp_flush_sends() override {
+    if (stream_ == nullptr) return;
+    enter();
+    wait(next_ != nullptr ? next_ : prev_ != nullptr ? prev_ : tp_, "the step's transfers");
+  }
+
+  int64_t world_min(int64_t value) override { return control_->world_min(value); }
+  Status agree(const Status& local) override { return control_->agree(local); }
+  void world_or_flags(std::vector<uint8_t>& flags) override { control_->world_or_flags(flags); }
+  std::vector<std::string> gather_to_root(const std::string& local) override {
+    return control_->gather_to_root(local);
+  }
+
+ private:
+  // Creates a communicator of `size` world ranks starting at `first` (this rank is `index` in it);
+  // index 0 makes the id and sends it to the others over MPI.
+  Status init_comm(int first, int size, int index, ncclComm_t* comm, const char* what) {
+    ncclUniqueId id{};
+    if (index == 0) {
+      KVMESH_RETURN_IF_ERROR(nccl_status(ncclGetUniqueId(&id), "ncclGetUniqueId"));
+      for (int i = 1; i < size; ++i)
+        MPI_Send(&id, sizeof(id), MPI_BYTE, first + i, kIdTag, MPI_COMM_WORLD);
+    } else {
+      MPI_Recv(&id, sizeof(id), MPI_BYTE, first, kIdTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    }
+    const Status s = nccl_status(ncclCommInitRank(comm, size, id, index), "ncclCommInitRank");
+    if (!s.is_ok()) return s.with_context(what);
+    return Status::ok();
+  }
+  // The pair (lower, lower + tp): the lower stage is index 0.
+  Status init_pair(int lower, int index, ncclComm_t* comm) {
+    const int ranks[2] = {lower, lower + layout_.tp};
+    ncclUniqueId id{};
+    if (index == 0) {
+      KVMESH_RETURN_IF_ERROR(nccl_status(ncclGetUniqueId(&id), "ncclGetUniqueId"));
+      MPI_Send(&id, sizeof(id), MPI_BYTE, ranks[1], kIdTag, MPI_COMM_WORLD);
+    } else {
+      MPI_Recv(&id, sizeof(id), MPI_BYTE, ranks[0], kIdTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    }
+    const Status s = nccl_status(ncclCommInitRank(comm, 2, id, index), "ncclCommInitRank");
+    if (!s.is_ok()) return s.with_context("PP pair");
+    return Status::ok();
+  }
+
+  void enter() {
+    if (cudaSetDevice(device_) != cudaSuccess) fail("cudaSetDevice", "failed");
+  }
+  void guard(ncclResult_t r, ncclComm_t comm, const char* what) {
+    (void)comm;
+    if (r != ncclSuccess && r != ncclInProgress) fail(what, ncclGetErrorString(r));
+  }
+  // Waits for the stream up to the timeout, watching the communicator for asynchronous errors.
+  void wait(ncclComm_t comm, const char* what) {
+    if (cudaEventRecord(done_, stream_) != cudaSuccess) fail(what, "cudaEventRecord failed");
+    const auto start = std::chrono::steady_clock::now();
+    for (int spins = 0;; ++spins) {
+      const cudaError_t q = cudaEventQuery(done_);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) fail(what, cudaGetErrorString(q));
+      ncclResult_t async = ncclSuccess;
+      if (comm != nullptr && ncclCommGetAsyncError(comm, &async) == ncclSuccess && async != ncclSuccess &&
+          async != ncclInProgress)
+        fail(what, ncclGetErrorString(async));
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > timeout_s_)
+        fail(what, ("not finished after " + std::to_string(timeout_s_) + " s (a peer rank is gone or stuck)").c_str());
+      if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+  [[noreturn]] void fail(const char* what, const char* why) {
+    std::fprintf(stderr, "kvmesh rank %d: NCCL %s failed: %s; aborting the communicators and the job\n",
+                 layout_.rank, what, why);
+    std::fflush(stderr);
+    for (ncclComm_t* c : {&tp_, &prev_, &next_}) {
+      if (*c != nullptr) (void)ncclCommAbort(*c);
+      *c = nullptr;
+    }
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    std::abort();
+  }
+
+  ParallelLayout layout_;
+  std::unique_ptr<Collectives> control_;
+  double timeout_s_;
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t done_ = nullptr;
+  ncclComm_t tp_ = nullptr;
+  ncclComm_t prev_ = nullptr;  // with the previous stage (this rank is index 1)
+  ncclComm_t next_ = nullptr;  // with the next stage (this rank is index 0)
+};
+
+}  // namespace
+
+std::unique_ptr<Collectives> make_nccl_collectives(const ParallelLayout& layout,
+                                                   std::unique_ptr<Collectives> control,
+                                                   double timeout_s) {
+  return std::make_unique<NcclCollectives>(layout, std::move(control), timeout_s);
+}
+
+}  // namespace kvmesh

@@ -1,0 +1,164 @@
+// Paged attention for prefill (many query rows per sequence, causal) and decode (one row), the twin
+// of cpu_paged_attention. One block per (row, head, split of the context); its warps take keys in
+// turn with an online softmax in fp32, then combine. Long contexts split over several blocks whose
+// (max, sum, unnormalised output) a second kernel reduces. Pages hold f32, f16 or bf16.
+#include <cmath>
+
+#include "worker/cuda/elem.cuh"
+
+namespace kvmesh {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kPerLane = kMaxHeadDim / 32;  // head elements each lane owns
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v);
+template <>
+__device__ __forceinline__ float to_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
+                     float scale, int32_t keys_per_split, float* partial, float* out) {
+  __shared__ float warp_max[kWarps], warp_sum_[kWarps];
+  __shared__ float warp_acc[kWarps][kMaxHeadDim];
+  const int64_t t = blockIdx.x;
+  const int h = static_cast<int>(blockIdx.y), split = static_cast<int>(blockIdx.z);
+  const int n_splits = static_cast<int>(gridDim.z);
+  const int d = pool.head_dim, bs = pool.block_size;
+  const int64_t e = static_cast<int64_t>(pool.n_heads) * d;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int32_t n_ctx = rows.row_ctx[t];
+  const int32_t* table = rows.tables + rows.row_table[t];
+  const int32_t begin = split * keys_per_split;
+  const int32_t end = min(n_ctx, begin + keys_per_split);
+  const T* kv = static_cast<const T*>(pool.data);
+
+  float q[kPerLane], acc[kPerLane];
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int c = lane + 32 * i;
+    q[i] = c < d ? qkv[t * 3 * e + h * d + c] : 0.0f;
+    acc[i] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int32_t j = begin + warp; j < end; j += kWarps) {
+    const int64_t page = table[j / bs];
+    const int64_t k_row = page * pool.page_elems +
+                          ((static_cast<int64_t>(layer) * 2) * bs + j % bs) * e + h * d;
+    const int64_t v_row = k_row + static_cast<int64_t>(bs) * e;  // V rows follow the layer's K rows
+    float dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int c = lane + 32 * i;
+      if (c < d) dot += q[i] * to_float(kv[k_row + c]);
+    }
+    const float s = warp_sum(dot) * scale;
+    const float m_new = fmaxf(m, s);
+    const float correction = expf(m - m_new);  // 0 for the first key (m = -inf)
+    const float p = expf(s - m_new);
+    l = l * correction + p;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int c = lane + 32 * i;
+      if (c < d) acc[i] = acc[i] * correction + p * to_float(kv[v_row + c]);
+    }
+    m = m_new;
+  }
+  if (lane == 0) {
+    warp_max[warp] = m;
+    warp_sum_[warp] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int c = lane + 32 * i;
+    if (c < d) warp_acc[warp][c] = acc[i];
+  }
+  __syncthreads();
+  float block_max = -INFINITY;
+  for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, warp_max[w]);
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    float sum = 0.0f, o = 0.0f;
+    for (int w = 0; w < kWarps; ++w) {
+      if (warp_max[w] == -INFINITY) continue;  // a warp that saw no key
+      const float f = expf(warp_max[w] - block_max);
+      sum += warp_sum_[w] * f;
+      o += warp_acc[w][c] * f;
+    }
+    if (n_splits == 1) {
+      out[t * e + h * d + c] = o / sum;  // every row sees at least itself, so sum > 0
+    } else {
+      float* part = partial + ((t * pool.n_heads + h) * n_splits + split) * (d + 2);
+      part[2 + c] = o;
+      if (c == 0) {
+        part[0] = block_max;  // -inf when this split holds no key of the row
+        part[1] = sum;
+      }
+    }
+  }
+}
+
+__global__ void attention_combine_kernel(const float* partial, int32_t n_heads, int32_t d,
+                                         int32_t n_splits, float* out) {
+  const int64_t t = blockIdx.x;
+  const int h = static_cast<int>(blockIdx.y);
+  const int64_t e = static_cast<int64_t>(n_heads) * d;
+  const float* part = partial + (t * n_heads + h) * n_splits * (d + 2);
+  float block_max = -INFINITY;
+  for (int s = 0; s < n_splits; ++s) block_max = fmaxf(block_max, part[s * (d + 2)]);
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    float sum = 0.0f, o = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+      const float* p = part + s * (d + 2);
+      if (p[0] == -INFINITY) continue;
+      const float f = expf(p[0] - block_max);
+      sum += p[1] * f;
+      o += p[2 + c] * f;
+    }
+    out[t * e + h * d + c] = o / sum;
+  }
+}
+
+template <typename T>
+cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
+                         const KvPoolGeometry& pool, int32_t n_splits, int32_t keys_per_split,
+                         float* partial, float* out, cudaStream_t stream) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(pool.head_dim));
+  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads),
+                  static_cast<unsigned>(n_splits));
+  attention_kernel<T><<<grid, kWarps * 32, 0, stream>>>(qkv, rows, layer, pool, scale,
+                                                         keys_per_split, partial, out);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess || n_splits == 1) return err;
+  attention_combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads)), 64,
+                             0, stream>>>(partial, pool.n_heads, pool.head_dim, n_splits, out);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
+                                   int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
+                                   int32_t keys_per_split, float* partial, float* out,
+                                   cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  if (pool.head_dim < 1 || pool.head_dim > kMaxHeadDim || n_splits < 1 || keys_per_split < 1 ||
+      n_splits > 65535 || pool.n_heads > 65535)
+    return cudaErrorInvalidValue;
+  switch (pool.dtype) {
+    case KernelDType::f16:
+      return launch_typed<__half>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, stream);
+    case KernelDType::bf16:
+      return launch_typed<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial,
+                                         out, stream);
+    default:
+      return launch_typed<float>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, stream);
+  }
+}
+
+}  // namespace kvmesh

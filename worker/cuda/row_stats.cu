@@ -1,0 +1,62 @@
+// Logits to sampling: per row, the max, its first index (greedy token) and log(sum(exp(logit)))
+// (a token's log-prob is logit - log_sum_exp); one block per row. The twin of CpuBackend::row_stats.
+#include <cfloat>
+
+#include "worker/cuda/elem.cuh"
+
+namespace kvmesh {
+namespace {
+
+constexpr int kThreads = 512;
+
+__global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out, int32_t* argmax_out,
+                                 float* lse_out) {
+  __shared__ float best_v[kThreads];
+  __shared__ int64_t best_i[kThreads];
+  __shared__ float scratch[32];
+  const float* row = logits + blockIdx.x * v;
+  float bv = -FLT_MAX;
+  int64_t bi = v;  // past the end: no element seen
+  for (int64_t i = threadIdx.x; i < v; i += blockDim.x) {
+    if (bi == v || row[i] > bv) {  // strictly greater keeps the first index within a thread
+      bv = row[i];
+      bi = i;
+    }
+  }
+  best_v[threadIdx.x] = bv;
+  best_i[threadIdx.x] = bi;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+    if (threadIdx.x < stride) {
+      const float ov = best_v[threadIdx.x + stride];
+      const int64_t oi = best_i[threadIdx.x + stride];
+      const bool take = oi != v && (best_i[threadIdx.x] == v || ov > best_v[threadIdx.x] ||
+                                    (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x]));
+      if (take) {
+        best_v[threadIdx.x] = ov;
+        best_i[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  const float m = best_v[0];
+  float s = 0.0f;
+  for (int64_t i = threadIdx.x; i < v; i += blockDim.x) s += expf(row[i] - m);
+  const float total = block_sum(s, scratch);
+  if (threadIdx.x == 0) {
+    max_out[blockIdx.x] = m;
+    argmax_out[blockIdx.x] = static_cast<int32_t>(best_i[0]);
+    lse_out[blockIdx.x] = m + logf(total);
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_row_stats(const float* logits, int64_t r, int64_t v, float* max, int32_t* argmax,
+                             float* log_sum_exp, cudaStream_t stream) {
+  if (r <= 0 || v <= 0) return cudaSuccess;
+  row_stats_kernel<<<static_cast<unsigned>(r), kThreads, 0, stream>>>(logits, v, max, argmax, log_sum_exp);
+  return cudaGetLastError();
+}
+
+}  // namespace kvmesh

@@ -1,0 +1,40 @@
+// PlacedWeights: a rank's weights as the backend's ops read them: views of the host fp32 vectors on
+// CPU; narrow matrices (bf16/f16) and fp32 vectors in device memory on CUDA.
+#pragma once
+
+#include <vector>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "common/tensor.h"
+#include "worker/backend.h"
+#include "worker/parallel.h"
+#include "worker/weights.h"
+
+namespace kvmesh {
+
+// Shapes as in LayerWeights (E, El, Il local widths).
+struct PlacedLayer {
+  TensorView ln1_w, ln1_b;   // [1, E]
+  TensorView qkv_w, qkv_b;   // [E, 3 El], [1, 3 El]
+  TensorView attn_out_w;     // [El, E]
+  TensorView attn_out_b;     // [1, E]
+  TensorView ln2_w, ln2_b;   // [1, E]
+  TensorView fc1_w, fc1_b;   // [E, Il], [1, Il]
+  TensorView fc2_w;          // [Il, E]
+  TensorView fc2_b;          // [1, E]
+};
+
+struct PlacedWeights {
+  TensorView wte;                   // [Vl, E] (first/last stage)
+  TensorView wpe;                   // [P, E] (first stage)
+  std::vector<PlacedLayer> layers;  // this stage's layers
+  TensorView lnf_w, lnf_b;          // [1, E] (last stage)
+  std::vector<Buffer> storage;      // what the backend allocated for them
+};
+
+// Places every tensor of `host` (which must outlive the result when backend.host_memory()).
+Result<PlacedWeights> place_weights(Backend& backend, const ModelWeights& host,
+                                    const ModelConfig& config, const ParallelLayout& layout);
+
+}  // namespace kvmesh
