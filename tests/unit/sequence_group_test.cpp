@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "engine_fixture.h"
@@ -62,11 +64,14 @@ void expect_fixture_beams(const std::vector<GenerationOutput>& got, const nlohma
   const auto sequences = beam4["sequences"].get<std::vector<std::vector<int32_t>>>();
   const auto scores = beam4["scores"].get<std::vector<double>>();
   ASSERT_EQ(got.size(), sequences.size()) << what;
+  double worst = 0;
   for (size_t i = 0; i < sequences.size(); ++i) {
     EXPECT_EQ(got[i].token_ids, sequences[i]) << what << " beam " << i;
     EXPECT_NEAR(got[i].score, scores[i], 1e-4) << what << " beam " << i;
     EXPECT_EQ(got[i].finish, FinishReason::length) << what;
+    worst = std::max(worst, std::abs(got[i].score - scores[i]));
   }
+  std::printf("%s: largest beam score difference %.2e\n", what.c_str(), worst);
 }
 
 TEST(BeamSearch, ReproducesHuggingFaceBeam4) {
