@@ -106,7 +106,9 @@ int dry_run(const ServerConfig& config, const MpiRuntime& mpi) {
     return 1;
   }
   const WorkerOptions wo = worker_options(config, config.model_dir);
-  std::fputs(format_shard_plan(*model, config.tp, config.pp, wo.cache, DType::f32).c_str(), stdout);
+  // The CPU backend computes in fp32; CUDA keeps the weights in --dtype.
+  const DType weight_dtype = wo.device == DeviceKind::cuda ? wo.weight_dtype : DType::f32;
+  std::fputs(format_shard_plan(*model, config.tp, config.pp, wo.cache, weight_dtype).c_str(), stdout);
   return 0;
 }
 
