@@ -35,19 +35,10 @@ std::unique_ptr<Engine> make_engine(const std::string& dir, int threads) {
                                   std::shared_ptr<const Tokenizer>(std::move(tok).value()));
 }
 
-GenerationRequest request(int n_prompt, int max_tokens, int salt) {
-  GenerationRequest r;
-  for (int i = 0; i < n_prompt; ++i) r.prompt_ids.push_back((i * 7919 + salt * 104729) % 50000);
-  r.max_tokens = max_tokens;
-  r.ignore_eos = true;
-  r.sampling.temperature = 0.0f;
-  return r;
-}
-
 // Seconds to prefill n_prompt tokens of one sequence (one step, sampling its first token).
 double time_prefill(Engine& engine, int n_prompt) {
   int done = 0;
-  (void)engine.add_request(request(n_prompt, 1, 0), [&](const GenerationDelta& d) { done += d.finish != FinishReason::none; });
+  (void)engine.add_request(bench::synthetic_request(n_prompt, 1, 0), [&](const GenerationDelta& d) { done += d.finish != FinishReason::none; });
   const double t0 = bench::now_seconds();
   while (!done) (void)engine.step();
   return bench::now_seconds() - t0;
@@ -57,7 +48,7 @@ double time_prefill(Engine& engine, int n_prompt) {
 double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
   int first = 0, done = 0;
   for (int b = 0; b < batch; ++b) {
-    (void)engine.add_request(request(32, n_new, b + 1), [&](const GenerationDelta& d) {
+    (void)engine.add_request(bench::synthetic_request(32, n_new, b + 1), [&](const GenerationDelta& d) {
       if (d.n_generated_tokens == 1) ++first;
       if (d.finish != FinishReason::none) ++done;
     });

@@ -44,20 +44,11 @@ std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs) {
                                   std::shared_ptr<const Tokenizer>(std::move(tok).value()));
 }
 
-GenerationRequest request(int n_prompt, int max_tokens, int salt) {
-  GenerationRequest r;
-  for (int i = 0; i < n_prompt; ++i) r.prompt_ids.push_back((i * 7919 + salt * 104729) % 50000);
-  r.max_tokens = max_tokens;
-  r.ignore_eos = true;
-  r.sampling.temperature = 0.0f;
-  return r;
-}
-
 // Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded).
 double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
   int first = 0, done = 0;
   for (int b = 0; b < batch; ++b) {
-    (void)engine.add_request(request(32, n_new, b + 1), [&](const GenerationDelta& d) {
+    (void)engine.add_request(bench::synthetic_request(32, n_new, b + 1), [&](const GenerationDelta& d) {
       if (d.n_generated_tokens == 1) ++first;
       if (d.finish != FinishReason::none) ++done;
     });

@@ -47,6 +47,16 @@ inline std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
   return tok;
 }
 
+// Greedy decoding of exactly max_tokens tokens (EOS ignored), as the fixture's golden runs.
+inline GenerationRequest greedy_request(const std::vector<int32_t>& prompt, int32_t max_tokens) {
+  GenerationRequest r;
+  r.prompt_ids = prompt;
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.0f;
+  r.ignore_eos = true;
+  return r;
+}
+
 // Builds an engine for model_dir; aborts the test (via the returned null) on failure.
 inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const EngineOptions& o,
                                            std::string* error = nullptr) {

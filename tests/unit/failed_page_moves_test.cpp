@@ -56,20 +56,11 @@ std::vector<int32_t> prompt_of(int32_t n, int32_t salt) {
   return p;
 }
 
-GenerationRequest greedy(std::vector<int32_t> prompt, int32_t max_tokens) {
-  GenerationRequest r;
-  r.prompt_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0.0f;
-  r.ignore_eos = true;
-  return r;
-}
-
 // A, then B (which pushes A's pages to the host tier), then A's prompt again (swapped back in).
 std::vector<GenerationRequest> returning_prefix() {
   std::vector<int32_t> again = prompt_of(64, 1);
   again.push_back(7);
-  return {greedy(prompt_of(64, 1), 4), greedy(prompt_of(96, 2), 4), greedy(again, 6)};
+  return {greedy_request(prompt_of(64, 1), 4), greedy_request(prompt_of(96, 2), 4), greedy_request(again, 6)};
 }
 
 std::vector<GenerationOutput> one_by_one(Engine& engine, const std::vector<GenerationRequest>& reqs) {

@@ -20,15 +20,6 @@ class HfGolden : public ::testing::Test {
   std::unique_ptr<Engine> engine_;
 };
 
-GenerationRequest greedy_request(const std::vector<int32_t>& prompt, int32_t max_tokens) {
-  GenerationRequest r;
-  r.prompt_ids = prompt;
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0.0f;
-  r.ignore_eos = true;
-  return r;
-}
-
 TEST_F(HfGolden, PromptLogprobsAndLastTop20) {
   for (const auto& c : golden_["cases"]) {
     auto prompt = c["prompt"].get<std::vector<int32_t>>();
