@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "engine_runs.h"
 #include "common/data_dir.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
@@ -44,21 +45,6 @@ double time_prefill(Engine& engine, int n_prompt) {
   return bench::now_seconds() - t0;
 }
 
-// Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded).
-double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
-  int first = 0, done = 0;
-  for (int b = 0; b < batch; ++b) {
-    (void)engine.add_request(bench::synthetic_request(32, n_new, b + 1), [&](const GenerationDelta& d) {
-      if (d.n_generated_tokens == 1) ++first;
-      if (d.finish != FinishReason::none) ++done;
-    });
-  }
-  while (first < batch) (void)engine.step();
-  const double t0 = bench::now_seconds();
-  while (done < batch) (void)engine.step();
-  return static_cast<double>(batch) * (n_new - 1) / (bench::now_seconds() - t0);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -77,8 +63,8 @@ int main(int argc, char** argv) {
     if (!engine) return 1;
     time_prefill(*engine, 64);  // warm up
     const double prefill = 512.0 / time_prefill(*engine, 512);
-    const double b1 = decode_tokens_per_s(*engine, 1, 48);
-    const double b16 = decode_tokens_per_s(*engine, 16, 24);
+    const double b1 = bench::decode_tokens_per_s(*engine, 1, 48);
+    const double b16 = bench::decode_tokens_per_s(*engine, 16, 24);
     const double roofline = bw * 1e9 / weight_bytes;
     std::printf("| %d | %.1f | %.0f | %.1f | %.1f | %.0f%% | %.1f |\n", threads, bw, prefill, b1,
                 roofline, 100.0 * b1 / roofline, b16);

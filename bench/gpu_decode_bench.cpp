@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "engine_runs.h"
 #include "common/synthetic_models.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
@@ -44,25 +45,6 @@ std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs) {
                                   std::shared_ptr<const Tokenizer>(std::move(tok).value()));
 }
 
-// Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded).
-double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
-  int first = 0, done = 0;
-  for (int b = 0; b < batch; ++b) {
-    (void)engine.add_request(bench::synthetic_request(32, n_new, b + 1), [&](const GenerationDelta& d) {
-      if (d.n_generated_tokens == 1) ++first;
-      if (d.finish != FinishReason::none) ++done;
-    });
-  }
-  while (first < batch) {
-    if (!engine.step().is_ok()) return 0.0;
-  }
-  const double t0 = bench::now_seconds();
-  while (done < batch) {
-    if (!engine.step().is_ok()) return 0.0;
-  }
-  return static_cast<double>(batch) * (n_new - 1) / (bench::now_seconds() - t0);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,7 +77,7 @@ int main(int argc, char** argv) {
   std::printf("| batch | decode tok/s | roofline tok/s (batch x weight-bytes bound) | %% of roofline |\n");
   std::printf("|---|---|---|---|\n");
   for (int batch : {1, 8, 32, 128}) {
-    const double tps = decode_tokens_per_s(*engine, batch, n_new);
+    const double tps = bench::decode_tokens_per_s(*engine, batch, n_new);
     const double bound = roofline * batch;
     std::printf("| %d | %.1f | %.1f | %.0f%% |\n", batch, tps, bound, 100.0 * tps / bound);
     std::fflush(stdout);
