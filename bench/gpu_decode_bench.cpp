@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   const double roofline = *bw * 1e9 / weight_bytes;  // steps/s, so tokens/s per sequence
   auto engine = make_engine(model, 128);
   if (!engine) return 1;
-  (void)decode_tokens_per_s(*engine, 1, 8);  // warm up (cuBLAS heuristics, allocations)
+  (void)bench::decode_tokens_per_s(*engine, 1, 8);  // warm up (cuBLAS heuristics, allocations)
   std::printf("model %s: %.2f B parameters, %.2f GB of bf16 weights read per decode step; "
               "device copy bandwidth %.0f GB/s\n\n",
               model.c_str(), config->n_params() / 1e9, weight_bytes / 1e9, *bw);
