@@ -17,6 +17,10 @@ struct MicroBatch {
   std::vector<int32_t> logit_rows;    // rows of x that need logits
   Buffer x;                           // [T, E] activations in backend memory (kept while being sent)
   std::vector<float> logits;          // [R, V] on the sampling rank
+  // Every logit row is a plain greedy draw (no log-probs, penalties or banned tokens) on one TP
+  // rank: the argmax is taken where the logits are, and only `greedy` comes back.
+  bool greedy_only = false;
+  std::vector<RowStats> greedy;       // [R] when greedy_only
 };
 
 }  // namespace kvmesh

@@ -84,8 +84,8 @@ void Model::mlp_block(int layer, int64_t n, float* x) {
   b.add_bias_residual(view(x, n, e), view(h_, n, e), w.fc2_b);
 }
 
-Status Model::logits(const float* x, const std::vector<int32_t>& rows, std::vector<float>* out) {
-  const int64_t e = config_.n_embd, v = config_.vocab_size;
+Status Model::head(const float* x, const std::vector<int32_t>& rows) {
+  const int64_t e = config_.n_embd;
   const int64_t r = static_cast<int64_t>(rows.size());
   const int64_t vl = layout_.vocab(config_).size();
   Backend& b = *backend_;
@@ -95,6 +95,24 @@ Status Model::logits(const float* x, const std::vector<int32_t>& rows, std::vect
   b.gather_rows(view(const_cast<float*>(x), n_x, e), rows, view(rows_, r, e));
   b.layer_norm(view(rows_, r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon, view(rows_, r, e));
   b.lm_head(view(rows_, r, e), w_.wte, view(local_, r, vl));
+  return Status::ok();
+}
+
+Status Model::greedy_rows(const float* x, const std::vector<int32_t>& rows, std::vector<RowStats>* out) {
+  KVMESH_CHECK(layout_.tp == 1);
+  KVMESH_RETURN_IF_ERROR(head(x, rows));
+  const auto r = static_cast<int64_t>(rows.size());
+  out->resize(rows.size());
+  if (r > 0) backend_->row_stats(view(local_, r, config_.vocab_size), out->data());
+  return backend_->status();
+}
+
+Status Model::logits(const float* x, const std::vector<int32_t>& rows, std::vector<float>* out) {
+  const int64_t v = config_.vocab_size;
+  const int64_t r = static_cast<int64_t>(rows.size());
+  const int64_t vl = layout_.vocab(config_).size();
+  Backend& b = *backend_;
+  KVMESH_RETURN_IF_ERROR(head(x, rows));
   if (layout_.tp == 1) {
     // vl == v with one TP rank.
     out->resize(static_cast<size_t>(r * v));

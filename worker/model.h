@@ -33,6 +33,9 @@ class Model {
   // Last stage: logits of the listed rows of x, into host memory. TP rank 0 gets [R, vocab];
   // other TP ranks contribute their vocabulary shard and get nothing.
   Status logits(const float* x, const std::vector<int32_t>& rows, std::vector<float>* out);
+  // Last stage, one TP rank: the greedy token (argmax) and log-sum-exp of the listed rows,
+  // computed where the logits are; only these few numbers reach the host.
+  Status greedy_rows(const float* x, const std::vector<int32_t>& rows, std::vector<RowStats>* out);
 
   const ModelConfig& config() const { return config_; }
   const ParallelLayout& layout() const { return layout_; }
@@ -45,6 +48,8 @@ class Model {
         Collectives* collectives);
   void attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x);
   void mlp_block(int layer, int64_t n, float* x);
+  // This rank's vocabulary-shard logits of the listed rows of x, into local_ ([R, Vl]).
+  Status head(const float* x, const std::vector<int32_t>& rows);
 
   ModelConfig config_;
   ParallelLayout layout_;

@@ -18,6 +18,12 @@ void Worker::sample_results(const StepPlan& plan, StepResult* result) {
       SeqResult out;
       out.seq_id = seq.seq_id;
       const int32_t n_rows = seq.prompt_logprobs >= 0 ? seq.n_tokens() : (seq.sample ? 1 : 0);
+      if (mb.greedy_only) {  // plain greedy draws: the argmax came back alone
+        if (n_rows > 0) out.token = mb.greedy[row].argmax;
+        row += static_cast<size_t>(n_rows);
+        result->seqs.push_back(std::move(out));
+        continue;
+      }
       for (int32_t i = 0; i < n_rows; ++i, ++row) {
         const float* logits = mb.logits.data() + row * static_cast<size_t>(v);
         const bool last = i + 1 == n_rows;
