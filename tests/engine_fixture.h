@@ -31,6 +31,8 @@ struct EngineOptions {
   int32_t block_size = 16;
   int64_t device_bytes = 64ll << 20;
   int64_t host_bytes = 0;
+  int64_t disk_bytes = 0;
+  std::string disk_dir;  // needed with disk_bytes
   int32_t max_batch_tokens = 2048;
   int32_t max_num_seqs = 64;
   int n_threads = 2;
@@ -65,6 +67,8 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.cache.block_size = o.block_size;
   wo.cache.device_bytes = o.device_bytes;
   wo.cache.host_bytes = o.host_bytes;
+  wo.cache.disk_bytes = o.disk_bytes;
+  wo.cache.disk_dir = o.disk_dir;
   wo.n_threads = o.n_threads;
   wo.device = o.device;
   wo.cache.kv_dtype = o.kv_dtype;

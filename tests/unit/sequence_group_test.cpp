@@ -9,6 +9,7 @@
 #include <set>
 
 #include "engine_fixture.h"
+#include "temp_dir.h"
 
 namespace kvmesh::testing {
 namespace {
@@ -87,21 +88,14 @@ TEST(BeamSearch, ReproducesHuggingFaceBeam4) {
   }
 }
 
-TEST(BeamSearch, TinyDeviceTierWithPreemptionMatchesTheFixture) {
-  // 20 pages: beam groups wait for room, and a long greedy request that keeps growing beside them
-  // makes the scheduler preempt whole groups, whose cached pages spill to the host tier.
-  EngineOptions o;
-  o.block_size = 16;
-  o.device_bytes = 20ll * 16 * 4 * 2 * 32 * 4;  // 20 pages of 4 layers x K,V x 16 tokens x 32 floats
-  o.host_bytes = 64ll << 20;
+// 20 device pages: beam groups wait for room, and a long greedy request that keeps growing beside
+// them makes the scheduler preempt whole groups, whose cached pages spill down the tiers and come
+// back (or are recomputed) on readmission.
+void run_beams_beside_a_growing_request(const EngineOptions& o, Tier spill_tier) {
   auto engine = make_engine(hf_fixture_dir(), o);
   ASSERT_NE(engine, nullptr);
   ASSERT_EQ(engine->scheduler().blocks().n_pages(), 20);
-  GenerationRequest greedy;
-  greedy.prompt_ids = long_prompt(60);
-  greedy.max_tokens = 200;
-  greedy.sampling.temperature = 0.0f;
-  greedy.ignore_eos = true;
+  GenerationRequest greedy = greedy_request(long_prompt(60), 200);
   std::vector<GenerationRequest> reqs = {greedy};
   const auto cases = golden()["cases"];
   for (const auto& c : cases) {
@@ -114,15 +108,50 @@ TEST(BeamSearch, TinyDeviceTierWithPreemptionMatchesTheFixture) {
     if (c["prompt"].size() > 33) continue;
     expect_fixture_beams(out[k++], c["beam4"], "prompt of " + std::to_string(c["prompt"].size()));
   }
+  // A long prompt pushes every cached page off the device; the beams run again from pages that
+  // come back from the lower tiers.
+  ASSERT_TRUE(generate_blocking(*engine, greedy_request(long_prompt(300), 1)).is_ok());
+  auto again = run_groups(*engine, std::vector<GenerationRequest>(reqs.begin() + 1, reqs.end()));
+  k = 0;
+  for (const auto& c : cases) {
+    if (c["prompt"].size() > 33) continue;
+    expect_fixture_beams(again[k++], c["beam4"], "again, prompt of " + std::to_string(c["prompt"].size()));
+  }
   auto roomy = make_engine(hf_fixture_dir(), EngineOptions{});
   ASSERT_NE(roomy, nullptr);
   auto solo = generate_blocking(*roomy, greedy);
   ASSERT_TRUE(solo.is_ok());
   EXPECT_EQ(out[0][0].token_ids, solo->token_ids);
   const BlockManager& blocks = engine->scheduler().blocks();
+  const TierCounters& c = blocks.counters();
+  std::printf("preemptions %lld; pages out to host %lld, to disk %lld; reused from device %lld, host %lld, disk %lld\n",
+              static_cast<long long>(engine->scheduler().stats().n_preemptions),
+              static_cast<long long>(c.moved_out[1]), static_cast<long long>(c.moved_out[2]),
+              static_cast<long long>(c.hits[0]), static_cast<long long>(c.hits[1]),
+              static_cast<long long>(c.hits[2]));
   EXPECT_GT(engine->scheduler().stats().n_preemptions, 0);
-  EXPECT_GT(blocks.counters().moved_out[static_cast<int>(Tier::host)], 0);  // pages went through the host tier
+  EXPECT_GT(c.moved_out[static_cast<int>(spill_tier)], 0);
+  EXPECT_GT(c.hits[static_cast<int>(spill_tier)], 0);  // and came back from there  // pages went down that far
   EXPECT_EQ(blocks.n_used(), 0);
+}
+
+constexpr int64_t kFixturePageBytes = 16 * 4 * 2 * 32 * 4;  // 16 tokens x 4 layers x K,V x 32 floats
+
+TEST(BeamSearch, TinyDeviceTierWithPreemptionMatchesTheFixture) {
+  EngineOptions o;
+  o.device_bytes = 20 * kFixturePageBytes;
+  o.host_bytes = 64ll << 20;
+  run_beams_beside_a_growing_request(o, Tier::host);
+}
+
+TEST(BeamSearch, PagesThroughHostAndDiskMatchTheFixture) {
+  TempDir dir("kvmesh-beam-disk");
+  EngineOptions o;
+  o.device_bytes = 20 * kFixturePageBytes;
+  o.host_bytes = 4 * kFixturePageBytes;  // a tiny host tier spills on to disk
+  o.disk_bytes = 64ll << 20;
+  o.disk_dir = dir.path();
+  run_beams_beside_a_growing_request(o, Tier::disk);
 }
 
 TEST(BeamSearch, FourBeamsHoldThePromptPagesOnce) {
