@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_parse.h"
+
 namespace kvmesh::load {
 namespace {
 
@@ -293,18 +295,10 @@ LoadFlagsOutcome parse_load_flags(int argc, const char* const* argv) {
   add_shape_flags(app, out.config, raw);
   add_workload_flags(app, out.config, raw);
   add_output_flags(app, out.config, raw);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    out.exit_code = 0;
-    out.message = app.help();
-    return out;
-  } catch (const CLI::ParseError& e) {
-    out.exit_code = 2;
-    std::string what = e.what();
-    for (char& ch : what)
-      if (ch == '\n' || ch == '\r') ch = ' ';
-    out.message = "kvmesh-load: error: " + what + " (see --help)";
+  const CliOutcome parsed = parse_cli(app, argc, argv, "kvmesh-load");
+  if (parsed.exit_code >= 0) {
+    out.exit_code = parsed.exit_code;
+    out.message = parsed.message;
     return out;
   }
   auto problem = apply_raw(raw, out.config);

@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_parse.h"
+
 namespace kvmesh {
 namespace {
 
@@ -139,18 +141,10 @@ FlagsOutcome parse_server_flags(int argc, const char* const* argv) {
   RawFlags raw;
   add_engine_flags(app, out.config, raw);
   add_http_flags(app, out.config, raw);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    out.exit_code = 0;
-    out.message = app.help();
-    return out;
-  } catch (const CLI::ParseError& e) {
-    out.exit_code = 2;
-    std::string what = e.what();
-    for (char& ch : what)
-      if (ch == '\n' || ch == '\r') ch = ' ';
-    out.message = "kvmesh-serve: error: " + what + " (see --help)";
+  const CliOutcome parsed = parse_cli(app, argc, argv, "kvmesh-serve");
+  if (parsed.exit_code >= 0) {
+    out.exit_code = parsed.exit_code;
+    out.message = parsed.message;
     return out;
   }
   if (Status st = apply_sizes(raw, out.config); !st.is_ok()) {
