@@ -63,6 +63,7 @@ WorkerOptions worker_options(const ServerConfig& config, const std::string& dir)
   wo.n_threads = config.threads;
   (void)parse_device(config.device, &wo.device);    // validated by the flag parser
   (void)parse_dtype(config.dtype, &wo.weight_dtype);
+  wo.decode_graphs = !config.enforce_eager;
   wo.layout.tp = config.tp;
   wo.layout.pp = config.pp;
   wo.micro_batches = config.micro_batches;

@@ -49,6 +49,8 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", c.dtype, "With --device cuda: weight dtype in GPU memory, bf16 or f16")
       ->check(CLI::IsMember({"bf16", "f16"}));
+  app.add_flag("--enforce-eager", c.enforce_eager,
+               "With --device cuda: launch every op of every step (no captured decode graphs)");
   app.add_option("--max-num-seqs", c.max_num_seqs, "Most sequences in one step")->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-batch-tokens", c.max_batch_tokens, "Most tokens in one step (chunked prefill)")
       ->check(CLI::Range(1, 1 << 24));

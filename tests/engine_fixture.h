@@ -38,6 +38,7 @@ struct EngineOptions {
   int n_threads = 2;
   DeviceKind device = DeviceKind::cpu;
   DType kv_dtype = DType::f32;
+  bool record_graphs = false;  // decode steps through graphs recorded on the CPU backend
 };
 
 inline std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
@@ -60,8 +61,9 @@ inline GenerationRequest greedy_request(const std::vector<int32_t>& prompt, int3
 }
 
 // Builds an engine for model_dir; aborts the test (via the returned null) on failure.
+// worker, when given, sees the engine's worker (owned by the engine).
 inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const EngineOptions& o,
-                                           std::string* error = nullptr) {
+                                           std::string* error = nullptr, const Worker** worker_out = nullptr) {
   WorkerOptions wo;
   wo.model_dir = model_dir;
   wo.cache.block_size = o.block_size;
@@ -72,11 +74,13 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.n_threads = o.n_threads;
   wo.device = o.device;
   wo.cache.kv_dtype = o.kv_dtype;
+  wo.record_graphs_on_cpu = o.record_graphs;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {
     if (error) *error = worker.status().to_string();
     return nullptr;
   }
+  if (worker_out != nullptr) *worker_out = worker->get();
   EngineConfig ec;
   ec.model = (*worker)->model_config();
   ec.cache = wo.cache;

@@ -41,6 +41,7 @@ struct Options {
   bool timing = false;
   std::string device = "cpu";
   std::string dtype = "bf16";
+  bool enforce_eager = false;
 };
 
 int fail(const std::string& message) {
@@ -123,6 +124,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   worker_options.micro_batches = options.micro_batches;
   (void)parse_device(options.device, &worker_options.device);  // validated by the flag parser
   (void)parse_dtype(options.dtype, &worker_options.weight_dtype);
+  worker_options.decode_graphs = !options.enforce_eager;
   ControlOptions control;
   control.report_timing = options.timing;
   auto role = start_rank(mpi, worker_options, control);
@@ -188,6 +190,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", options.device, "Compute backend: cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  app.add_flag("--enforce-eager", options.enforce_eager,
+               "With --device cuda: launch every op of every step (no captured decode graphs)");
   app.add_option("--dtype", options.dtype, "With --device cuda: weight dtype in GPU memory, bf16 or f16")
       ->check(CLI::IsMember({"bf16", "f16"}))
       ->capture_default_str();

@@ -27,6 +27,11 @@ struct BatchLayout {
   std::vector<SeqSpan> seqs;
   std::vector<int32_t> positions;     // [T]
   std::vector<int32_t> slots;         // [T] page * block_size + offset in page
+  // A captured graph's shape (0: ops run eagerly at T rows). The ops run over padded_rows rows;
+  // rows past T read and write no page. max_context bounds every row's context (it fixes how a
+  // device backend splits attention, so one graph serves every step of its size).
+  int32_t padded_rows = 0;
+  int32_t max_context = 0;
 };
 
 // A page pool. One page is one contiguous block of page_bytes():
@@ -158,6 +163,28 @@ class Backend {
   virtual void row_stats(const TensorView& logits, RowStats* stats) = 0;
   // Copies whole pages src[i] -> dst[i] inside the pool.
   virtual void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) = 0;
+  // dst = src, bytes of backend memory, ordered with the ops.
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+
+  // ---- Captured graphs (CUDA graphs) ----
+  // Ops issued between begin_capture(key) and end_capture() are recorded, not run; replay(key)
+  // runs them again, reading whatever their inputs hold then (the same addresses: activations,
+  // the pool, and what prepare_batch staged for a layout with padded_rows set). Nothing may be
+  // uploaded while recording: prepare_batch comes before begin_capture. A failed capture leaves
+  // the backend usable (its ops then run eagerly); backends that cannot capture say false.
+  virtual bool can_capture() const { return false; }
+  // Whether collectives on native_stream() are recorded with the ops (NCCL on CUDA); when not,
+  // a model that needs collectives between its ops runs them eagerly.
+  virtual bool captures_collectives() const { return false; }
+  virtual Status begin_capture(int key) {
+    (void)key;
+    return unavailable("this backend cannot capture graphs");
+  }
+  virtual Status end_capture() { return unavailable("this backend cannot capture graphs"); }
+  virtual Status replay(int key) {
+    (void)key;
+    return unavailable("this backend cannot capture graphs");
+  }
 };
 
 }  // namespace kvmesh

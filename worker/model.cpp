@@ -43,7 +43,26 @@ Status Model::embed(const std::vector<int32_t>& tokens, const BatchLayout& batch
   return Status::ok();
 }
 
+bool Model::use_decode_graphs(bool on) {
+  graphs_.reset();
+  Backend& b = *backend_;
+  if (!on || !b.can_capture() || (layout_.tp > 1 && !b.captures_collectives())) return false;
+  graphs_ = std::make_unique<DecodeGraphs>(b, LayerWidths{config_.n_embd, 3 * el_, el_, il_},
+                                           config_.n_positions);
+  return true;
+}
+
 Status Model::run_layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x) {
+  if (graphs_ && graphs_->covers(batch) && n == static_cast<int64_t>(batch.positions.size())) {
+    bool ran = false;
+    KVMESH_RETURN_IF_ERROR(graphs_->run(
+        batch, pool, x,
+        [this](const BatchLayout& b, KvPoolView p, int64_t rows, float* gx, const LayerScratch& s) {
+          layers(b, p, rows, gx, s);
+        },
+        &ran));
+    if (ran) return Status::ok();
+  }
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
   KVMESH_RETURN_IF_ERROR(reserve(b, &h_, floats(n * e)));
@@ -51,37 +70,42 @@ Status Model::run_layers(const BatchLayout& batch, KvPoolView pool, int64_t n, f
   KVMESH_RETURN_IF_ERROR(reserve(b, &attn_, floats(n * el_)));
   KVMESH_RETURN_IF_ERROR(reserve(b, &mlp_, floats(n * il_)));
   b.prepare_batch(batch);
-  for (int layer = 0; layer < n_local_layers(); ++layer) {
-    attention_block(layer, batch, pool, n, x);
-    mlp_block(layer, n, x);
-  }
+  layers(batch, pool, n, x, {h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32()});
   return Status::ok();
 }
 
+void Model::layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x, const LayerScratch& s) {
+  for (int layer = 0; layer < n_local_layers(); ++layer) {
+    attention_block(layer, batch, pool, n, x, s);
+    mlp_block(layer, n, x, s);
+  }
+}
+
 // x += attn_out(attention(qkv(ln1(x)))), heads local, attn_out row-parallel.
-void Model::attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x) {
+void Model::attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x,
+                            const LayerScratch& s) {
   const PlacedLayer& w = w_.layers[layer];
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
-  b.layer_norm(view(x, n, e), w.ln1_w, w.ln1_b, config_.layer_norm_epsilon, view(h_, n, e));
-  b.linear(view(h_, n, e), w.qkv_w, &w.qkv_b, view(qkv_, n, 3 * el_));
-  b.kv_write(view(qkv_, n, 3 * el_), batch, layer, pool);
-  b.attention(view(qkv_, n, 3 * el_), batch, layer, pool, view(attn_, n, el_));
-  b.linear(view(attn_, n, el_), w.attn_out_w, nullptr, view(h_, n, e));
-  if (layout_.tp > 1) collectives_->tp_all_reduce_sum(h_.f32(), n * e);
-  b.add_bias_residual(view(x, n, e), view(h_, n, e), w.attn_out_b);
+  b.layer_norm(view(x, n, e), w.ln1_w, w.ln1_b, config_.layer_norm_epsilon, view(s.h, n, e));
+  b.linear(view(s.h, n, e), w.qkv_w, &w.qkv_b, view(s.qkv, n, 3 * el_));
+  b.kv_write(view(s.qkv, n, 3 * el_), batch, layer, pool);
+  b.attention(view(s.qkv, n, 3 * el_), batch, layer, pool, view(s.attn, n, el_));
+  b.linear(view(s.attn, n, el_), w.attn_out_w, nullptr, view(s.h, n, e));
+  if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
+  b.add_bias_residual(view(x, n, e), view(s.h, n, e), w.attn_out_b);
 }
 
 // x += fc2(act(fc1(ln2(x)))), fc1 column-parallel, fc2 row-parallel.
-void Model::mlp_block(int layer, int64_t n, float* x) {
+void Model::mlp_block(int layer, int64_t n, float* x, const LayerScratch& s) {
   const PlacedLayer& w = w_.layers[layer];
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
-  b.layer_norm(view(x, n, e), w.ln2_w, w.ln2_b, config_.layer_norm_epsilon, view(h_, n, e));
-  b.linear_act(view(h_, n, e), w.fc1_w, w.fc1_b, config_.activation, view(mlp_, n, il_));
-  b.linear(view(mlp_, n, il_), w.fc2_w, nullptr, view(h_, n, e));
-  if (layout_.tp > 1) collectives_->tp_all_reduce_sum(h_.f32(), n * e);
-  b.add_bias_residual(view(x, n, e), view(h_, n, e), w.fc2_b);
+  b.layer_norm(view(x, n, e), w.ln2_w, w.ln2_b, config_.layer_norm_epsilon, view(s.h, n, e));
+  b.linear_act(view(s.h, n, e), w.fc1_w, w.fc1_b, config_.activation, view(s.mlp, n, il_));
+  b.linear(view(s.mlp, n, il_), w.fc2_w, nullptr, view(s.h, n, e));
+  if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
+  b.add_bias_residual(view(x, n, e), view(s.h, n, e), w.fc2_b);
 }
 
 Status Model::head(const float* x, const std::vector<int32_t>& rows) {

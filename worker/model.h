@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "worker/backend.h"
 #include "worker/collectives.h"
+#include "worker/decode_graphs.h"
 #include "worker/parallel.h"
 #include "worker/placed_weights.h"
 #include "worker/weights.h"
@@ -29,7 +30,13 @@ class Model {
   // First stage: x = wte[tokens] + wpe[positions].                          x: [T, E]
   Status embed(const std::vector<int32_t>& tokens, const BatchLayout& batch, float* x);
   // This stage's layers over x in place, writing their K/V into pool.       x: [T, E]
+  // Decode steps replay captured graphs when they are on (use_decode_graphs).
   Status run_layers(const BatchLayout& batch, KvPoolView pool, int64_t n_tokens, float* x);
+  // Turns decode graphs on when the backend can capture this stage's layers (with more than one
+  // TP rank, only a backend that records collectives can); false when they stay off.
+  bool use_decode_graphs(bool on);
+  // Graphs recorded so far (one per batch-size bucket used); 0 with graphs off.
+  int n_decode_graphs() const { return graphs_ ? graphs_->n_recorded() : 0; }
   // Last stage: logits of the listed rows of x, into host memory. TP rank 0 gets [R, vocab];
   // other TP ranks contribute their vocabulary shard and get nothing.
   Status logits(const float* x, const std::vector<int32_t>& rows, std::vector<float>* out);
@@ -46,8 +53,11 @@ class Model {
  private:
   Model(const ModelConfig& config, const ParallelLayout& layout, std::unique_ptr<Backend> backend,
         Collectives* collectives);
-  void attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x);
-  void mlp_block(int layer, int64_t n, float* x);
+  // The layers' ops over n rows of x with the given activations.
+  void layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x, const LayerScratch& s);
+  void attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x,
+                       const LayerScratch& s);
+  void mlp_block(int layer, int64_t n, float* x, const LayerScratch& s);
   // This rank's vocabulary-shard logits of the listed rows of x, into local_ ([R, Vl]).
   Status head(const float* x, const std::vector<int32_t>& rows);
 
@@ -68,6 +78,7 @@ class Model {
   Buffer local_;     // [R, Vl]
   Buffer gathered_;  // [tp, R, Vl]
   std::vector<float> gathered_host_;  // [tp, R, Vl]
+  std::unique_ptr<DecodeGraphs> graphs_;  // null while decode graphs are off
 };
 
 }  // namespace kvmesh

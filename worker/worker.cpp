@@ -15,6 +15,7 @@
 #include "worker/kv_store.h"
 #include "worker/micro_batch.h"
 #include "worker/model.h"
+#include "worker/recording_backend.h"
 #include "worker/weight_source.h"
 
 namespace kvmesh {
@@ -273,11 +274,15 @@ Result<std::unique_ptr<Model>> create_model(const WorkerOptions& options, LocalS
   bo.weight_dtype = options.weight_dtype;
   bo.device_index = options.device_index;
   KVMESH_ASSIGN_OR_RETURN(auto backend, make_backend(bo));
+  const bool graphs = options.device == DeviceKind::cuda ? options.decode_graphs : options.record_graphs_on_cpu;
+  if (options.device == DeviceKind::cpu && options.record_graphs_on_cpu)
+    backend = make_recording_backend(std::move(backend));
   if (options.device == DeviceKind::cuda && options.cache.kv_dtype == DType::i8)
     return invalid_argument("--kv-dtype i8 is not supported with --device cuda (use bf16, f16 or f32)");
   KVMESH_ASSIGN_OR_RETURN(auto model, Model::create(shard.config, options.layout,
                                                     std::move(shard.weights), std::move(backend),
                                                     collectives));
+  model->use_decode_graphs(graphs);
   const int64_t free_bytes = model->backend().page_memory().free_device_bytes();
   if (free_bytes >= 0) {
     const ModelConfig& c = shard.config;
@@ -329,6 +334,7 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
 }
 
 const ModelConfig& Worker::model_config() const { return model_->config(); }
+int Worker::n_decode_graphs() const { return model_->n_decode_graphs(); }
 const ParallelLayout& Worker::layout() const { return model_->layout(); }
 
 Status Worker::validate(const StepPlan& plan) const {

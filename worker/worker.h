@@ -26,6 +26,8 @@ struct WorkerOptions {
   DeviceKind device = DeviceKind::cpu;  // compute backend
   DType weight_dtype = DType::bf16;     // CUDA: matrix weights in device memory (bf16 or f16)
   int device_index = -1;                // CUDA: GPU to use (-1: local rank modulo visible GPUs)
+  bool decode_graphs = true;            // CUDA: decode steps replay captured graphs (--enforce-eager: off)
+  bool record_graphs_on_cpu = false;    // tests: the CPU backend records and replays decode graphs
 };
 
 class Model;
@@ -57,6 +59,8 @@ class Worker {
   const ModelConfig& model_config() const;
   const ParallelLayout& layout() const;
   int32_t n_device_pages() const { return capacity_.device_pages; }
+  // Decode graphs recorded so far (one per batch-size bucket used; 0 when they are off).
+  int n_decode_graphs() const;
   const TierCapacity& capacity() const { return capacity_; }
   const StepTiming& last_timing() const { return timing_; }
   // Sums over every step so far: busy (compute) versus total time, for the pipeline bubble.

@@ -56,7 +56,8 @@ void attend_one(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int3
 }  // namespace
 
 void cpu_kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) {
-  const int64_t n = qkv.dim(0);
+  // Rows past the layout's tokens (a graph's padding) write nothing.
+  const int64_t n = std::min<int64_t>(qkv.dim(0), static_cast<int64_t>(batch.slots.size()));
   const int64_t e = static_cast<int64_t>(pool.n_heads) * pool.head_dim;
   const float* src = qkv.f32();
   const bool i8 = pool.dtype == DType::i8;

@@ -153,6 +153,10 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (dst != src && bytes > 0) std::memmove(dst, src, bytes);
+  }
+
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
     const auto page_bytes = static_cast<size_t>(pool.page_bytes());  // i8 pages carry their scales
     for (const auto& [src, dst] : moves) {

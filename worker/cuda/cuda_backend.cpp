@@ -1,6 +1,7 @@
 // CudaBackend: each Backend op as kernel launches (or a cuBLAS call) on one compute stream. Errors
 // are sticky: the first one is kept, later ops do nothing, status() reports it. Host arrays
-// (tokens, slots, block tables, row lists) are staged through pinned memory.
+// (tokens, slots, block tables, row lists) are staged through pinned memory. Ops may be recorded
+// into CUDA graphs (cuda_graphs.h); an error while recording only fails that recording.
 #include "worker/cuda/cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -9,11 +10,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "worker/cuda/cuda_check.h"
 #include "worker/cuda/device_page_memory.h"
+#include "worker/cuda/cuda_graphs.h"
 #include "worker/cuda/gemm.h"
 #include "worker/cuda/host_staging.h"
 #include "worker/cuda/kernels.h"
@@ -51,6 +54,7 @@ class CudaBackend final : public Backend {
       (void)cudaStreamSynchronize(stream_);
     }
     // Members holding device memory go before the stream.
+    graphs_.reset();
     gemm_.reset();
     pages_.reset();
     if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
@@ -65,6 +69,7 @@ class CudaBackend final : public Backend {
     name_ = "cuda:" + std::to_string(device_) + " " + prop.name;
     KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
                                 "cudaStreamCreate (compute)");
+    graphs_ = std::make_unique<CudaGraphs>();
     gemm_ = std::make_unique<Gemm>();
     KVMESH_RETURN_IF_ERROR(gemm_->init(stream_));
     KVMESH_ASSIGN_OR_RETURN(pages_, make_device_page_memory(device_, stream_));
@@ -142,6 +147,27 @@ class CudaBackend final : public Backend {
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override;
   void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override;
   void row_stats(const TensorView& logits, RowStats* stats) override;
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (enter() && bytes > 0 && dst != src)
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
+  }
+  bool can_capture() const override { return true; }
+  bool captures_collectives() const override { return true; }  // NCCL on the compute stream
+  Status begin_capture(int key) override {
+    if (!enter()) return error_;
+    capture_error_ = Status::ok();
+    return graphs_->begin(stream_, key);
+  }
+  Status end_capture() override {
+    if (!graphs_->recording()) return internal_error("end_capture without begin_capture");
+    (void)cudaSetDevice(device_);
+    return graphs_->end(capture_error_);
+  }
+  Status replay(int key) override {
+    if (!enter()) return error_;
+    note(graphs_->launch(key, stream_));
+    return error_;
+  }
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
     if (!enter()) return;
     const auto bytes = static_cast<size_t>(pool.page_bytes());
@@ -161,13 +187,19 @@ class CudaBackend final : public Backend {
     return check(cudaSetDevice(device_), "cudaSetDevice");
   }
   bool check(cudaError_t err, const char* what) { return note(cuda_status(err, what)); }
+  // Keeps the first error: the backend's (sticky), or the recording's while a graph is recorded.
   bool note(const Status& s) {
     if (s.is_ok()) return true;
-    if (error_.is_ok()) error_ = Status(s.code(), name_ + ": " + s.message());
+    Status& first = graphs_ != nullptr && graphs_->recording() ? capture_error_ : error_;
+    if (first.is_ok()) first = Status(s.code(), name_ + ": " + s.message());
     return false;
   }
-  // Device scratch of at least `bytes`, or null (error noted).
+  // Device scratch of at least `bytes`, or null (error noted); while recording, the graph's own.
   void* scratch(Buffer& buffer, size_t bytes) {
+    if (graphs_->recording()) {
+      auto p = graphs_->scratch(&buffer, bytes);
+      return note(p.status()) ? *p : nullptr;
+    }
     if (!note(reserve(*this, &buffer, bytes))) return nullptr;
     return buffer.data();
   }
@@ -179,16 +211,22 @@ class CudaBackend final : public Backend {
   std::string name_;
   KernelDType weight_dtype_ = KernelDType::bf16;
   cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CudaGraphs> graphs_;
   std::unique_ptr<Gemm> gemm_;
   std::unique_ptr<PageMemory> pages_;
   HostStaging staging_;
   Status error_;
-  // Staged batch: [slots T | row_ctx T | row_table T | block tables ...] int32 on the device.
+  Status capture_error_;  // the first error of the graph being recorded
+  // Staged batch: [slots R | row_ctx R | row_table R | block tables ...] int32 on the device, R the
+  // rows the ops run (padded_rows for a graph's layout).
   const BatchLayout* staged_ = nullptr;
+  size_t staged_tokens_ = 0;
   int64_t staged_rows_ = 0;
   int32_t staged_max_ctx_ = 0;
+  const int32_t* staged_meta_ = nullptr;
   std::vector<int32_t> meta_host_;
   Buffer meta_;
+  std::map<int32_t, Buffer> graph_meta_;  // by padded_rows: a fixed address per graph shape
   Buffer ids_;        // [2T] tokens then positions, or [R] row indices
   Buffer narrow_;     // activations narrowed for a matrix product
   Buffer partial_;    // attention split partials
@@ -222,12 +260,19 @@ Result<TensorView> CudaBackend::place_weight(const std::vector<float>& host, int
 
 void CudaBackend::prepare_batch(const BatchLayout& batch) {
   if (!enter()) return;
-  if (batch.block_size < 1) {
-    note(invalid_argument("a batch layout without its block size"));
+  if (graphs_->recording()) {
+    note(internal_error("a batch staged while a graph is recorded"));
     return;
   }
-  const auto t = static_cast<int64_t>(batch.positions.size());
+  const auto n_tokens = static_cast<int64_t>(batch.positions.size());
+  const bool graph = batch.padded_rows > 0;
+  if (batch.block_size < 1 || (graph && (batch.padded_rows < n_tokens || batch.max_context < 1))) {
+    note(invalid_argument("a batch layout without its block size, or padded below its rows"));
+    return;
+  }
+  const int64_t t = graph ? batch.padded_rows : n_tokens;
   meta_host_.assign(static_cast<size_t>(3 * t), 0);
+  std::fill(meta_host_.begin(), meta_host_.begin() + t, -1);  // padded rows write no slot
   int32_t max_ctx = 0;
   for (const SeqSpan& span : batch.seqs) {
     const int32_t table_at = static_cast<int32_t>(meta_host_.size());
@@ -241,18 +286,34 @@ void CudaBackend::prepare_batch(const BatchLayout& batch) {
     const int32_t n_pages = (n_ctx_end + batch.block_size - 1) / batch.block_size;
     meta_host_.insert(meta_host_.end(), span.block_table, span.block_table + n_pages);
   }
-  for (int64_t row = 0; row < t; ++row) meta_host_[static_cast<size_t>(row)] = batch.slots[row];
-  void* dst = scratch(meta_, meta_host_.size() * sizeof(int32_t));
+  for (int64_t row = 0; row < n_tokens; ++row) meta_host_[static_cast<size_t>(row)] = batch.slots[row];
+  void* dst = nullptr;
+  if (graph) {
+    if (max_ctx > batch.max_context) {
+      note(invalid_argument("a context of " + std::to_string(max_ctx) + " past the graph bound of " +
+                            std::to_string(batch.max_context)));
+      return;
+    }
+    // Sized for the worst case once, so the address a graph recorded never moves.
+    const int64_t pages_per_row = (batch.max_context + batch.block_size - 1) / batch.block_size;
+    Buffer& fixed = graph_meta_[batch.padded_rows];
+    dst = scratch(fixed, static_cast<size_t>(t * (3 + pages_per_row)) * sizeof(int32_t));
+    max_ctx = batch.max_context;
+  } else {
+    dst = scratch(meta_, meta_host_.size() * sizeof(int32_t));
+  }
   if (dst == nullptr) return;
   if (!note(staging_.upload(dst, meta_host_.data(), meta_host_.size() * sizeof(int32_t), stream_))) return;
   staged_ = &batch;
+  staged_tokens_ = batch.positions.size();
   staged_rows_ = t;
   staged_max_ctx_ = max_ctx;
+  staged_meta_ = static_cast<const int32_t*>(dst);
 }
 
 bool CudaBackend::ensure_staged(const BatchLayout& batch) {
-  if (staged_ != &batch || staged_rows_ != static_cast<int64_t>(batch.positions.size())) prepare_batch(batch);
-  return error_.is_ok();
+  if (staged_ != &batch || staged_tokens_ != batch.positions.size()) prepare_batch(batch);
+  return error_.is_ok() && staged_meta_ != nullptr;
 }
 
 bool CudaBackend::pool_geometry(const KvPoolView& pool, KvPoolGeometry* g) {
@@ -319,8 +380,7 @@ void CudaBackend::lm_head(const TensorView& x, const TensorView& wte, TensorView
 void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) {
   KvPoolGeometry g;
   if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g)) return;
-  const auto* slots = static_cast<const int32_t*>(meta_.data());
-  check(launch_kv_write(qkv.f32(), slots, qkv.dim(0), layer, g, stream_), "kv_write");
+  check(launch_kv_write(qkv.f32(), staged_meta_, staged_rows_, layer, g, stream_), "kv_write");
 }
 
 void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
@@ -328,7 +388,7 @@ void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int
   KvPoolGeometry g;
   if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g)) return;
   const int64_t t = staged_rows_;
-  const auto* meta = static_cast<const int32_t*>(meta_.data());
+  const int32_t* meta = staged_meta_;
   AttentionRows rows{meta + t, meta + 2 * t, meta};
   // Split long contexts when the batch alone would not fill the GPU.
   int32_t n_splits = 1;

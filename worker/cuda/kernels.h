@@ -54,14 +54,16 @@ cudaError_t launch_bias_residual(float* x, const float* y, const float* bias, in
                                  cudaStream_t stream);
 
 // K and V of each token (columns [E, 2E) and [2E, 3E) of qkv, E = n_heads * head_dim) into its
-// slot (page * block_size + offset) of `layer`.    qkv: [n, 3E]
+// slot (page * block_size + offset) of `layer`; a row whose slot is negative (padding) writes
+// nothing.    qkv: [n, 3E]
 cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, int32_t layer,
                             const KvPoolGeometry& pool, cudaStream_t stream);
 
 // Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scaled
 // by 1/sqrt(head_dim). Each (row, head) is split over n_splits ranges of keys_per_split positions;
 // with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each range's
-// (max, sum, unnormalised output) and a second kernel combines them.    out: [n, E]
+// (max, sum, unnormalised output) and a second kernel combines them. A row with no context
+// (row_ctx 0: a graph's padded row) reads no page and gets no meaningful output.    out: [n, E]
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
                                    int32_t keys_per_split, float* partial, float* out,

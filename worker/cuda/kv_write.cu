@@ -11,6 +11,7 @@ __global__ void kv_write_kernel(const float* qkv, const int32_t* slots, int32_t 
   const int kv = static_cast<int>(blockIdx.y);
   const int64_t e = static_cast<int64_t>(pool.n_heads) * pool.head_dim;
   const int32_t slot = slots[t];
+  if (slot < 0) return;  // a padded row of a graph's batch
   const int64_t page = slot / pool.block_size, offset = slot % pool.block_size;
   const int64_t dst = page * pool.page_elems +
                       ((static_cast<int64_t>(layer) * 2 + kv) * pool.block_size + offset) * e;

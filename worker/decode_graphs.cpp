@@ -1,0 +1,75 @@
+// DecodeGraphs: bucket choice, the fixed inputs of each bucket, recording and replay.
+#include "worker/decode_graphs.h"
+
+#include <cstdio>
+
+namespace kvmesh {
+
+DecodeGraphs::DecodeGraphs(Backend& backend, const LayerWidths& widths, int32_t max_context)
+    : backend_(backend), widths_(widths), max_context_(max_context) {}
+
+int32_t DecodeGraphs::bucket_rows(int64_t n) {
+  if (n <= 1) return 1;
+  if (n <= 2) return 2;
+  if (n <= 4) return 4;
+  return static_cast<int32_t>((n + 7) / 8 * 8);
+}
+
+bool DecodeGraphs::covers(const BatchLayout& batch) const {
+  if (!enabled_ || batch.seqs.empty() || batch.seqs.size() > static_cast<size_t>(kMaxRows)) return false;
+  for (const SeqSpan& span : batch.seqs)
+    if (span.n_tokens != 1) return false;
+  return batch.positions.size() == batch.seqs.size();
+}
+
+Status DecodeGraphs::allocate() {
+  if (!x_.empty()) return Status::ok();
+  const auto rows = static_cast<size_t>(kMaxRows) * sizeof(float);
+  for (auto [buffer, width] : {std::pair{&x_, widths_.embd}, {&h_, widths_.embd}, {&qkv_, widths_.qkv},
+                               {&attn_, widths_.attn}, {&mlp_, widths_.mlp}})
+    KVMESH_RETURN_IF_ERROR(reserve(backend_, buffer, rows * static_cast<size_t>(width)));
+  return Status::ok();
+}
+
+Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers,
+                         bool* ran) {
+  *ran = false;
+  KVMESH_RETURN_IF_ERROR(allocate());
+  if (pool_data_ != pool.data) {  // a new pool: what was recorded points at the old one
+    buckets_.clear();
+    pool_data_ = pool.data;
+  }
+  const auto n = static_cast<int64_t>(batch.positions.size());
+  const int32_t rows = bucket_rows(n);
+  Bucket& bucket = buckets_[rows];
+  bucket.batch.block_size = batch.block_size;
+  bucket.batch.seqs = batch.seqs;
+  bucket.batch.positions = batch.positions;
+  bucket.batch.slots = batch.slots;
+  bucket.batch.padded_rows = rows;
+  bucket.batch.max_context = max_context_;
+  backend_.prepare_batch(bucket.batch);
+  const LayerScratch scratch{h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32()};
+  if (!bucket.recorded) {
+    Status status = backend_.begin_capture(rows);
+    if (status.is_ok()) {
+      layers(bucket.batch, pool, rows, x_.f32(), scratch);
+      status = backend_.end_capture();
+    }
+    if (!status.is_ok()) {
+      enabled_ = false;
+      std::fprintf(stderr, "kvmesh: decode graphs off, running eagerly: %s\n", status.to_string().c_str());
+      return backend_.status();
+    }
+    bucket.recorded = true;
+    ++n_recorded_;
+  }
+  const size_t bytes = static_cast<size_t>(n * widths_.embd) * sizeof(float);
+  backend_.copy(x_.data(), x, bytes);
+  KVMESH_RETURN_IF_ERROR(backend_.replay(rows));
+  backend_.copy(x, x_.data(), bytes);
+  *ran = true;
+  return Status::ok();
+}
+
+}  // namespace kvmesh

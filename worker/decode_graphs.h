@@ -1,0 +1,69 @@
+// DecodeGraphs: a stage's layers for decode steps (every sequence adds one token) as captured
+// graphs, one per batch-size bucket. The bucket's inputs live at fixed addresses (its layout,
+// staged by the backend, and activations of its own); a bucket's first step records the graph,
+// later steps copy their rows in, replay it, and copy the rows out.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "common/status.h"
+#include "worker/backend.h"
+#include "worker/buffer.h"
+
+namespace kvmesh {
+
+// Activations a stage's layers use besides x, each [rows, width] fp32 in backend memory.
+struct LayerScratch {
+  float* h = nullptr;     // [T, E]
+  float* qkv = nullptr;   // [T, 3 El]
+  float* attn = nullptr;  // [T, El]
+  float* mlp = nullptr;   // [T, Il]
+};
+
+struct LayerWidths {
+  int64_t embd = 0, qkv = 0, attn = 0, mlp = 0;
+};
+
+class DecodeGraphs {
+ public:
+  // The model's layers over n rows of x.
+  using Layers = std::function<void(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x,
+                                    const LayerScratch& scratch)>;
+  static constexpr int32_t kMaxRows = 256;
+
+  // max_context: the model's context (every row's bound).
+  DecodeGraphs(Backend& backend, const LayerWidths& widths, int32_t max_context);
+
+  // Whether `batch` runs through a graph: graphs are on, every sequence adds one token, and
+  // there are at most kMaxRows of them.
+  bool covers(const BatchLayout& batch) const;
+  // Runs `layers` over x ([T, E], T = the batch's rows) through the batch's bucket. Errors are
+  // the backend's. When recording fails, graphs turn off (one line on stderr) and *ran is false:
+  // the caller runs the layers eagerly.
+  Status run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers, bool* ran);
+
+  bool enabled() const { return enabled_; }
+  int n_recorded() const { return n_recorded_; }
+  // The bucket (rows a graph runs) for a decode batch of n rows: 1, 2, 4, then multiples of 8.
+  static int32_t bucket_rows(int64_t n);
+
+ private:
+  struct Bucket {
+    BatchLayout batch;  // the layout the graph's ops read, refilled each step
+    bool recorded = false;
+  };
+  Status allocate();
+
+  Backend& backend_;
+  LayerWidths widths_;
+  int32_t max_context_;
+  bool enabled_ = true;
+  int n_recorded_ = 0;
+  void* pool_data_ = nullptr;  // the pool the graphs recorded (one pool per worker)
+  Buffer x_, h_, qkv_, attn_, mlp_;  // [kMaxRows, width] each, allocated once
+  std::map<int32_t, Bucket> buckets_;
+};
+
+}  // namespace kvmesh

@@ -1,0 +1,133 @@
+// RecordingBackend: forwards ops to the wrapped backend, or records them as calls to replay.
+#include "worker/recording_backend.h"
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kvmesh {
+namespace {
+
+class RecordingBackend final : public Backend {
+ public:
+  explicit RecordingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+
+  std::string describe() const override { return inner_->describe() + " (recorded graphs)"; }
+  bool host_memory() const override { return inner_->host_memory(); }
+  Result<Buffer> alloc(size_t bytes) override { return inner_->alloc(bytes); }
+  void upload(void* dst, const void* src, size_t bytes) override { inner_->upload(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { inner_->download(dst, src, bytes); }
+  Result<TensorView> place_weight(const std::vector<float>& host, int64_t rows, int64_t cols, bool matrix,
+                                  std::vector<Buffer>* storage) override {
+    return inner_->place_weight(host, rows, cols, matrix, storage);
+  }
+  PageMemory& page_memory() override { return inner_->page_memory(); }
+  Status status() override {
+    if (!error_.is_ok()) return error_;
+    return inner_->status();
+  }
+  void* native_stream() override { return inner_->native_stream(); }
+  void prepare_batch(const BatchLayout& batch) override {
+    if (recording_) {
+      fail("a batch staged while a graph is recorded");
+      return;
+    }
+    inner_->prepare_batch(batch);
+  }
+
+  void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe, const int32_t* tokens,
+             const int32_t* positions, TensorView out) override {
+    run([=, this] { inner_->embed(wte, vocab_begin, wpe, tokens, positions, out); });
+  }
+  void layer_norm(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
+                  TensorView out) override {
+    run([=, this] { inner_->layer_norm(x, w, b, eps, out); });
+  }
+  void linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) override {
+    run([=, this] { inner_->linear(x, w, b, out); });
+  }
+  void activation(TensorView x, Activation act) override { run([=, this] { inner_->activation(x, act); }); }
+  void add(TensorView x, const TensorView& y) override { run([=, this] { inner_->add(x, y); }); }
+  void add_bias(TensorView x, const TensorView& b) override { run([=, this] { inner_->add_bias(x, b); }); }
+  void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) override {
+    const BatchLayout* at = &batch;  // a recorded layout is read again, where it lives, at replay
+    run([=, this] { inner_->kv_write(qkv, *at, layer, pool); });
+  }
+  void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
+                 TensorView out) override {
+    const BatchLayout* at = &batch;
+    run([=, this] { inner_->attention(qkv, *at, layer, pool, out); });
+  }
+  void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override {
+    run([=, this] { inner_->lm_head(x, wte, logits); });
+  }
+  void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override {
+    run([=, this] { inner_->gather_rows(x, rows, out); });
+  }
+  void linear_act(const TensorView& x, const TensorView& w, const TensorView& b, Activation act,
+                  TensorView out) override {
+    run([=, this] { inner_->linear_act(x, w, b, act, out); });
+  }
+  void add_bias_residual(TensorView x, TensorView y, const TensorView& b) override {
+    run([=, this] { inner_->add_bias_residual(x, y, b); });
+  }
+  void row_stats(const TensorView& logits, RowStats* stats) override {
+    run([=, this] { inner_->row_stats(logits, stats); });
+  }
+  void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
+    run([=, this] { inner_->copy_pages(pool, moves); });
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    run([=, this] { inner_->copy(dst, src, bytes); });
+  }
+
+  bool can_capture() const override { return true; }
+  Status begin_capture(int key) override {
+    if (recording_) return internal_error("a graph is already being recorded");
+    recording_ = true;
+    key_ = key;
+    pending_.clear();
+    return Status::ok();
+  }
+  Status end_capture() override {
+    if (!recording_) return internal_error("end_capture without begin_capture");
+    recording_ = false;
+    graphs_[key_] = std::move(pending_);
+    pending_.clear();
+    return Status::ok();
+  }
+  Status replay(int key) override {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return internal_error("graph " + std::to_string(key) + " was never recorded");
+    for (const auto& op : it->second) op();
+    return inner_->status();
+  }
+
+ private:
+  void run(std::function<void()> op) {
+    if (recording_) {
+      pending_.push_back(std::move(op));
+    } else {
+      op();
+    }
+  }
+  void fail(const std::string& why) {
+    if (error_.is_ok()) error_ = internal_error(why);
+  }
+
+  std::unique_ptr<Backend> inner_;
+  bool recording_ = false;
+  int key_ = 0;
+  std::vector<std::function<void()>> pending_;
+  std::map<int, std::vector<std::function<void()>>> graphs_;
+  Status error_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_recording_backend(std::unique_ptr<Backend> inner) {
+  return std::make_unique<RecordingBackend>(std::move(inner));
+}
+
+}  // namespace kvmesh
