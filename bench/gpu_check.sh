@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu_check: on a GPU machine, builds kvmesh (Release, CUDA ON) into build-gpu, runs the gpu-labelled
 # tests (each CUDA op against its CPU twin, the HF fixture end to end in bf16, TP/PP over NCCL when
-# there are GPUs enough), then the decode benchmark for the GPT-2 XL shape (bf16, synthetic weights)
-# at batch 1, 8, 32 and 128 beside the weight-bytes roofline. Prints a short table last.
+# there are GPUs enough, decode graphs against eager steps), then the decode benchmark for the GPT-2
+# XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128, with and without decode graphs,
+# beside the weight-bytes roofline. Prints a short table last.
 # Usage: bench/gpu_check.sh [build-dir]     Environment: KVMESH_BUILD_JOBS (default: all cores),
 #        GPU_CHECK_NEW_TOKENS (decode tokens per sequence, default 64). Logs go to $OUT when set.
 set -euo pipefail
@@ -20,7 +21,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVMESH_CUDA=ON -DCMAKE_CUDA_
   >"$logs/configure.log" 2>&1 || { tail -30 "$logs/configure.log"; exit 1; }
 grep "kvmesh CUDA" "$logs/configure.log" || true
 cmake --build "$build" -j"${KVMESH_BUILD_JOBS:-$(nproc)}" \
-  --target cuda_ops_test cuda_hf_golden_test nccl_parallel_test kvmesh-generate gpu_decode_bench \
+  --target cuda_ops_test cuda_hf_golden_test cuda_graphs_test nccl_parallel_test kvmesh-generate gpu_decode_bench \
   >"$logs/build.log" 2>&1 || { tail -40 "$logs/build.log"; exit 1; }
 
 stamp "gpu tests"

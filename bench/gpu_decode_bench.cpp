@@ -1,6 +1,7 @@
 // gpu_decode_bench: decode tokens/s of the CUDA engine for a synthetic model (default the GPT-2 XL
 // shape: 48 layers, 1600 wide, 25 heads) in bf16 at several batch sizes, beside the roofline
-// (bf16 weight bytes read per step / measured device copy bandwidth) and the share of it reached.
+// (bf16 weight bytes read per step / measured device copy bandwidth) and the share of it reached,
+// with decode steps replayed from CUDA graphs and, beside them, launched op by op (--enforce-eager).
 // Usage: gpu_decode_bench [synthetic:<shape>] [new tokens per sequence]
 #include <cstdio>
 #include <cstdlib>
@@ -22,8 +23,9 @@ using namespace kvmesh;
 
 namespace {
 
-std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs) {
+std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs, bool eager) {
   WorkerOptions wo;
+  wo.decode_graphs = !eager;
   wo.model_dir = model;
   wo.device = DeviceKind::cuda;
   wo.weight_dtype = DType::bf16;
@@ -68,19 +70,26 @@ int main(int argc, char** argv) {
   const double weight_bytes = (static_cast<double>(config->n_params()) +
                                static_cast<double>(config->vocab_size) * config->n_embd) * 2.0;
   const double roofline = *bw * 1e9 / weight_bytes;  // steps/s, so tokens/s per sequence
-  auto engine = make_engine(model, 128);
-  if (!engine) return 1;
-  (void)bench::decode_tokens_per_s(*engine, 1, 8);  // warm up (cuBLAS heuristics, allocations)
+  const std::vector<int> batches = {1, 8, 32, 128};
+  // Tokens/s per batch size, graphs first; each engine is warmed at every batch size first
+  // (cuBLAS heuristics, allocations, and with graphs the recording of each size's graph).
+  std::vector<double> tps[2];
+  for (int eager = 0; eager < 2; ++eager) {
+    auto engine = make_engine(model, 128, eager == 1);
+    if (!engine) return 1;
+    for (int batch : batches) (void)bench::decode_tokens_per_s(*engine, batch, 4);
+    for (int batch : batches) tps[eager].push_back(bench::decode_tokens_per_s(*engine, batch, n_new));
+  }
   std::printf("model %s: %.2f B parameters, %.2f GB of bf16 weights read per decode step; "
               "device copy bandwidth %.0f GB/s\n\n",
               model.c_str(), config->n_params() / 1e9, weight_bytes / 1e9, *bw);
-  std::printf("| batch | decode tok/s | roofline tok/s (batch x weight-bytes bound) | %% of roofline |\n");
-  std::printf("|---|---|---|---|\n");
-  for (int batch : {1, 8, 32, 128}) {
-    const double tps = bench::decode_tokens_per_s(*engine, batch, n_new);
-    const double bound = roofline * batch;
-    std::printf("| %d | %.1f | %.1f | %.0f%% |\n", batch, tps, bound, 100.0 * tps / bound);
-    std::fflush(stdout);
+  std::printf("| batch | decode tok/s (graphs) | decode tok/s (eager) | roofline tok/s (batch x weight-bytes "
+              "bound) | %% of roofline (graphs) |\n");
+  std::printf("|---|---|---|---|---|\n");
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const double bound = roofline * batches[i];
+    std::printf("| %d | %.1f | %.1f | %.1f | %.0f%% |\n", batches[i], tps[0][i], tps[1][i], bound,
+                100.0 * tps[0][i] / bound);
   }
   return 0;
 }

@@ -39,6 +39,7 @@ struct EngineOptions {
   DeviceKind device = DeviceKind::cpu;
   DType kv_dtype = DType::f32;
   bool record_graphs = false;  // decode steps through graphs recorded on the CPU backend
+  bool eager = false;          // CUDA: no decode graphs
 };
 
 inline std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
@@ -75,6 +76,7 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.device = o.device;
   wo.cache.kv_dtype = o.kv_dtype;
   wo.record_graphs_on_cpu = o.record_graphs;
+  wo.decode_graphs = !o.eager;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {
     if (error) *error = worker.status().to_string();

@@ -2,7 +2,8 @@
 // Hugging Face fixture within the bf16 tolerances of cuda_hf_golden_test (prompt log-probs within
 // 0.1, greedy tokens identical where HF's margin exceeds 0.1). NCCL cannot run two ranks on one
 // GPU, so each layout runs only when the machine has tp * pp GPUs, and skips with a message
-// otherwise.
+// otherwise. Each layout runs with decode graphs (NCCL calls recorded in them) and with
+// --enforce-eager.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -27,10 +28,15 @@ std::string fixture_request(const nlohmann::json& g) {
   return req.dump();
 }
 
-class NcclParallel : public ::testing::TestWithParam<std::pair<int, int>> {};
+struct NcclLayout {
+  int tp = 1, pp = 1;
+  bool eager = false;
+};
+
+class NcclParallel : public ::testing::TestWithParam<NcclLayout> {};
 
 TEST_P(NcclParallel, ReproducesTheFixture) {
-  const auto [tp, pp] = GetParam();
+  const auto [tp, pp, eager] = GetParam();
   const int gpus = cuda_device_count();
   if (gpus < tp * pp)
     GTEST_SKIP() << "TP " << tp << " x PP " << pp << " over NCCL needs " << tp * pp << " GPUs; "
@@ -38,6 +44,7 @@ TEST_P(NcclParallel, ReproducesTheFixture) {
   const nlohmann::json g = load_json_file(hf_fixture_dir() + "/golden.json");
   const std::string cmd = mpirun_prefix(tp * pp) + kGenerate + " --model " + hf_fixture_dir() +
                           " --device cuda --tp " + std::to_string(tp) + " --pp " + std::to_string(pp) +
+                          (eager ? " --enforce-eager" : "") +
                           " --request " + shell_quote(fixture_request(g));
   CommandResult r = run_command(cmd, 300);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -64,10 +71,12 @@ TEST_P(NcclParallel, ReproducesTheFixture) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, NcclParallel,
-                         ::testing::Values(std::make_pair(2, 1), std::make_pair(1, 2), std::make_pair(2, 2)),
+                         ::testing::Values(NcclLayout{2, 1, false}, NcclLayout{1, 2, false},
+                                           NcclLayout{2, 2, false}, NcclLayout{2, 1, true},
+                                           NcclLayout{2, 2, true}),
                          [](const auto& info) {
-                           return "tp" + std::to_string(info.param.first) + "_pp" +
-                                  std::to_string(info.param.second);
+                           return "tp" + std::to_string(info.param.tp) + "_pp" + std::to_string(info.param.pp) +
+                                  (info.param.eager ? "_eager" : "_graphs");
                          });
 
 }  // namespace
