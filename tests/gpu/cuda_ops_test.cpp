@@ -266,6 +266,54 @@ TEST_F(CudaOps, KvWriteAndPagedAttentionF32Pages) { check_paged(this, *cpu_, *gp
 TEST_F(CudaOps, KvWriteAndPagedAttentionBf16Pages) { check_paged(this, *cpu_, *gpu_, DType::bf16); }
 TEST_F(CudaOps, KvWriteAndPagedAttentionF16Pages) { check_paged(this, *cpu_, *gpu_, DType::f16); }
 
+// A decode graph's ops: the batch padded to more rows (which write no page), attention split for
+// a context bound instead of the batch's longest context, recorded once and replayed twice on new
+// inputs staged at the same addresses; the real rows equal the CPU's eager ops each time.
+TEST_F(CudaOps, PaddedBatchRecordedAndReplayed) {
+  const int32_t block_size = 16, n_pages = 211, n_layers = 2, n_heads = 3, head_dim = 64, layer = 0;
+  const int64_t e = n_heads * head_dim;
+  PagedCase c = make_case(block_size, n_pages);
+  KvPoolView pool{nullptr, DType::bf16, n_pages, n_layers, block_size, n_heads, head_dim};
+  const size_t pool_bytes = static_cast<size_t>(pool.page_bytes()) * n_pages;
+  std::vector<uint8_t> cpu_pool(pool_bytes, 0);
+  pool.data = cpu_pool.data();
+  fill_history(*cpu_, c, pool, layer, e, 31);
+  auto dev_pool = gpu_->alloc(pool_bytes);
+  ASSERT_TRUE(dev_pool.is_ok());
+  gpu_->upload(dev_pool->data(), cpu_pool.data(), pool_bytes);
+  KvPoolView gpool = pool;
+  gpool.data = dev_pool->data();
+
+  BatchLayout padded = c.batch;
+  padded.padded_rows = static_cast<int32_t>(c.n_rows + 5);
+  padded.max_context = 2048;
+  const int64_t rows = padded.padded_rows;
+  TensorView qkv_g = device(random_values(static_cast<size_t>(rows * 3 * e), 32), rows, 3 * e);
+  TensorView out = device_poisoned(rows, e);
+  gpu_->prepare_batch(padded);
+  ASSERT_TRUE(gpu_->begin_capture(1).is_ok());
+  gpu_->kv_write(qkv_g, padded, layer, gpool);
+  gpu_->attention(qkv_g, padded, layer, gpool, out);
+  const Status recorded = gpu_->end_capture();
+  ASSERT_TRUE(recorded.is_ok()) << recorded.to_string();
+  for (uint32_t round = 0; round < 2; ++round) {
+    auto qkv = random_values(static_cast<size_t>(rows * 3 * e), 40 + round);
+    gpu_->upload(qkv_g.data, qkv.data(), qkv.size() * sizeof(float));
+    ASSERT_TRUE(gpu_->replay(1).is_ok());
+    std::vector<float> want(static_cast<size_t>(c.n_rows * e));
+    cpu_->kv_write(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool);
+    cpu_->attention(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool,
+                    TensorView::of(want.data(), {c.n_rows, e}));
+    std::vector<uint8_t> gpu_pool(pool_bytes);
+    gpu_->download(gpu_pool.data(), dev_pool->data(), pool_bytes);
+    ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+    EXPECT_TRUE(gpu_pool == cpu_pool) << "round " << round << ": pages differ (padded rows must write none)";
+    std::vector<float> got = host(out);
+    got.resize(want.size());  // the padded rows' outputs mean nothing
+    EXPECT_LT(rel_error(got, want), 1e-5) << "round " << round;
+  }
+}
+
 TEST_F(CudaOps, CopyPagesAndTierMoves) {
   KvPoolView pool{nullptr, DType::bf16, 8, 2, 16, 2, 64};
   const size_t page = static_cast<size_t>(pool.page_bytes());
