@@ -25,6 +25,7 @@ namespace kvmesh {
 namespace {
 
 constexpr int32_t kKeysPerSplit = 256;  // context positions one attention block takes when split
+constexpr int32_t kMinTiledRows = 16;   // a prefill chunk this long goes to the tiled attention
 
 Result<KernelDType> kernel_dtype(DType dtype) {
   switch (dtype) {
@@ -224,6 +225,8 @@ class CudaBackend final : public Backend {
   int64_t staged_rows_ = 0;
   int32_t staged_max_ctx_ = 0;
   const int32_t* staged_meta_ = nullptr;
+  int64_t n_tiles_ = 0, tiles_at_ = 0;    // prefill tiles (4 int32 each) staged at meta + tiles_at_
+  int64_t n_listed_ = 0, listed_at_ = 0;  // the rows outside tiles, at meta + listed_at_
   std::vector<int32_t> meta_host_;
   Buffer meta_;
   std::map<int32_t, Buffer> graph_meta_;  // by padded_rows: a fixed address per graph shape
@@ -287,6 +290,29 @@ void CudaBackend::prepare_batch(const BatchLayout& batch) {
     meta_host_.insert(meta_host_.end(), span.block_table, span.block_table + n_pages);
   }
   for (int64_t row = 0; row < n_tokens; ++row) meta_host_[static_cast<size_t>(row)] = batch.slots[row];
+  // Eager batches: long prefill chunks in tiles for the tiled attention, the other rows listed.
+  n_tiles_ = 0;
+  n_listed_ = 0;
+  if (!graph) {
+    std::vector<int32_t> listed;
+    tiles_at_ = static_cast<int64_t>(meta_host_.size());
+    for (size_t k = 0; k < batch.seqs.size(); ++k) {
+      const SeqSpan& span = batch.seqs[k];
+      if (span.n_tokens < kMinTiledRows) {
+        for (int32_t i = 0; i < span.n_tokens; ++i) listed.push_back(span.token_begin + i);
+        continue;
+      }
+      const int32_t table_at = meta_host_[static_cast<size_t>(2 * t + span.token_begin)];
+      for (int32_t i = 0; i < span.n_tokens; i += kPrefillTileRows) {
+        const int32_t rows = std::min(kPrefillTileRows, span.n_tokens - i);
+        meta_host_.insert(meta_host_.end(), {span.token_begin + i, rows, span.n_past + i, table_at});
+        ++n_tiles_;
+      }
+    }
+    listed_at_ = static_cast<int64_t>(meta_host_.size());
+    n_listed_ = static_cast<int64_t>(listed.size());
+    meta_host_.insert(meta_host_.end(), listed.begin(), listed.end());
+  }
   void* dst = nullptr;
   if (graph) {
     if (max_ctx > batch.max_context) {
@@ -390,9 +416,19 @@ void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int
   const int64_t t = staged_rows_;
   const int32_t* meta = staged_meta_;
   AttentionRows rows{meta + t, meta + 2 * t, meta};
-  // Split long contexts when the batch alone would not fill the GPU.
+  int64_t n_rows = t;  // rows for the row-per-block kernel
+  if (n_tiles_ > 0 && prefill_attention_serves(g)) {
+    if (!check(launch_prefill_attention(qkv.f32(), reinterpret_cast<const PrefillTile*>(meta + tiles_at_),
+                                        n_tiles_, meta, layer, g, out.f32(), stream_),
+               "prefill attention"))
+      return;
+    rows.listed = meta + listed_at_;
+    n_rows = n_listed_;
+    if (n_rows == 0) return;
+  }
+  // Split long contexts when the rows alone would not fill the GPU.
   int32_t n_splits = 1;
-  if (staged_max_ctx_ > 2 * kKeysPerSplit && t * pool.n_heads < 1024)
+  if (staged_max_ctx_ > 2 * kKeysPerSplit && n_rows * pool.n_heads < 1024)
     n_splits = std::min<int32_t>((staged_max_ctx_ + kKeysPerSplit - 1) / kKeysPerSplit, 64);
   float* partial = nullptr;
   if (n_splits > 1) {
@@ -400,7 +436,7 @@ void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int
     partial = static_cast<float*>(scratch(partial_, bytes));
     if (partial == nullptr) return;
   }
-  check(launch_paged_attention(qkv.f32(), rows, t, layer, g, n_splits,
+  check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits,
                                n_splits > 1 ? kKeysPerSplit : std::max(staged_max_ctx_, 1), partial,
                                out.f32(), stream_),
         "attention");

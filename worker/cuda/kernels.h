@@ -29,7 +29,19 @@ struct AttentionRows {
   const int32_t* row_ctx = nullptr;    // [T]
   const int32_t* row_table = nullptr;  // [T]
   const int32_t* tables = nullptr;     // concatenated block tables
+  const int32_t* listed = nullptr;     // when set, only these rows (the others are done elsewhere)
 };
+
+// Up to kPrefillTileRows consecutive query rows of one sequence's prefill chunk: rows
+// [row_begin, row_begin + n_rows) at positions n_past.., block table at tables[table_at].
+constexpr int kPrefillTileRows = 64;
+struct PrefillTile {
+  int32_t row_begin = 0;
+  int32_t n_rows = 0;
+  int32_t n_past = 0;
+  int32_t table_at = 0;
+};
+static_assert(sizeof(PrefillTile) == 4 * sizeof(int32_t), "tiles are staged as 4 int32 each");
 
 // out[t] = wte[tokens[t] - vocab_begin] (0 outside [0, wte_rows)) + wpe[positions[t]] (wpe may be
 // null).  out: [n, e] fp32
@@ -63,11 +75,19 @@ cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, i
 // by 1/sqrt(head_dim). Each (row, head) is split over n_splits ranges of keys_per_split positions;
 // with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each range's
 // (max, sum, unnormalised output) and a second kernel combines them. A row with no context
-// (row_ctx 0: a graph's padded row) reads no page and gets no meaningful output.    out: [n, E]
+// (row_ctx 0: a graph's padded row) reads no page and gets no meaningful output. n counts the
+// rows done: all T, or the listed ones.    out: [T, E]
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
                                    int32_t keys_per_split, float* partial, float* out,
                                    cudaStream_t stream);
+
+// The same attention for the query rows of prefill tiles, K/V read once per tile (head_dim 64
+// only: prefill_attention_serves).    out: [T, E]
+bool prefill_attention_serves(const KvPoolGeometry& pool);
+cudaError_t launch_prefill_attention(const float* qkv, const PrefillTile* tiles, int64_t n_tiles,
+                                     const int32_t* tables, int32_t layer, const KvPoolGeometry& pool,
+                                     float* out, cudaStream_t stream);
 
 // out[i] = x[rows[i]]     x: [*, e], out: [r, e]
 cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, int64_t e, float* out,

@@ -27,7 +27,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                      float scale, int32_t keys_per_split, float* partial, float* out) {
   __shared__ float warp_max[kWarps], warp_sum_[kWarps];
   __shared__ float warp_acc[kWarps][kMaxHeadDim];
-  const int64_t t = blockIdx.x;
+  const int64_t t = rows.listed != nullptr ? rows.listed[blockIdx.x] : blockIdx.x;
   const int h = static_cast<int>(blockIdx.y), split = static_cast<int>(blockIdx.z);
   const int n_splits = static_cast<int>(gridDim.z);
   const int d = pool.head_dim, bs = pool.block_size;
@@ -103,9 +103,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-__global__ void attention_combine_kernel(const float* partial, int32_t n_heads, int32_t d,
-                                         int32_t n_splits, float* out) {
-  const int64_t t = blockIdx.x;
+__global__ void attention_combine_kernel(const float* partial, const int32_t* listed, int32_t n_heads,
+                                         int32_t d, int32_t n_splits, float* out) {
+  const int64_t t = listed != nullptr ? listed[blockIdx.x] : blockIdx.x;
   const int h = static_cast<int>(blockIdx.y);
   const int64_t e = static_cast<int64_t>(n_heads) * d;
   const float* part = partial + (t * n_heads + h) * n_splits * (d + 2);
@@ -136,7 +136,7 @@ cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n,
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || n_splits == 1) return err;
   attention_combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads)), 64,
-                             0, stream>>>(partial, pool.n_heads, pool.head_dim, n_splits, out);
+                             0, stream>>>(partial, rows.listed, pool.n_heads, pool.head_dim, n_splits, out);
   return cudaGetLastError();
 }
 
