@@ -179,8 +179,8 @@ TEST_F(CudaOps, GatherRowsAndRowStats) {
   }
 }
 
-// A ragged batch: a long prefill chunk after cached tokens, a fresh prompt, and decodes of long
-// contexts (split over blocks), over shuffled pages.
+// A ragged batch: prefill chunks after cached tokens (tiled attention), a fresh prompt, and decodes
+// of long contexts (split over blocks), over shuffled pages.
 struct PagedCase {
   BatchLayout batch;
   std::vector<std::vector<int32_t>> tables;
@@ -190,7 +190,10 @@ struct PagedCase {
 PagedCase make_case(int32_t block_size, int32_t n_pages) {
   PagedCase c;
   c.batch.block_size = block_size;
-  const std::vector<std::pair<int32_t, int32_t>> seqs = {{40, 25}, {0, 17}, {1500, 1}, {700, 1}, {3, 1}};
+  // (n_past, n_tokens): prefill chunks of one tile (25, 17 rows) and of three (150 rows after 100
+  // cached), decodes, and a chunk too short for tiles (5 rows).
+  const std::vector<std::pair<int32_t, int32_t>> seqs = {{40, 25}, {0, 17},  {1500, 1}, {700, 1},
+                                                         {3, 1},   {100, 150}, {9, 5}};
   std::vector<int32_t> free_pages(n_pages);
   for (int32_t i = 0; i < n_pages; ++i) free_pages[i] = (i * 7919) % n_pages;  // a permutation (n_pages prime)
   size_t next = 0;
