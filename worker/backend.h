@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/protocol.h"
 #include "common/status.h"
 #include "common/tensor.h"
 #include "worker/buffer.h"
@@ -79,6 +80,22 @@ struct RowStats {
   float max = 0.0f;
   int32_t argmax = 0;     // first index holding the max
   float log_sum_exp = 0;  // log(sum exp(logit)); a token's log-prob is logit - log_sum_exp
+};
+
+// One row's draw for sample_rows: plain sampling (no penalties or banned tokens; greedy when
+// params.greedy()) of the token at `position`, which is the random draw's counter.
+struct RowDraw {
+  SamplingParams params;  // temperature, top_k, top_p, min_p, seed (penalties are not applied)
+  int64_t position = 0;
+  int32_t n_top = -1;     // log-probs wanted: -1 none, 0 the token's alone, up to kMaxTopLogprobs
+};
+
+// What sample_rows gives back for one row (host memory).
+struct RowSample {
+  int32_t token = -1;
+  // When n_top >= 0: the token's log-prob (logit - log-sum-exp of the raw logits) and the top
+  // n_top (id, log-prob), log-prob descending, ties by lower id.
+  PositionLogprobs logprobs;
 };
 
 // Every op takes tensors in the backend's memory (alloc(), weights from place_weight()); host
@@ -156,6 +173,11 @@ class Backend {
   }
   // Max, argmax and log-sum-exp of each row of logits; stats is host memory.  logits: [R, V]
   virtual void row_stats(const TensorView& logits, RowStats* stats) = 0;
+  // Per row of logits, the draw draws[i] and its log-probs; out is host memory.  logits: [R, V]
+  // The default runs the host sampler (worker/sampler.h: sample_token, log_softmax,
+  // position_logprobs) over the rows, downloading them first when backend memory is not host
+  // memory; a device backend samples where the logits are and brings back only the results.
+  virtual void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out);
   // Copies whole pages src[i] -> dst[i] inside the pool.
   virtual void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) = 0;
 };

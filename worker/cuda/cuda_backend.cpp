@@ -17,6 +17,7 @@
 #include "worker/cuda/gemm.h"
 #include "worker/cuda/host_staging.h"
 #include "worker/cuda/kernels.h"
+#include "worker/cuda/row_sampler.h"
 
 namespace kvmesh {
 namespace {
@@ -142,6 +143,9 @@ class CudaBackend final : public Backend {
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override;
   void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override;
   void row_stats(const TensorView& logits, RowStats* stats) override;
+  void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) override {
+    if (enter()) note(sampler_.sample(*this, staging_, stream_, logits, draws, out));
+  }
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
     if (!enter()) return;
     const auto bytes = static_cast<size_t>(pool.page_bytes());
@@ -193,6 +197,7 @@ class CudaBackend final : public Backend {
   Buffer narrow_;     // activations narrowed for a matrix product
   Buffer partial_;    // attention split partials
   Buffer stats_;      // row_stats results [3R]
+  RowSampler sampler_;  // sample_rows: its scratch and staging
 };
 
 Result<TensorView> CudaBackend::place_weight(const std::vector<float>& host, int64_t rows, int64_t cols,
