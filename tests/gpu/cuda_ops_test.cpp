@@ -218,10 +218,10 @@ TEST_F(CudaOps, SampleRowsMatchesTheHostSampler) {
 }
 
 TEST_F(CudaOps, SampleRowsOverManySeeds) {
-  // One row of GPT-2-sized logits drawn with 96 seeds per kind of draw: the draws spread over many
+  // One row of GPT-2-sized logits drawn with 48 seeds per kind of draw: the draws spread over many
   // candidates, and each must be the host's.
   const int64_t v = 50257;
-  const int n_rows = 96;
+  const int n_rows = 48;
   const std::vector<float> one = testing::logits_with_ties(1, v, 77);
   std::vector<float> logits;
   for (int i = 0; i < n_rows; ++i) logits.insert(logits.end(), one.begin(), one.end());
