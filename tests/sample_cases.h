@@ -2,8 +2,6 @@
 // draws (greedy, temperature, top-k, top-p, min-p, combined) with many seeds and n_top -1..32.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
