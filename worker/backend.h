@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/protocol.h"
 #include "common/status.h"
 #include "common/tensor.h"
 #include "worker/buffer.h"
@@ -86,6 +87,22 @@ struct RowStats {
   float log_sum_exp = 0;  // log(sum exp(logit)); a token's log-prob is logit - log_sum_exp
 };
 
+// One row's draw for sample_rows: plain sampling (no penalties or banned tokens; greedy when
+// params.greedy()) of the token at `position`, which is the random draw's counter.
+struct RowDraw {
+  SamplingParams params;  // temperature, top_k, top_p, min_p, seed (penalties are not applied)
+  int64_t position = 0;
+  int32_t n_top = -1;     // log-probs wanted: -1 none, 0 the token's alone, up to kMaxTopLogprobs
+};
+
+// What sample_rows gives back for one row (host memory).
+struct RowSample {
+  int32_t token = -1;
+  // When n_top >= 0: the token's log-prob (logit - log-sum-exp of the raw logits) and the top
+  // n_top (id, log-prob), log-prob descending, ties by lower id.
+  PositionLogprobs logprobs;
+};
+
 // Every op takes tensors in the backend's memory (alloc(), weights from place_weight()); host
 // arrays (tokens, positions, BatchLayout, row lists) stay on the host. Ops may run asynchronously:
 // download() and status() wait for what was issued before them.
@@ -161,6 +178,10 @@ class Backend {
   }
   // Max, argmax and log-sum-exp of each row of logits; stats is host memory.  logits: [R, V]
   virtual void row_stats(const TensorView& logits, RowStats* stats) = 0;
+  // Per row of logits, the draw draws[i] and its log-probs; out is host memory.  logits: [R, V]
+  // The results of host_sample_rows (below); a device backend samples where the logits are and
+  // brings back only the results.
+  virtual void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) = 0;
   // Copies whole pages src[i] -> dst[i] inside the pool.
   virtual void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) = 0;
   // dst = src, bytes of backend memory, ordered with the ops.
@@ -190,6 +211,12 @@ class Backend {
 }  // namespace kvmesh
 
 namespace kvmesh {
+
+// The host sampler (worker/sampler.h: sample_token, log_softmax, position_logprobs) over each row
+// of logits in backend's memory (downloaded first when that is not host memory): what
+// Backend::sample_rows gives, and the CPU backend's sample_rows.
+void host_sample_rows(Backend& backend, const TensorView& logits, const std::vector<RowDraw>& draws,
+                      RowSample* out);
 
 // Makes *buffer hold at least `bytes` of the backend's memory (grows only; contents are lost
 // when it grows).

@@ -122,27 +122,34 @@ Status Model::head(const float* x, const std::vector<int32_t>& rows) {
   return Status::ok();
 }
 
-Status Model::greedy_rows(const float* x, const std::vector<int32_t>& rows, std::vector<RowStats>* out) {
-  KVMESH_CHECK(layout_.tp == 1);
-  KVMESH_RETURN_IF_ERROR(head(x, rows));
-  const auto r = static_cast<int64_t>(rows.size());
-  out->resize(rows.size());
-  if (r > 0) backend_->row_stats(view(local_, r, config_.vocab_size), out->data());
-  return backend_->status();
+Status Model::head_outputs(const float* x, HeadWork* work) {
+  KVMESH_RETURN_IF_ERROR(head(x, work->rows));
+  if (layout_.tp > 1) {
+    KVMESH_CHECK(work->n_greedy == 0 && work->draws.empty());
+    return gathered_logits(work->rows, &work->logits);
+  }
+  // One TP rank: local_ holds [R, V] (vl == v).
+  const int64_t v = config_.vocab_size;
+  const int64_t n_greedy = work->n_greedy, n_sampled = static_cast<int64_t>(work->draws.size());
+  const int64_t n_host = work->n_host_rows();
+  KVMESH_CHECK(n_greedy >= 0 && n_host >= 0);
+  Backend& b = *backend_;
+  work->greedy.resize(static_cast<size_t>(n_greedy));
+  work->samples.resize(static_cast<size_t>(n_sampled));
+  work->logits.resize(static_cast<size_t>(n_host * v));
+  if (n_greedy > 0) b.row_stats(view(local_.f32(), n_greedy, v), work->greedy.data());
+  if (n_sampled > 0)
+    b.sample_rows(view(local_.f32() + n_greedy * v, n_sampled, v), work->draws, work->samples.data());
+  if (n_host > 0)
+    b.download(work->logits.data(), local_.f32() + (n_greedy + n_sampled) * v, floats(n_host * v));
+  return b.status();
 }
 
-Status Model::logits(const float* x, const std::vector<int32_t>& rows, std::vector<float>* out) {
+Status Model::gathered_logits(const std::vector<int32_t>& rows, std::vector<float>* out) {
   const int64_t v = config_.vocab_size;
   const int64_t r = static_cast<int64_t>(rows.size());
   const int64_t vl = layout_.vocab(config_).size();
   Backend& b = *backend_;
-  KVMESH_RETURN_IF_ERROR(head(x, rows));
-  if (layout_.tp == 1) {
-    // vl == v with one TP rank.
-    out->resize(static_cast<size_t>(r * v));
-    b.download(out->data(), local_.data(), floats(r * v));
-    return b.status();
-  }
   const bool root = layout_.tp_rank() == 0;
   if (root) KVMESH_RETURN_IF_ERROR(reserve(b, &gathered_, floats(layout_.tp * r * vl)));
   collectives_->tp_gather(local_.f32(), r * vl, root ? gathered_.f32() : nullptr);

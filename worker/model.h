@@ -17,6 +17,25 @@
 
 namespace kvmesh {
 
+// The last stage's work on a micro-batch's logits: rows[i] of x gives logit row i. With one TP
+// rank the rows come in three runs, each brought back its own way:
+//   [0, n_greedy)                        plain greedy draws: argmax and log-sum-exp (row_stats)
+//   [n_greedy, n_greedy + draws.size())  draws sampled where the logits are (sample_rows)
+//   the rest                             full logits to the host
+// With several TP ranks n_greedy is 0 and draws is empty: TP rank 0 gets every row's logits.
+struct HeadWork {
+  std::vector<int32_t> rows;
+  int32_t n_greedy = 0;
+  std::vector<RowDraw> draws;
+  std::vector<RowStats> greedy;    // [n_greedy]
+  std::vector<RowSample> samples;  // [draws.size()]
+  std::vector<float> logits;       // [rows.size() - n_greedy - draws.size(), vocab] (TP rank 0)
+
+  int64_t n_host_rows() const {
+    return static_cast<int64_t>(rows.size()) - n_greedy - static_cast<int64_t>(draws.size());
+  }
+};
+
 class Model {
  public:
   // Places the weights with the backend (host weights are kept only when the backend reads host
@@ -37,12 +56,10 @@ class Model {
   bool use_decode_graphs(bool on);
   // Graphs recorded so far (one per batch-size bucket used); 0 with graphs off.
   int n_decode_graphs() const { return graphs_ ? graphs_->n_recorded() : 0; }
-  // Last stage: logits of the listed rows of x, into host memory. TP rank 0 gets [R, vocab];
-  // other TP ranks contribute their vocabulary shard and get nothing.
-  Status logits(const float* x, const std::vector<int32_t>& rows, std::vector<float>* out);
-  // Last stage, one TP rank: the greedy token (argmax) and log-sum-exp of the listed rows,
-  // computed where the logits are; only these few numbers reach the host.
-  Status greedy_rows(const float* x, const std::vector<int32_t>& rows, std::vector<RowStats>* out);
+  // Last stage: the logits of work->rows of x and what work asks of them (HeadWork). Only the
+  // greedy tokens, the samples and the host rows' logits reach the host; other TP ranks
+  // contribute their vocabulary shard and get nothing.
+  Status head_outputs(const float* x, HeadWork* work);
 
   const ModelConfig& config() const { return config_; }
   const ParallelLayout& layout() const { return layout_; }
@@ -60,6 +77,8 @@ class Model {
   void mlp_block(int layer, int64_t n, float* x, const LayerScratch& s);
   // This rank's vocabulary-shard logits of the listed rows of x, into local_ ([R, Vl]).
   Status head(const float* x, const std::vector<int32_t>& rows);
+  // Several TP ranks: every row's full logits gathered to TP rank 0's host memory ([R, vocab]).
+  Status gathered_logits(const std::vector<int32_t>& rows, std::vector<float>* out);
 
   ModelConfig config_;
   ParallelLayout layout_;

@@ -75,6 +75,9 @@ class RecordingBackend final : public Backend {
   void row_stats(const TensorView& logits, RowStats* stats) override {
     run([=, this] { inner_->row_stats(logits, stats); });
   }
+  void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) override {
+    run([=, this] { inner_->sample_rows(logits, draws, out); });
+  }
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
     run([=, this] { inner_->copy_pages(pool, moves); });
   }

@@ -107,12 +107,6 @@ void log_cache_op_failure(int rank, size_t index, const CacheOp& op, const Statu
   }
 }
 
-// A draw that is the argmax of the raw logits, with nothing else asked of them.
-bool plain_greedy(const SeqWork& seq) {
-  return seq.sampling.greedy() && !seq.sampling.has_penalties() && seq.banned_token_ids.empty() &&
-         seq.sampling.n_logprobs < 0;
-}
-
 // Applies a plan's cache ops in order, timing each kind; an op that failed on any rank counts as
 // failed on every rank (its leftovers dropped) and is listed in result->failed_cache_ops.
 void apply_cache_ops(const StepPlan& plan, KvStore& kv, Backend& backend, Collectives& collectives,
@@ -393,11 +387,8 @@ void Worker::build_micro_batches(const StepPlan& plan) {
     mb.batch.seqs.clear();
     mb.batch.positions.clear();
     mb.batch.slots.clear();
-    mb.logit_rows.clear();
-    mb.greedy_only = layout().tp == 1;
     for (size_t k = mb.seq_begin; k < mb.seq_end; ++k) {
       const SeqWork& seq = plan.seqs[k];
-      if (seq.prompt_logprobs >= 0 || (seq.sample && !plain_greedy(seq))) mb.greedy_only = false;
       const auto begin = static_cast<int32_t>(mb.tokens.size());
       mb.batch.seqs.push_back({begin, seq.n_tokens(), seq.n_past, seq.block_table.data()});
       for (int32_t i = 0; i < seq.n_tokens(); ++i) {
@@ -405,10 +396,9 @@ void Worker::build_micro_batches(const StepPlan& plan) {
         mb.tokens.push_back(seq.token_ids[i]);
         mb.batch.positions.push_back(pos);
         mb.batch.slots.push_back(seq.block_table[pos / bs] * bs + pos % bs);
-        if (seq.prompt_logprobs >= 0 || (i + 1 == seq.n_tokens() && seq.sample))
-          mb.logit_rows.push_back(begin + i);
       }
     }
+    route_logit_rows(plan, layout().tp == 1, &mb);
   }
 }
 
@@ -437,8 +427,7 @@ void Worker::forward_micro_batches() {
     const double c0 = seconds_now();
     if (status.is_ok()) status = model_->run_layers(mb.batch, kv_->device_pool(), n, x);
     if (status.is_ok() && l.last_stage()) {
-      status = mb.greedy_only ? model_->greedy_rows(x, mb.logit_rows, &mb.greedy)
-                              : model_->logits(x, mb.logit_rows, &mb.logits);
+      status = model_->head_outputs(x, &mb.head);
     }
     timing_.compute_s += seconds_now() - c0;
     if (!status.is_ok() && forward_status_.is_ok()) forward_status_ = status;

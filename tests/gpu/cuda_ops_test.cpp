@@ -3,7 +3,8 @@
 // pages 1e-5, with bf16/f16 pages the same as CPU reading the same pages (pages are written by
 // each backend's kv_write, then compared as bytes: identical); matrix products with bf16 operands
 // against the CPU on the same bf16-rounded values 1e-5 of the row's magnitude sum (fp32
-// accumulation in another order). Skips without a GPU.
+// accumulation in another order); sample_rows the host sampler's tokens and top ids, log-probs within
+// 1e-5. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "sample_cases.h"
 #include "worker/backend.h"
 #include "worker/cpu/cpu_backend.h"
 #include "worker/cuda/cuda_backend.h"
@@ -176,6 +178,69 @@ TEST_F(CudaOps, GatherRowsAndRowStats) {
     EXPECT_EQ(got[i].argmax, want_stats[i].argmax) << "row " << i;
     EXPECT_EQ(got[i].max, want_stats[i].max) << "row " << i;
     EXPECT_NEAR(got[i].log_sum_exp, want_stats[i].log_sum_exp, 1e-4) << "row " << i;
+  }
+}
+
+// sample_rows: the same tokens and top ids as the host sampler (CPU backend), log-probs within 1e-5.
+void expect_samples_match(const std::vector<RowSample>& got, const std::vector<RowSample>& want,
+                          const std::vector<RowDraw>& draws, const std::string& where) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    const std::string at = where + " row " + std::to_string(i) + " (top_k " +
+                           std::to_string(draws[i].params.top_k) + ", T " +
+                           std::to_string(draws[i].params.temperature) + ", n_top " +
+                           std::to_string(draws[i].n_top) + ")";
+    EXPECT_EQ(got[i].token, want[i].token) << at;
+    EXPECT_EQ(got[i].logprobs.chosen.token, want[i].logprobs.chosen.token) << at;
+    EXPECT_NEAR(got[i].logprobs.chosen.logprob, want[i].logprobs.chosen.logprob, 1e-5) << at;
+    ASSERT_EQ(got[i].logprobs.top.size(), want[i].logprobs.top.size()) << at;
+    for (size_t j = 0; j < want[i].logprobs.top.size(); ++j) {
+      EXPECT_EQ(got[i].logprobs.top[j].token, want[i].logprobs.top[j].token) << at << " top " << j;
+      EXPECT_NEAR(got[i].logprobs.top[j].logprob, want[i].logprobs.top[j].logprob, 1e-5)
+          << at << " top " << j;
+    }
+  }
+}
+
+TEST_F(CudaOps, SampleRowsMatchesTheHostSampler) {
+  // Every kind of draw mixed in each call, several rows with ties, small vocabularies and GPT-2's.
+  for (const int64_t v : {1, 7, 1000, 50257}) {
+    const int n_rows = 24, calls = v == 50257 ? 8 : 13;
+    for (int call = 0; call < calls; ++call) {
+      std::vector<float> logits = testing::logits_with_ties(n_rows, v, 500 + static_cast<uint32_t>(call));
+      const std::vector<RowDraw> draws = testing::draw_mix(n_rows, call);
+      std::vector<RowSample> want(draws.size()), got(draws.size());
+      cpu_->sample_rows(TensorView::of(logits.data(), {n_rows, v}), draws, want.data());
+      gpu_->sample_rows(device(logits, n_rows, v), draws, got.data());
+      ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+      expect_samples_match(got, want, draws, "v " + std::to_string(v) + " call " + std::to_string(call));
+    }
+  }
+}
+
+TEST_F(CudaOps, SampleRowsOverManySeeds) {
+  // One row of GPT-2-sized logits drawn with 48 seeds per kind of draw: the draws spread over many
+  // candidates, and each must be the host's.
+  const int64_t v = 50257;
+  const int n_rows = 48;
+  const std::vector<float> one = testing::logits_with_ties(1, v, 77);
+  std::vector<float> logits;
+  for (int i = 0; i < n_rows; ++i) logits.insert(logits.end(), one.begin(), one.end());
+  TensorView rows = device(logits, n_rows, v);
+  int kind = 0;
+  for (const SamplingParams& params : testing::sampling_mix()) {
+    std::vector<RowDraw> draws(n_rows);
+    for (int i = 0; i < n_rows; ++i) {
+      draws[i].params = params;
+      draws[i].params.seed = static_cast<uint64_t>(i) * 7919u + static_cast<uint64_t>(kind);
+      draws[i].position = i % 5;
+      draws[i].n_top = i % 3 == 0 ? 32 : -1;
+    }
+    std::vector<RowSample> want(draws.size()), got(draws.size());
+    cpu_->sample_rows(TensorView::of(logits.data(), {n_rows, v}), draws, want.data());
+    gpu_->sample_rows(rows, draws, got.data());
+    ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+    expect_samples_match(got, want, draws, "kind " + std::to_string(kind));
+    ++kind;
   }
 }
 

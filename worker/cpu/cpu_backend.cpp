@@ -153,6 +153,10 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) override {
+    host_sample_rows(*this, logits, draws, out);
+  }
+
   void copy(void* dst, const void* src, size_t bytes) override {
     if (dst != src && bytes > 0) std::memmove(dst, src, bytes);
   }

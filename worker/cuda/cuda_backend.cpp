@@ -20,6 +20,7 @@
 #include "worker/cuda/gemm.h"
 #include "worker/cuda/host_staging.h"
 #include "worker/cuda/kernels.h"
+#include "worker/cuda/row_sampler.h"
 
 namespace kvmesh {
 namespace {
@@ -148,6 +149,9 @@ class CudaBackend final : public Backend {
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override;
   void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override;
   void row_stats(const TensorView& logits, RowStats* stats) override;
+  void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) override {
+    if (enter()) note(sampler_.sample(*this, staging_, stream_, logits, draws, out));
+  }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (enter() && bytes > 0 && dst != src)
       check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
@@ -234,6 +238,7 @@ class CudaBackend final : public Backend {
   Buffer narrow_;     // activations narrowed for a matrix product
   Buffer partial_;    // attention split partials
   Buffer stats_;      // row_stats results [3R]
+  RowSampler sampler_;  // sample_rows: its scratch and staging
 };
 
 Result<TensorView> CudaBackend::place_weight(const std::vector<float>& host, int64_t rows, int64_t cols,

@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace kvmesh {
@@ -96,6 +97,52 @@ cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, i
 // Per row of logits [r, v]: max, first argmax, log(sum(exp(logit))).
 cudaError_t launch_row_stats(const float* logits, int64_t r, int64_t v, float* max, int32_t* argmax,
                              float* log_sum_exp, cudaStream_t stream);
+
+// One row's draw for launch_sample_rows: SamplingParams without penalties (worker/sampler.cpp).
+struct SampleDraw {
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  int32_t top_k = 0;
+  uint64_t seed = 0;
+  int64_t position = 0;  // the random draw's counter
+  int32_t greedy = 0;    // nonzero: the argmax (SamplingParams::greedy())
+  int32_t n_top = -1;    // top log-probs wanted: -1 none, at most kMaxSampleTop
+  int32_t sorted = 0;    // nonzero: the row takes part in the sort (a draw or n_top > 0, v > 1)
+};
+constexpr int kMaxSampleTop = 32;
+
+// One row's result: the token, its log-prob (logit - log-sum-exp of the raw logits) and the top
+// n_top (id, log-prob) by logit descending, ties by lower id (n_top = min(draw's n_top, v)).
+struct SampleOut {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  int32_t n_top = 0;
+  int32_t top_ids[kMaxSampleTop];
+  float top_logprobs[kMaxSampleTop];
+};
+
+// Device scratch of launch_sample_rows: keys and ids double buffers [r, v] each, the sort
+// segments' offsets [2r] (begins, then ends) and the sort's temporary storage.
+struct SampleScratch {
+  float* keys[2] = {nullptr, nullptr};
+  int32_t* ids[2] = {nullptr, nullptr};
+  int32_t* offsets = nullptr;
+  void* temp = nullptr;
+  size_t temp_bytes = 0;
+};
+
+// Bytes of sort temporary storage launch_sample_rows needs for r rows of v (r * v < 2^31).
+cudaError_t sample_rows_temp_bytes(int64_t r, int64_t v, size_t* bytes);
+
+// Per row of logits [r, v], the draw draws[i] (device memory): rows whose draw has `sorted` are
+// sorted by (logit descending, id ascending), then one block per row takes top-k, temperature,
+// min-p, top-p and the counter-based draw as sample_token does, and the log-probs as log_softmax
+// and position_logprobs do, into out[i] (device memory). With sort false no row is sorted and
+// scratch is not used.
+cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const SampleDraw* draws,
+                               bool sort, const SampleScratch& scratch, SampleOut* out,
+                               cudaStream_t stream);
 
 // dst = src rounded to nearest even in dtype (f16 or bf16), n elements.
 cudaError_t launch_cast(const float* src, void* dst, KernelDType dtype, int64_t n, cudaStream_t stream);

@@ -1,0 +1,37 @@
+// host_sample_rows: the host sampler over each row of logits (downloaded first when the backend's
+// memory is not host memory), exactly what the worker's host path computes.
+#include <vector>
+
+#include "worker/backend.h"
+#include "worker/sampler.h"
+
+namespace kvmesh {
+
+void host_sample_rows(Backend& backend, const TensorView& logits, const std::vector<RowDraw>& draws,
+                      RowSample* out) {
+  const int64_t r = static_cast<int64_t>(draws.size());
+  if (r == 0) return;
+  KVMESH_CHECK(logits.dim(0) >= r);
+  const int64_t v = logits.dim(1);
+  const float* rows = logits.f32();
+  std::vector<float> downloaded;
+  if (!backend.host_memory()) {
+    downloaded.resize(static_cast<size_t>(r * v));
+    backend.download(downloaded.data(), logits.data, downloaded.size() * sizeof(float));
+    if (!backend.status().is_ok()) return;
+    rows = downloaded.data();
+  }
+  std::vector<double> logprobs;
+  for (int64_t i = 0; i < r; ++i) {
+    const RowDraw& draw = draws[static_cast<size_t>(i)];
+    const float* row = rows + i * v;
+    out[i].token = sample_token(draw.params, row, static_cast<int32_t>(v), draw.position);
+    out[i].logprobs = {};
+    if (draw.n_top >= 0) {
+      log_softmax(row, static_cast<int32_t>(v), &logprobs);
+      out[i].logprobs = position_logprobs(logprobs, out[i].token, draw.n_top);
+    }
+  }
+}
+
+}  // namespace kvmesh

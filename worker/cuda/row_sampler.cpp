@@ -1,0 +1,84 @@
+// RowSampler: draws to the device, launch_sample_rows, results back to RowSample.
+#include "worker/cuda/row_sampler.h"
+
+#include <climits>
+#include <string>
+
+#include "worker/cuda/cuda_check.h"
+
+namespace kvmesh {
+
+static_assert(kMaxSampleTop == kMaxTopLogprobs, "the device returns as many top log-probs as a draw may ask");
+
+Status RowSampler::sample(Backend& backend, HostStaging& staging, cudaStream_t stream,
+                          const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) {
+  const auto r = static_cast<int64_t>(draws.size());
+  if (r == 0) return Status::ok();
+  const int64_t v = logits.dim(1);
+  if (logits.dim(0) < r || v < 1 || v > INT32_MAX)
+    return invalid_argument("sample_rows: logits of shape [" + std::to_string(logits.dim(0)) + ", " +
+                            std::to_string(v) + "] for " + std::to_string(r) + " draws");
+  draws_host_.resize(static_cast<size_t>(r));
+  bool sort = false;
+  for (int64_t i = 0; i < r; ++i) {
+    const RowDraw& in = draws[static_cast<size_t>(i)];
+    KVMESH_CHECK(in.n_top <= kMaxSampleTop);
+    SampleDraw& d = draws_host_[static_cast<size_t>(i)];
+    d.temperature = in.params.temperature;
+    d.top_p = in.params.top_p;
+    d.min_p = in.params.min_p;
+    d.top_k = in.params.top_k;
+    d.seed = in.params.seed;
+    d.position = in.position;
+    d.greedy = in.params.greedy() ? 1 : 0;
+    d.n_top = in.n_top < 0 ? -1 : in.n_top;
+    d.sorted = v > 1 && (d.greedy == 0 || d.n_top > 0) ? 1 : 0;
+    sort = sort || d.sorted != 0;
+  }
+  if (sort && r * v > INT32_MAX)
+    return invalid_argument("sample_rows: " + std::to_string(r) + " rows of " + std::to_string(v) +
+                            " logits exceed the sort's 2^31 elements");
+  KVMESH_RETURN_IF_ERROR(reserve(backend, &draws_, static_cast<size_t>(r) * sizeof(SampleDraw)));
+  KVMESH_RETURN_IF_ERROR(reserve(backend, &out_, static_cast<size_t>(r) * sizeof(SampleOut)));
+  SampleScratch scratch;
+  if (sort) {
+    const size_t n = static_cast<size_t>(r * v);
+    for (int b = 0; b < 2; ++b) {
+      KVMESH_RETURN_IF_ERROR(reserve(backend, &keys_[b], n * sizeof(float)));
+      KVMESH_RETURN_IF_ERROR(reserve(backend, &ids_[b], n * sizeof(int32_t)));
+      scratch.keys[b] = keys_[b].f32();
+      scratch.ids[b] = static_cast<int32_t*>(ids_[b].data());
+    }
+    KVMESH_RETURN_IF_ERROR(reserve(backend, &offsets_, static_cast<size_t>(2 * r) * sizeof(int32_t)));
+    scratch.offsets = static_cast<int32_t*>(offsets_.data());
+    size_t temp_bytes = 0;
+    KVMESH_CUDA_RETURN_IF_ERROR(sample_rows_temp_bytes(r, v, &temp_bytes), "sample_rows: sort storage");
+    KVMESH_RETURN_IF_ERROR(reserve(backend, &temp_, temp_bytes > 0 ? temp_bytes : 1));
+    scratch.temp = temp_.data();
+    scratch.temp_bytes = temp_.bytes();
+  }
+  auto* draws_dev = static_cast<SampleDraw*>(draws_.data());
+  auto* out_dev = static_cast<SampleOut*>(out_.data());
+  KVMESH_RETURN_IF_ERROR(
+      staging.upload(draws_dev, draws_host_.data(), static_cast<size_t>(r) * sizeof(SampleDraw), stream));
+  KVMESH_CUDA_RETURN_IF_ERROR(
+      launch_sample_rows(logits.f32(), r, v, draws_dev, sort, scratch, out_dev, stream), "sample_rows");
+  out_host_.resize(static_cast<size_t>(r));
+  KVMESH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out_host_.data(), out_dev,
+                                              static_cast<size_t>(r) * sizeof(SampleOut),
+                                              cudaMemcpyDeviceToHost, stream),
+                              "sample_rows: download");
+  KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream), "sample_rows");
+  for (int64_t i = 0; i < r; ++i) {
+    const SampleOut& o = out_host_[static_cast<size_t>(i)];
+    RowSample& s = out[i];
+    s.token = o.token;
+    s.logprobs = {};
+    if (draws_host_[static_cast<size_t>(i)].n_top < 0) continue;
+    s.logprobs.chosen = {o.token, o.logprob};
+    for (int32_t j = 0; j < o.n_top; ++j) s.logprobs.top.push_back({o.top_ids[j], o.top_logprobs[j]});
+  }
+  return Status::ok();
+}
+
+}  // namespace kvmesh

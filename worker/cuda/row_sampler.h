@@ -1,0 +1,37 @@
+// RowSampler: the host side of the CUDA backend's sample_rows: the draws staged to the device, the
+// sort's scratch grown as needed (never shrunk), one launch (sample_rows.cu) and one download of
+// the few numbers each row gives back.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "worker/backend.h"
+#include "worker/buffer.h"
+#include "worker/cuda/host_staging.h"
+#include "worker/cuda/kernels.h"
+
+namespace kvmesh {
+
+class RowSampler {
+ public:
+  // Samples the first draws.size() rows of logits (device memory, [R, V]) on `stream` into out
+  // (host memory, draws.size() entries). Device memory comes from backend.alloc().
+  Status sample(Backend& backend, HostStaging& staging, cudaStream_t stream, const TensorView& logits,
+                const std::vector<RowDraw>& draws, RowSample* out);
+
+ private:
+  std::vector<SampleDraw> draws_host_;
+  std::vector<SampleOut> out_host_;
+  Buffer draws_;    // [R] SampleDraw
+  Buffer out_;      // [R] SampleOut
+  Buffer offsets_;  // [2R] sort segments
+  Buffer keys_[2];  // [R, V] each
+  Buffer ids_[2];   // [R, V] each
+  Buffer temp_;     // the sort's temporary storage
+};
+
+}  // namespace kvmesh

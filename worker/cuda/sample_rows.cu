@@ -1,0 +1,306 @@
+// Logits to sampling on the device, the CUDA side of Backend::sample_rows and the twin of the host
+// sampler (worker/sampler.cpp: sample_token, log_softmax, position_logprobs). Rows that draw or
+// report top log-probs are sorted by (logit descending, id ascending) with CUB's stable segmented
+// radix sort over ids in ascending order; then one block per row takes the first argmax and the
+// log-sum-exp of the raw logits, applies top-k, temperature, min-p and top-p and draws
+// u = counter_uniform(seed, position) as sample_token does, and writes the token, its log-prob and
+// the top n_top.
+//
+// Exactness: the same operations in the same order, in double, each product and difference
+// rounded on its own (no fused multiply-add) as on the host. What still differs: CUDA's exp and
+// log are within 1 ulp (the host's within about half), and the cumulative sums of the
+// probabilities are added tile by tile (each thread's consecutive items, then across the block)
+// rather than strictly left to right. A draw landing within ~1e-15 (relative) of the boundary
+// between two candidates, or a min-p / top-p cut that close, may therefore pick the neighbour;
+// log-probs may differ in the last float bit.
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+#include <cub/device/device_segmented_radix_sort.cuh>
+
+#include <climits>
+#include <cstdint>
+
+#include "common/hashing.h"
+#include "worker/cuda/kernels.h"
+
+namespace kvmesh {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kItems = 8;  // consecutive candidates per thread in a tile of the prefix sums
+constexpr int32_t kTile = kThreads * kItems;
+constexpr int32_t kNone = INT32_MAX;
+
+// counter_uniform (worker/sampler.cpp) on the device: the same splitmix64 and top 53 bits.
+__device__ __forceinline__ double counter_uniform_device(uint64_t seed, int64_t position) {
+  const uint64_t h = splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(position));
+  return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+struct Best {
+  float value;
+  int32_t index;  // kNone: nothing seen
+};
+
+// The larger value; the lower index on ties (the host's first argmax).
+struct BetterOf {
+  __device__ __forceinline__ Best operator()(const Best& a, const Best& b) const {
+    if (b.index == kNone) return a;
+    if (a.index == kNone) return b;
+    return (b.value > a.value || (b.value == a.value && b.index < a.index)) ? b : a;
+  }
+};
+struct MinOf {
+  __device__ __forceinline__ int32_t operator()(int32_t a, int32_t b) const { return b < a ? b : a; }
+};
+struct MaxOf {
+  __device__ __forceinline__ int32_t operator()(int32_t a, int32_t b) const { return b > a ? b : a; }
+};
+
+using ReduceBest = cub::BlockReduce<Best, kThreads>;
+using ReduceDouble = cub::BlockReduce<double, kThreads>;
+using ReduceInt = cub::BlockReduce<int32_t, kThreads>;
+using ScanDouble = cub::BlockScan<double, kThreads>;
+
+// One block's shared memory: each CUB primitive's own storage (reused only after a barrier) and
+// the slots that broadcast a result from one thread to all.
+struct Shared {
+  ReduceBest::TempStorage best_temp;
+  ReduceDouble::TempStorage sum_temp;
+  ReduceInt::TempStorage int_temp;
+  ScanDouble::TempStorage scan_temp;
+  Best best;
+  double value;
+  int32_t index;
+  double tile_last;
+};
+
+// sample_token's unnormalised probability of the i-th sorted candidate:
+// exp(logit * (1 / T) - max_logit * (1 / T)), each product and the difference rounded on its own.
+struct Probs {
+  const float* keys;
+  double inv_t;
+  double max_l;
+  __device__ __forceinline__ double operator()(int32_t i) const {
+    return exp(__dsub_rn(__dmul_rn(static_cast<double>(keys[i]), inv_t), max_l));
+  }
+};
+
+struct Found {
+  int32_t index;
+  double cum;
+};
+
+struct Never {
+  __device__ __forceinline__ bool operator()(double) const { return false; }
+};
+struct AtLeast {
+  double target;
+  __device__ __forceinline__ bool operator()(double cum) const { return cum >= target; }
+};
+struct Above {
+  double u;
+  __device__ __forceinline__ bool operator()(double cum) const { return u < cum; }
+};
+
+// Walks the inclusive prefix sums cum_i of probs(i) over [0, n), n >= 1, tile by tile, and returns
+// the first i whose cum_i passes `hit` with that cum_i, or {n, cum_(n-1)} when none does. The sums
+// are added in one fixed order (cum_i = carry + (earlier threads' items + own items up to i)), so
+// every walk over the same candidates sees the same cum_i. Every thread of the block calls it and
+// gets the same result.
+template <typename Hit>
+__device__ Found walk(const Probs& probs, int32_t n, Hit hit, Shared& sh) {
+  double carry = 0.0;  // cum of the previous tile's last candidate
+  for (int32_t base = 0; base < n; base += kTile) {
+    const int32_t first = base + static_cast<int32_t>(threadIdx.x) * kItems;
+    double run[kItems];
+    double own = 0.0;
+#pragma unroll
+    for (int j = 0; j < kItems; ++j) {
+      if (first + j < n) own = __dadd_rn(own, probs(first + j));
+      run[j] = own;
+    }
+    double before = 0.0;
+    ScanDouble(sh.scan_temp).ExclusiveSum(own, before);
+    const int32_t tile_last = (n - base > kTile ? base + kTile : n) - 1;
+    int32_t found = kNone;
+    double found_cum = 0.0;
+#pragma unroll
+    for (int j = 0; j < kItems; ++j) {
+      const int32_t i = first + j;
+      if (i < n) {
+        const double cum = __dadd_rn(carry, __dadd_rn(before, run[j]));
+        if (found == kNone && hit(cum)) {
+          found = i;
+          found_cum = cum;
+        }
+        if (i == tile_last) sh.tile_last = cum;
+      }
+    }
+    const int32_t tile_hit = ReduceInt(sh.int_temp).Reduce(found, MinOf{});
+    if (threadIdx.x == 0) sh.index = tile_hit;
+    __syncthreads();
+    const int32_t hit_at = sh.index;
+    if (hit_at != kNone && found == hit_at) sh.value = found_cum;
+    carry = sh.tile_last;
+    __syncthreads();
+    if (hit_at != kNone) {
+      const Found result{hit_at, sh.value};
+      __syncthreads();  // every thread has read sh before anyone writes it again
+      return result;
+    }
+  }
+  return {n, carry};
+}
+
+// sample_token past its greedy case, over one row's candidates sorted by (logit desc, id asc):
+// keys[i] the logits, ids[i] their token ids (null: the identity, for a row of one).
+__device__ int32_t draw_token(const SampleDraw& d, const float* keys, const int32_t* ids, int32_t v,
+                              Shared& sh) {
+  const int32_t k = (d.top_k > 0 && d.top_k < v) ? d.top_k : v;
+  const double inv_t = __ddiv_rn(1.0, static_cast<double>(d.temperature));
+  const Probs probs{keys, inv_t, __dmul_rn(static_cast<double>(keys[0]), inv_t)};
+  int32_t keep = k;
+  if (d.min_p > 0.0f) {
+    // Keep up to the last candidate with prob >= min_p * prob(0) (at least one).
+    const double floor_p = __dmul_rn(static_cast<double>(d.min_p), probs(0));
+    int32_t last = -1;
+    for (int32_t i = static_cast<int32_t>(threadIdx.x); i < k; i += kThreads)
+      if (probs(i) >= floor_p) last = i;
+    last = ReduceInt(sh.int_temp).Reduce(last, MaxOf{});
+    if (threadIdx.x == 0) sh.index = last;
+    __syncthreads();
+    last = sh.index;
+    __syncthreads();
+    keep = last >= 1 ? last + 1 : 1;
+  }
+  double kept_mass = walk(probs, keep, Never{}, sh).cum;
+  if (d.top_p < 1.0f) {
+    // Keep the shortest prefix whose mass reaches top_p of the kept mass.
+    const Found cut = walk(probs, keep, AtLeast{__dmul_rn(static_cast<double>(d.top_p), kept_mass)}, sh);
+    if (cut.index < keep) {
+      keep = cut.index + 1;
+      kept_mass = cut.cum;
+    }
+  }
+  const double u = __dmul_rn(counter_uniform_device(d.seed, d.position), kept_mass);
+  const Found pick = walk(probs, keep, Above{u}, sh);
+  const int32_t at = pick.index < keep ? pick.index : keep - 1;
+  return ids != nullptr ? ids[at] : at;
+}
+
+// Keys and ids of the rows taking part in the sort, and every row's sort segment (empty for the
+// others).  grid: (r, column blocks)
+__global__ void prepare_sort_kernel(const float* logits, int64_t v, const SampleDraw* draws,
+                                    float* keys, int32_t* ids, int32_t* begins, int32_t* ends) {
+  const int64_t row = blockIdx.x;
+  const bool sorted = draws[row].sorted != 0;
+  if (blockIdx.y == 0 && threadIdx.x == 0) {
+    begins[row] = static_cast<int32_t>(row * v);
+    ends[row] = static_cast<int32_t>(sorted ? row * v + v : row * v);
+  }
+  if (!sorted) return;
+  for (int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; i < v;
+       i += static_cast<int64_t>(gridDim.y) * blockDim.x) {
+    keys[row * v + i] = logits[row * v + i];
+    ids[row * v + i] = static_cast<int32_t>(i);
+  }
+}
+
+// One block per row.
+__global__ void __launch_bounds__(kThreads)
+    sample_rows_kernel(const float* logits, int32_t v, const SampleDraw* draws,
+                       const float* sorted_keys, const int32_t* sorted_ids, SampleOut* out) {
+  __shared__ Shared sh;
+  const int64_t r = blockIdx.x;
+  const SampleDraw d = draws[r];
+  const float* row = logits + r * v;
+
+  // The first argmax and the log-sum-exp of the raw logits, as log_softmax takes them.
+  Best mine{0.0f, kNone};
+  for (int32_t i = static_cast<int32_t>(threadIdx.x); i < v; i += kThreads) {
+    const float x = row[i];
+    if (mine.index == kNone || x > mine.value) mine = {x, i};  // strictly greater: first index
+  }
+  const Best reduced = ReduceBest(sh.best_temp).Reduce(mine, BetterOf{});
+  if (threadIdx.x == 0) sh.best = reduced;
+  __syncthreads();
+  const Best best = sh.best;
+  const double max_v = static_cast<double>(best.value);
+  double sum = 0.0;
+  for (int32_t i = static_cast<int32_t>(threadIdx.x); i < v; i += kThreads)
+    sum += exp(static_cast<double>(row[i]) - max_v);
+  sum = ReduceDouble(sh.sum_temp).Sum(sum);
+  if (threadIdx.x == 0) sh.value = sum;
+  __syncthreads();
+  const double log_z = max_v + log(sh.value);
+  __syncthreads();
+
+  const bool sorted = d.sorted != 0;  // else only a row of one needs candidates: itself
+  const float* keys = sorted ? sorted_keys + r * v : row;
+  const int32_t* ids = sorted ? sorted_ids + r * v : nullptr;
+  const int32_t token = d.greedy != 0 ? best.index : draw_token(d, keys, ids, v, sh);
+
+  SampleOut& o = out[r];
+  const int32_t cap = v < kMaxSampleTop ? v : kMaxSampleTop;
+  const int32_t n_top = d.n_top < 0 ? -1 : (d.n_top < cap ? d.n_top : cap);
+  if (threadIdx.x == 0) {
+    o.token = token;
+    o.logprob = static_cast<float>(static_cast<double>(row[token]) - log_z);
+    o.n_top = n_top;
+  }
+  const int32_t j = static_cast<int32_t>(threadIdx.x);
+  if (j < n_top) {
+    o.top_ids[j] = ids != nullptr ? ids[j] : j;
+    o.top_logprobs[j] = static_cast<float>(static_cast<double>(keys[j]) - log_z);
+  }
+}
+
+}  // namespace
+
+cudaError_t sample_rows_temp_bytes(int64_t r, int64_t v, size_t* bytes) {
+  *bytes = 0;
+  if (r <= 0 || v <= 0) return cudaSuccess;
+  if (r * v > INT32_MAX) return cudaErrorInvalidValue;
+  cub::DoubleBuffer<float> keys(nullptr, nullptr);
+  cub::DoubleBuffer<int32_t> ids(nullptr, nullptr);
+  const int32_t* offsets = nullptr;
+  return cub::DeviceSegmentedRadixSort::SortPairsDescending(
+      nullptr, *bytes, keys, ids, static_cast<int>(r * v), static_cast<int>(r), offsets, offsets);
+}
+
+cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const SampleDraw* draws,
+                               bool sort, const SampleScratch& scratch, SampleOut* out,
+                               cudaStream_t stream) {
+  if (r <= 0) return cudaSuccess;
+  if (v <= 0 || v > INT32_MAX || r > INT32_MAX) return cudaErrorInvalidValue;
+  const float* sorted_keys = nullptr;
+  const int32_t* sorted_ids = nullptr;
+  if (sort) {
+    if (r * v > INT32_MAX || scratch.temp == nullptr) return cudaErrorInvalidValue;
+    const int64_t col_blocks = (v + kThreads - 1) / kThreads;
+    const dim3 grid(static_cast<unsigned>(r), static_cast<unsigned>(col_blocks < 32 ? col_blocks : 32));
+    int32_t* begins = scratch.offsets;
+    int32_t* ends = scratch.offsets + r;
+    prepare_sort_kernel<<<grid, kThreads, 0, stream>>>(logits, v, draws, scratch.keys[0],
+                                                       scratch.ids[0], begins, ends);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    cub::DoubleBuffer<float> keys(scratch.keys[0], scratch.keys[1]);
+    cub::DoubleBuffer<int32_t> ids(scratch.ids[0], scratch.ids[1]);
+    size_t temp_bytes = scratch.temp_bytes;
+    const int32_t* begin_offsets = begins;
+    const int32_t* end_offsets = ends;
+    err = cub::DeviceSegmentedRadixSort::SortPairsDescending(
+        scratch.temp, temp_bytes, keys, ids, static_cast<int>(r * v), static_cast<int>(r),
+        begin_offsets, end_offsets, 0, static_cast<int>(sizeof(float) * 8), stream);
+    if (err != cudaSuccess) return err;
+    sorted_keys = keys.Current();
+    sorted_ids = ids.Current();
+  }
+  sample_rows_kernel<<<static_cast<unsigned>(r), kThreads, 0, stream>>>(
+      logits, static_cast<int32_t>(v), draws, sorted_keys, sorted_ids, out);
+  return cudaGetLastError();
+}
+
+}  // namespace kvmesh
