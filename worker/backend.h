@@ -186,6 +186,9 @@ class Backend {
   virtual void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) = 0;
   // dst = src, bytes of backend memory, ordered with the ops.
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  // `rows` rows of `width` bytes from src (rows src_pitch bytes apart) to dst (dst_pitch apart).
+  virtual void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                       size_t rows) = 0;
 
   // ---- Captured graphs (CUDA graphs) ----
   // Ops issued between begin_capture(key) and end_capture() are recorded, not run; replay(key)

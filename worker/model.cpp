@@ -124,46 +124,44 @@ Status Model::head(const float* x, const std::vector<int32_t>& rows) {
 
 Status Model::head_outputs(const float* x, HeadWork* work) {
   KVMESH_RETURN_IF_ERROR(head(x, work->rows));
+  const float* logits = local_.f32();  // [R, V] (vl == v with one TP rank)
   if (layout_.tp > 1) {
-    KVMESH_CHECK(work->n_greedy == 0 && work->draws.empty());
-    return gathered_logits(work->rows, &work->logits);
+    KVMESH_RETURN_IF_ERROR(gather_logits(static_cast<int64_t>(work->rows.size())));
+    if (layout_.tp_rank() != 0) return backend_->status();
+    logits = full_.f32();
   }
-  // One TP rank: local_ holds [R, V] (vl == v).
   const int64_t v = config_.vocab_size;
   const int64_t n_greedy = work->n_greedy, n_sampled = static_cast<int64_t>(work->draws.size());
   const int64_t n_host = work->n_host_rows();
   KVMESH_CHECK(n_greedy >= 0 && n_host >= 0);
   Backend& b = *backend_;
+  float* rows = const_cast<float*>(logits);
   work->greedy.resize(static_cast<size_t>(n_greedy));
   work->samples.resize(static_cast<size_t>(n_sampled));
   work->logits.resize(static_cast<size_t>(n_host * v));
-  if (n_greedy > 0) b.row_stats(view(local_.f32(), n_greedy, v), work->greedy.data());
-  if (n_sampled > 0)
-    b.sample_rows(view(local_.f32() + n_greedy * v, n_sampled, v), work->draws, work->samples.data());
-  if (n_host > 0)
-    b.download(work->logits.data(), local_.f32() + (n_greedy + n_sampled) * v, floats(n_host * v));
+  if (n_greedy > 0) b.row_stats(view(rows, n_greedy, v), work->greedy.data());
+  if (n_sampled > 0) b.sample_rows(view(rows + n_greedy * v, n_sampled, v), work->draws, work->samples.data());
+  if (n_host > 0) b.download(work->logits.data(), rows + (n_greedy + n_sampled) * v, floats(n_host * v));
   return b.status();
 }
 
-Status Model::gathered_logits(const std::vector<int32_t>& rows, std::vector<float>* out) {
+Status Model::gather_logits(int64_t r) {
   const int64_t v = config_.vocab_size;
-  const int64_t r = static_cast<int64_t>(rows.size());
   const int64_t vl = layout_.vocab(config_).size();
   Backend& b = *backend_;
   const bool root = layout_.tp_rank() == 0;
-  if (root) KVMESH_RETURN_IF_ERROR(reserve(b, &gathered_, floats(layout_.tp * r * vl)));
+  if (root) {
+    KVMESH_RETURN_IF_ERROR(reserve(b, &gathered_, floats(layout_.tp * r * vl)));
+    KVMESH_RETURN_IF_ERROR(reserve(b, &full_, floats(r * v)));
+  }
   collectives_->tp_gather(local_.f32(), r * vl, root ? gathered_.f32() : nullptr);
-  if (!root) return b.status();
-  gathered_host_.resize(static_cast<size_t>(layout_.tp * r * vl));
-  b.download(gathered_host_.data(), gathered_.data(), floats(layout_.tp * r * vl));
-  KVMESH_RETURN_IF_ERROR(b.status());
-  // [tp, R, Vl] -> [R, V], dropping the padded rows past the real vocabulary.
-  out->resize(static_cast<size_t>(r * v));
+  if (!root) return Status::ok();
+  // [tp, R, Vl] -> [R, V], dropping the padded columns past the real vocabulary.
   for (int t = 0; t < layout_.tp; ++t) {
     const int64_t begin = t * vl, cols = std::min(vl, v - begin);
     if (cols <= 0) continue;
-    for (int64_t i = 0; i < r; ++i)
-      std::copy_n(gathered_host_.data() + (t * r + i) * vl, cols, out->data() + i * v + begin);
+    b.copy_2d(full_.f32() + begin, floats(v), gathered_.f32() + t * r * vl, floats(vl), floats(cols),
+              static_cast<size_t>(r));
   }
   return Status::ok();
 }

@@ -17,12 +17,12 @@
 
 namespace kvmesh {
 
-// The last stage's work on a micro-batch's logits: rows[i] of x gives logit row i. With one TP
-// rank the rows come in three runs, each brought back its own way:
+// The last stage's work on a micro-batch's logits: rows[i] of x gives logit row i. The rows come
+// in three runs, each brought back its own way:
 //   [0, n_greedy)                        plain greedy draws: argmax and log-sum-exp (row_stats)
 //   [n_greedy, n_greedy + draws.size())  draws sampled where the logits are (sample_rows)
 //   the rest                             full logits to the host
-// With several TP ranks n_greedy is 0 and draws is empty: TP rank 0 gets every row's logits.
+// With several TP ranks the shards are gathered to TP rank 0 first, which alone gets results.
 struct HeadWork {
   std::vector<int32_t> rows;
   int32_t n_greedy = 0;
@@ -77,8 +77,8 @@ class Model {
   void mlp_block(int layer, int64_t n, float* x, const LayerScratch& s);
   // This rank's vocabulary-shard logits of the listed rows of x, into local_ ([R, Vl]).
   Status head(const float* x, const std::vector<int32_t>& rows);
-  // Several TP ranks: every row's full logits gathered to TP rank 0's host memory ([R, vocab]).
-  Status gathered_logits(const std::vector<int32_t>& rows, std::vector<float>* out);
+  // Several TP ranks: the R rows' vocabulary shards gathered into full_ ([R, vocab]) on TP rank 0.
+  Status gather_logits(int64_t r);
 
   ModelConfig config_;
   ParallelLayout layout_;
@@ -96,7 +96,7 @@ class Model {
   Buffer rows_;      // [R, E]
   Buffer local_;     // [R, Vl]
   Buffer gathered_;  // [tp, R, Vl]
-  std::vector<float> gathered_host_;  // [tp, R, Vl]
+  Buffer full_;      // [R, V] on TP rank 0
   std::unique_ptr<DecodeGraphs> graphs_;  // null while decode graphs are off
 };
 

@@ -85,6 +85,10 @@ class RecordingBackend final : public Backend {
     run([=, this] { inner_->copy(dst, src, bytes); });
   }
 
+  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+               size_t rows) override {
+    run([=, this] { inner_->copy_2d(dst, dst_pitch, src, src_pitch, width, rows); });
+  }
   bool can_capture() const override { return true; }
   Status begin_capture(int key) override {
     if (recording_) return internal_error("a graph is already being recorded");

@@ -11,11 +11,10 @@
 namespace kvmesh {
 namespace {
 
-RowRoute route_of(const SeqWork& seq, bool one_tp_rank) {
+RowRoute route_of(const SeqWork& seq) {
   if (seq.prompt_logprobs >= 0) return RowRoute::host;
   if (!seq.sample) return RowRoute::none;
-  if (!one_tp_rank || seq.sampling.has_penalties() || !seq.banned_token_ids.empty())
-    return RowRoute::host;
+  if (seq.sampling.has_penalties() || !seq.banned_token_ids.empty()) return RowRoute::host;
   // A plain greedy draw needs the argmax of the raw logits alone.
   if (seq.sampling.greedy() && seq.sampling.n_logprobs < 0) return RowRoute::greedy;
   return RowRoute::device;
@@ -23,7 +22,7 @@ RowRoute route_of(const SeqWork& seq, bool one_tp_rank) {
 
 }  // namespace
 
-void route_logit_rows(const StepPlan& plan, bool one_tp_rank, MicroBatch* mb) {
+void route_logit_rows(const StepPlan& plan, MicroBatch* mb) {
   HeadWork& head = mb->head;
   head.rows.clear();
   head.draws.clear();
@@ -34,7 +33,7 @@ void route_logit_rows(const StepPlan& plan, bool one_tp_rank, MicroBatch* mb) {
     SeqRows& rows = mb->seq_rows[k - mb->seq_begin];
     const int32_t begin = mb->batch.seqs[k - mb->seq_begin].token_begin;
     const int32_t last = begin + seq.n_tokens() - 1;
-    rows.route = route_of(seq, one_tp_rank);
+    rows.route = route_of(seq);
     switch (rows.route) {
       case RowRoute::none:
         break;

@@ -1,5 +1,6 @@
 // Every TP x PP layout reproduces the Hugging Face fixture through kvmesh-generate under mpirun:
-// prompt log-probs within 1e-4 of transformers and greedy tokens identical to TP = PP = 1.
+// prompt log-probs within 1e-4 of transformers and greedy tokens identical to TP = PP = 1; beams
+// and seeded samples identical to one process.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -89,6 +90,39 @@ TEST(ParallelBeamSearch, TwoByTwoGivesTheOneProcessBeams) {
   for (size_t c = 0; c < one["choices"].size(); ++c) {
     EXPECT_EQ(grid["choices"][c]["token_ids"], one["choices"][c]["token_ids"]) << "choice " << c;
     EXPECT_EQ(one["choices"][c]["token_ids"], g["cases"][c / 4]["beam4"]["sequences"][c % 4]) << "choice " << c;
+  }
+}
+
+// Seeded samples (temperature, top-k, top-p, min-p) with their top log-probs, three per prompt:
+// drawn from TP rank 0's gathered logits, they are one process's tokens.
+TEST(ParallelSampling, TwoRanksGiveTheOneProcessSamples) {
+  nlohmann::json prompts = nlohmann::json::array();
+  const nlohmann::json g = golden();
+  for (const auto& c : g["cases"]) prompts.push_back(c["prompt"]);
+  const std::string req = nlohmann::json{{"prompt", prompts}, {"max_tokens", 12},   {"temperature", 0.9},
+                                         {"top_k", 40},       {"top_p", 0.95},      {"min_p", 0.02},
+                                         {"n", 3},            {"seed", 1234},       {"logprobs", 3},
+                                         {"ignore_eos", true}, {"return_token_ids", true}}
+                              .dump();
+  const nlohmann::json one = run_layout(1, 1, req);
+  const nlohmann::json two = run_layout(2, 1, req);
+  ASSERT_FALSE(one.is_null());
+  ASSERT_FALSE(two.is_null());
+  ASSERT_EQ(one["choices"].size(), 3 * g["cases"].size());
+  ASSERT_EQ(two["choices"].size(), one["choices"].size());
+  for (size_t c = 0; c < one["choices"].size(); ++c) {
+    EXPECT_EQ(two["choices"][c]["token_ids"], one["choices"][c]["token_ids"]) << "choice " << c;
+    // TP sums the layers' partial products in another order: log-probs agree to rounding.
+    const auto& tops_two = two["choices"][c]["logprobs"]["top_logprobs"];
+    const auto& tops_one = one["choices"][c]["logprobs"]["top_logprobs"];
+    ASSERT_EQ(tops_two.size(), tops_one.size()) << "choice " << c;
+    for (size_t k = 0; k < tops_one.size(); ++k) {
+      ASSERT_EQ(tops_two[k].size(), tops_one[k].size()) << "choice " << c << " token " << k;
+      for (const auto& [text, logprob] : tops_one[k].items()) {
+        ASSERT_TRUE(tops_two[k].contains(text)) << "choice " << c << " token " << k << ": " << text;
+        EXPECT_NEAR(tops_two[k][text].get<double>(), logprob.get<double>(), 1e-4) << "choice " << c;
+      }
+    }
   }
 }
 

@@ -57,7 +57,7 @@ StepPlan mixed_plan() {
 TEST(LogitRoutes, GreedyThenDeviceThenHostRows) {
   const StepPlan plan = mixed_plan();
   MicroBatch mb = lay_out(plan);
-  route_logit_rows(plan, true, &mb);
+  route_logit_rows(plan, &mb);
   EXPECT_EQ(mb.head.n_greedy, 2);
   ASSERT_EQ(mb.head.draws.size(), 2u);
   EXPECT_EQ(mb.head.rows, (std::vector<int32_t>{0, 13, 1, 8, 6, 9, 10, 11, 12}));
@@ -75,18 +75,6 @@ TEST(LogitRoutes, GreedyThenDeviceThenHostRows) {
     EXPECT_EQ(mb.seq_rows[k].route, want[k].first) << k;
     EXPECT_EQ(mb.seq_rows[k].first, want[k].second) << k;
   }
-}
-
-TEST(LogitRoutes, SeveralTpRanksBringEveryRowToTheHost) {
-  const StepPlan plan = mixed_plan();
-  MicroBatch mb = lay_out(plan);
-  route_logit_rows(plan, false, &mb);
-  EXPECT_EQ(mb.head.n_greedy, 0);
-  EXPECT_TRUE(mb.head.draws.empty());
-  EXPECT_EQ(mb.head.rows, (std::vector<int32_t>{0, 1, 6, 8, 9, 10, 11, 12, 13}));
-  EXPECT_EQ(mb.seq_rows[7].route, RowRoute::host);
-  EXPECT_EQ(mb.seq_rows[7].first, 8);
-  EXPECT_EQ(mb.seq_rows[2].route, RowRoute::none);
 }
 
 }  // namespace

@@ -122,6 +122,10 @@ class NotHostMemory final : public Backend {
     cpu_->copy_pages(pool, moves);
   }
   void copy(void* dst, const void* src, size_t bytes) override { cpu_->copy(dst, src, bytes); }
+  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+               size_t rows) override {
+    cpu_->copy_2d(dst, dst_pitch, src, src_pitch, width, rows);
+  }
   void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) override {
     host_sample_rows(*this, logits, draws, out);
   }

@@ -156,6 +156,12 @@ class CudaBackend final : public Backend {
     if (enter() && bytes > 0 && dst != src)
       check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
   }
+  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+               size_t rows) override {
+    if (enter() && width > 0 && rows > 0)
+      check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, stream_),
+            "copy_2d");
+  }
   bool can_capture() const override { return true; }
   bool captures_collectives() const override { return true; }  // NCCL on the compute stream
   Status begin_capture(int key) override {
