@@ -58,9 +58,13 @@ class SyntheticSource final : public WeightSource {
     const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
     const float mean = is_ln && is_weight ? 1.0f : 0.0f;
     const float std = is_ln ? 0.05f : (is_weight ? 0.02f : 0.01f);
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c = c0; c < c1; ++c)
-        *dst++ = mean + std * normal(key, static_cast<uint64_t>(r * cols + c));
+    // Each element is a function of its index alone, so rows are filled in parallel.
+    const int64_t width = c1 - c0;
+#pragma omp parallel for schedule(static) if ((r1 - r0) * width > (1 << 16))
+    for (int64_t r = r0; r < r1; ++r) {
+      float* out = dst + (r - r0) * width;
+      for (int64_t c = c0; c < c1; ++c) *out++ = mean + std * normal(key, static_cast<uint64_t>(r * cols + c));
+    }
     return Status::ok();
   }
   std::string describe() const override { return config_.name; }

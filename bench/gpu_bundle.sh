@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# gpu_bundle: on a build machine without a GPU, builds the GPU check's programs (Release, CUDA ON,
+# sm_90) and packs them into gpu-bundle/ with the one non-CUDA library they load (libgomp), so a GPU
+# machine whose image lacks kvmesh's build dependencies (MPI, Boost, GoogleTest) can run
+# bench/gpu_check.sh without building. The GPU machine must provide the CUDA runtime and cuBLAS
+# (libcudart.so.13, libcublas.so.13). The programs read the test data and tokenizer from this
+# source tree's path, which gpu_check.sh links to wherever the tree lands.
+# Usage: bench/gpu_bundle.sh [build-dir]    Environment: KVMESH_BUILD_JOBS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build="${1:-build-gpu}"
+bundle=gpu-bundle
+programs=(tests/cuda_ops_test tests/cuda_hf_golden_test tests/cuda_graphs_test tests/nccl_parallel_test
+          tools/kvmesh-generate bench/gpu_decode_bench)
+
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVMESH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real >/dev/null
+targets=()
+for p in "${programs[@]}"; do targets+=("$(basename "$p")"); done
+cmake --build "$build" -j"${KVMESH_BUILD_JOBS:-2}" --target "${targets[@]}"
+
+rm -rf "$bundle"
+mkdir -p "$bundle/bin" "$bundle/lib"
+for p in "${programs[@]}"; do
+  cp "$build/$p" "$bundle/bin/"
+  strip --strip-debug "$bundle/bin/$(basename "$p")"
+done
+gomp="$(ldd "$build/tests/cuda_ops_test" | awk '/libgomp/ {print $3}')"
+[ -n "$gomp" ] && cp -L "$gomp" "$bundle/lib/"
+pwd >"$bundle/source_root"
+git rev-parse HEAD >"$bundle/commit" 2>/dev/null || true
+echo "gpu_bundle: $(du -sh "$bundle" | cut -f1) in $bundle (commit $(cat "$bundle/commit" 2>/dev/null))"
