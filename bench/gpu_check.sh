@@ -73,6 +73,13 @@ else
   bench_dir="$root/$build/bench"
 fi
 
+# Tests in a GoogleTest summary line ("[  PASSED  ] 12 tests."); 0 when there is none.
+count() {
+  local n
+  n="$(grep -E "^\[  $1 *\] [0-9]+ tests?[.,]" "$2" | head -1 | sed -E 's/^\[[^]]*\] ([0-9]+).*/\1/')"
+  echo "${n:-0}"
+}
+
 stamp "gpu tests"
 tests_status=0
 summary=()
@@ -81,7 +88,7 @@ for t in cuda_ops_test cuda_graphs_test cuda_hf_golden_test nccl_parallel_test; 
   timeout 300 "$tests_dir/$t" --gtest_brief=1 >"$logs/$t.log" 2>&1 || status=$?
   [ "$status" -eq 0 ] || tests_status=1
   grep -E "FAILED|Failure|error" "$logs/$t.log" | head -20 || true
-  summary+=("| $t | $(grep -E '^\[  PASSED  \]' "$logs/$t.log" | head -1 | sed 's/\[  PASSED  \] //') | $(grep -cE '^\[  FAILED  \] [A-Za-z]' "$logs/$t.log" || true) failed, $(grep -cE '^\[  SKIPPED \] [A-Za-z]' "$logs/$t.log" || true) skipped | exit $status |")
+  summary+=("| $t | $(count PASSED "$logs/$t.log") | $(count FAILED "$logs/$t.log") | $(count SKIPPED "$logs/$t.log") | $status |")
 done
 
 stamp "decode benchmark"
@@ -92,8 +99,8 @@ tail -5 "$logs/decode-bench.err"
 
 stamp "done: gpu tests $([ "$tests_status" -eq 0 ] && echo passed || echo FAILED), benchmark exit $bench_status"
 echo
-echo "| test program | passed | failed / skipped | status |"
-echo "|---|---|---|---|"
+echo "| test program | passed | failed | skipped | exit status |"
+echo "|---|---|---|---|---|"
 printf '%s\n' "${summary[@]}"
 echo
 cat "$logs/decode-bench.txt"

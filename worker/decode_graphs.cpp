@@ -34,7 +34,11 @@ Status DecodeGraphs::allocate() {
 Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers,
                          bool* ran) {
   *ran = false;
-  KVMESH_RETURN_IF_ERROR(allocate());
+  if (const Status allocated = allocate(); !allocated.is_ok()) {
+    enabled_ = false;
+    std::fprintf(stderr, "kvmesh: decode graphs off, running eagerly: %s\n", allocated.to_string().c_str());
+    return Status::ok();
+  }
   if (pool_data_ != pool.data) {  // a new pool: what was recorded points at the old one
     buckets_.clear();
     pool_data_ = pool.data;

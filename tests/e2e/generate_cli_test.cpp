@@ -136,6 +136,18 @@ TEST(GenerateDevice, CudaWithoutGpuIsOneClearError) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
+// --enforce-eager only concerns CUDA decode graphs: on the CPU the output is the same.
+TEST(GenerateDevice, EnforceEagerIsAcceptedAndChangesNothingOnCpu) {
+  const std::string request = R"({"prompt": "Hello", "max_tokens": 4, "temperature": 0, "logprobs": 2})";
+  const std::string base = kGenerate + " --model " + hf_fixture_dir() + " --request " + shell_quote(request);
+  CommandResult plain = run_command(base);
+  CommandResult eager = run_command(base + " --enforce-eager");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(eager.exit_code, 0) << eager.err;
+  auto choices = [](const std::string& out) { return nlohmann::json::parse(out)["choices"]; };
+  EXPECT_EQ(choices(eager.out), choices(plain.out));
+}
+
 TEST(GenerateDevice, UnknownDeviceIsAFlagError) {
   CommandResult r = run_command(kGenerate + " --model " + hf_fixture_dir() + " --device tpu --request x");
   EXPECT_EQ(r.exit_code, 2) << r.err;
