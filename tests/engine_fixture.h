@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
@@ -105,6 +106,20 @@ inline std::vector<GenerationOutput> run_all(Engine& engine, std::vector<Generat
     if (!engine.step().is_ok()) break;
   }
   return outputs;
+}
+
+// Every request of `reqs` (groups of n sequences) run together; outputs[request][index].
+inline std::vector<std::vector<GenerationOutput>> run_groups(Engine& engine, std::vector<GenerationRequest> reqs) {
+  std::vector<std::vector<GenerationOutput>> out(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    out[i].resize(static_cast<size_t>(reqs[i].n));
+    auto id = engine.add_request(std::move(reqs[i]), [&out, i](const GenerationDelta& d) {
+      out[i][static_cast<size_t>(d.index)].append(d);
+    });
+    EXPECT_TRUE(id.is_ok()) << id.status().to_string();
+  }
+  for (int guard = 0; engine.has_work() && guard < 100000; ++guard) EXPECT_TRUE(engine.step().is_ok());
+  return out;
 }
 
 }  // namespace kvmesh::testing

@@ -49,19 +49,6 @@ std::vector<GenerationRequest> traffic() {
   return reqs;
 }
 
-std::vector<std::vector<GenerationOutput>> run_traffic(Engine& engine, std::vector<GenerationRequest> reqs) {
-  std::vector<std::vector<GenerationOutput>> out(reqs.size());
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    out[i].resize(static_cast<size_t>(reqs[i].n));
-    auto id = engine.add_request(std::move(reqs[i]), [&out, i](const GenerationDelta& d) {
-      out[i][static_cast<size_t>(d.index)].append(d);
-    });
-    EXPECT_TRUE(id.is_ok()) << id.status().to_string();
-  }
-  for (int guard = 0; engine.has_work() && guard < 100000; ++guard) EXPECT_TRUE(engine.step().is_ok());
-  return out;
-}
-
 void expect_identical(const PositionLogprobs& a, const PositionLogprobs& b, const std::string& what) {
   EXPECT_EQ(a.chosen.token, b.chosen.token) << what;
   EXPECT_EQ(a.chosen.logprob, b.chosen.logprob) << what;
@@ -81,8 +68,8 @@ void run_both_and_compare(const EngineOptions& base) {
   auto b = make_engine(hf_fixture_dir(), graphs, nullptr, &graph_worker);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  const auto want = run_traffic(*a, traffic());
-  const auto got = run_traffic(*b, traffic());
+  const auto want = run_groups(*a, traffic());
+  const auto got = run_groups(*b, traffic());
   EXPECT_EQ(eager_worker->n_decode_graphs(), 0);
   EXPECT_GE(graph_worker->n_decode_graphs(), 4) << "decode steps of several sizes";
   std::printf("decode graphs recorded: %d; preemptions eager %lld, graphs %lld\n",

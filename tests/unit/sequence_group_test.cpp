@@ -47,20 +47,6 @@ std::vector<int32_t> long_prompt(int32_t n) {
   return p;
 }
 
-// Every group of `reqs` run together; outputs[request][index].
-std::vector<std::vector<GenerationOutput>> run_groups(Engine& engine, std::vector<GenerationRequest> reqs) {
-  std::vector<std::vector<GenerationOutput>> out(reqs.size());
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    out[i].resize(static_cast<size_t>(reqs[i].n));
-    auto id = engine.add_request(std::move(reqs[i]), [&out, i](const GenerationDelta& d) {
-      out[i][static_cast<size_t>(d.index)].append(d);
-    });
-    EXPECT_TRUE(id.is_ok()) << id.status().to_string();
-  }
-  for (int guard = 0; engine.has_work() && guard < 100000; ++guard) EXPECT_TRUE(engine.step().is_ok());
-  return out;
-}
-
 void expect_fixture_beams(const std::vector<GenerationOutput>& got, const nlohmann::json& beam4, const std::string& what) {
   const auto sequences = beam4["sequences"].get<std::vector<std::vector<int32_t>>>();
   const auto scores = beam4["scores"].get<std::vector<double>>();

@@ -13,15 +13,6 @@ constexpr int kWarps = 4;
 constexpr int kPerLane = kMaxHeadDim / 32;  // head elements each lane owns
 
 template <typename T>
-__device__ __forceinline__ float to_float(T v);
-template <>
-__device__ __forceinline__ float to_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
                      float scale, int32_t keys_per_split, float* partial, float* out) {

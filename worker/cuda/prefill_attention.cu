@@ -16,15 +16,6 @@ constexpr int kKeys = 64;       // keys staged at once
 constexpr int kChunk = 16;      // scores computed before one rescale
 
 template <typename T>
-__device__ __forceinline__ float as_float(T v);
-template <>
-__device__ __forceinline__ float as_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float as_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float as_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
 __global__ void __launch_bounds__(kRows)
     prefill_attention_kernel(const float* qkv, const PrefillTile* tiles, const int32_t* tables,
                              int32_t layer, KvPoolGeometry pool, float scale, float* out) {
@@ -75,8 +66,8 @@ __global__ void __launch_bounds__(kRows)
     for (int idx = i; idx < tile_keys * kDim; idx += kRows) {
       const int key = idx / kDim, c = idx % kDim;
       const int64_t k_at = key_row[key] + c;
-      k_tile[key][c] = as_float(kv[k_at]);
-      v_tile[key][c] = as_float(kv[k_at + static_cast<int64_t>(bs) * e]);  // V rows follow K rows
+      k_tile[key][c] = to_float(kv[k_at]);
+      v_tile[key][c] = to_float(kv[k_at + static_cast<int64_t>(bs) * e]);  // V rows follow K rows
     }
     __syncthreads();
     if (!active) continue;
