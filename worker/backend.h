@@ -143,8 +143,12 @@ class Backend {
   virtual void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe,
                      const int32_t* tokens, const int32_t* positions, TensorView out) = 0;
   // out = LayerNorm(x) * w + b over the last dim          x, out: [T, E]
+  // out is fp32, or matmul_input_dtype() when it only feeds matrix products.
   virtual void layer_norm(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
                           TensorView out) = 0;
+  // The dtype in which activations may reach linear, linear_act and lm_head (besides fp32): a
+  // device backend that multiplies narrow operands takes them without a cast of its own.
+  virtual DType matmul_input_dtype() const { return DType::f32; }
   // out = x @ w (+ b). w in Conv1D layout [in, out]        x: [T, in], out: [T, out]
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView* b,
                       TensorView out) = 0;
@@ -175,6 +179,14 @@ class Backend {
   virtual void add_bias_residual(TensorView x, TensorView y, const TensorView& b) {
     add_bias(y, b);
     add(x, y);
+  }
+  // x += (y + b), then out = LayerNorm(x) * ln_w + ln_b: the residual that ends one block and the
+  // LayerNorm that starts the next, as one op (out is neither x nor y).    x, y, out: [T, E]
+  virtual void add_bias_residual_layer_norm(TensorView x, TensorView y, const TensorView& b,
+                                            const TensorView& ln_w, const TensorView& ln_b, float eps,
+                                            TensorView out) {
+    add_bias_residual(x, y, b);
+    layer_norm(x, ln_w, ln_b, eps, out);
   }
   // Max, argmax and log-sum-exp of each row of logits; stats is host memory.  logits: [R, V]
   virtual void row_stats(const TensorView& logits, RowStats* stats) = 0;

@@ -26,7 +26,7 @@ Status DecodeGraphs::allocate() {
   if (!x_.empty()) return Status::ok();
   const auto rows = static_cast<size_t>(kMaxRows) * sizeof(float);
   for (auto [buffer, width] : {std::pair{&x_, widths_.embd}, {&h_, widths_.embd}, {&qkv_, widths_.qkv},
-                               {&attn_, widths_.attn}, {&mlp_, widths_.mlp}})
+                               {&attn_, widths_.attn}, {&mlp_, widths_.mlp}, {&ln_, widths_.ln}})
     KVMESH_RETURN_IF_ERROR(reserve(backend_, buffer, rows * static_cast<size_t>(width)));
   return Status::ok();
 }
@@ -53,7 +53,7 @@ Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, co
   bucket.batch.padded_rows = rows;
   bucket.batch.max_context = max_context_;
   backend_.prepare_batch(bucket.batch);
-  const LayerScratch scratch{h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32()};
+  const LayerScratch scratch{h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32(), ln_.f32()};
   if (!bucket.recorded) {
     Status status = backend_.begin_capture(rows);
     if (status.is_ok()) {

@@ -20,10 +20,11 @@ struct LayerScratch {
   float* qkv = nullptr;   // [T, 3 El]
   float* attn = nullptr;  // [T, El]
   float* mlp = nullptr;   // [T, Il]
+  float* ln = nullptr;    // [T, E] LayerNorm outputs, in the dtype matrix products take
 };
 
 struct LayerWidths {
-  int64_t embd = 0, qkv = 0, attn = 0, mlp = 0;
+  int64_t embd = 0, qkv = 0, attn = 0, mlp = 0, ln = 0;
 };
 
 class DecodeGraphs {
@@ -62,7 +63,7 @@ class DecodeGraphs {
   bool enabled_ = true;
   int n_recorded_ = 0;
   void* pool_data_ = nullptr;  // the pool the graphs recorded (one pool per worker)
-  Buffer x_, h_, qkv_, attn_, mlp_;  // [kMaxRows, width] each, allocated once
+  Buffer x_, h_, qkv_, attn_, mlp_, ln_;  // [kMaxRows, width] each (fp32-sized), allocated once
   std::map<int32_t, Bucket> buckets_;
 };
 

@@ -21,7 +21,8 @@ Model::Model(const ModelConfig& config, const ParallelLayout& layout,
       backend_(std::move(backend)),
       collectives_(collectives),
       el_(layout.heads(config).size() * config.head_dim()),
-      il_(layout.inner(config).size()) {}
+      il_(layout.inner(config).size()),
+      ln_dtype_(backend_->matmul_input_dtype()) {}
 
 Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const ParallelLayout& layout,
                                              ModelWeights weights, std::unique_ptr<Backend> backend,
@@ -47,7 +48,7 @@ bool Model::use_decode_graphs(bool on) {
   graphs_.reset();
   Backend& b = *backend_;
   if (!on || !b.can_capture() || (layout_.tp > 1 && !b.captures_collectives())) return false;
-  graphs_ = std::make_unique<DecodeGraphs>(b, LayerWidths{config_.n_embd, 3 * el_, el_, il_},
+  graphs_ = std::make_unique<DecodeGraphs>(b, LayerWidths{config_.n_embd, 3 * el_, el_, il_, config_.n_embd},
                                            config_.n_positions);
   return true;
 }
@@ -69,43 +70,63 @@ Status Model::run_layers(const BatchLayout& batch, KvPoolView pool, int64_t n, f
   KVMESH_RETURN_IF_ERROR(reserve(b, &qkv_, floats(n * 3 * el_)));
   KVMESH_RETURN_IF_ERROR(reserve(b, &attn_, floats(n * el_)));
   KVMESH_RETURN_IF_ERROR(reserve(b, &mlp_, floats(n * il_)));
+  KVMESH_RETURN_IF_ERROR(reserve(b, &ln_, floats(n * e)));
   b.prepare_batch(batch);
-  layers(batch, pool, n, x, {h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32()});
+  layers(batch, pool, n, x, {h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32(), ln_.f32()});
   return Status::ok();
 }
 
+// The LayerNorm that starts a block is fused with the residual that ends the one before, so the
+// stage's first LayerNorm runs alone and the last residual without a LayerNorm after it.
 void Model::layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x, const LayerScratch& s) {
+  if (n_local_layers() == 0) return;
+  const PlacedLayer& first = w_.layers[0];
+  backend_->layer_norm(view(x, n, config_.n_embd), first.ln1_w, first.ln1_b, config_.layer_norm_epsilon,
+                       ln_view(s.ln, n));
   for (int layer = 0; layer < n_local_layers(); ++layer) {
     attention_block(layer, batch, pool, n, x, s);
     mlp_block(layer, n, x, s);
   }
 }
 
-// x += attn_out(attention(qkv(ln1(x)))), heads local, attn_out row-parallel.
+TensorView Model::ln_view(float* data, int64_t rows) const {
+  TensorView t = view(data, rows, config_.n_embd);
+  t.dtype = ln_dtype_;
+  return t;
+}
+
+// x += attn_out(attention(qkv(ln1(x)))), heads local, attn_out row-parallel; s.ln holds ln1(x)
+// on entry and ln2(x) on return.
 void Model::attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x,
                             const LayerScratch& s) {
   const PlacedLayer& w = w_.layers[layer];
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
-  b.layer_norm(view(x, n, e), w.ln1_w, w.ln1_b, config_.layer_norm_epsilon, view(s.h, n, e));
-  b.linear(view(s.h, n, e), w.qkv_w, &w.qkv_b, view(s.qkv, n, 3 * el_));
+  b.linear(ln_view(s.ln, n), w.qkv_w, &w.qkv_b, view(s.qkv, n, 3 * el_));
   b.kv_write(view(s.qkv, n, 3 * el_), batch, layer, pool);
   b.attention(view(s.qkv, n, 3 * el_), batch, layer, pool, view(s.attn, n, el_));
   b.linear(view(s.attn, n, el_), w.attn_out_w, nullptr, view(s.h, n, e));
   if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
-  b.add_bias_residual(view(x, n, e), view(s.h, n, e), w.attn_out_b);
+  b.add_bias_residual_layer_norm(view(x, n, e), view(s.h, n, e), w.attn_out_b, w.ln2_w, w.ln2_b,
+                                 config_.layer_norm_epsilon, ln_view(s.ln, n));
 }
 
-// x += fc2(act(fc1(ln2(x)))), fc1 column-parallel, fc2 row-parallel.
+// x += fc2(act(fc1(ln2(x)))), fc1 column-parallel, fc2 row-parallel; s.ln holds ln2(x) on entry
+// and the next layer's ln1(x) on return (nothing after the stage's last layer).
 void Model::mlp_block(int layer, int64_t n, float* x, const LayerScratch& s) {
   const PlacedLayer& w = w_.layers[layer];
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
-  b.layer_norm(view(x, n, e), w.ln2_w, w.ln2_b, config_.layer_norm_epsilon, view(s.h, n, e));
-  b.linear_act(view(s.h, n, e), w.fc1_w, w.fc1_b, config_.activation, view(s.mlp, n, il_));
+  b.linear_act(ln_view(s.ln, n), w.fc1_w, w.fc1_b, config_.activation, view(s.mlp, n, il_));
   b.linear(view(s.mlp, n, il_), w.fc2_w, nullptr, view(s.h, n, e));
   if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
-  b.add_bias_residual(view(x, n, e), view(s.h, n, e), w.fc2_b);
+  if (layer + 1 < n_local_layers()) {
+    const PlacedLayer& next = w_.layers[layer + 1];
+    b.add_bias_residual_layer_norm(view(x, n, e), view(s.h, n, e), w.fc2_b, next.ln1_w, next.ln1_b,
+                                   config_.layer_norm_epsilon, ln_view(s.ln, n));
+  } else {
+    b.add_bias_residual(view(x, n, e), view(s.h, n, e), w.fc2_b);
+  }
 }
 
 Status Model::head(const float* x, const std::vector<int32_t>& rows) {
@@ -114,11 +135,12 @@ Status Model::head(const float* x, const std::vector<int32_t>& rows) {
   const int64_t vl = layout_.vocab(config_).size();
   Backend& b = *backend_;
   KVMESH_RETURN_IF_ERROR(reserve(b, &rows_, floats(r * e)));
+  KVMESH_RETURN_IF_ERROR(reserve(b, &rows_ln_, floats(r * e)));
   KVMESH_RETURN_IF_ERROR(reserve(b, &local_, floats(r * vl)));
   const int64_t n_x = rows.empty() ? 0 : *std::max_element(rows.begin(), rows.end()) + 1;
   b.gather_rows(view(const_cast<float*>(x), n_x, e), rows, view(rows_, r, e));
-  b.layer_norm(view(rows_, r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon, view(rows_, r, e));
-  b.lm_head(view(rows_, r, e), w_.wte, view(local_, r, vl));
+  b.layer_norm(view(rows_, r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon, ln_view(rows_ln_.f32(), r));
+  b.lm_head(ln_view(rows_ln_.f32(), r), w_.wte, view(local_, r, vl));
   return Status::ok();
 }
 

@@ -72,6 +72,8 @@ class Model {
         Collectives* collectives);
   // The layers' ops over n rows of x with the given activations.
   void layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x, const LayerScratch& s);
+  // A LayerNorm output over data ([rows, E]): in the dtype matrix products take (ln_dtype_).
+  TensorView ln_view(float* data, int64_t rows) const;
   void attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x,
                        const LayerScratch& s);
   void mlp_block(int layer, int64_t n, float* x, const LayerScratch& s);
@@ -88,12 +90,15 @@ class Model {
   Collectives* collectives_;
   int64_t el_;  // local attention width: local heads * head_dim
   int64_t il_;  // local MLP width
+  DType ln_dtype_;  // LayerNorm outputs: the backend's matmul_input_dtype() (they feed only products)
   // Scratch activations in backend memory, grown per call.
   Buffer h_;         // [T, E]
   Buffer qkv_;       // [T, 3 El]
   Buffer attn_;      // [T, El]
   Buffer mlp_;       // [T, Il]
+  Buffer ln_;        // [T, E] LayerNorm outputs (sized as fp32)
   Buffer rows_;      // [R, E]
+  Buffer rows_ln_;   // [R, E] their final LayerNorm (sized as fp32)
   Buffer local_;     // [R, Vl]
   Buffer gathered_;  // [tp, R, Vl]
   Buffer full_;      // [R, V] on TP rank 0

@@ -72,6 +72,11 @@ class RecordingBackend final : public Backend {
   void add_bias_residual(TensorView x, TensorView y, const TensorView& b) override {
     run([=, this] { inner_->add_bias_residual(x, y, b); });
   }
+  DType matmul_input_dtype() const override { return inner_->matmul_input_dtype(); }
+  void add_bias_residual_layer_norm(TensorView x, TensorView y, const TensorView& b, const TensorView& ln_w,
+                                    const TensorView& ln_b, float eps, TensorView out) override {
+    run([=, this] { inner_->add_bias_residual_layer_norm(x, y, b, ln_w, ln_b, eps, out); });
+  }
   void row_stats(const TensorView& logits, RowStats* stats) override {
     run([=, this] { inner_->row_stats(logits, stats); });
   }

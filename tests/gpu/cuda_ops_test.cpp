@@ -3,8 +3,9 @@
 // pages 1e-5, with bf16/f16 pages the same as CPU reading the same pages (pages are written by
 // each backend's kv_write, then compared as bytes: identical); matrix products with bf16 operands
 // against the CPU on the same bf16-rounded values 1e-5 of the row's magnitude sum (fp32
-// accumulation in another order); sample_rows the host sampler's tokens and top ids, log-probs within
-// 1e-5. Skips without a GPU.
+// accumulation in another order); LayerNorm written as bf16 within one bf16 step (1/64 of the
+// magnitude); sample_rows the host sampler's tokens and top ids, log-probs within 1e-5. Skips
+// without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -115,6 +116,52 @@ TEST_F(CudaOps, LayerNormInPlaceAndNot) {
   EXPECT_LT(rel_error(host(out), want), 1e-5);
   gpu_->layer_norm(xg, wg, bg, 1e-5f, xg);
   EXPECT_LT(rel_error(host(xg), want), 1e-5);
+}
+
+// LayerNorm straight into the bf16 operand of a matrix product: the CPU's values rounded to bf16,
+// up to one bf16 step where the fp32 results straddle a rounding boundary.
+TEST_F(CudaOps, LayerNormIntoBf16Operand) {
+  const int64_t n = 7, e = 1600;
+  auto x = random_values(n * e, 13, 3.0f), w = random_values(e, 14), b = random_values(e, 15);
+  std::vector<float> want(n * e);
+  cpu_->layer_norm(TensorView::of(x.data(), {n, e}), TensorView::of(w.data(), {1, e}),
+                   TensorView::of(b.data(), {1, e}), 1e-5f, TensorView::of(want.data(), {n, e}));
+  ASSERT_EQ(gpu_->matmul_input_dtype(), DType::bf16);
+  TensorView out = device_poisoned(n, e);
+  out.dtype = DType::bf16;
+  gpu_->layer_norm(device(x, n, e), weight(w, 1, e, false), weight(b, 1, e, false), 1e-5f, out);
+  std::vector<uint16_t> raw(static_cast<size_t>(n * e));
+  gpu_->download(raw.data(), out.data, raw.size() * sizeof(uint16_t));
+  ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+  std::vector<float> got(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) got[i] = bf16_to_float(raw[i]);
+  EXPECT_LT(rel_error(got, bf16_rounded(want)), 1.0 / 64);
+}
+
+// The fused residual + LayerNorm: x exactly as bias + residual leaves it, out as LayerNorm of it;
+// and a matrix product on that bf16 operand equals the product on fp32 activations (cast inside).
+TEST_F(CudaOps, ResidualLayerNormAndProductOnNarrowOperand) {
+  const int64_t n = 5, e = 768, out_c = 320;
+  auto x = random_values(n * e, 16), y = random_values(n * e, 17), b = random_values(e, 18);
+  auto lw = random_values(e, 19), lb = random_values(e, 20), w = random_values(e * out_c, 21, 0.05f);
+  std::vector<float> x_want = x, y_copy = y, ln_want(n * e);
+  cpu_->add_bias_residual_layer_norm(TensorView::of(x_want.data(), {n, e}), TensorView::of(y_copy.data(), {n, e}),
+                                     TensorView::of(b.data(), {1, e}), TensorView::of(lw.data(), {1, e}),
+                                     TensorView::of(lb.data(), {1, e}), 1e-5f, TensorView::of(ln_want.data(), {n, e}));
+  TensorView xg = device(x, n, e), yg = device(y, n, e), ln = device_poisoned(n, e);
+  TensorView lwg = weight(lw, 1, e, false), lbg = weight(lb, 1, e, false);
+  gpu_->add_bias_residual_layer_norm(xg, yg, weight(b, 1, e, false), lwg, lbg, 1e-5f, ln);
+  EXPECT_EQ(host(xg), x_want) << "x += y + b, the same float additions as the CPU";
+  EXPECT_LT(rel_error(host(ln), ln_want), 1e-5);
+
+  TensorView narrow = device_poisoned(n, e);
+  narrow.dtype = DType::bf16;
+  gpu_->add_bias_residual_layer_norm(device(x, n, e), yg, weight(b, 1, e, false), lwg, lbg, 1e-5f, narrow);
+  const TensorView wg = weight(w, e, out_c, true);
+  TensorView from_narrow = device_poisoned(n, out_c), from_f32 = device_poisoned(n, out_c);
+  gpu_->linear(narrow, wg, nullptr, from_narrow);
+  gpu_->linear(ln, wg, nullptr, from_f32);
+  EXPECT_EQ(host(from_narrow), host(from_f32)) << "the bf16 operand is the fp32 one cast";
 }
 
 TEST_F(CudaOps, BiasGeluAndBiasResidual) {

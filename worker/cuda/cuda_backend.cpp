@@ -109,11 +109,23 @@ class CudaBackend final : public Backend {
   // ---- Ops ----
   void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe, const int32_t* tokens,
              const int32_t* positions, TensorView out) override;
+  DType matmul_input_dtype() const override {
+    return weight_dtype_ == KernelDType::f16 ? DType::f16 : DType::bf16;
+  }
   void layer_norm(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
                   TensorView out) override {
-    if (enter())
-      check(launch_layer_norm(x.f32(), w.f32(), b.f32(), eps, x.dim(0), x.dim(1), out.f32(), stream_),
+    KernelDType od;
+    if (enter() && activation_dtype(out, &od))
+      check(launch_layer_norm(x.f32(), w.f32(), b.f32(), eps, x.dim(0), x.dim(1), out.data, od, stream_),
             "layer_norm");
+  }
+  void add_bias_residual_layer_norm(TensorView x, TensorView y, const TensorView& b, const TensorView& ln_w,
+                                    const TensorView& ln_b, float eps, TensorView out) override {
+    KernelDType od;
+    if (enter() && activation_dtype(out, &od))
+      check(launch_residual_layer_norm(x.f32(), y.f32(), b.f32(), ln_w.f32(), ln_b.f32(), eps, x.dim(0),
+                                       x.dim(1), out.data, od, stream_),
+            "bias + residual + layer_norm");
   }
   void linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) override {
     matmul(x, w, out);
@@ -215,6 +227,17 @@ class CudaBackend final : public Backend {
     return buffer.data();
   }
   bool pool_geometry(const KvPoolView& pool, KvPoolGeometry* g);
+  // An activation's dtype: fp32, or the weights' (a matrix product's narrow operand); else an error.
+  bool activation_dtype(const TensorView& t, KernelDType* out) {
+    if (t.dtype == DType::f32 || t.dtype == matmul_input_dtype()) {
+      *out = t.dtype == DType::f32 ? KernelDType::f32 : weight_dtype_;
+      return true;
+    }
+    return note(invalid_argument(std::string("activations in ") + dtype_name(t.dtype) +
+                                 " (the CUDA backend takes f32 or its weights' dtype)"));
+  }
+  // x as the narrow operand of a matrix product: itself when already narrow, else cast into narrow_.
+  const void* narrow_operand(const TensorView& x, KernelDType wd);
   bool ensure_staged(const BatchLayout& batch);
   void matmul(const TensorView& x, const TensorView& w, TensorView out);
 
@@ -384,6 +407,17 @@ void CudaBackend::embed(const TensorView& wte, int64_t vocab_begin, const Tensor
         "embed");
 }
 
+const void* CudaBackend::narrow_operand(const TensorView& x, KernelDType wd) {
+  KernelDType xd;
+  if (!activation_dtype(x, &xd)) return nullptr;
+  if (xd == wd) return x.data;
+  const int64_t n = x.numel();
+  void* xn = scratch(narrow_, static_cast<size_t>(n) * 2);
+  if (xn == nullptr) return nullptr;
+  if (!check(launch_cast(x.f32(), xn, wd, n, stream_), "narrowing activations")) return nullptr;
+  return xn;
+}
+
 void CudaBackend::matmul(const TensorView& x, const TensorView& w, TensorView out) {
   if (!enter()) return;
   auto wd = kernel_dtype(w.dtype);
@@ -392,11 +426,8 @@ void CudaBackend::matmul(const TensorView& x, const TensorView& w, TensorView ou
     note(invalid_argument("the CUDA matrix products take f16 or bf16 weights"));
     return;
   }
-  const int64_t n = x.dim(0), in = x.dim(1);
-  void* xn = scratch(narrow_, static_cast<size_t>(n * in) * 2);
-  if (xn == nullptr) return;
-  if (!check(launch_cast(x.f32(), xn, *wd, n * in, stream_), "narrowing activations")) return;
-  note(gemm_->nn(xn, w.data, *wd, n, in, w.dim(1), out.f32()));
+  const void* xn = narrow_operand(x, *wd);
+  if (xn != nullptr) note(gemm_->nn(xn, w.data, *wd, x.dim(0), x.dim(1), w.dim(1), out.f32()));
 }
 
 void CudaBackend::lm_head(const TensorView& x, const TensorView& wte, TensorView logits) {
@@ -407,11 +438,8 @@ void CudaBackend::lm_head(const TensorView& x, const TensorView& wte, TensorView
     note(invalid_argument("the CUDA LM head takes an f16 or bf16 embedding"));
     return;
   }
-  const int64_t r = x.dim(0), e = x.dim(1);
-  void* xn = scratch(narrow_, static_cast<size_t>(r * e) * 2);
-  if (xn == nullptr) return;
-  if (!check(launch_cast(x.f32(), xn, *wd, r * e, stream_), "narrowing activations")) return;
-  note(gemm_->nt(xn, wte.data, *wd, r, e, wte.dim(0), logits.f32()));
+  const void* xn = narrow_operand(x, *wd);
+  if (xn != nullptr) note(gemm_->nt(xn, wte.data, *wd, x.dim(0), x.dim(1), wte.dim(0), logits.f32()));
 }
 
 void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) {

@@ -51,9 +51,14 @@ cudaError_t launch_embed(const void* wte, KernelDType wte_dtype, int64_t wte_row
                          const int32_t* positions, int64_t n, int64_t e, float* out,
                          cudaStream_t stream);
 
-// out = (x - mean) / sqrt(var + eps) * w + b per row; out may be x.   x, out: [n, e]
+// out = (x - mean) / sqrt(var + eps) * w + b per row, stored in out_dtype (fp32, or the bf16/f16
+// operand of a matrix product); out may be x when fp32.   x: [n, e] fp32, out: [n, e]
 cudaError_t launch_layer_norm(const float* x, const float* w, const float* b, float eps, int64_t n,
-                              int64_t e, float* out, cudaStream_t stream);
+                              int64_t e, void* out, KernelDType out_dtype, cudaStream_t stream);
+// x += (y + bias[col]) (bias may be null), then out = LayerNorm(x) as above; out is neither x nor y.
+cudaError_t launch_residual_layer_norm(float* x, const float* y, const float* bias, const float* w,
+                                       const float* b, float eps, int64_t n, int64_t e, void* out,
+                                       KernelDType out_dtype, cudaStream_t stream);
 
 // Activations as in common/config.h's Activation (gelu_new = 0, gelu = 1, gelu_fast = 2, relu = 3);
 // kNoActivation leaves values as they are.
