@@ -14,6 +14,8 @@ constexpr int kDim = 64;        // head_dim this kernel serves
 constexpr int kRows = kPrefillTileRows;
 constexpr int kKeys = 64;       // keys staged at once
 constexpr int kChunk = 16;      // scores computed before one rescale
+static_assert(kKeys == kRows, "each thread stages one key's page offset");
+static_assert(kKeys % kChunk == 0, "chunks tile a staged block of keys");
 
 template <typename T>
 __global__ void __launch_bounds__(kRows)
