@@ -41,6 +41,10 @@ PY
 
 if [ -d gpu-bundle ] && [ -z "${GPU_CHECK_BUILD:-}" ]; then
   stamp "programs from gpu-bundle (commit $(cat gpu-bundle/commit 2>/dev/null || echo unknown))"
+  head="$(git rev-parse HEAD 2>/dev/null || true)"
+  if [ -n "$head" ] && [ "$head" != "$(cat gpu-bundle/commit 2>/dev/null)" ]; then
+    echo "gpu_check: warning: the bundle was built from another commit than this tree's $head"
+  fi
   tests_dir="$root/gpu-bundle/bin"
   bench_dir="$root/gpu-bundle/bin"
   # The programs read the test data and the tokenizer under the tree they were built from.
