@@ -18,9 +18,9 @@ namespace kvmesh {
 struct LayerScratch {
   float* h = nullptr;     // [T, E]
   float* qkv = nullptr;   // [T, 3 El]
-  float* attn = nullptr;  // [T, El]
-  float* mlp = nullptr;   // [T, Il]
-  float* ln = nullptr;    // [T, E] LayerNorm outputs, in the dtype matrix products take
+  float* attn = nullptr;  // [T, El]  attention outputs,
+  float* mlp = nullptr;   // [T, Il]  MLP activations and
+  float* ln = nullptr;    // [T, E]   LayerNorm outputs: in the dtype matrix products take
 };
 
 struct LayerWidths {

@@ -22,7 +22,7 @@ Model::Model(const ModelConfig& config, const ParallelLayout& layout,
       collectives_(collectives),
       el_(layout.heads(config).size() * config.head_dim()),
       il_(layout.inner(config).size()),
-      ln_dtype_(backend_->matmul_input_dtype()) {}
+      operand_dtype_(backend_->matmul_input_dtype()) {}
 
 Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const ParallelLayout& layout,
                                              ModelWeights weights, std::unique_ptr<Backend> backend,
@@ -80,18 +80,19 @@ Status Model::run_layers(const BatchLayout& batch, KvPoolView pool, int64_t n, f
 // stage's first LayerNorm runs alone and the last residual without a LayerNorm after it.
 void Model::layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x, const LayerScratch& s) {
   if (n_local_layers() == 0) return;
+  const int64_t e = config_.n_embd;
   const PlacedLayer& first = w_.layers[0];
-  backend_->layer_norm(view(x, n, config_.n_embd), first.ln1_w, first.ln1_b, config_.layer_norm_epsilon,
-                       ln_view(s.ln, n));
+  backend_->layer_norm(view(x, n, e), first.ln1_w, first.ln1_b, config_.layer_norm_epsilon,
+                       operand_view(s.ln, n, e));
   for (int layer = 0; layer < n_local_layers(); ++layer) {
     attention_block(layer, batch, pool, n, x, s);
     mlp_block(layer, n, x, s);
   }
 }
 
-TensorView Model::ln_view(float* data, int64_t rows) const {
-  TensorView t = view(data, rows, config_.n_embd);
-  t.dtype = ln_dtype_;
+TensorView Model::operand_view(float* data, int64_t rows, int64_t cols) const {
+  TensorView t = view(data, rows, cols);
+  t.dtype = operand_dtype_;
   return t;
 }
 
@@ -102,13 +103,13 @@ void Model::attention_block(int layer, const BatchLayout& batch, KvPoolView pool
   const PlacedLayer& w = w_.layers[layer];
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
-  b.linear(ln_view(s.ln, n), w.qkv_w, &w.qkv_b, view(s.qkv, n, 3 * el_));
+  b.linear(operand_view(s.ln, n, e), w.qkv_w, &w.qkv_b, view(s.qkv, n, 3 * el_));
   b.kv_write(view(s.qkv, n, 3 * el_), batch, layer, pool);
-  b.attention(view(s.qkv, n, 3 * el_), batch, layer, pool, view(s.attn, n, el_));
-  b.linear(view(s.attn, n, el_), w.attn_out_w, nullptr, view(s.h, n, e));
+  b.attention(view(s.qkv, n, 3 * el_), batch, layer, pool, operand_view(s.attn, n, el_));
+  b.linear(operand_view(s.attn, n, el_), w.attn_out_w, nullptr, view(s.h, n, e));
   if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
   b.add_bias_residual_layer_norm(view(x, n, e), view(s.h, n, e), w.attn_out_b, w.ln2_w, w.ln2_b,
-                                 config_.layer_norm_epsilon, ln_view(s.ln, n));
+                                 config_.layer_norm_epsilon, operand_view(s.ln, n, e));
 }
 
 // x += fc2(act(fc1(ln2(x)))), fc1 column-parallel, fc2 row-parallel; s.ln holds ln2(x) on entry
@@ -117,13 +118,13 @@ void Model::mlp_block(int layer, int64_t n, float* x, const LayerScratch& s) {
   const PlacedLayer& w = w_.layers[layer];
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
-  b.linear_act(ln_view(s.ln, n), w.fc1_w, w.fc1_b, config_.activation, view(s.mlp, n, il_));
-  b.linear(view(s.mlp, n, il_), w.fc2_w, nullptr, view(s.h, n, e));
+  b.linear_act(operand_view(s.ln, n, e), w.fc1_w, w.fc1_b, config_.activation, operand_view(s.mlp, n, il_));
+  b.linear(operand_view(s.mlp, n, il_), w.fc2_w, nullptr, view(s.h, n, e));
   if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
   if (layer + 1 < n_local_layers()) {
     const PlacedLayer& next = w_.layers[layer + 1];
     b.add_bias_residual_layer_norm(view(x, n, e), view(s.h, n, e), w.fc2_b, next.ln1_w, next.ln1_b,
-                                   config_.layer_norm_epsilon, ln_view(s.ln, n));
+                                   config_.layer_norm_epsilon, operand_view(s.ln, n, e));
   } else {
     b.add_bias_residual(view(x, n, e), view(s.h, n, e), w.fc2_b);
   }
@@ -139,8 +140,9 @@ Status Model::head(const float* x, const std::vector<int32_t>& rows) {
   KVMESH_RETURN_IF_ERROR(reserve(b, &local_, floats(r * vl)));
   const int64_t n_x = rows.empty() ? 0 : *std::max_element(rows.begin(), rows.end()) + 1;
   b.gather_rows(view(const_cast<float*>(x), n_x, e), rows, view(rows_, r, e));
-  b.layer_norm(view(rows_, r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon, ln_view(rows_ln_.f32(), r));
-  b.lm_head(ln_view(rows_ln_.f32(), r), w_.wte, view(local_, r, vl));
+  b.layer_norm(view(rows_, r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon,
+               operand_view(rows_ln_.f32(), r, e));
+  b.lm_head(operand_view(rows_ln_.f32(), r, e), w_.wte, view(local_, r, vl));
   return Status::ok();
 }
 

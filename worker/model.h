@@ -72,8 +72,9 @@ class Model {
         Collectives* collectives);
   // The layers' ops over n rows of x with the given activations.
   void layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x, const LayerScratch& s);
-  // A LayerNorm output over data ([rows, E]): in the dtype matrix products take (ln_dtype_).
-  TensorView ln_view(float* data, int64_t rows) const;
+  // An activation that only feeds matrix products (LayerNorm, attention and MLP activation
+  // outputs) over data ([rows, cols]): in the dtype the backend's products take.
+  TensorView operand_view(float* data, int64_t rows, int64_t cols) const;
   void attention_block(int layer, const BatchLayout& batch, KvPoolView pool, int64_t n, float* x,
                        const LayerScratch& s);
   void mlp_block(int layer, int64_t n, float* x, const LayerScratch& s);
@@ -90,7 +91,7 @@ class Model {
   Collectives* collectives_;
   int64_t el_;  // local attention width: local heads * head_dim
   int64_t il_;  // local MLP width
-  DType ln_dtype_;  // LayerNorm outputs: the backend's matmul_input_dtype() (they feed only products)
+  DType operand_dtype_;  // the backend's matmul_input_dtype(), for activations that feed only products
   // Scratch activations in backend memory, grown per call.
   Buffer h_;         // [T, E]
   Buffer qkv_;       // [T, 3 El]

@@ -69,6 +69,15 @@ class CudaOps : public ::testing::Test {
   TensorView device_poisoned(int64_t rows, int64_t cols) {
     return device(std::vector<float>(static_cast<size_t>(rows * cols), NAN), rows, cols);
   }
+  // A bf16 device tensor's values as floats.
+  std::vector<float> host_bf16(const TensorView& v) {
+    std::vector<uint16_t> raw(static_cast<size_t>(v.numel()));
+    gpu_->download(raw.data(), v.data, raw.size() * sizeof(uint16_t));
+    EXPECT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+    std::vector<float> out(raw.size());
+    for (size_t i = 0; i < raw.size(); ++i) out[i] = bf16_to_float(raw[i]);
+    return out;
+  }
   std::vector<float> host(const TensorView& v) {
     std::vector<float> out(static_cast<size_t>(v.numel()));
     gpu_->download(out.data(), v.data, out.size() * sizeof(float));
@@ -130,12 +139,7 @@ TEST_F(CudaOps, LayerNormIntoBf16Operand) {
   TensorView out = device_poisoned(n, e);
   out.dtype = DType::bf16;
   gpu_->layer_norm(device(x, n, e), weight(w, 1, e, false), weight(b, 1, e, false), 1e-5f, out);
-  std::vector<uint16_t> raw(static_cast<size_t>(n * e));
-  gpu_->download(raw.data(), out.data, raw.size() * sizeof(uint16_t));
-  ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
-  std::vector<float> got(raw.size());
-  for (size_t i = 0; i < raw.size(); ++i) got[i] = bf16_to_float(raw[i]);
-  EXPECT_LT(rel_error(got, bf16_rounded(want)), 1.0 / 64);
+  EXPECT_LT(rel_error(host_bf16(out), bf16_rounded(want)), 1.0 / 64);
 }
 
 // The fused residual + LayerNorm: x exactly as bias + residual leaves it, out as LayerNorm of it;
@@ -198,10 +202,17 @@ TEST_F(CudaOps, LinearAndLmHeadOnBf16Operands) {
   cpu_->lm_head(TensorView::of(const_cast<float*>(x_r.data()), {n, in}),
                 TensorView::of(const_cast<float*>(wte_r.data()), {v, in}), TensorView::of(want_logits.data(), {n, v}));
   TensorView xg = device(x, n, in), out = device_poisoned(n, out_c), logits = device_poisoned(n, v);
-  gpu_->linear_act(xg, weight(w, in, out_c, true), weight(b, 1, out_c, false), Activation::gelu_new, out);
+  const TensorView wg = weight(w, in, out_c, true), bg = weight(b, 1, out_c, false);
+  gpu_->linear_act(xg, wg, bg, Activation::gelu_new, out);
   gpu_->lm_head(xg, weight(wte, v, in, true), logits);
-  EXPECT_LT(rel_error(host(out), want), 1e-5);
+  const std::vector<float> got = host(out);
+  EXPECT_LT(rel_error(got, want), 1e-5);
   EXPECT_LT(rel_error(host(logits), want_logits), 1e-5);
+  // Written as the bf16 operand of the next product instead: the same values, rounded.
+  TensorView narrow = device_poisoned(n, out_c);
+  narrow.dtype = DType::bf16;
+  gpu_->linear_act(xg, wg, bg, Activation::gelu_new, narrow);
+  EXPECT_EQ(host_bf16(narrow), bf16_rounded(got));
 }
 
 TEST_F(CudaOps, GatherRowsAndRowStats) {
@@ -374,7 +385,13 @@ void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype) {
   gpu.download(gpu_pool.data(), dev_pool->data(), pool_bytes);
   ASSERT_TRUE(gpu.status().is_ok()) << gpu.status().to_string();
   EXPECT_TRUE(gpu_pool == cpu_pool) << "pages written by kv_write differ (" << dtype_name(kv_dtype) << ")";
-  EXPECT_LT(rel_error(self->host(out), want), 1e-5) << dtype_name(kv_dtype);
+  const std::vector<float> got = self->host(out);
+  EXPECT_LT(rel_error(got, want), 1e-5) << dtype_name(kv_dtype);
+  // Into the bf16 operand of the next product: the fp32 results, rounded.
+  TensorView narrow = self->device_poisoned(c.n_rows, e);
+  narrow.dtype = DType::bf16;
+  gpu.attention(qkv_g, c.batch, layer, gpool, narrow);
+  EXPECT_EQ(self->host_bf16(narrow), bf16_rounded(got)) << dtype_name(kv_dtype);
 }
 
 TEST_F(CudaOps, KvWriteAndPagedAttentionF32Pages) { check_paged(this, *cpu_, *gpu_, DType::f32); }

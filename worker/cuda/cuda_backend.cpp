@@ -132,11 +132,22 @@ class CudaBackend final : public Backend {
     if (b != nullptr && enter())
       check(launch_bias_act(out.f32(), b->f32(), kNoActivation, out.dim(0), out.dim(1), stream_), "bias");
   }
+  // out fp32: the product, then bias + activation in place; out narrow (the next product's
+  // operand): the product into fp32 scratch, then bias + activation written narrow.
   void linear_act(const TensorView& x, const TensorView& w, const TensorView& b, Activation act,
                   TensorView out) override {
-    matmul(x, w, out);
+    KernelDType od;
+    if (!enter() || !activation_dtype(out, &od)) return;
+    TensorView product = out;
+    if (od != KernelDType::f32) {
+      product.dtype = DType::f32;
+      product.data = scratch(wide_, static_cast<size_t>(out.numel()) * sizeof(float));
+      if (product.data == nullptr) return;
+    }
+    matmul(x, w, product);
     if (enter())
-      check(launch_bias_act(out.f32(), b.f32(), static_cast<int>(act), out.dim(0), out.dim(1), stream_),
+      check(launch_bias_act_into(product.f32(), b.f32(), static_cast<int>(act), out.dim(0), out.dim(1), out.data,
+                                 od, stream_),
             "bias + activation");
   }
   void activation(TensorView x, Activation act) override {
@@ -265,6 +276,7 @@ class CudaBackend final : public Backend {
   std::map<int32_t, Buffer> graph_meta_;  // by padded_rows: a fixed address per graph shape
   Buffer ids_;        // [2T] tokens then positions, or [R] row indices
   Buffer narrow_;     // activations narrowed for a matrix product
+  Buffer wide_;       // a product's fp32 result before it is written narrow
   Buffer partial_;    // attention split partials
   Buffer stats_;      // row_stats results [3R]
   RowSampler sampler_;  // sample_rows: its scratch and staging
@@ -451,14 +463,15 @@ void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int3
 void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
                             KvPoolView pool, TensorView out) {
   KvPoolGeometry g;
-  if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g)) return;
+  KernelDType od;
+  if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g) || !activation_dtype(out, &od)) return;
   const int64_t t = staged_rows_;
   const int32_t* meta = staged_meta_;
   AttentionRows rows{meta + t, meta + 2 * t, meta};
   int64_t n_rows = t;  // rows for the row-per-block kernel
   if (n_tiles_ > 0 && prefill_attention_serves(g)) {
     if (!check(launch_prefill_attention(qkv.f32(), reinterpret_cast<const PrefillTile*>(meta + tiles_at_),
-                                        n_tiles_, meta, layer, g, out.f32(), stream_),
+                                        n_tiles_, meta, layer, g, out.data, od, stream_),
                "prefill attention"))
       return;
     rows.listed = meta + listed_at_;
@@ -477,7 +490,7 @@ void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int
   }
   check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits,
                                n_splits > 1 ? kKeysPerSplit : std::max(staged_max_ctx_, 1), partial,
-                               out.f32(), stream_),
+                               out.data, od, stream_),
         "attention");
 }
 

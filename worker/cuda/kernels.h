@@ -66,6 +66,10 @@ constexpr int kNoActivation = -1;
 // x = act(x + bias[col]) (bias may be null).    x: [n, e]
 cudaError_t launch_bias_act(float* x, const float* bias, int act, int64_t n, int64_t e,
                             cudaStream_t stream);
+// out = act(x + bias[col]) stored in out_dtype (fp32, or a matrix product's bf16/f16 operand; then
+// out is not x).     x: [n, e] fp32
+cudaError_t launch_bias_act_into(const float* x, const float* bias, int act, int64_t n, int64_t e, void* out,
+                                 KernelDType out_dtype, cudaStream_t stream);
 
 // x += (y + bias[col]) (bias may be null).      x, y: [n, e]
 cudaError_t launch_bias_residual(float* x, const float* y, const float* bias, int64_t n, int64_t e,
@@ -82,10 +86,11 @@ cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, i
 // with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each range's
 // (max, sum, unnormalised output) and a second kernel combines them. A row with no context
 // (row_ctx 0: a graph's padded row) reads no page and gets no meaningful output. n counts the
-// rows done: all T, or the listed ones.    out: [T, E]
+// rows done: all T, or the listed ones. out is stored in out_dtype (fp32, or the bf16/f16 operand
+// of the next matrix product).    out: [T, E]
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
-                                   int32_t keys_per_split, float* partial, float* out,
+                                   int32_t keys_per_split, float* partial, void* out, KernelDType out_dtype,
                                    cudaStream_t stream);
 
 // The same attention for the query rows of prefill tiles, K/V read once per tile (head_dim 64
@@ -93,7 +98,7 @@ cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, 
 bool prefill_attention_serves(const KvPoolGeometry& pool);
 cudaError_t launch_prefill_attention(const float* qkv, const PrefillTile* tiles, int64_t n_tiles,
                                      const int32_t* tables, int32_t layer, const KvPoolGeometry& pool,
-                                     float* out, cudaStream_t stream);
+                                     void* out, KernelDType out_dtype, cudaStream_t stream);
 
 // out[i] = x[rows[i]]     x: [*, e], out: [r, e]
 cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, int64_t e, float* out,

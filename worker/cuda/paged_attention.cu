@@ -15,7 +15,7 @@ constexpr int kPerLane = kMaxHeadDim / 32;  // head elements each lane owns
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
-                     float scale, int32_t keys_per_split, float* partial, float* out) {
+                     float scale, int32_t keys_per_split, float* partial, void* out, KernelDType out_dtype) {
   __shared__ float warp_max[kWarps], warp_sum_[kWarps];
   __shared__ float warp_acc[kWarps][kMaxHeadDim];
   const int64_t t = rows.listed != nullptr ? rows.listed[blockIdx.x] : blockIdx.x;
@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       o += warp_acc[w][c] * f;
     }
     if (n_splits == 1) {
-      out[t * e + h * d + c] = o / sum;  // every row sees at least itself, so sum > 0
+      store_from_float(out, out_dtype, t * e + h * d + c, o / sum);  // sum > 0: a row sees itself
     } else {
       float* part = partial + ((t * pool.n_heads + h) * n_splits + split) * (d + 2);
       part[2 + c] = o;
@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 __global__ void attention_combine_kernel(const float* partial, const int32_t* listed, int32_t n_heads,
-                                         int32_t d, int32_t n_splits, float* out) {
+                                         int32_t d, int32_t n_splits, void* out, KernelDType out_dtype) {
   const int64_t t = listed != nullptr ? listed[blockIdx.x] : blockIdx.x;
   const int h = static_cast<int>(blockIdx.y);
   const int64_t e = static_cast<int64_t>(n_heads) * d;
@@ -111,23 +111,23 @@ __global__ void attention_combine_kernel(const float* partial, const int32_t* li
       sum += p[1] * f;
       o += p[2 + c] * f;
     }
-    out[t * e + h * d + c] = o / sum;
+    store_from_float(out, out_dtype, t * e + h * d + c, o / sum);
   }
 }
 
 template <typename T>
 cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
                          const KvPoolGeometry& pool, int32_t n_splits, int32_t keys_per_split,
-                         float* partial, float* out, cudaStream_t stream) {
+                         float* partial, void* out, KernelDType out_dtype, cudaStream_t stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(pool.head_dim));
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads),
                   static_cast<unsigned>(n_splits));
   attention_kernel<T><<<grid, kWarps * 32, 0, stream>>>(qkv, rows, layer, pool, scale,
-                                                         keys_per_split, partial, out);
+                                                         keys_per_split, partial, out, out_dtype);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || n_splits == 1) return err;
   attention_combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads)), 64,
-                             0, stream>>>(partial, rows.listed, pool.n_heads, pool.head_dim, n_splits, out);
+                             0, stream>>>(partial, rows.listed, pool.n_heads, pool.head_dim, n_splits, out, out_dtype);
   return cudaGetLastError();
 }
 
@@ -135,7 +135,7 @@ cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n,
 
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
-                                   int32_t keys_per_split, float* partial, float* out,
+                                   int32_t keys_per_split, float* partial, void* out, KernelDType out_dtype,
                                    cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   if (pool.head_dim < 1 || pool.head_dim > kMaxHeadDim || n_splits < 1 || keys_per_split < 1 ||
@@ -143,12 +143,14 @@ cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, 
     return cudaErrorInvalidValue;
   switch (pool.dtype) {
     case KernelDType::f16:
-      return launch_typed<__half>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, stream);
+      return launch_typed<__half>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, out_dtype,
+                                  stream);
     case KernelDType::bf16:
-      return launch_typed<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial,
-                                         out, stream);
+      return launch_typed<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out,
+                                         out_dtype, stream);
     default:
-      return launch_typed<float>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, stream);
+      return launch_typed<float>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, out_dtype,
+                                 stream);
   }
 }
 

@@ -20,7 +20,8 @@ static_assert(kKeys % kChunk == 0, "chunks tile a staged block of keys");
 template <typename T>
 __global__ void __launch_bounds__(kRows)
     prefill_attention_kernel(const float* qkv, const PrefillTile* tiles, const int32_t* tables,
-                             int32_t layer, KvPoolGeometry pool, float scale, float* out) {
+                             int32_t layer, KvPoolGeometry pool, float scale, void* out,
+                             KernelDType out_dtype) {
   __shared__ __align__(16) float k_tile[kKeys][kDim];
   __shared__ __align__(16) float v_tile[kKeys][kDim];
   __shared__ int64_t key_row[kKeys];  // element offset of each staged key's K row
@@ -118,18 +119,26 @@ __global__ void __launch_bounds__(kRows)
   }
   if (!active) return;
   const float inv = 1.0f / l;  // every row sees at least itself, so l > 0
-  float4* o4 = reinterpret_cast<float4*>(out + row * e + h * kDim);
+  const int64_t at = row * e + h * kDim;
+  if (out_dtype == KernelDType::f32) {
+    float4* o4 = reinterpret_cast<float4*>(static_cast<float*>(out) + at);
 #pragma unroll
-  for (int c = 0; c < kDim / 4; ++c)
-    o4[c] = make_float4(acc[4 * c] * inv, acc[4 * c + 1] * inv, acc[4 * c + 2] * inv, acc[4 * c + 3] * inv);
+    for (int c = 0; c < kDim / 4; ++c)
+      o4[c] = make_float4(acc[4 * c] * inv, acc[4 * c + 1] * inv, acc[4 * c + 2] * inv, acc[4 * c + 3] * inv);
+  } else {
+#pragma unroll
+    for (int c = 0; c < kDim; ++c) store_from_float(out, out_dtype, at + c, acc[c] * inv);
+  }
 }
 
 template <typename T>
 cudaError_t launch_typed(const float* qkv, const PrefillTile* tiles, int64_t n_tiles, const int32_t* tables,
-                         int32_t layer, const KvPoolGeometry& pool, float* out, cudaStream_t stream) {
+                         int32_t layer, const KvPoolGeometry& pool, void* out, KernelDType out_dtype,
+                         cudaStream_t stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(pool.n_heads));
-  prefill_attention_kernel<T><<<grid, kRows, 0, stream>>>(qkv, tiles, tables, layer, pool, scale, out);
+  prefill_attention_kernel<T><<<grid, kRows, 0, stream>>>(qkv, tiles, tables, layer, pool, scale, out,
+                                                          out_dtype);
   return cudaGetLastError();
 }
 
@@ -139,15 +148,16 @@ bool prefill_attention_serves(const KvPoolGeometry& pool) { return pool.head_dim
 
 cudaError_t launch_prefill_attention(const float* qkv, const PrefillTile* tiles, int64_t n_tiles,
                                      const int32_t* tables, int32_t layer, const KvPoolGeometry& pool,
-                                     float* out, cudaStream_t stream) {
+                                     void* out, KernelDType out_dtype, cudaStream_t stream) {
   if (n_tiles <= 0) return cudaSuccess;
   if (!prefill_attention_serves(pool) || n_tiles > 2147483647 || pool.n_heads > 65535)
     return cudaErrorInvalidValue;
   switch (pool.dtype) {
-    case KernelDType::f16: return launch_typed<__half>(qkv, tiles, n_tiles, tables, layer, pool, out, stream);
+    case KernelDType::f16:
+      return launch_typed<__half>(qkv, tiles, n_tiles, tables, layer, pool, out, out_dtype, stream);
     case KernelDType::bf16:
-      return launch_typed<__nv_bfloat16>(qkv, tiles, n_tiles, tables, layer, pool, out, stream);
-    default: return launch_typed<float>(qkv, tiles, n_tiles, tables, layer, pool, out, stream);
+      return launch_typed<__nv_bfloat16>(qkv, tiles, n_tiles, tables, layer, pool, out, out_dtype, stream);
+    default: return launch_typed<float>(qkv, tiles, n_tiles, tables, layer, pool, out, out_dtype, stream);
   }
 }
 
