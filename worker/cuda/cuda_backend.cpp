@@ -438,6 +438,10 @@ void CudaBackend::matmul(const TensorView& x, const TensorView& w, TensorView ou
     note(invalid_argument("the CUDA matrix products take f16 or bf16 weights"));
     return;
   }
+  if (out.dtype != DType::f32) {
+    note(invalid_argument("a CUDA matrix product writes fp32 (linear_act writes narrow activations)"));
+    return;
+  }
   const void* xn = narrow_operand(x, *wd);
   if (xn != nullptr) note(gemm_->nn(xn, w.data, *wd, x.dim(0), x.dim(1), w.dim(1), out.f32()));
 }
