@@ -15,6 +15,7 @@
 #include "coordinator/engine.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/step_executor.h"
+#include "shipped_tokenizer.h"
 #include "worker/worker.h"
 
 namespace kvmesh::testing {
@@ -42,15 +43,6 @@ struct EngineOptions {
   bool record_graphs = false;  // decode steps through graphs recorded on the CPU backend
   bool eager = false;          // CUDA: no decode graphs
 };
-
-inline std::shared_ptr<const Tokenizer> gpt2_tokenizer() {
-  static std::shared_ptr<const Tokenizer> tok = [] {
-    auto t = Tokenizer::from_vocab_merges(KVMESH_DATA_DIR "/gpt2/vocab.json",
-                                          KVMESH_DATA_DIR "/gpt2/merges.txt");
-    return t.is_ok() ? std::shared_ptr<const Tokenizer>(std::move(t).value()) : nullptr;
-  }();
-  return tok;
-}
 
 // Greedy decoding of exactly max_tokens tokens (EOS ignored), as the fixture's golden runs.
 inline GenerationRequest greedy_request(const std::vector<int32_t>& prompt, int32_t max_tokens) {

@@ -10,22 +10,14 @@
 #include "common/tokenizer.h"
 #include "coordinator/api_request.h"
 #include "coordinator/api_response.h"
+#include "shipped_tokenizer.h"
 
 namespace kvmesh {
 
 class ApiJsonTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = std::string(KVMESH_DATA_DIR) + "/gpt2";
-    auto loaded = Tokenizer::from_vocab_merges(dir + "/vocab.json", dir + "/merges.txt");
-    ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
-    tokenizer_ = std::move(loaded).value().release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    tokenizer_ = nullptr;
-  }
-  static const Tokenizer& tok() { return *tokenizer_; }
+  static void SetUpTestSuite() { ASSERT_NE(testing::gpt2_tokenizer(), nullptr) << "data/gpt2 unreadable"; }
+  static const Tokenizer& tok() { return *testing::gpt2_tokenizer(); }
 
   CompletionRequest parse_ok(const std::string& body) {
     auto r = parse_completion_request(body, served_, tok());
@@ -48,9 +40,7 @@ class ApiJsonTest : public ::testing::Test {
     return r.is_ok() ? ApiError{} : r.error();
   }
 
-  static Tokenizer* tokenizer_;
   ServedModel served_{"gpt2", 64, 50257, 1700000000};
 };
-inline Tokenizer* ApiJsonTest::tokenizer_ = nullptr;
 
 }  // namespace kvmesh

@@ -14,6 +14,7 @@
 
 #include "common/data_dir.h"
 #include "common/tokenizer.h"
+#include "shipped_tokenizer.h"
 
 namespace kvmesh {
 namespace {
@@ -25,19 +26,9 @@ const std::string k_gpt2_dir = std::string(KVMESH_DATA_DIR) + "/gpt2";
 
 class Gpt2TokenizerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto loaded = Tokenizer::from_vocab_merges(k_gpt2_dir + "/vocab.json", k_gpt2_dir + "/merges.txt");
-    ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
-    tokenizer_ = std::move(loaded).value().release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    tokenizer_ = nullptr;
-  }
-  static const Tokenizer& tok() { return *tokenizer_; }
-  static Tokenizer* tokenizer_;
+  static void SetUpTestSuite() { ASSERT_NE(testing::gpt2_tokenizer(), nullptr) << "data/gpt2 unreadable"; }
+  static const Tokenizer& tok() { return *testing::gpt2_tokenizer(); }
 };
-Tokenizer* Gpt2TokenizerTest::tokenizer_ = nullptr;
 
 TEST_F(Gpt2TokenizerTest, ReferenceCases) {
   std::ifstream in(std::string(KVMESH_TEST_DATA_DIR) + "/gpt2-tokenizer-cases.json");
