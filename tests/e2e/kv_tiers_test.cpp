@@ -7,6 +7,7 @@
 #include <fstream>
 #include <future>
 
+#include "fixture_checks.h"
 #include "server_process.h"
 
 namespace kvmesh::testing {
@@ -90,7 +91,9 @@ TEST(KvTiers, ReturningConversationReusesItsHistoryFromHostOrDisk) {
   for (int turn = 0; turn < 3; ++turn) {
     Answer a = complete(server->port(), history);
     ASSERT_FALSE(a.tokens.empty());
-    if (turn > 0) EXPECT_GE(a.cached, 64) << "turn " << turn;  // the earlier turns' full pages
+    if (turn > 0) {
+      EXPECT_GE(a.cached, 64) << "turn " << turn;  // the earlier turns' full pages
+    }
     history.insert(history.end(), a.tokens.begin(), a.tokens.end());
     for (int k = 0; k < 20; ++k) history.push_back(1000 + 37 * turn + k);  // the user's next message
     for (int f = 0; f < 3; ++f) complete(server->port(), prompt_of(100 + 10 * turn + f, 120), 4);  // other traffic
@@ -186,18 +189,10 @@ TEST(KvTiers, Int8PagesKeepGreedyTokensAndQuarterTheBytes) {
   ASSERT_NE(i8, nullptr) << error;
   for (const auto& c : golden["cases"]) {
     const auto prompt = c["prompt"].get<std::vector<int>>();
-    const auto greedy = c["greedy"].get<std::vector<int>>();
-    const auto margins = c["greedy_margins"].get<std::vector<double>>();
-    Answer a = complete(i8->port(), prompt, static_cast<int>(greedy.size()));
-    ASSERT_EQ(a.tokens.size(), greedy.size());
-    for (size_t k = 0; k < greedy.size(); ++k) {
-      if (margins[k] > 1e-2) {  // int8 K/V moves log-probs by up to ~1e-3 on this model
-        ASSERT_EQ(a.tokens[k], greedy[k]) << "step " << k;
-      } else if (a.tokens[k] != greedy[k]) {
-        break;
-      }
-    }
-    Answer b = complete(f32->port(), prompt, static_cast<int>(greedy.size()));
+    const auto n_greedy = static_cast<int>(c["greedy"].size());
+    Answer a = complete(i8->port(), prompt, n_greedy);
+    expect_fixture_greedy(a.tokens, c, 1e-2);  // int8 K/V moves log-probs by up to ~1e-3 on this model
+    Answer b = complete(f32->port(), prompt, n_greedy);
     for (size_t k = 0; k < std::min(a.logprobs.size(), b.logprobs.size()) && a.tokens[k] == b.tokens[k]; ++k)
       EXPECT_NEAR(a.logprobs[k], b.logprobs[k], 2e-3) << "step " << k;
   }

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include "fixture_checks.h"
 #include "server_process.h"
 
 namespace kvmesh::testing {
@@ -39,34 +40,17 @@ json* ServeGolden::golden_ = nullptr;
 TEST_F(ServeGolden, EchoLogprobsReproducePromptLogprobs) {
   for (const auto& c : (*golden_)["cases"]) {
     const auto prompt = c["prompt"].get<std::vector<int>>();
-    const auto expected = c["prompt_logprob_of_next"].get<std::vector<double>>();
     json body = {{"prompt", prompt}, {"max_tokens", 1}, {"echo", true}, {"logprobs", 1}, {"temperature", 0}};
     auto [status, reply] = post_for_json(server_->port(), "/v1/completions", body);
     ASSERT_EQ(status, 200) << reply.dump();
     const json& lp = reply["choices"][0]["logprobs"];
-    const auto& token_logprobs = lp["token_logprobs"];
-    ASSERT_EQ(token_logprobs.size(), prompt.size() + 1) << "prompt tokens then the generated one";
-    EXPECT_TRUE(token_logprobs[0].is_null());
-    for (size_t j = 0; j < expected.size(); ++j) {
-      EXPECT_NEAR(token_logprobs[j + 1].get<double>(), expected[j], 1e-4) << "prompt position " << j + 1;
-    }
+    ASSERT_EQ(lp["token_logprobs"].size(), prompt.size() + 1) << "prompt tokens then the generated one";
+    expect_fixture_echo_logprobs(lp["token_logprobs"], c, 1e-4);
   }
 }
 
-// The golden greedy tokens wherever Hugging Face's own margin is clear; after a near tie the two
-// continuations may legitimately part.
-void expect_golden_tokens(const json& c, const std::vector<int>& got) {
-  const auto greedy = c["greedy"].get<std::vector<int>>();
-  const auto margins = c["greedy_margins"].get<std::vector<double>>();
-  ASSERT_EQ(got.size(), greedy.size());
-  for (size_t i = 0; i < greedy.size(); ++i) {
-    if (margins[i] > 1e-3) {
-      ASSERT_EQ(got[i], greedy[i]) << "step " << i << " margin " << margins[i];
-    } else if (got[i] != greedy[i]) {
-      break;
-    }
-  }
-}
+// The golden greedy tokens wherever Hugging Face's own margin is clear (fixture_checks.h).
+void expect_golden_tokens(const json& c, const std::vector<int>& got) { expect_fixture_greedy(got, c, 1e-3); }
 
 TEST_F(ServeGolden, GreedyCompletionsReproduceGoldenTokens) {
   for (const auto& c : (*golden_)["cases"]) {

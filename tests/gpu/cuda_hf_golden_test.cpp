@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "engine_fixture.h"
+#include "fixture_checks.h"
 #include "worker/cuda/cuda_backend.h"
 
 namespace kvmesh::testing {
@@ -39,28 +40,21 @@ TEST_F(CudaHfGolden, PromptLogprobs) {
     r.prompt_logprobs = 1;
     auto out = generate_blocking(*engine_, r);
     ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-    const auto expected = c["prompt_logprob_of_next"].get<std::vector<double>>();
-    ASSERT_EQ(out->prompt_logprobs.size(), expected.size());
-    for (size_t i = 0; i < expected.size(); ++i) {
+    std::vector<double> got;
+    for (size_t i = 0; i < out->prompt_logprobs.size(); ++i) {
       EXPECT_EQ(out->prompt_logprobs[i].chosen.token, prompt[i + 1]);
-      EXPECT_NEAR(out->prompt_logprobs[i].chosen.logprob, expected[i], kLogprobTolerance) << "position " << i;
+      got.push_back(out->prompt_logprobs[i].chosen.logprob);
     }
+    expect_fixture_prompt_logprobs(got, c, kLogprobTolerance);
   }
 }
 
 TEST_F(CudaHfGolden, GreedyTokensWhereMarginIsClear) {
   for (const auto& c : golden_["cases"]) {
     auto prompt = c["prompt"].get<std::vector<int32_t>>();
-    const auto greedy = c["greedy"].get<std::vector<int32_t>>();
-    const auto margins = c["greedy_margins"].get<std::vector<double>>();
-    auto out = generate_blocking(*engine_, greedy_request(prompt, static_cast<int32_t>(greedy.size())));
+    auto out = generate_blocking(*engine_, greedy_request(prompt, static_cast<int32_t>(c["greedy"].size())));
     ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-    ASSERT_EQ(out->token_ids.size(), greedy.size());
-    for (size_t i = 0; i < greedy.size(); ++i) {
-      if (out->token_ids[i] == greedy[i]) continue;
-      EXPECT_LE(margins[i], kClearMargin) << "step " << i << " differs with HF's margin " << margins[i];
-      break;
-    }
+    expect_fixture_greedy(out->token_ids, c, kClearMargin);
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "command_runner.h"
 #include "engine_fixture.h"
+#include "fixture_checks.h"
 #include "worker/cuda/cuda_backend.h"
 
 namespace kvmesh::testing {
@@ -53,20 +54,9 @@ TEST_P(NcclParallel, ReproducesTheFixture) {
   ASSERT_EQ(out["choices"].size(), cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& choice = out["choices"][i];
-    const auto expected_lp = cases[i]["prompt_logprob_of_next"].get<std::vector<double>>();
-    const auto& lps = choice["logprobs"]["token_logprobs"];
-    ASSERT_GT(lps.size(), expected_lp.size());
-    for (size_t k = 0; k < expected_lp.size(); ++k)
-      EXPECT_NEAR(lps[k + 1].get<double>(), expected_lp[k], kLogprobTolerance) << "case " << i << " position " << k;
-    const auto greedy = cases[i]["greedy"].get<std::vector<int32_t>>();
-    const auto margins = cases[i]["greedy_margins"].get<std::vector<double>>();
-    const auto tokens = choice["token_ids"].get<std::vector<int32_t>>();
-    ASSERT_EQ(tokens.size(), greedy.size());
-    for (size_t k = 0; k < greedy.size(); ++k) {
-      if (tokens[k] == greedy[k]) continue;
-      EXPECT_LE(margins[k], kClearMargin) << "case " << i << " step " << k;
-      break;
-    }
+    const std::string where = "case " + std::to_string(i);
+    expect_fixture_echo_logprobs(choice["logprobs"]["token_logprobs"], cases[i], kLogprobTolerance, where);
+    expect_fixture_greedy(choice["token_ids"].get<std::vector<int32_t>>(), cases[i], kClearMargin, where);
   }
 }
 

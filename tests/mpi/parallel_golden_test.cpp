@@ -7,6 +7,7 @@
 
 #include "command_runner.h"
 #include "engine_fixture.h"
+#include "fixture_checks.h"
 
 namespace kvmesh::testing {
 namespace {
@@ -58,24 +59,9 @@ TEST_P(ParallelGolden, ReproducesTheFixture) {
   ASSERT_EQ(out["choices"].size(), cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& choice = out["choices"][i];
-    const auto prompt = cases[i]["prompt"].get<std::vector<int32_t>>();
-    const auto expected_lp = cases[i]["prompt_logprob_of_next"].get<std::vector<double>>();
-    const auto& lps = choice["logprobs"]["token_logprobs"];
-    ASSERT_GE(lps.size(), prompt.size());
-    EXPECT_TRUE(lps[0].is_null());
-    for (size_t k = 0; k < expected_lp.size(); ++k)
-      EXPECT_NEAR(lps[k + 1].get<double>(), expected_lp[k], 1e-4) << "case " << i << " position " << k;
-    const auto greedy = cases[i]["greedy"].get<std::vector<int32_t>>();
-    const auto margins = cases[i]["greedy_margins"].get<std::vector<double>>();
-    const auto tokens = choice["token_ids"].get<std::vector<int32_t>>();
-    ASSERT_EQ(tokens.size(), greedy.size());
-    for (size_t k = 0; k < greedy.size(); ++k) {
-      if (margins[k] > 1e-3) {
-        ASSERT_EQ(tokens[k], greedy[k]) << "case " << i << " step " << k;
-      } else if (tokens[k] != greedy[k]) {
-        break;
-      }
-    }
+    const std::string where = "case " + std::to_string(i);
+    expect_fixture_echo_logprobs(choice["logprobs"]["token_logprobs"], cases[i], 1e-4, where);
+    expect_fixture_greedy(choice["token_ids"].get<std::vector<int32_t>>(), cases[i], 1e-3, where);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine_fixture.h"
+#include "fixture_checks.h"
 
 namespace kvmesh::testing {
 namespace {
@@ -28,12 +29,12 @@ TEST_F(HfGolden, PromptLogprobsAndLastTop20) {
     r.sampling.n_logprobs = 20;
     auto out = generate_blocking(*engine_, r);
     ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-    const auto expected = c["prompt_logprob_of_next"].get<std::vector<double>>();
-    ASSERT_EQ(out->prompt_logprobs.size(), expected.size());
-    for (size_t i = 0; i < expected.size(); ++i) {
+    std::vector<double> got;
+    for (size_t i = 0; i < out->prompt_logprobs.size(); ++i) {
       EXPECT_EQ(out->prompt_logprobs[i].chosen.token, prompt[i + 1]);
-      EXPECT_NEAR(out->prompt_logprobs[i].chosen.logprob, expected[i], 1e-4) << "position " << i;
+      got.push_back(out->prompt_logprobs[i].chosen.logprob);
     }
+    expect_fixture_prompt_logprobs(got, c, 1e-4);
     const auto top_ids = c["last_top20"]["ids"].get<std::vector<int32_t>>();
     const auto top_lps = c["last_top20"]["logprobs"].get<std::vector<double>>();
     ASSERT_EQ(out->logprobs.size(), 1u);
@@ -55,20 +56,9 @@ TEST_F(HfGolden, PromptLogprobsAndLastTop20) {
 TEST_F(HfGolden, GreedyTokensWhereMarginIsClear) {
   for (const auto& c : golden_["cases"]) {
     auto prompt = c["prompt"].get<std::vector<int32_t>>();
-    const auto greedy = c["greedy"].get<std::vector<int32_t>>();
-    const auto margins = c["greedy_margins"].get<std::vector<double>>();
-    auto out = generate_blocking(*engine_, greedy_request(prompt, static_cast<int32_t>(greedy.size())));
+    auto out = generate_blocking(*engine_, greedy_request(prompt, static_cast<int32_t>(c["greedy"].size())));
     ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-    ASSERT_EQ(out->token_ids.size(), greedy.size());
-    // Every clear-margin step must agree; only a step HF itself nearly tied may go the other
-    // way, and then the continuations legitimately part.
-    for (size_t i = 0; i < greedy.size(); ++i) {
-      if (margins[i] > 1e-3) {
-        ASSERT_EQ(out->token_ids[i], greedy[i]) << "step " << i << " margin " << margins[i];
-      } else if (out->token_ids[i] != greedy[i]) {
-        break;
-      }
-    }
+    expect_fixture_greedy(out->token_ids, c, 1e-3);
     EXPECT_EQ(out->finish, FinishReason::length);
   }
 }
