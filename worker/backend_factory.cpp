@@ -44,7 +44,7 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options) {
   if (options.weight_dtype != DType::bf16 && options.weight_dtype != DType::f16)
     return invalid_argument(std::string("CUDA weights must be bf16 or f16, not ") +
                             dtype_name(options.weight_dtype));
-  return make_cuda_backend(options.device_index, options.weight_dtype);
+  return make_cuda_backend(options.device_index, options.weight_dtype, options.fused_epilogues);
 #else
   return unavailable("--device cuda: this kvmesh was built without the CUDA backend (rebuild with "
                      "nvcc available and -DKVMESH_CUDA=AUTO or ON)");

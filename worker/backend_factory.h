@@ -20,6 +20,7 @@ struct BackendOptions {
   DType weight_dtype = DType::bf16; // CUDA: storage of matrix weights (bf16 or f16)
   int device_index = -1;            // CUDA: GPU to use; -1 = this process's local MPI rank modulo
                                     // the visible GPUs (0 without MPI)
+  bool fused_epilogues = true;      // CUDA: biases and activations in cuBLASLt's product epilogues
 };
 
 // "cpu" / "cuda"; false for anything else.

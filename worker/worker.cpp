@@ -262,17 +262,18 @@ std::vector<DiskPage> agree_recovered(Collectives& collectives, const KvStore& k
 // free once the weights are placed (a tenth kept back for the ops' scratch).
 Result<std::unique_ptr<Model>> create_model(const WorkerOptions& options, LocalShard& shard,
                                             Collectives* collectives) {
+  if (options.device == DeviceKind::cuda && options.cache.kv_dtype == DType::i8)
+    return invalid_argument("--kv-dtype i8 is not supported with --device cuda (use bf16, f16 or f32)");
   BackendOptions bo;
   bo.device = options.device;
   bo.n_threads = options.n_threads;
   bo.weight_dtype = options.weight_dtype;
   bo.device_index = options.device_index;
+  bo.fused_epilogues = options.fused_epilogues;
   KVMESH_ASSIGN_OR_RETURN(auto backend, make_backend(bo));
   const bool graphs = options.device == DeviceKind::cuda ? options.decode_graphs : options.record_graphs_on_cpu;
   if (options.device == DeviceKind::cpu && options.record_graphs_on_cpu)
     backend = make_recording_backend(std::move(backend));
-  if (options.device == DeviceKind::cuda && options.cache.kv_dtype == DType::i8)
-    return invalid_argument("--kv-dtype i8 is not supported with --device cuda (use bf16, f16 or f32)");
   KVMESH_ASSIGN_OR_RETURN(auto model, Model::create(shard.config, options.layout,
                                                     std::move(shard.weights), std::move(backend),
                                                     collectives));

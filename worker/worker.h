@@ -27,6 +27,7 @@ struct WorkerOptions {
   DType weight_dtype = DType::bf16;     // CUDA: matrix weights in device memory (bf16 or f16)
   int device_index = -1;                // CUDA: GPU to use (-1: local rank modulo visible GPUs)
   bool decode_graphs = true;            // CUDA: decode steps replay captured graphs (--enforce-eager: off)
+  bool fused_epilogues = true;          // CUDA: biases and activations in cuBLASLt's product epilogues
   bool record_graphs_on_cpu = false;    // tests: the CPU backend records and replays decode graphs
 };
 

@@ -1,5 +1,5 @@
 // Start-up of kvmesh-serve: flag parsing (sizes with units, one-line errors, exit 2), model load
-// errors (exit 1, naming the file), an address in use, --served-model-name, and the default
+// errors (exit 1, naming the file), a CUDA-only refusal, an address in use, --served-model-name, and the default
 // model (made on first start in $KVMESH_HOME, reused on the next).
 #include <gtest/gtest.h>
 
@@ -106,6 +106,14 @@ TEST(ServeFlags, ModelLoadErrorsExitOneNamingTheFile) {
   auto [code2, err2] = run_to_exit({"--model", dir.path});
   EXPECT_EQ(code2, 1);
   EXPECT_NE(err2.find("config.json"), std::string::npos) << err2;
+}
+
+// i8 KV pages are CPU-only: asking for them on CUDA is refused before a GPU is looked for, so the
+// message is the same with or without a GPU, and without the CUDA backend built.
+TEST(ServeFlags, CudaWithI8PagesExitsOneSayingSo) {
+  auto [code, err] = run_to_exit({"--model", hf_model_dir(), "--device", "cuda", "--kv-dtype", "i8"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("--kv-dtype i8 is not supported with --device cuda"), std::string::npos) << err;
 }
 
 TEST(ServeFlags, AddressInUseExitsOne) {

@@ -58,7 +58,7 @@ GenerationRequest logged_greedy(const std::vector<int32_t>& prompt, int32_t max_
 }
 
 TEST(CudaGraphs, FixtureDecodeEqualsEager) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: decode graphs need one";
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): decode graphs need one";
   std::vector<GenerationRequest> reqs;
   int32_t k = 0;
   for (const auto& c : load_json_file(hf_fixture_dir() + "/golden.json")["cases"])
@@ -72,7 +72,7 @@ TEST(CudaGraphs, FixtureDecodeEqualsEager) {
 }
 
 TEST(CudaGraphs, LongContextSplitAttentionEqualsEager) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: decode graphs need one";
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): decode graphs need one";
   std::vector<GenerationRequest> reqs;
   for (int32_t n : {700, 9, 300, 40}) {
     std::vector<int32_t> prompt;

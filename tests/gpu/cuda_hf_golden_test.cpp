@@ -20,7 +20,7 @@ constexpr double kClearMargin = 0.1;
 class CudaHfGolden : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: the CUDA golden test needs one";
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): the CUDA golden test needs one";
     golden_ = load_json_file(hf_fixture_dir() + "/golden.json");
     EngineOptions o;
     o.device = DeviceKind::cuda;

@@ -1,98 +1,21 @@
-// Every CUDA backend op against its CPU twin on random inputs. Tolerances (max |gpu - cpu| /
-// max(1, max |cpu|) per tensor): fp32 element-wise ops 1e-5; LayerNorm 1e-5; attention with f32
-// pages 1e-5, with bf16/f16 pages the same as CPU reading the same pages (pages are written by
-// each backend's kv_write, then compared as bytes: identical); matrix products with bf16 operands
-// against the CPU on the same bf16-rounded values 1e-5 of the row's magnitude sum (fp32
-// accumulation in another order); LayerNorm written as bf16 within one bf16 step (1/64 of the
-// magnitude); sample_rows the host sampler's tokens and top ids, log-probs within 1e-5. Skips
-// without a GPU.
+// Every CUDA backend op but the matrix products (cuda_products_test) against its CPU twin on
+// random inputs. Tolerances (max |gpu - cpu| / max(1, max |cpu|) per tensor): fp32 element-wise
+// ops 1e-5; LayerNorm 1e-5; attention with f32 pages 1e-5, with bf16/f16 pages the same as CPU
+// reading the same pages (pages are written by each backend's kv_write, then compared as bytes:
+// identical); LayerNorm written as bf16 within one bf16 step (1/64 of the magnitude); sample_rows
+// the host sampler's tokens and top ids, log-probs within 1e-5. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <random>
 #include <vector>
 
+#include "gpu/cuda_ops_fixture.h"
 #include "sample_cases.h"
-#include "worker/backend.h"
-#include "worker/cpu/cpu_backend.h"
-#include "worker/cuda/cuda_backend.h"
 
 namespace kvmesh {
 namespace {
-
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// bf16-rounded copies, so the CPU sees the values the GPU's narrow operands hold.
-std::vector<float> bf16_rounded(const std::vector<float>& v) {
-  std::vector<float> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = bf16_to_float(float_to_bf16(v[i]));
-  return out;
-}
-
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double err = 0.0, scale = 1.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (std::isnan(got[i])) return INFINITY;
-    err = std::max(err, static_cast<double>(std::fabs(got[i] - want[i])));
-    scale = std::max(scale, static_cast<double>(std::fabs(want[i])));
-  }
-  return err / scale;
-}
-
-class CudaOps : public ::testing::Test {
- public:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible: the CUDA op tests need one";
-    auto gpu = make_cuda_backend(0, DType::bf16);
-    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
-    gpu_ = std::move(gpu).value();
-    cpu_ = make_cpu_backend(2);
-  }
-
-  // A device copy of host values, poisoned first for outputs.
-  TensorView device(const std::vector<float>& host, int64_t rows, int64_t cols) {
-    auto b = gpu_->alloc(host.size() * sizeof(float));
-    EXPECT_TRUE(b.is_ok());
-    gpu_->upload(b->data(), host.data(), host.size() * sizeof(float));
-    TensorView v = TensorView::of(b->f32(), {rows, cols});
-    buffers_.push_back(std::move(b).value());
-    return v;
-  }
-  TensorView device_poisoned(int64_t rows, int64_t cols) {
-    return device(std::vector<float>(static_cast<size_t>(rows * cols), NAN), rows, cols);
-  }
-  // A bf16 device tensor's values as floats.
-  std::vector<float> host_bf16(const TensorView& v) {
-    std::vector<uint16_t> raw(static_cast<size_t>(v.numel()));
-    gpu_->download(raw.data(), v.data, raw.size() * sizeof(uint16_t));
-    EXPECT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
-    std::vector<float> out(raw.size());
-    for (size_t i = 0; i < raw.size(); ++i) out[i] = bf16_to_float(raw[i]);
-    return out;
-  }
-  std::vector<float> host(const TensorView& v) {
-    std::vector<float> out(static_cast<size_t>(v.numel()));
-    gpu_->download(out.data(), v.data, out.size() * sizeof(float));
-    EXPECT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
-    return out;
-  }
-  TensorView weight(const std::vector<float>& w, int64_t rows, int64_t cols, bool matrix) {
-    auto v = gpu_->place_weight(w, rows, cols, matrix, &buffers_);
-    EXPECT_TRUE(v.is_ok()) << v.status().to_string();
-    return *v;
-  }
-
-  std::unique_ptr<Backend> gpu_, cpu_;
-  std::vector<Buffer> buffers_;
-};
 
 TEST_F(CudaOps, EmbedWithPositions) {
   const int64_t v = 97, e = 48, p = 40, n = 13;
@@ -189,32 +112,6 @@ TEST_F(CudaOps, BiasGeluAndBiasResidual) {
   EXPECT_LT(rel_error(host(xg), want_x), 1e-6);
 }
 
-TEST_F(CudaOps, LinearAndLmHeadOnBf16Operands) {
-  const int64_t n = 5, in = 256, out_c = 320, v = 1000;
-  auto x = random_values(n * in, 9), w = random_values(in * out_c, 10, 0.05f), b = random_values(out_c, 11);
-  auto wte = random_values(v * in, 12, 0.05f);
-  const auto x_r = bf16_rounded(x), w_r = bf16_rounded(w), wte_r = bf16_rounded(wte);
-  std::vector<float> want(n * out_c), want_logits(n * v);
-  TensorView bv = TensorView::of(b.data(), {1, out_c});
-  cpu_->linear_act(TensorView::of(const_cast<float*>(x_r.data()), {n, in}),
-                   TensorView::of(const_cast<float*>(w_r.data()), {in, out_c}), bv, Activation::gelu_new,
-                   TensorView::of(want.data(), {n, out_c}));
-  cpu_->lm_head(TensorView::of(const_cast<float*>(x_r.data()), {n, in}),
-                TensorView::of(const_cast<float*>(wte_r.data()), {v, in}), TensorView::of(want_logits.data(), {n, v}));
-  TensorView xg = device(x, n, in), out = device_poisoned(n, out_c), logits = device_poisoned(n, v);
-  const TensorView wg = weight(w, in, out_c, true), bg = weight(b, 1, out_c, false);
-  gpu_->linear_act(xg, wg, bg, Activation::gelu_new, out);
-  gpu_->lm_head(xg, weight(wte, v, in, true), logits);
-  const std::vector<float> got = host(out);
-  EXPECT_LT(rel_error(got, want), 1e-5);
-  EXPECT_LT(rel_error(host(logits), want_logits), 1e-5);
-  // Written as the bf16 operand of the next product instead: the same values, rounded.
-  TensorView narrow = device_poisoned(n, out_c);
-  narrow.dtype = DType::bf16;
-  gpu_->linear_act(xg, wg, bg, Activation::gelu_new, narrow);
-  EXPECT_EQ(host_bf16(narrow), bf16_rounded(got));
-}
-
 TEST_F(CudaOps, GatherRowsAndRowStats) {
   const int64_t t = 6, e = 40, v = 50257;
   auto x = random_values(t * e, 13);
@@ -275,6 +172,32 @@ TEST_F(CudaOps, SampleRowsMatchesTheHostSampler) {
   }
 }
 
+// Greedy rows that want at most the token's own log-prob sort nothing (the usual decode step): the
+// first argmax and its log-prob, at GPT-2's vocabulary; then the same after a larger sorted call
+// left bigger scratch behind, on fewer rows of a smaller vocabulary.
+TEST_F(CudaOps, SampleRowsGreedyWithoutSort) {
+  for (const auto& [n_rows, v] : {std::pair<int, int64_t>{12, 50257}, {5, 1000}}) {
+    if (v == 1000) {  // a sorted call first
+      const std::vector<float> big = testing::logits_with_ties(24, 50257, 903);
+      const std::vector<RowDraw> mix = testing::draw_mix(24, 2);
+      std::vector<RowSample> ignored(mix.size());
+      gpu_->sample_rows(device(big, 24, 50257), mix, ignored.data());
+    }
+    const std::vector<float> logits = testing::logits_with_ties(n_rows, v, 901 + static_cast<uint32_t>(v));
+    std::vector<RowDraw> draws(static_cast<size_t>(n_rows));
+    for (int i = 0; i < n_rows; ++i) {
+      draws[i].params.temperature = 0.0f;
+      draws[i].position = i;
+      draws[i].n_top = i % 2 == 0 ? -1 : 0;
+    }
+    std::vector<RowSample> want(draws.size()), got(draws.size());
+    cpu_->sample_rows(TensorView::of(const_cast<float*>(logits.data()), {n_rows, v}), draws, want.data());
+    gpu_->sample_rows(device(logits, n_rows, v), draws, got.data());
+    ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+    expect_samples_match(got, want, draws, "greedy, v " + std::to_string(v));
+  }
+}
+
 TEST_F(CudaOps, SampleRowsOverManySeeds) {
   // One row of GPT-2-sized logits drawn with 48 seeds per kind of draw: the draws spread over many
   // candidates, and each must be the host's.
@@ -310,13 +233,15 @@ struct PagedCase {
   int64_t n_rows = 0;
 };
 
-PagedCase make_case(int32_t block_size, int32_t n_pages) {
+// Sequences as (n_past, n_tokens): prefill chunks of one tile (25, 17 rows) and of three (150 rows
+// after 100 cached), decodes of long contexts (split), and a chunk too short for tiles (5 rows).
+using SeqShapes = std::vector<std::pair<int32_t, int32_t>>;
+const SeqShapes kMixedSeqs = {{40, 25}, {0, 17}, {1500, 1}, {700, 1}, {3, 1}, {100, 150}, {9, 5}};
+
+// n_pages must be prime to 7919 (the pages are a permutation of the pool).
+PagedCase make_case(int32_t block_size, int32_t n_pages, const SeqShapes& seqs = kMixedSeqs) {
   PagedCase c;
   c.batch.block_size = block_size;
-  // (n_past, n_tokens): prefill chunks of one tile (25, 17 rows) and of three (150 rows after 100
-  // cached), decodes, and a chunk too short for tiles (5 rows).
-  const std::vector<std::pair<int32_t, int32_t>> seqs = {{40, 25}, {0, 17},  {1500, 1}, {700, 1},
-                                                         {3, 1},   {100, 150}, {9, 5}};
   std::vector<int32_t> free_pages(n_pages);
   for (int32_t i = 0; i < n_pages; ++i) free_pages[i] = (i * 7919) % n_pages;  // a permutation (n_pages prime)
   size_t next = 0;
@@ -356,10 +281,11 @@ void fill_history(Backend& cpu, const PagedCase& c, KvPoolView pool, int32_t lay
   cpu.kv_write(TensorView::of(qkv.data(), {n, 3 * e}), history, layer, pool);
 }
 
-void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype) {
-  const int32_t block_size = 16, n_pages = 211, n_layers = 2, n_heads = 3, head_dim = 64, layer = 1;
+void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype, int32_t head_dim = 64,
+                 const SeqShapes& seqs = kMixedSeqs, int32_t n_pages = 211) {
+  const int32_t block_size = 16, n_layers = 2, n_heads = 3, layer = 1;
   const int64_t e = n_heads * head_dim;
-  PagedCase c = make_case(block_size, n_pages);
+  PagedCase c = make_case(block_size, n_pages, seqs);
   KvPoolView pool{nullptr, kv_dtype, n_pages, n_layers, block_size, n_heads, head_dim};
   const size_t pool_bytes = static_cast<size_t>(pool.page_bytes()) * n_pages;
   std::vector<uint8_t> cpu_pool(pool_bytes, 0);
@@ -397,6 +323,16 @@ void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype) {
 TEST_F(CudaOps, KvWriteAndPagedAttentionF32Pages) { check_paged(this, *cpu_, *gpu_, DType::f32); }
 TEST_F(CudaOps, KvWriteAndPagedAttentionBf16Pages) { check_paged(this, *cpu_, *gpu_, DType::bf16); }
 TEST_F(CudaOps, KvWriteAndPagedAttentionF16Pages) { check_paged(this, *cpu_, *gpu_, DType::f16); }
+// Every context short enough that no row is split (the row kernel writes its output directly).
+TEST_F(CudaOps, KvWriteAndPagedAttentionUnsplit) {
+  check_paged(this, *cpu_, *gpu_, DType::bf16, 64, {{40, 25}, {0, 17}, {300, 1}, {3, 1}, {9, 5}});
+}
+// Heads of 80: the tiled prefill kernel declines, so the row kernel takes the prefill chunks too.
+TEST_F(CudaOps, KvWriteAndPagedAttentionHeadDim80) { check_paged(this, *cpu_, *gpu_, DType::bf16, 80); }
+// A decode past 64 splits of 256 positions: the splits widen so that every key is still seen.
+TEST_F(CudaOps, KvWriteAndPagedAttentionPast16kPositions) {
+  check_paged(this, *cpu_, *gpu_, DType::bf16, 64, {{17000, 1}, {5, 1}}, 1069);
+}
 
 // A decode graph's ops: the batch padded to more rows (which write no page), attention split for
 // a context bound instead of the batch's longest context, recorded once and replayed twice on new

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "common/status.h"
 #include "common/tensor.h"
@@ -11,10 +12,15 @@
 namespace kvmesh {
 
 // device: GPU index, or -1 for this process's local MPI rank modulo the visible GPUs.
-// weight_dtype: bf16 or f16. Errors: no usable GPU, or the device could not be set up.
-Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype);
+// weight_dtype: bf16 or f16. fused_epilogues: a product's bias (and activation) in cuBLASLt's
+// epilogue where it offers one, instead of a kernel after the product. Errors: no usable GPU, or
+// the device could not be set up.
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype, bool fused_epilogues = true);
 
 // GPUs visible to this process (0 when there is no driver or no device).
 int cuda_device_count();
+// Why cuda_device_count() is 0 ("no device visible", or the CUDA error, e.g. a driver older than
+// the runtime); empty when a GPU is visible.
+std::string cuda_no_device_reason();
 
 }  // namespace kvmesh

@@ -84,8 +84,9 @@ cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, i
 // Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scaled
 // by 1/sqrt(head_dim). Each (row, head) is split over n_splits ranges of keys_per_split positions;
 // with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each range's
-// (max, sum, unnormalised output) and a second kernel combines them. A row with no context
-// (row_ctx 0: a graph's padded row) reads no page and gets no meaningful output. n counts the
+// (max, sum, unnormalised output) and a second kernel combines them; n_splits * keys_per_split must
+// cover every row's context. A row with no context (row_ctx 0: a graph's padded row) reads no page
+// and gets zeros. n counts the
 // rows done: all T, or the listed ones. out is stored in out_dtype (fp32, or the bf16/f16 operand
 // of the next matrix product).    out: [T, E]
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,

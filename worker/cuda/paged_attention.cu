@@ -82,7 +82,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       o += warp_acc[w][c] * f;
     }
     if (n_splits == 1) {
-      store_from_float(out, out_dtype, t * e + h * d + c, o / sum);  // sum > 0: a row sees itself
+      // sum > 0 for a real row (it sees itself); a padded row (no context) gets zeros.
+      store_from_float(out, out_dtype, t * e + h * d + c, sum > 0.0f ? o / sum : 0.0f);
     } else {
       float* part = partial + ((t * pool.n_heads + h) * n_splits + split) * (d + 2);
       part[2 + c] = o;
@@ -111,7 +112,7 @@ __global__ void attention_combine_kernel(const float* partial, const int32_t* li
       sum += p[1] * f;
       o += p[2 + c] * f;
     }
-    store_from_float(out, out_dtype, t * e + h * d + c, o / sum);
+    store_from_float(out, out_dtype, t * e + h * d + c, sum > 0.0f ? o / sum : 0.0f);
   }
 }
 

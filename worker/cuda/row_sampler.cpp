@@ -1,6 +1,7 @@
 // RowSampler: draws to the device, launch_sample_rows, results back to RowSample.
 #include "worker/cuda/row_sampler.h"
 
+#include <algorithm>
 #include <climits>
 #include <string>
 
@@ -18,10 +19,22 @@ Status RowSampler::sample(Backend& backend, HostStaging& staging, cudaStream_t s
   if (logits.dim(0) < r || v < 1 || v > INT32_MAX)
     return invalid_argument("sample_rows: logits of shape [" + std::to_string(logits.dim(0)) + ", " +
                             std::to_string(v) + "] for " + std::to_string(r) + " draws");
+  // The sort takes fewer than 2^31 elements: more rows than that go in chunks.
+  const int64_t chunk = std::max<int64_t>(1, INT32_MAX / v);
+  for (int64_t begin = 0; begin < r; begin += chunk) {
+    const int64_t n = std::min(chunk, r - begin);
+    KVMESH_RETURN_IF_ERROR(sample_chunk(backend, staging, stream, logits.f32() + begin * v, v,
+                                        draws.data() + begin, n, out + begin));
+  }
+  return Status::ok();
+}
+
+Status RowSampler::sample_chunk(Backend& backend, HostStaging& staging, cudaStream_t stream, const float* logits,
+                                int64_t v, const RowDraw* draws, int64_t r, RowSample* out) {
   draws_host_.resize(static_cast<size_t>(r));
   bool sort = false;
   for (int64_t i = 0; i < r; ++i) {
-    const RowDraw& in = draws[static_cast<size_t>(i)];
+    const RowDraw& in = draws[i];
     KVMESH_CHECK(in.n_top <= kMaxSampleTop);
     SampleDraw& d = draws_host_[static_cast<size_t>(i)];
     d.temperature = in.params.temperature;
@@ -62,7 +75,7 @@ Status RowSampler::sample(Backend& backend, HostStaging& staging, cudaStream_t s
   KVMESH_RETURN_IF_ERROR(
       staging.upload(draws_dev, draws_host_.data(), static_cast<size_t>(r) * sizeof(SampleDraw), stream));
   KVMESH_CUDA_RETURN_IF_ERROR(
-      launch_sample_rows(logits.f32(), r, v, draws_dev, sort, scratch, out_dev, stream), "sample_rows");
+      launch_sample_rows(logits, r, v, draws_dev, sort, scratch, out_dev, stream), "sample_rows");
   out_host_.resize(static_cast<size_t>(r));
   KVMESH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out_host_.data(), out_dev,
                                               static_cast<size_t>(r) * sizeof(SampleOut),

@@ -24,6 +24,10 @@ class RowSampler {
                 const std::vector<RowDraw>& draws, RowSample* out);
 
  private:
+  // r rows of logits [r, v] (device memory), r * v < 2^31.
+  Status sample_chunk(Backend& backend, HostStaging& staging, cudaStream_t stream, const float* logits,
+                      int64_t v, const RowDraw* draws, int64_t r, RowSample* out);
+
   std::vector<SampleDraw> draws_host_;
   std::vector<SampleOut> out_host_;
   Buffer draws_;    // [R] SampleDraw

@@ -10,9 +10,10 @@
 // rounded on its own (no fused multiply-add) as on the host. What still differs: CUDA's exp and
 // log are within 1 ulp (the host's within about half), and the cumulative sums of the
 // probabilities are added tile by tile (each thread's consecutive items, then across the block)
-// rather than strictly left to right. A draw landing within ~1e-15 (relative) of the boundary
-// between two candidates, or a min-p / top-p cut that close, may therefore pick the neighbour;
-// log-probs may differ in the last float bit.
+// rather than strictly left to right, which may move a cumulative sum over n candidates by up to
+// about n double ulps (typically sqrt(n)): about 1e-11 relative at n = 50k. A draw landing that
+// close to the boundary between two candidates, or a min-p / top-p cut that close, may therefore
+// pick the neighbour; log-probs may differ in the last float bit.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>

@@ -1,0 +1,79 @@
+// The CUDA matrix products against the CPU on the same bf16-rounded operands. Plain products and
+// the LM head: within 1e-5 of max(1, max |cpu|) (fp32 accumulation in another order). Products with
+// a bias and an activation, whether cuBLASLt's epilogue runs them or kernels of their own do: the
+// same 1e-5 when written fp32, and each element within one bf16 step of the CPU's when written as
+// the next product's bf16 operand. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "gpu/cuda_ops_fixture.h"
+
+namespace kvmesh {
+namespace {
+
+TensorView host_view(const std::vector<float>& v, int64_t rows, int64_t cols) {
+  return TensorView::of(const_cast<float*>(v.data()), {rows, cols});
+}
+
+TEST_F(CudaOps, LinearAndLmHeadOnBf16Operands) {
+  const int64_t n = 5, in = 256, out_c = 320, v = 1000;
+  auto x = random_values(n * in, 9), w = random_values(in * out_c, 10, 0.05f), b = random_values(out_c, 11);
+  auto wte = random_values(v * in, 12, 0.05f);
+  const auto x_r = bf16_rounded(x), w_r = bf16_rounded(w), wte_r = bf16_rounded(wte);
+  std::vector<float> want(n * out_c), want_logits(n * v);
+  cpu_->linear_act(host_view(x_r, n, in), host_view(w_r, in, out_c), host_view(b, 1, out_c), Activation::gelu_new,
+                   TensorView::of(want.data(), {n, out_c}));
+  cpu_->lm_head(host_view(x_r, n, in), host_view(wte_r, v, in), TensorView::of(want_logits.data(), {n, v}));
+  TensorView xg = device(x, n, in), out = device_poisoned(n, out_c), logits = device_poisoned(n, v);
+  const TensorView wg = weight(w, in, out_c, true), bg = weight(b, 1, out_c, false);
+  gpu_->linear_act(xg, wg, bg, Activation::gelu_new, out);
+  gpu_->lm_head(xg, weight(wte, v, in, true), logits);
+  EXPECT_LT(rel_error(host(out), want), 1e-5);
+  EXPECT_LT(rel_error(host(logits), want_logits), 1e-5);
+  // Written as the bf16 operand of the next product instead: the same values, rounded.
+  TensorView narrow = device_poisoned(n, out_c);
+  narrow.dtype = DType::bf16;
+  gpu_->linear_act(xg, wg, bg, Activation::gelu_new, narrow);
+  EXPECT_EQ(beyond_one_bf16_step(host_bf16(narrow), want), 0);
+}
+
+// The QKV product (+ bias, fp32) and the fc1 product (activation of + bias, into bf16) at decode
+// and prefill row counts, an output width cuBLASLt's fastest kernels take and one they may not
+// (300: rows not 16-byte multiples), on a backend with fused epilogues and on one without.
+TEST_F(CudaOps, BiasAndActivationProductsFusedOrNot) {
+  const int64_t in = 320;
+  uint32_t seed = 100;
+  for (const bool fused : {true, false}) {
+    use_gpu_backend(fused);
+    for (const int64_t out_c : {1280, 300}) {
+      for (const int64_t n : {1, 3, 8, 64}) {
+        seed += 3;
+        const auto x = random_values(n * in, seed), w = random_values(in * out_c, seed + 1, 0.05f);
+        const auto b = random_values(out_c, seed + 2, 0.5f);
+        const auto x_r = bf16_rounded(x), w_r = bf16_rounded(w);
+        const TensorView xg = device(x, n, in), wg = weight(w, in, out_c, true), bg = weight(b, 1, out_c, false);
+        const TensorView bc = host_view(b, 1, out_c);
+        const std::string at = std::string(fused ? "fused" : "apart") + ", [" + std::to_string(n) + ", " +
+                               std::to_string(in) + "] @ [" + std::to_string(in) + ", " + std::to_string(out_c) + "]";
+        std::vector<float> want(static_cast<size_t>(n * out_c));
+        cpu_->linear(host_view(x_r, n, in), host_view(w_r, in, out_c), &bc, TensorView::of(want.data(), {n, out_c}));
+        TensorView out = device_poisoned(n, out_c);
+        gpu_->linear(xg, wg, &bg, out);
+        EXPECT_LT(rel_error(host(out), want), 1e-5) << at << ", + bias";
+        for (Activation act : {Activation::gelu_new, Activation::gelu, Activation::gelu_fast, Activation::relu}) {
+          cpu_->linear_act(host_view(x_r, n, in), host_view(w_r, in, out_c), bc, act,
+                           TensorView::of(want.data(), {n, out_c}));
+          TensorView narrow = device_poisoned(n, out_c);
+          narrow.dtype = DType::bf16;
+          gpu_->linear_act(xg, wg, bg, act, narrow);
+          EXPECT_EQ(beyond_one_bf16_step(host_bf16(narrow), want), 0) << at << ", " << activation_name(act);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvmesh

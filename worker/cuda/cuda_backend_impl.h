@@ -1,0 +1,259 @@
+// CudaBackend: each Backend op as kernel launches (or a cuBLAS call) on one compute stream. Errors
+// are sticky: the first one is kept, later ops do nothing, status() reports it. Host arrays
+// (tokens, slots, block tables, row lists) are staged through pinned memory. Ops may be recorded
+// into CUDA graphs (cuda_graphs.h); an error while recording only fails that recording.
+// Internal to worker/cuda: its ops are defined in cuda_backend.cpp (memory, weights, embedding,
+// the head's rows), cuda_batch_ops.cpp (a batch's staged layout, KV writes, attention) and
+// cuda_products.cpp (the matrix products).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "worker/backend.h"
+#include "worker/cuda/cuda_check.h"
+#include "worker/cuda/cuda_graphs.h"
+#include "worker/cuda/device_page_memory.h"
+#include "worker/cuda/fused_gemm.h"
+#include "worker/cuda/gemm.h"
+#include "worker/cuda/host_staging.h"
+#include "worker/cuda/kernels.h"
+#include "worker/cuda/row_sampler.h"
+
+namespace kvmesh {
+
+// A tensor dtype as the kernels take it (f32, f16, bf16); others are an error.
+Result<KernelDType> kernel_dtype(DType dtype);
+
+class CudaBackend final : public Backend {
+ public:
+  ~CudaBackend() override {
+    if (stream_ != nullptr) {
+      (void)cudaSetDevice(device_);
+      (void)cudaStreamSynchronize(stream_);
+    }
+    // Members holding device memory go before the stream.
+    graphs_.reset();
+    fused_.reset();
+    gemm_.reset();
+    pages_.reset();
+    if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
+  }
+
+  Status init(int device, DType weight_dtype, bool fused_epilogues) {
+    device_ = device;
+    KVMESH_ASSIGN_OR_RETURN(weight_dtype_, kernel_dtype(weight_dtype));
+    KVMESH_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
+    cudaDeviceProp prop{};
+    KVMESH_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
+    name_ = "cuda:" + std::to_string(device_) + " " + prop.name;
+    KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                                "cudaStreamCreate (compute)");
+    graphs_ = std::make_unique<CudaGraphs>();
+    gemm_ = std::make_unique<Gemm>();
+    KVMESH_RETURN_IF_ERROR(gemm_->init(stream_));
+    if (fused_epilogues) {
+      fused_ = std::make_unique<FusedGemm>();
+      KVMESH_RETURN_IF_ERROR(fused_->init(stream_));
+    }
+    KVMESH_ASSIGN_OR_RETURN(pages_, make_device_page_memory(device_, stream_));
+    return Status::ok();
+  }
+
+  // ---- Memory ----
+  std::string describe() const override { return name_; }
+  bool host_memory() const override { return false; }
+  Result<Buffer> alloc(size_t bytes) override {
+    KVMESH_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
+    void* p = nullptr;
+    KVMESH_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes > 0 ? bytes : 1),
+                                ("cudaMalloc of " + std::to_string(bytes) + " bytes").c_str());
+    return Buffer(p, bytes, [](void* q) { (void)cudaFree(q); });
+  }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (enter()) note(staging_.upload(dst, src, bytes, stream_));
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (!enter() || bytes == 0) return;
+    if (check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download"))
+      check(cudaStreamSynchronize(stream_), "download");
+  }
+  Result<TensorView> place_weight(const std::vector<float>& host, int64_t rows, int64_t cols,
+                                  bool matrix, std::vector<Buffer>* storage) override;
+  PageMemory& page_memory() override { return *pages_; }
+  Status status() override {
+    if (enter()) check(cudaStreamSynchronize(stream_), "device work");
+    return error_;
+  }
+  void* native_stream() override { return stream_; }
+  void prepare_batch(const BatchLayout& batch) override;
+
+  // ---- Ops ----
+  void embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe, const int32_t* tokens,
+             const int32_t* positions, TensorView out) override;
+  DType matmul_input_dtype() const override {
+    return weight_dtype_ == KernelDType::f16 ? DType::f16 : DType::bf16;
+  }
+  void layer_norm(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
+                  TensorView out) override {
+    KernelDType od;
+    if (enter() && activation_dtype(out, &od))
+      check(launch_layer_norm(x.f32(), w.f32(), b.f32(), eps, x.dim(0), x.dim(1), out.data, od, stream_),
+            "layer_norm");
+  }
+  void add_bias_residual_layer_norm(TensorView x, TensorView y, const TensorView& b, const TensorView& ln_w,
+                                    const TensorView& ln_b, float eps, TensorView out) override {
+    KernelDType od;
+    if (enter() && activation_dtype(out, &od))
+      check(launch_residual_layer_norm(x.f32(), y.f32(), b.f32(), ln_w.f32(), ln_b.f32(), eps, x.dim(0),
+                                       x.dim(1), out.data, od, stream_),
+            "bias + residual + layer_norm");
+  }
+  void linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) override;
+  void linear_act(const TensorView& x, const TensorView& w, const TensorView& b, Activation act,
+                  TensorView out) override;
+  void activation(TensorView x, Activation act) override {
+    if (enter())
+      check(launch_bias_act(x.f32(), nullptr, static_cast<int>(act), 1, x.numel(), stream_), "activation");
+  }
+  void add(TensorView x, const TensorView& y) override {
+    if (enter()) check(launch_bias_residual(x.f32(), y.f32(), nullptr, 1, x.numel(), stream_), "add");
+  }
+  void add_bias(TensorView x, const TensorView& b) override {
+    if (enter())
+      check(launch_bias_act(x.f32(), b.f32(), kNoActivation, x.dim(0), x.dim(1), stream_), "bias");
+  }
+  void add_bias_residual(TensorView x, TensorView y, const TensorView& b) override {
+    if (enter())
+      check(launch_bias_residual(x.f32(), y.f32(), b.f32(), x.dim(0), x.dim(1), stream_),
+            "bias + residual");
+  }
+  void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) override;
+  void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
+                 TensorView out) override;
+  void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override;
+  void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override;
+  void row_stats(const TensorView& logits, RowStats* stats) override;
+  void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) override {
+    if (enter()) note(sampler_.sample(*this, staging_, stream_, logits, draws, out));
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (enter() && bytes > 0 && dst != src)
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
+  }
+  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+               size_t rows) override {
+    if (enter() && width > 0 && rows > 0)
+      check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, stream_),
+            "copy_2d");
+  }
+  bool can_capture() const override { return true; }
+  bool captures_collectives() const override { return true; }  // NCCL on the compute stream
+  Status begin_capture(int key) override {
+    if (!enter()) return error_;
+    capture_error_ = Status::ok();
+    return graphs_->begin(stream_, key);
+  }
+  Status end_capture() override {
+    if (!graphs_->recording()) return internal_error("end_capture without begin_capture");
+    (void)cudaSetDevice(device_);
+    return graphs_->end(capture_error_);
+  }
+  Status replay(int key) override {
+    if (!enter()) return error_;
+    note(graphs_->launch(key, stream_));
+    return error_;
+  }
+  void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
+    if (!enter()) return;
+    const auto bytes = static_cast<size_t>(pool.page_bytes());
+    for (const auto& [src, dst] : moves) {
+      if (src == dst) continue;
+      if (!check(cudaMemcpyAsync(pool.page_ptr(dst), pool.page_ptr(src), bytes,
+                                 cudaMemcpyDeviceToDevice, stream_),
+                 "copy_pages"))
+        return;
+    }
+  }
+
+ private:
+  // Makes the device current on this thread; false when an earlier error stopped the backend.
+  bool enter() {
+    if (!error_.is_ok()) return false;
+    return check(cudaSetDevice(device_), "cudaSetDevice");
+  }
+  bool check(cudaError_t err, const char* what) { return note(cuda_status(err, what)); }
+  // Keeps the first error: the backend's (sticky), or the recording's while a graph is recorded.
+  bool note(const Status& s) {
+    if (s.is_ok()) return true;
+    Status& first = graphs_ != nullptr && graphs_->recording() ? capture_error_ : error_;
+    if (first.is_ok()) first = Status(s.code(), name_ + ": " + s.message());
+    return false;
+  }
+  // Device scratch of at least `bytes`, or null (error noted); while recording, the graph's own.
+  void* scratch(Buffer& buffer, size_t bytes) {
+    if (graphs_->recording()) {
+      auto p = graphs_->scratch(&buffer, bytes);
+      return note(p.status()) ? *p : nullptr;
+    }
+    if (!note(reserve(*this, &buffer, bytes))) return nullptr;
+    return buffer.data();
+  }
+  bool pool_geometry(const KvPoolView& pool, KvPoolGeometry* g);
+  // An activation's dtype: fp32, or the weights' (a matrix product's narrow operand); else an error.
+  bool activation_dtype(const TensorView& t, KernelDType* out) {
+    if (t.dtype == DType::f32 || t.dtype == matmul_input_dtype()) {
+      *out = t.dtype == DType::f32 ? KernelDType::f32 : weight_dtype_;
+      return true;
+    }
+    return note(invalid_argument(std::string("activations in ") + dtype_name(t.dtype) +
+                                 " (the CUDA backend takes f32 or its weights' dtype)"));
+  }
+  // x as the narrow operand of a matrix product: itself when already narrow, else cast into narrow_.
+  const void* narrow_operand(const TensorView& x, KernelDType wd);
+  bool ensure_staged(const BatchLayout& batch);
+  // A product's weights as the narrow dtype its operands take; false (error noted) for fp32.
+  bool weight_operand_dtype(const TensorView& w, const char* what, KernelDType* wd);
+  void matmul(const TensorView& x, const TensorView& w, TensorView out);
+  // out = epilogue(x @ w + b) as one cuBLASLt product; false, with nothing issued, when fused
+  // products are off or cuBLASLt has none for this one (true too when it noted an error).
+  bool fused_product(const TensorView& x, const TensorView& w, const TensorView& b, Epilogue epilogue,
+                     const TensorView& out, KernelDType out_dtype);
+
+  int device_ = 0;
+  std::string name_;
+  KernelDType weight_dtype_ = KernelDType::bf16;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CudaGraphs> graphs_;
+  std::unique_ptr<Gemm> gemm_;
+  std::unique_ptr<FusedGemm> fused_;  // null: bias and activations run as kernels of their own
+  std::unique_ptr<PageMemory> pages_;
+  HostStaging staging_;
+  Status error_;
+  Status capture_error_;  // the first error of the graph being recorded
+  // Staged batch: [slots R | row_ctx R | row_table R | block tables ...] int32 on the device, R the
+  // rows the ops run (padded_rows for a graph's layout).
+  const BatchLayout* staged_ = nullptr;
+  size_t staged_tokens_ = 0;
+  int64_t staged_rows_ = 0;
+  int32_t staged_max_ctx_ = 0;         // the longest context of any row
+  int32_t staged_listed_max_ctx_ = 0;  // the longest context of the rows outside prefill tiles
+  const int32_t* staged_meta_ = nullptr;
+  int64_t n_tiles_ = 0, tiles_at_ = 0;    // prefill tiles (4 int32 each) staged at meta + tiles_at_
+  int64_t n_listed_ = 0, listed_at_ = 0;  // the rows outside tiles, at meta + listed_at_
+  std::vector<int32_t> meta_host_;
+  Buffer meta_;
+  std::map<int32_t, Buffer> graph_meta_;  // by padded_rows: a fixed address per graph shape
+  Buffer ids_;        // [2T] tokens then positions, or [R] row indices
+  Buffer narrow_;     // activations narrowed for a matrix product
+  Buffer wide_;       // a product's fp32 result before it is written narrow
+  Buffer partial_;    // attention split partials
+  Buffer stats_;      // row_stats results [3R]
+  RowSampler sampler_;  // sample_rows: its scratch and staging
+};
+
+}  // namespace kvmesh

@@ -1,0 +1,58 @@
+// FusedGemm: matrix products whose bias and activation run in cuBLASLt's epilogue, so one kernel
+// writes the final values (fp32, or the bf16/f16 operand of the next product). Each shape's
+// algorithm comes from cuBLASLt's heuristics once and is kept; a shape cuBLASLt offers no fused
+// algorithm for is kept too, and the caller then runs the product and the epilogue apart.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "common/status.h"
+#include "worker/cuda/kernels.h"
+
+namespace kvmesh {
+
+// What the epilogue applies to x @ w: + bias, then GELU in its tanh form (gelu_new) or ReLU.
+enum class Epilogue { bias, gelu_tanh_bias, relu_bias };
+const char* epilogue_name(Epilogue epilogue);
+
+class FusedGemm {
+ public:
+  FusedGemm();
+  ~FusedGemm();
+  FusedGemm(const FusedGemm&) = delete;
+  FusedGemm& operator=(const FusedGemm&) = delete;
+
+  // A cuBLASLt handle with its own workspace, for products on `stream`.
+  Status init(cudaStream_t stream);
+
+  // y [n, out] = epilogue(x [n, in] @ w [in, out] + bias [out]); x and w in dtype (f16 or bf16),
+  // bias fp32, y in y_dtype (f32 or dtype), w in Conv1D layout. *fused is false, and nothing ran,
+  // when cuBLASLt has no algorithm for this product.
+  Status nn(const void* x, const void* w, KernelDType dtype, int64_t n, int64_t in, int64_t out,
+            Epilogue epilogue, const float* bias, void* y, KernelDType y_dtype, bool* fused);
+
+  // Products planned so far: how many shapes run fused, and the first shape left unfused per
+  // epilogue (one line, for logs and benchmarks).
+  std::string summary() const;
+
+ private:
+  struct Plan;
+  // epilogue, dtypes, n, in, out, and the alignment (bytes, up to 256) of x, w, y and bias.
+  using Key = std::tuple<int, int, int, int64_t, int64_t, int64_t, int, int, int, int>;
+  Result<Plan*> plan(const Key& key, const float* bias);
+
+  cublasLtHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  void* workspace_ = nullptr;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+  std::map<int, std::string> unfused_;  // by epilogue: the first shape without a fused algorithm
+};
+
+}  // namespace kvmesh
