@@ -19,21 +19,25 @@ inline GenerationRequest synthetic_request(int n_prompt, int max_tokens, int sal
 }
 
 // Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded); 0 when a
-// step fails.
+// request is refused, a step fails, or the requests are not done after many more steps than they
+// need (every sequence adds a token per step once its prompt is in).
 inline double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
   int first = 0, done = 0;
   for (int b = 0; b < batch; ++b) {
-    (void)engine.add_request(synthetic_request(32, n_new, b + 1), [&](const GenerationDelta& d) {
+    auto added = engine.add_request(synthetic_request(32, n_new, b + 1), [&](const GenerationDelta& d) {
       if (d.n_generated_tokens == 1) ++first;
       if (d.finish != FinishReason::none) ++done;
     });
+    if (!added.is_ok()) return 0.0;
   }
+  const int64_t max_steps = 4 * static_cast<int64_t>(batch) * (32 + n_new) + 64;
+  int64_t steps = 0;
   while (first < batch) {
-    if (!engine.step().is_ok()) return 0.0;
+    if (++steps > max_steps || !engine.step().is_ok()) return 0.0;
   }
   const double t0 = now_seconds();
   while (done < batch) {
-    if (!engine.step().is_ok()) return 0.0;
+    if (++steps > max_steps || !engine.step().is_ok()) return 0.0;
   }
   return static_cast<double>(batch) * (n_new - 1) / (now_seconds() - t0);
 }

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# gpu_check: on a GPU machine, runs the gpu tests (each CUDA op against its CPU twin, the HF fixture
-# end to end in bf16, decode graphs against eager steps, TP/PP over NCCL when there are GPUs
-# enough), then the decode benchmark for the GPT-2 XL shape (bf16, synthetic weights) at batch 1,
-# 8, 32 and 128, with and without decode graphs, beside the weight-bytes roofline. Prints a short
-# table last. The programs come from gpu-bundle/ when it is there (made by bench/gpu_bundle.sh on a
-# build machine: for GPU images without kvmesh's build dependencies), else they are built here
-# (Release, CUDA ON, sm_90) into build-gpu.
+# gpu_check: on a GPU machine, runs the gpu tests (each CUDA op against its CPU twin, the matrix
+# products with and without fused epilogues, the HF fixture end to end in bf16, decode graphs
+# against eager steps, TP/PP over NCCL when there are GPUs enough), then the decode benchmark for
+# the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128 (graphs, graphs with the
+# epilogues apart, eager) beside the weight-bytes roofline. Prints a short table last, also when a
+# step fails or runs out of time. The programs come from gpu-bundle/ when it is there (made by
+# bench/gpu_bundle.sh on a build machine: for GPU images without kvmesh's build dependencies), else
+# they are built here (Release, CUDA ON, sm_90) into build-gpu.
+# Time: the tests and the benchmark share one deadline, GPU_CHECK_SECONDS (default 420) after the
+# programs are ready; each step gets at most its own cap and what is left of the deadline.
 # Usage: bench/gpu_check.sh [build-dir]     Environment: GPU_CHECK_BUILD=1 (build even with a
 #        bundle), KVMESH_BUILD_JOBS (default: all cores), GPU_CHECK_NEW_TOKENS (decode tokens per
-#        sequence, default 64). Logs go to $OUT when set.
+#        sequence, default 64), GPU_CHECK_SECONDS. Logs go to $OUT when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -16,10 +19,30 @@ build="${1:-build-gpu}"
 logs="${OUT:-$root/$build-logs}"
 mkdir -p "$logs"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The gpu test programs: one per tests/gpu/*_test.cpp. Only nccl_parallel_test may skip on a
+# machine with a GPU (its layouts need several); a skip anywhere else means no GPU was usable.
+gpu_tests=()
+for f in tests/gpu/*_test.cpp; do gpu_tests+=("$(basename "$f" .cpp)"); done
+may_skip="nccl_parallel_test"
 start=$(date +%s)
 stamp() { echo "[gpu_check $(( $(date +%s) - start ))s] $*"; }
 
-nvidia-smi -L || { echo "gpu_check: nvidia-smi finds no GPU" >&2; exit 1; }
+# The table, printed on every exit: one row per test program run so far, then the benchmark's.
+summary=()
+verdict="gpu check stopped before the tests"
+print_table() {
+  echo
+  echo "$verdict"
+  echo
+  echo "| test program | ran | passed | failed | skipped | exit status |"
+  echo "|---|---|---|---|---|---|"
+  if [ "${#summary[@]}" -gt 0 ]; then printf '%s\n' "${summary[@]}"; fi
+  echo
+  if [ -s "$logs/decode-bench.txt" ]; then cat "$logs/decode-bench.txt"; else echo "(no decode benchmark table)"; fi
+}
+trap print_table EXIT
+
+nvidia-smi -L || { verdict="gpu check FAILED: nvidia-smi finds no GPU"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv || true
 
 # Directories holding a CUDA library (the toolkit's, or the Python packages' nvidia/*/lib).
@@ -51,7 +74,7 @@ if [ -d gpu-bundle ] && [ -z "${GPU_CHECK_BUILD:-}" ]; then
   src="$(cat gpu-bundle/source_root)"
   if [ "$src" != "$root" ]; then
     if [ -e "$src" ] && [ "$(cd "$src" && pwd -P)" != "$(pwd -P)" ]; then
-      echo "gpu_check: $src (the bundle's source tree) exists and is not this tree" >&2
+      verdict="gpu check FAILED: $src (the bundle's source tree) exists and is not this tree"
       exit 1
     fi
     mkdir -p "$(dirname "$src")"
@@ -61,51 +84,84 @@ if [ -d gpu-bundle ] && [ -z "${GPU_CHECK_BUILD:-}" ]; then
   for d in $(cuda_lib_dirs); do libs="$libs:$d"; done
   export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   if ldd "$tests_dir/cuda_ops_test" | grep "not found"; then
-    echo "gpu_check: the bundle's programs miss the libraries above (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)" >&2
+    verdict="gpu check FAILED: the bundle's programs miss the libraries above (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
     exit 1
   fi
 else
   stamp "configure + build ($build)"
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVMESH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real \
-    >"$logs/configure.log" 2>&1 || { tail -30 "$logs/configure.log"; exit 1; }
+  if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVMESH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real \
+      >"$logs/configure.log" 2>&1; then
+    tail -30 "$logs/configure.log"
+    verdict="gpu check FAILED: configure (log: $logs/configure.log)"
+    exit 1
+  fi
   grep "kvmesh CUDA" "$logs/configure.log" || true
-  cmake --build "$build" -j"${KVMESH_BUILD_JOBS:-$(nproc)}" \
-    --target cuda_ops_test cuda_hf_golden_test cuda_graphs_test nccl_parallel_test kvmesh-generate \
-             gpu_decode_bench \
-    >"$logs/build.log" 2>&1 || { tail -40 "$logs/build.log"; exit 1; }
+  if ! cmake --build "$build" -j"${KVMESH_BUILD_JOBS:-$(nproc)}" --target "${gpu_tests[@]}" kvmesh-generate \
+      gpu_decode_bench >"$logs/build.log" 2>&1; then
+    tail -40 "$logs/build.log"
+    verdict="gpu check FAILED: build (log: $logs/build.log)"
+    exit 1
+  fi
   tests_dir="$root/$build/tests"
   bench_dir="$root/$build/bench"
 fi
+# The multi-GPU test starts kvmesh-generate under mpirun: the one beside the test programs.
+if [ -x "$tests_dir/kvmesh-generate" ]; then export KVMESH_GENERATE="$tests_dir/kvmesh-generate"; fi
 
-# Tests in a GoogleTest summary line ("[  PASSED  ] 12 tests."); 0 when there is none.
+deadline=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-420} ))
+# Seconds a step may take: its cap, or what the deadline leaves after `reserve` seconds kept for
+# the steps after it (at least 10).
+budget() {
+  local cap=$1 reserve=$2 left=$(( deadline - $(date +%s) - $2 ))
+  if [ "$left" -lt 10 ]; then left=10; fi
+  if [ "$left" -lt "$cap" ]; then echo "$left"; else echo "$cap"; fi
+}
+# A GoogleTest summary count: "[==========] N tests ... ran." (ran), "[  PASSED  ] N" (passed),
+# "[  SKIPPED ] N" (skipped); 0 when absent (brief output prints no count of failures).
 count() {
   local n
-  n="$(grep -E "^\[  $1 *\] [0-9]+ tests?[.,]" "$2" | head -1 | sed -E 's/^\[[^]]*\] ([0-9]+).*/\1/')"
+  case "$1" in
+    ran) n="$(grep -E '^\[==========\] [0-9]+ tests? from .* ran' "$2" | head -1 | sed -E 's/^\[=+\] ([0-9]+).*/\1/')" ;;
+    *) n="$(grep -E "^\[  $1 *\] [0-9]+ tests?[.,]" "$2" | head -1 | sed -E 's/^\[[^]]*\] ([0-9]+).*/\1/')" ;;
+  esac
   echo "${n:-0}"
 }
 
 stamp "gpu tests"
+verdict="gpu check stopped during the tests"
 tests_status=0
-summary=()
-for t in cuda_ops_test cuda_graphs_test cuda_hf_golden_test nccl_parallel_test; do
+n_programs=${#gpu_tests[@]}
+i=0
+for t in "${gpu_tests[@]}"; do
+  i=$((i + 1))
+  # Keep time for the programs after this one (30 s each) and the benchmark (200 s).
+  limit=$(budget 150 $(( (n_programs - i) * 30 + 200 )))
   status=0
-  timeout 300 "$tests_dir/$t" --gtest_brief=1 >"$logs/$t.log" 2>&1 || status=$?
+  timeout -k 10 "$limit" "$tests_dir/$t" --gtest_brief=1 >"$logs/$t.log" 2>&1 || status=$?
+  ran=$(count ran "$logs/$t.log")
+  passed=$(count PASSED "$logs/$t.log")
+  skipped=$(count SKIPPED "$logs/$t.log")
+  failed=$(( ran - passed - skipped ))
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then echo "gpu_check: $t ran past its ${limit}s"; fi
+  if [ "$skipped" -gt 0 ] && [ "$t" != "$may_skip" ]; then
+    echo "gpu_check: $t skipped tests on a machine with a GPU:"
+    grep -m1 -A1 "Skipped" "$logs/$t.log" || true
+    [ "$status" -eq 0 ] && status=3
+  fi
   [ "$status" -eq 0 ] || tests_status=1
   grep -E "FAILED|Failure|error" "$logs/$t.log" | head -20 || true
-  summary+=("| $t | $(count PASSED "$logs/$t.log") | $(count FAILED "$logs/$t.log") | $(count SKIPPED "$logs/$t.log") | $status |")
+  summary+=("| $t | $ran | $passed | $failed | $skipped | $status |")
 done
 
 stamp "decode benchmark"
+verdict="gpu check stopped during the decode benchmark"
 bench_status=0
-timeout 300 "$bench_dir/gpu_decode_bench" synthetic:gpt2-xl "${GPU_CHECK_NEW_TOKENS:-64}" \
+timeout -k 10 "$(budget 240 0)" "$bench_dir/gpu_decode_bench" synthetic:gpt2-xl "${GPU_CHECK_NEW_TOKENS:-64}" \
   >"$logs/decode-bench.txt" 2>"$logs/decode-bench.err" || bench_status=$?
-tail -5 "$logs/decode-bench.err"
+tail -8 "$logs/decode-bench.err"
 
-stamp "done: gpu tests $([ "$tests_status" -eq 0 ] && echo passed || echo FAILED), benchmark exit $bench_status"
-echo
-echo "| test program | passed | failed | skipped | exit status |"
-echo "|---|---|---|---|---|"
-printf '%s\n' "${summary[@]}"
-echo
-cat "$logs/decode-bench.txt"
+verdict="gpu check $([ "$tests_status" -eq 0 ] && [ "$bench_status" -eq 0 ] && echo passed || echo FAILED):"
+verdict+=" gpu tests $([ "$tests_status" -eq 0 ] && echo passed || echo FAILED), benchmark exit $bench_status,"
+verdict+=" $(( $(date +%s) - start )) s"
+stamp "done"
 [ "$tests_status" -eq 0 ] && [ "$bench_status" -eq 0 ]

@@ -1,10 +1,12 @@
 // TP and PP over NCCL: kvmesh-generate --device cuda under mpirun (one GPU per rank) reproduces the
 // Hugging Face fixture within the bf16 tolerances of cuda_hf_golden_test (prompt log-probs within
 // 0.1, greedy tokens identical where HF's margin exceeds 0.1). NCCL cannot run two ranks on one
-// GPU, so each layout runs only when the machine has tp * pp GPUs, and skips with a message
-// otherwise. Each layout runs with decode graphs (NCCL calls recorded in them) and with
-// --enforce-eager.
+// GPU, so each layout runs only when the machine has tp * pp GPUs and mpirun, and skips with a
+// message otherwise. Each layout runs with decode graphs (NCCL calls recorded in them) and with
+// --enforce-eager. $KVMESH_GENERATE names the kvmesh-generate to start (default: this build's).
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
@@ -16,7 +18,10 @@
 namespace kvmesh::testing {
 namespace {
 
-const std::string kGenerate = KVMESH_BIN_DIR "/tools/kvmesh-generate";
+std::string generate_program() {
+  const char* named = std::getenv("KVMESH_GENERATE");
+  return named != nullptr && *named != '\0' ? named : KVMESH_BIN_DIR "/tools/kvmesh-generate";
+}
 constexpr double kLogprobTolerance = 0.1;
 constexpr double kClearMargin = 0.1;
 
@@ -42,12 +47,14 @@ TEST_P(NcclParallel, ReproducesTheFixture) {
   if (gpus < tp * pp)
     GTEST_SKIP() << "TP " << tp << " x PP " << pp << " over NCCL needs " << tp * pp << " GPUs; "
                  << gpus << " visible";
+  if (std::system("command -v mpirun >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "TP " << tp << " x PP " << pp << " over NCCL starts its ranks with mpirun, which is not on PATH";
   const nlohmann::json g = load_json_file(hf_fixture_dir() + "/golden.json");
-  const std::string cmd = mpirun_prefix(tp * pp) + kGenerate + " --model " + hf_fixture_dir() +
+  const std::string cmd = mpirun_prefix(tp * pp) + generate_program() + " --model " + hf_fixture_dir() +
                           " --device cuda --tp " + std::to_string(tp) + " --pp " + std::to_string(pp) +
                           (eager ? " --enforce-eager" : "") +
                           " --request " + shell_quote(fixture_request(g));
-  CommandResult r = run_command(cmd, 300);
+  CommandResult r = run_command(cmd, 90);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json out = nlohmann::json::parse(r.out);
   const nlohmann::json& cases = g["cases"];
