@@ -13,11 +13,18 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace kvmesh {
 namespace {
 
 constexpr int kIdTag = 7301;  // MPI tag of the communicator id messages
+
+// What a communicator's index 0 sends its members: the id, and whether it could make one.
+struct IdMessage {
+  int32_t ok = 0;
+  ncclUniqueId id;
+};
 
 Status nccl_status(ncclResult_t r, const char* what) {
   if (r == ncclSuccess) return Status::ok();
@@ -42,15 +49,25 @@ class NcclCollectives final : public Collectives {
     if (cudaGetDevice(&device_) != cudaSuccess) return internal_error("cudaGetDevice failed");
     if (cudaEventCreateWithFlags(&done_, cudaEventDisableTiming) != cudaSuccess)
       return internal_error("cudaEventCreate failed (NCCL collectives)");
+    // Every rank goes through every exchange it takes part in, even after a failure of its own,
+    // so that no peer waits for an id that never comes; the caller agrees on the first error.
     const int tp = layout_.tp, stage = layout_.pp_rank();
-    if (tp > 1) KVMESH_RETURN_IF_ERROR(init_comm(stage * tp, tp, layout_.tp_rank(), &tp_, "TP group"));
+    Status first = Status::ok();
+    auto keep = [&first](const Status& s) {
+      if (first.is_ok()) first = s;
+    };
+    if (tp > 1) {
+      std::vector<int> group;
+      for (int r = 0; r < tp; ++r) group.push_back(stage * tp + r);
+      keep(init_comm(group, layout_.tp_rank(), &tp_, "TP group"));
+    }
     // Pairs of adjacent stages in stage order, so each pair's two ranks meet without a cycle.
     for (int s = 0; s + 1 < layout_.pp; ++s) {
       const int lower = s * tp + layout_.tp_rank();
-      if (stage == s) KVMESH_RETURN_IF_ERROR(init_pair(lower, 0, &next_));
-      if (stage == s + 1) KVMESH_RETURN_IF_ERROR(init_pair(lower, 1, &prev_));
+      if (stage == s) keep(init_comm({lower, lower + tp}, 0, &next_, "PP pair"));
+      if (stage == s + 1) keep(init_comm({lower, lower + tp}, 1, &prev_, "PP pair"));
     }
-    return Status::ok();
+    return first;
   }
 
   void tp_all_reduce_sum(float* data, int64_t n) override {
@@ -98,33 +115,26 @@ class NcclCollectives final : public Collectives {
   }
 
  private:
-  // Creates a communicator of `size` world ranks starting at `first` (this rank is `index` in it);
-  // index 0 makes the id and sends it to the others over MPI.
-  Status init_comm(int first, int size, int index, ncclComm_t* comm, const char* what) {
-    ncclUniqueId id{};
+  // Creates a communicator of the world ranks `members` (this rank is members[index]). Index 0
+  // makes the id and sends it to the others over MPI, with whether it could: when it could not,
+  // every member returns an error instead of entering ncclCommInitRank.
+  Status init_comm(const std::vector<int>& members, int index, ncclComm_t* comm, const char* what) {
+    IdMessage message{};
     if (index == 0) {
-      KVMESH_RETURN_IF_ERROR(nccl_status(ncclGetUniqueId(&id), "ncclGetUniqueId"));
-      for (int i = 1; i < size; ++i)
-        MPI_Send(&id, sizeof(id), MPI_BYTE, first + i, kIdTag, MPI_COMM_WORLD);
+      const Status made = nccl_status(ncclGetUniqueId(&message.id), "ncclGetUniqueId");
+      message.ok = made.is_ok() ? 1 : 0;
+      for (size_t i = 1; i < members.size(); ++i)
+        MPI_Send(&message, sizeof(message), MPI_BYTE, members[i], kIdTag, MPI_COMM_WORLD);
+      if (!made.is_ok()) return made.with_context(what);
     } else {
-      MPI_Recv(&id, sizeof(id), MPI_BYTE, first, kIdTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      MPI_Recv(&message, sizeof(message), MPI_BYTE, members[0], kIdTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      if (message.ok == 0)
+        return internal_error(std::string(what) + ": rank " + std::to_string(members[0]) +
+                              " could not make the NCCL communicator id");
     }
-    const Status s = nccl_status(ncclCommInitRank(comm, size, id, index), "ncclCommInitRank");
+    const Status s = nccl_status(ncclCommInitRank(comm, static_cast<int>(members.size()), message.id, index),
+                                 "ncclCommInitRank");
     if (!s.is_ok()) return s.with_context(what);
-    return Status::ok();
-  }
-  // The pair (lower, lower + tp): the lower stage is index 0.
-  Status init_pair(int lower, int index, ncclComm_t* comm) {
-    const int ranks[2] = {lower, lower + layout_.tp};
-    ncclUniqueId id{};
-    if (index == 0) {
-      KVMESH_RETURN_IF_ERROR(nccl_status(ncclGetUniqueId(&id), "ncclGetUniqueId"));
-      MPI_Send(&id, sizeof(id), MPI_BYTE, ranks[1], kIdTag, MPI_COMM_WORLD);
-    } else {
-      MPI_Recv(&id, sizeof(id), MPI_BYTE, ranks[0], kIdTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    }
-    const Status s = nccl_status(ncclCommInitRank(comm, 2, id, index), "ncclCommInitRank");
-    if (!s.is_ok()) return s.with_context("PP pair");
     return Status::ok();
   }
 
