@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -277,6 +278,19 @@ Status SafetensorsFile::read_f32_elems(const TensorInfo& info, uint64_t elem_beg
   }
   if (n > 0) convert_to_f32(data(info) + elem_begin * es, info.dtype, dst, n);
   bytes_read_.fetch_add(n * es, std::memory_order_relaxed);
+  // A NaN or infinite weight would make every output it reaches NaN: refuse it here, by name.
+  uint32_t non_finite = 0;  // an all-ones exponent; an integer OR the compiler vectorises
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, &dst[i], sizeof(bits));
+    non_finite |= (bits & 0x7f800000u) == 0x7f800000u ? 1u : 0u;
+  }
+  if (non_finite != 0) {
+    uint64_t bad = 0;
+    while (bad < n && std::isfinite(dst[bad])) ++bad;
+    return invalid_argument(where + ": element " + std::to_string(elem_begin + bad) + " is " +
+                            (std::isnan(dst[bad]) ? "NaN" : "infinite") + "; the checkpoint is damaged");
+  }
   return Status::ok();
 }
 

@@ -6,7 +6,9 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -194,6 +196,33 @@ TEST(Safetensors, WriteReadRoundTripAllFloatDTypes) {
                                  {{"a", DType::f32, {1}, "1234"}, {"a", DType::f32, {1}, "1234"}})
                    .is_ok());
   EXPECT_FALSE(fs::exists(dir.file("bad.safetensors")));
+}
+
+// A NaN or infinite weight is refused when read, naming the tensor and the element; the rest of
+// the tensor (and finite values next to it) reads as before.
+TEST(Safetensors, NonFiniteWeightsAreRefused) {
+  TempDir dir;
+  std::vector<float> nan_at_5 = iota(8), inf_at_2 = iota(8);
+  nan_at_5[5] = std::nanf("");
+  inf_at_2[2] = -INFINITY;
+  uint16_t inf_half = float_to_half(INFINITY);
+  std::string f16(16, '\0');
+  std::memcpy(&f16[2 * 7], &inf_half, 2);
+  ASSERT_TRUE(write_safetensors(dir.file("model.safetensors"), {{"n", DType::f32, {2, 4}, f32_bytes(nan_at_5)},
+                                                                 {"i", DType::f32, {8}, f32_bytes(inf_at_2)},
+                                                                 {"h", DType::f16, {8}, f16}})
+                  .is_ok());
+  auto ck = Checkpoint::open_dir(dir.path());
+  ASSERT_TRUE(ck.is_ok()) << ck.status().to_string();
+  std::vector<float> out(8);
+  Status nan = (*ck)->read_f32("n", 0, 2, 0, 4, out.data());
+  EXPECT_EQ(nan.code(), StatusCode::invalid_argument);
+  EXPECT_NE(nan.message().find("tensor 'n': element 5 is NaN"), std::string::npos) << nan.message();
+  EXPECT_TRUE((*ck)->read_f32("n", 0, 1, 0, 4, out.data()).is_ok()) << "the first row is finite";
+  Status inf = (*ck)->read_f32("i", 0, 1, 0, 8, out.data());
+  EXPECT_NE(inf.message().find("tensor 'i': element 2 is infinite"), std::string::npos) << inf.message();
+  Status half = (*ck)->read_f32("h", 0, 1, 0, 8, out.data());
+  EXPECT_NE(half.message().find("tensor 'h': element 7 is infinite"), std::string::npos) << half.message();
 }
 
 TEST(Safetensors, ThreeDimensionalTensorIsNotABlock) {
