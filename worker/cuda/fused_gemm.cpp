@@ -138,13 +138,13 @@ Result<FusedGemm::Plan*> FusedGemm::plan(const Key& key, const float* bias) {
   if (p.found) {
     p.algo = result.algo;
     p.workspace_bytes = result.workspaceSize;
-  } else if (unfused_.count(ep) == 0) {
-    const std::string shape = "[" + std::to_string(n) + ", " + std::to_string(in) + "] @ [" +
-                              std::to_string(in) + ", " + std::to_string(out) + "] " + dtype_label(dtype) +
-                              " -> " + dtype_label(y_dtype);
-    unfused_[ep] = shape + " (" + cublasGetStatusName(s) + ", " + std::to_string(n_results) + " algorithms)";
-    std::fprintf(stderr, "kvmesh: cuBLASLt offers no fused %s product for %s; such products run apart from "
-                 "their epilogue\n", epilogue_name(static_cast<Epilogue>(ep)), unfused_[ep].c_str());
+  } else if (reported_unfused_.insert(ep).second) {
+    std::fprintf(stderr,
+                 "kvmesh: cuBLASLt offers no fused %s product for [%lld, %lld] @ [%lld, %lld] %s -> %s (%s, %d "
+                 "algorithms); such products run apart from their epilogue\n",
+                 epilogue_name(static_cast<Epilogue>(ep)), static_cast<long long>(n), static_cast<long long>(in),
+                 static_cast<long long>(in), static_cast<long long>(out), dtype_label(dtype), dtype_label(y_dtype),
+                 cublasGetStatusName(s), n_results);
   }
   Plan* raw = owned.get();
   plans_.emplace(key, std::move(owned));
@@ -175,16 +175,6 @@ Status FusedGemm::nn(const void* x, const void* w, KernelDType dtype, int64_t n,
                                        "cublasLtMatmul (fused epilogue)"));
   *fused = true;
   return Status::ok();
-}
-
-std::string FusedGemm::summary() const {
-  int n_fused = 0;
-  for (const auto& [key, p] : plans_) n_fused += p->found ? 1 : 0;
-  std::string s = "cuBLASLt epilogues: " + std::to_string(n_fused) + " of " + std::to_string(plans_.size()) +
-                  " product shapes fused";
-  for (const auto& [ep, shape] : unfused_)
-    s += "; no fused " + std::string(epilogue_name(static_cast<Epilogue>(ep))) + " for " + shape;
-  return s;
 }
 
 }  // namespace kvmesh

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <string>
+#include <set>
 #include <tuple>
 
 #include "common/status.h"
@@ -38,10 +38,6 @@ class FusedGemm {
   Status nn(const void* x, const void* w, KernelDType dtype, int64_t n, int64_t in, int64_t out,
             Epilogue epilogue, const float* bias, void* y, KernelDType y_dtype, bool* fused);
 
-  // Products planned so far: how many shapes run fused, and the first shape left unfused per
-  // epilogue (one line, for logs and benchmarks).
-  std::string summary() const;
-
  private:
   struct Plan;
   // epilogue, dtypes, n, in, out, and the alignment (bytes, up to 256) of x, w, y and bias.
@@ -52,7 +48,7 @@ class FusedGemm {
   cudaStream_t stream_ = nullptr;
   void* workspace_ = nullptr;
   std::map<Key, std::unique_ptr<Plan>> plans_;
-  std::map<int, std::string> unfused_;  // by epilogue: the first shape without a fused algorithm
+  std::set<int> reported_unfused_;  // epilogues whose first shape without an algorithm was printed
 };
 
 }  // namespace kvmesh
