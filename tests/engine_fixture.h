@@ -41,6 +41,7 @@ struct EngineOptions {
   DeviceKind device = DeviceKind::cpu;
   DType kv_dtype = DType::f32;
   bool record_graphs = false;  // decode steps through graphs recorded on the CPU backend
+  int recordings_fail_from_rows = 0;  // with record_graphs: buckets this large fail to record
   bool eager = false;          // CUDA: no decode graphs
 };
 
@@ -69,6 +70,7 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.device = o.device;
   wo.cache.kv_dtype = o.kv_dtype;
   wo.record_graphs_on_cpu = o.record_graphs;
+  wo.cpu_recordings_fail_from_rows = o.recordings_fail_from_rows;
   wo.decode_graphs = !o.eager;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {

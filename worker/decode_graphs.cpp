@@ -16,7 +16,7 @@ int32_t DecodeGraphs::bucket_rows(int64_t n) {
 }
 
 bool DecodeGraphs::covers(const BatchLayout& batch) const {
-  if (!enabled_ || batch.seqs.empty() || batch.seqs.size() > static_cast<size_t>(kMaxRows)) return false;
+  if (x_.empty() || batch.seqs.empty() || batch.seqs.size() > static_cast<size_t>(kMaxRows)) return false;
   for (const SeqSpan& span : batch.seqs)
     if (span.n_tokens != 1) return false;
   return batch.positions.size() == batch.seqs.size();
@@ -26,19 +26,36 @@ Status DecodeGraphs::allocate() {
   if (!x_.empty()) return Status::ok();
   const auto rows = static_cast<size_t>(kMaxRows) * sizeof(float);
   for (auto [buffer, width] : {std::pair{&x_, widths_.embd}, {&h_, widths_.embd}, {&qkv_, widths_.qkv},
-                               {&attn_, widths_.attn}, {&mlp_, widths_.mlp}, {&ln_, widths_.ln}})
-    KVMESH_RETURN_IF_ERROR(reserve(backend_, buffer, rows * static_cast<size_t>(width)));
+                               {&attn_, widths_.attn}, {&mlp_, widths_.mlp}, {&ln_, widths_.ln}}) {
+    const Status status = reserve(backend_, buffer, rows * static_cast<size_t>(width));
+    if (!status.is_ok()) {
+      for (Buffer* b : {&x_, &h_, &qkv_, &attn_, &mlp_, &ln_}) *b = Buffer();
+      return status;
+    }
+  }
   return Status::ok();
 }
 
-Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers,
-                         bool* ran) {
-  *ran = false;
-  if (const Status allocated = allocate(); !allocated.is_ok()) {
-    enabled_ = false;
-    std::fprintf(stderr, "kvmesh: decode graphs off, running eagerly: %s\n", allocated.to_string().c_str());
-    return Status::ok();
+bool DecodeGraphs::record(Bucket& bucket, int32_t rows, KvPoolView pool, const Layers& layers,
+                          const LayerScratch& scratch) {
+  Status status = backend_.begin_capture(rows);
+  if (status.is_ok()) {
+    layers(bucket.batch, pool, rows, x_.f32(), scratch);
+    status = backend_.end_capture();
   }
+  if (!status.is_ok()) {
+    recording_works_ = false;
+    std::fprintf(stderr, "kvmesh: decode graphs not recorded, decode steps run eagerly: %s\n",
+                 status.to_string().c_str());
+    return false;
+  }
+  bucket.recorded = true;
+  ++n_recorded_;
+  return true;
+}
+
+Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers) {
+  if (x_.empty()) return internal_error("decode graphs run before their buffers were allocated");
   if (pool_data_ != pool.data) {  // a new pool: what was recorded points at the old one
     buckets_.clear();
     pool_data_ = pool.data;
@@ -54,26 +71,16 @@ Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, co
   bucket.batch.max_context = max_context_;
   backend_.prepare_batch(bucket.batch);
   const LayerScratch scratch{h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32(), ln_.f32()};
-  if (!bucket.recorded) {
-    Status status = backend_.begin_capture(rows);
-    if (status.is_ok()) {
-      layers(bucket.batch, pool, rows, x_.f32(), scratch);
-      status = backend_.end_capture();
-    }
-    if (!status.is_ok()) {
-      enabled_ = false;
-      std::fprintf(stderr, "kvmesh: decode graphs off, running eagerly: %s\n", status.to_string().c_str());
-      return backend_.status();
-    }
-    bucket.recorded = true;
-    ++n_recorded_;
-  }
+  if (!bucket.recorded && recording_works_) record(bucket, rows, pool, layers, scratch);
   const size_t bytes = static_cast<size_t>(n * widths_.embd) * sizeof(float);
   backend_.copy(x_.data(), x, bytes);
-  KVMESH_RETURN_IF_ERROR(backend_.replay(rows));
+  if (bucket.recorded) {
+    KVMESH_RETURN_IF_ERROR(backend_.replay(rows));
+  } else {
+    layers(bucket.batch, pool, rows, x_.f32(), scratch);  // the shapes a replaying peer runs
+  }
   backend_.copy(x, x_.data(), bytes);
-  *ran = true;
-  return Status::ok();
+  return backend_.status();
 }
 
 }  // namespace kvmesh

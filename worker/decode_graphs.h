@@ -1,7 +1,9 @@
 // DecodeGraphs: a stage's layers for decode steps (every sequence adds one token) as captured
 // graphs, one per batch-size bucket. The bucket's inputs live at fixed addresses (its layout,
 // staged by the backend, and activations of its own); a bucket's first step records the graph,
-// later steps copy their rows in, replay it, and copy the rows out.
+// later steps copy their rows in, replay it, and copy the rows out. A covered step always runs
+// over its bucket's rows, recorded or not, so the collectives inside the layers have the same
+// size on every TP rank even when recording fails on only some of them.
 #pragma once
 
 #include <functional>
@@ -34,19 +36,24 @@ class DecodeGraphs {
                                     const LayerScratch& scratch)>;
   static constexpr int32_t kMaxRows = 256;
 
-  // max_context: the model's context (every row's bound).
+  // max_context: the model's context (every row's bound). Call allocate() before run().
   DecodeGraphs(Backend& backend, const LayerWidths& widths, int32_t max_context);
+
+  // The buckets' inputs and activations ([kMaxRows, width] each), from the backend. Errors: the
+  // backend could not hold them (then graphs must stay off on every rank of the stage).
+  Status allocate();
 
   // Whether `batch` runs through a graph: graphs are on, every sequence adds one token, and
   // there are at most kMaxRows of them.
   bool covers(const BatchLayout& batch) const;
   // Runs `layers` over x ([T, E], T = the batch's rows) through the batch's bucket. Errors are
-  // the backend's. When recording fails, graphs turn off (one line on stderr) and *ran is false:
-  // the caller runs the layers eagerly.
-  Status run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers, bool* ran);
+  // the backend's. When recording fails (one line on stderr), nothing more is recorded and this
+  // and later covered steps run `layers` eagerly over their bucket's padded rows.
+  Status run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers);
 
-  bool enabled() const { return enabled_; }
   int n_recorded() const { return n_recorded_; }
+  // False once a recording failed: covered steps then run eagerly over their buckets.
+  bool recording_works() const { return recording_works_; }
   // The bucket (rows a graph runs) for a decode batch of n rows: 1, 2, 4, then multiples of 8.
   static int32_t bucket_rows(int64_t n);
 
@@ -55,12 +62,14 @@ class DecodeGraphs {
     BatchLayout batch;  // the layout the graph's ops read, refilled each step
     bool recorded = false;
   };
-  Status allocate();
+  // Records the bucket's graph; false (graphs stop being recorded) when the backend refused.
+  bool record(Bucket& bucket, int32_t rows, KvPoolView pool, const Layers& layers,
+              const LayerScratch& scratch);
 
   Backend& backend_;
   LayerWidths widths_;
   int32_t max_context_;
-  bool enabled_ = true;
+  bool recording_works_ = true;
   int n_recorded_ = 0;
   void* pool_data_ = nullptr;  // the pool the graphs recorded (one pool per worker)
   Buffer x_, h_, qkv_, attn_, mlp_, ln_;  // [kMaxRows, width] each (fp32-sized), allocated once

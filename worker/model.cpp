@@ -44,26 +44,24 @@ Status Model::embed(const std::vector<int32_t>& tokens, const BatchLayout& batch
   return Status::ok();
 }
 
-bool Model::use_decode_graphs(bool on) {
+Status Model::use_decode_graphs(bool on) {
   graphs_.reset();
   Backend& b = *backend_;
-  if (!on || !b.can_capture() || (layout_.tp > 1 && !b.captures_collectives())) return false;
-  graphs_ = std::make_unique<DecodeGraphs>(b, LayerWidths{config_.n_embd, 3 * el_, el_, il_, config_.n_embd},
-                                           config_.n_positions);
-  return true;
+  if (!on || !b.can_capture() || (layout_.tp > 1 && !b.captures_collectives())) return Status::ok();
+  auto graphs = std::make_unique<DecodeGraphs>(
+      b, LayerWidths{config_.n_embd, 3 * el_, el_, il_, config_.n_embd}, config_.n_positions);
+  const Status allocated = graphs->allocate();
+  if (!allocated.is_ok()) return allocated.with_context("decode graph buffers");
+  graphs_ = std::move(graphs);
+  return Status::ok();
 }
 
 Status Model::run_layers(const BatchLayout& batch, KvPoolView pool, int64_t n, float* x) {
-  if (graphs_ && graphs_->covers(batch) && n == static_cast<int64_t>(batch.positions.size())) {
-    bool ran = false;
-    KVMESH_RETURN_IF_ERROR(graphs_->run(
-        batch, pool, x,
-        [this](const BatchLayout& b, KvPoolView p, int64_t rows, float* gx, const LayerScratch& s) {
-          layers(b, p, rows, gx, s);
-        },
-        &ran));
-    if (ran) return Status::ok();
-  }
+  if (graphs_ && graphs_->covers(batch) && n == static_cast<int64_t>(batch.positions.size()))
+    return graphs_->run(batch, pool, x,
+                        [this](const BatchLayout& b, KvPoolView p, int64_t rows, float* gx, const LayerScratch& s) {
+                          layers(b, p, rows, gx, s);
+                        });
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
   KVMESH_RETURN_IF_ERROR(reserve(b, &h_, floats(n * e)));

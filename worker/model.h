@@ -52,8 +52,10 @@ class Model {
   // Decode steps replay captured graphs when they are on (use_decode_graphs).
   Status run_layers(const BatchLayout& batch, KvPoolView pool, int64_t n_tokens, float* x);
   // Turns decode graphs on when the backend can capture this stage's layers (with more than one
-  // TP rank, only a backend that records collectives can); false when they stay off.
-  bool use_decode_graphs(bool on);
+  // TP rank, only a backend that records collectives can), or off. Errors: their buffers did not
+  // fit (graphs stay off); the ranks of a stage must then agree to turn them off everywhere.
+  Status use_decode_graphs(bool on);
+  bool decode_graphs_on() const { return graphs_ != nullptr; }
   // Graphs recorded so far (one per batch-size bucket used); 0 with graphs off.
   int n_decode_graphs() const { return graphs_ ? graphs_->n_recorded() : 0; }
   // Last stage: the logits of work->rows of x and what work asks of them (HeadWork). Only the

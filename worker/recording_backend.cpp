@@ -11,7 +11,8 @@ namespace {
 
 class RecordingBackend final : public Backend {
  public:
-  explicit RecordingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  RecordingBackend(std::unique_ptr<Backend> inner, int fail_from_key)
+      : inner_(std::move(inner)), fail_from_key_(fail_from_key) {}
 
   std::string describe() const override { return inner_->describe() + " (recorded graphs)"; }
   bool host_memory() const override { return inner_->host_memory(); }
@@ -105,6 +106,11 @@ class RecordingBackend final : public Backend {
   Status end_capture() override {
     if (!recording_) return internal_error("end_capture without begin_capture");
     recording_ = false;
+    if (fail_from_key_ > 0 && key_ >= fail_from_key_) {
+      pending_.clear();
+      return internal_error("graph " + std::to_string(key_) + " could not be recorded (refused from key " +
+                            std::to_string(fail_from_key_) + ")");
+    }
     graphs_[key_] = std::move(pending_);
     pending_.clear();
     return Status::ok();
@@ -129,6 +135,7 @@ class RecordingBackend final : public Backend {
   }
 
   std::unique_ptr<Backend> inner_;
+  int fail_from_key_;
   bool recording_ = false;
   int key_ = 0;
   std::vector<std::function<void()>> pending_;
@@ -138,8 +145,8 @@ class RecordingBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_recording_backend(std::unique_ptr<Backend> inner) {
-  return std::make_unique<RecordingBackend>(std::move(inner));
+std::unique_ptr<Backend> make_recording_backend(std::unique_ptr<Backend> inner, int fail_from_key) {
+  return std::make_unique<RecordingBackend>(std::move(inner), fail_from_key);
 }
 
 }  // namespace kvmesh

@@ -11,6 +11,8 @@ namespace kvmesh {
 // Wraps `inner`: every op runs on it directly, except between begin_capture and end_capture,
 // where ops are recorded with their arguments (views, the layout's address, the pool) and only
 // replay runs them. Collectives are not recorded (captures_collectives() is false).
-std::unique_ptr<Backend> make_recording_backend(std::unique_ptr<Backend> inner);
+// fail_from_key > 0: recordings of that key or larger fail at end_capture, as a device capture
+// can, so tests reach what runs after a failed recording.
+std::unique_ptr<Backend> make_recording_backend(std::unique_ptr<Backend> inner, int fail_from_key = 0);
 
 }  // namespace kvmesh

@@ -260,8 +260,9 @@ std::vector<DiskPage> agree_recovered(Collectives& collectives, const KvStore& k
 
 // The backend and the model on it; the device page budget shrinks to what the device still has
 // free once the weights are placed (a tenth kept back for the ops' scratch).
+// graphs_ready: whether decode graphs could be turned on as asked (their buffers fit).
 Result<std::unique_ptr<Model>> create_model(const WorkerOptions& options, LocalShard& shard,
-                                            Collectives* collectives) {
+                                            Collectives* collectives, Status* graphs_ready) {
   if (options.device == DeviceKind::cuda && options.cache.kv_dtype == DType::i8)
     return invalid_argument("--kv-dtype i8 is not supported with --device cuda (use bf16, f16 or f32)");
   BackendOptions bo;
@@ -273,11 +274,11 @@ Result<std::unique_ptr<Model>> create_model(const WorkerOptions& options, LocalS
   KVMESH_ASSIGN_OR_RETURN(auto backend, make_backend(bo));
   const bool graphs = options.device == DeviceKind::cuda ? options.decode_graphs : options.record_graphs_on_cpu;
   if (options.device == DeviceKind::cpu && options.record_graphs_on_cpu)
-    backend = make_recording_backend(std::move(backend));
+    backend = make_recording_backend(std::move(backend), options.cpu_recordings_fail_from_rows);
   KVMESH_ASSIGN_OR_RETURN(auto model, Model::create(shard.config, options.layout,
                                                     std::move(shard.weights), std::move(backend),
                                                     collectives));
-  model->use_decode_graphs(graphs);
+  *graphs_ready = model->use_decode_graphs(graphs);
   const int64_t free_bytes = model->backend().page_memory().free_device_bytes();
   if (free_bytes >= 0) {
     const ModelConfig& c = shard.config;
@@ -301,9 +302,16 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerOptions& options,
   Status status = collectives->agree(shard.is_ok() ? Status::ok() : shard.status());
   if (!status.is_ok()) return status;
   const ModelConfig c = shard->config;
-  auto model = create_model(options, *shard, collectives.get());
+  Status graphs_ready;
+  auto model = create_model(options, *shard, collectives.get(), &graphs_ready);
   status = collectives->agree(model.is_ok() ? Status::ok() : model.status());
   if (!status.is_ok()) return status;
+  // Graphs set the size of the TP collectives in decode steps: on every rank, or on none.
+  if (const Status graphs = collectives->agree(graphs_ready); !graphs.is_ok()) {
+    (void)(*model)->use_decode_graphs(false);
+    if (options.layout.rank == 0)
+      std::fprintf(stderr, "kvmesh: decode graphs off on every rank: %s\n", graphs.to_string().c_str());
+  }
   status = collectives->agree(collectives->bind_stream((*model)->backend().native_stream()));
   if (!status.is_ok()) return status;
   TierCapacity capacity;

@@ -1,10 +1,14 @@
 // Decode graphs on the CPU backend (ops recorded and replayed): every decode step of mixed traffic
 // (greedy with log-probs, seeded samples, beam search, preemption through the host tier) gives
-// exactly the tokens and log-probs of eager steps, over several batch-size buckets.
+// exactly the tokens and log-probs of eager steps, over several batch-size buckets; and when a
+// recording fails, steps still run over their bucket's rows (the collective sizes of a peer that
+// replays) and give the same tokens.
 #include <gtest/gtest.h>
 
 #include "engine_fixture.h"
+#include "worker/backend_factory.h"
 #include "worker/decode_graphs.h"
+#include "worker/recording_backend.h"
 
 namespace kvmesh::testing {
 namespace {
@@ -59,8 +63,10 @@ void expect_identical(const PositionLogprobs& a, const PositionLogprobs& b, cons
   }
 }
 
-void run_both_and_compare(const EngineOptions& base) {
+// min_graphs: decode graphs the graph engine must have recorded.
+void run_both_and_compare(const EngineOptions& base, int min_graphs = 4) {
   EngineOptions eager = base, graphs = base;
+  eager.recordings_fail_from_rows = 0;
   graphs.record_graphs = true;
   const Worker* eager_worker = nullptr;
   const Worker* graph_worker = nullptr;
@@ -71,7 +77,7 @@ void run_both_and_compare(const EngineOptions& base) {
   const auto want = run_groups(*a, traffic());
   const auto got = run_groups(*b, traffic());
   EXPECT_EQ(eager_worker->n_decode_graphs(), 0);
-  EXPECT_GE(graph_worker->n_decode_graphs(), 4) << "decode steps of several sizes";
+  EXPECT_GE(graph_worker->n_decode_graphs(), min_graphs) << "decode steps of several sizes";
   std::printf("decode graphs recorded: %d; preemptions eager %lld, graphs %lld\n",
               graph_worker->n_decode_graphs(),
               static_cast<long long>(a->scheduler().stats().n_preemptions),
@@ -109,6 +115,107 @@ TEST(DecodeGraphs, ReplayedStepsEqualEagerStepsThroughPreemption) {
   o.device_bytes = 24 * (16 * 4 * 2 * 32 * 4);  // 24 pages of the fixture model
   o.host_bytes = 64ll << 20;
   run_both_and_compare(o);
+}
+
+// The traffic's first decode batch is the largest, so a failure from 8 rows on stops recording
+// before any graph exists: every covered step then runs eagerly over its padded bucket.
+TEST(DecodeGraphs, StepsAfterAFailedRecordingEqualEagerSteps) {
+  EngineOptions o;
+  o.recordings_fail_from_rows = 8;
+  run_both_and_compare(o, 0);
+}
+
+// What the layers of each covered step are run over, recorded or not.
+struct LayerCall {
+  int64_t rows;
+  int32_t padded_rows;
+};
+
+class FailingRecordings : public ::testing::Test {
+ protected:
+  static constexpr int64_t kWidth = 4;
+  void SetUp() override {
+    BackendOptions bo;
+    bo.n_threads = 1;
+    auto cpu = make_backend(bo);
+    ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
+    backend_ = make_recording_backend(std::move(cpu).value(), /*fail_from_key=*/4);
+    graphs_ = std::make_unique<DecodeGraphs>(*backend_, LayerWidths{kWidth, kWidth, kWidth, kWidth, kWidth}, 64);
+    ASSERT_TRUE(graphs_->allocate().is_ok());
+  }
+  // A decode batch of n sequences, one token each.
+  static BatchLayout decode_batch(int32_t n) {
+    BatchLayout b;
+    b.block_size = 16;
+    for (int32_t i = 0; i < n; ++i) {
+      b.seqs.push_back(SeqSpan{i, 1, 3, nullptr});
+      b.positions.push_back(3);
+      b.slots.push_back(i * 16 + 3);
+    }
+    return b;
+  }
+  // Runs one step over x (n rows of kWidth, row r all r + 1); the layers double x.
+  Status step(int32_t n, std::vector<float>* x) {
+    x->assign(static_cast<size_t>(n * kWidth), 0.0f);
+    for (int32_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < kWidth; ++c) (*x)[static_cast<size_t>(r * kWidth + c)] = static_cast<float>(r + 1);
+    return graphs_->run(decode_batch(n), KvPoolView{}, x->data(),
+                        [this](const BatchLayout& b, KvPoolView, int64_t rows, float* gx, const LayerScratch&) {
+                          calls_.push_back({rows, b.padded_rows});
+                          const TensorView v = TensorView::of(gx, {rows, kWidth});
+                          backend_->add(v, v);
+                        });
+  }
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<DecodeGraphs> graphs_;
+  std::vector<LayerCall> calls_;
+};
+
+TEST_F(FailingRecordings, EveryCoveredStepRunsOverItsBucketRecordedOrNot) {
+  std::vector<float> x;
+  ASSERT_TRUE(step(2, &x).is_ok());  // bucket 2: recorded, then replayed
+  ASSERT_TRUE(step(2, &x).is_ok());
+  EXPECT_EQ(graphs_->n_recorded(), 1);
+  EXPECT_TRUE(graphs_->recording_works());
+  ASSERT_TRUE(step(3, &x).is_ok());  // bucket 4: the recording fails, the step runs eagerly
+  EXPECT_FALSE(graphs_->recording_works());
+  ASSERT_TRUE(step(6, &x).is_ok());  // bucket 8: nothing more is recorded
+  ASSERT_TRUE(step(2, &x).is_ok());  // bucket 2 still replays
+  EXPECT_EQ(graphs_->n_recorded(), 1);
+  for (int32_t r = 0; r < 2; ++r) EXPECT_EQ(x[static_cast<size_t>(r * kWidth)], 2.0f * static_cast<float>(r + 1));
+  // Recording bucket 2, recording bucket 4, then 4 and 8 eagerly; replays call nothing.
+  ASSERT_EQ(calls_.size(), 4u);
+  const int64_t want[] = {2, 4, 4, 8};
+  for (size_t i = 0; i < calls_.size(); ++i) {
+    EXPECT_EQ(calls_[i].rows, want[i]) << "call " << i;
+    EXPECT_EQ(calls_[i].padded_rows, want[i]) << "call " << i;
+  }
+}
+
+TEST_F(FailingRecordings, EagerStepsOverABucketGiveTheRowsTheirResults) {
+  std::vector<float> x;
+  ASSERT_TRUE(step(5, &x).is_ok());  // bucket 8, eagerly after the failed recording
+  for (int32_t r = 0; r < 5; ++r)
+    for (int64_t c = 0; c < kWidth; ++c)
+      EXPECT_EQ(x[static_cast<size_t>(r * kWidth + c)], 2.0f * static_cast<float>(r + 1)) << r << "," << c;
+  EXPECT_EQ(graphs_->n_recorded(), 0);
+}
+
+TEST(DecodeGraphs, RunBeforeAllocateIsAnError) {
+  BackendOptions bo;
+  bo.n_threads = 1;
+  auto cpu = make_backend(bo);
+  ASSERT_TRUE(cpu.is_ok());
+  auto backend = make_recording_backend(std::move(cpu).value());
+  DecodeGraphs graphs(*backend, LayerWidths{4, 4, 4, 4, 4}, 64);
+  BatchLayout b;
+  b.seqs.push_back(SeqSpan{0, 1, 0, nullptr});
+  b.positions.push_back(0);
+  b.slots.push_back(0);
+  std::vector<float> x(4, 1.0f);
+  EXPECT_FALSE(graphs.covers(b));
+  const Status status = graphs.run(b, KvPoolView{}, x.data(), [](auto&&...) {});
+  EXPECT_EQ(status.code(), StatusCode::internal) << status.to_string();
 }
 
 }  // namespace
