@@ -1,7 +1,10 @@
 // NcclCollectives: all-reduce and gather in the TP group, send/recv between adjacent PP stages, on
 // the backend's stream. The host waits only where a result must be complete (the gathered logits,
 // the end of a stage's sends); it waits by polling the stream's event and ncclCommGetAsyncError, so
-// a dead peer ends the job (communicators aborted, MPI_Abort) instead of hanging it.
+// a dead peer ends the job (communicators aborted, MPI_Abort) instead of hanging it. Communicators
+// are non-blocking (ncclConfig_t.blocking = 0): a call that answers ncclInProgress is polled until
+// the communicator settles, up to the same timeout, so a peer that never joins ncclCommInitRank
+// fails the start-up with an error instead of holding every member in it.
 #include "worker/cuda/nccl_collectives.h"
 
 #include <cuda_runtime.h>
@@ -37,9 +40,7 @@ class NcclCollectives final : public Collectives {
       : layout_(layout), control_(std::move(control)), timeout_s_(timeout_s) {}
 
   ~NcclCollectives() override {
-    for (ncclComm_t* c : {&tp_, &prev_, &next_}) {
-      if (*c != nullptr) (void)ncclCommDestroy(*c);
-    }
+    for (ncclComm_t* c : {&tp_, &prev_, &next_}) close(c);
     if (done_ != nullptr) (void)cudaEventDestroy(done_);
   }
 
@@ -79,12 +80,14 @@ class NcclCollectives final : public Collectives {
     enter();
     const size_t count = static_cast<size_t>(n);
     guard(ncclGroupStart(), tp_, "ncclGroupStart");
+    in_group_ = true;
     if (layout_.tp_rank() == 0) {
       for (int r = 1; r < layout_.tp; ++r)
         guard(ncclRecv(all + r * count, count, ncclFloat32, r, tp_, stream_), tp_, "ncclRecv (gather)");
     } else {
       guard(ncclSend(local, count, ncclFloat32, 0, tp_, stream_), tp_, "ncclSend (gather)");
     }
+    in_group_ = false;
     guard(ncclGroupEnd(), tp_, "ncclGroupEnd");
     if (layout_.tp_rank() == 0 &&
         cudaMemcpyAsync(all, local, count * sizeof(float), cudaMemcpyDeviceToDevice, stream_) != cudaSuccess)
@@ -117,7 +120,7 @@ class NcclCollectives final : public Collectives {
  private:
   // Creates a communicator of the world ranks `members` (this rank is members[index]). Index 0
   // makes the id and sends it to the others over MPI, with whether it could: when it could not,
-  // every member returns an error instead of entering ncclCommInitRank.
+  // every member returns an error instead of entering ncclCommInitRankConfig.
   Status init_comm(const std::vector<int>& members, int index, ncclComm_t* comm, const char* what) {
     IdMessage message{};
     if (index == 0) {
@@ -132,18 +135,63 @@ class NcclCollectives final : public Collectives {
         return internal_error(std::string(what) + ": rank " + std::to_string(members[0]) +
                               " could not make the NCCL communicator id");
     }
-    const Status s = nccl_status(ncclCommInitRank(comm, static_cast<int>(members.size()), message.id, index),
-                                 "ncclCommInitRank");
-    if (!s.is_ok()) return s.with_context(what);
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    const ncclResult_t started =
+        ncclCommInitRankConfig(comm, static_cast<int>(members.size()), message.id, index, &config);
+    Status s = started == ncclInProgress ? Status::ok() : nccl_status(started, "ncclCommInitRankConfig");
+    if (s.is_ok()) s = settled(*comm, "ncclCommInitRankConfig");
+    if (!s.is_ok()) {
+      if (*comm != nullptr) (void)ncclCommAbort(*comm);
+      *comm = nullptr;
+      return s.with_context(what);
+    }
     return Status::ok();
+  }
+
+  // Polls a non-blocking communicator until no call of it is in progress. Errors: it reported an
+  // error, or it was still in progress after the timeout (a peer never came).
+  Status settled(ncclComm_t comm, const char* what) const {
+    if (comm == nullptr) return internal_error(std::string(what) + ": no communicator");
+    const auto start = std::chrono::steady_clock::now();
+    for (int spins = 0;; ++spins) {
+      ncclResult_t state = ncclSuccess;
+      const ncclResult_t queried = ncclCommGetAsyncError(comm, &state);
+      if (queried != ncclSuccess) return nccl_status(queried, "ncclCommGetAsyncError");
+      if (state == ncclSuccess) return Status::ok();
+      if (state != ncclInProgress) return nccl_status(state, what);
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > timeout_s_)
+        return unavailable(std::string(what) + " still in progress after " + std::to_string(static_cast<int>(timeout_s_)) +
+                           " s (a peer rank is gone or stuck)");
+      if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 100000 ? 1000 : 50));
+    }
+  }
+
+  // Finalizes and frees a communicator, or aborts it when it does not settle.
+  void close(ncclComm_t* comm) const {
+    if (*comm == nullptr) return;
+    const ncclResult_t r = ncclCommFinalize(*comm);
+    if ((r == ncclSuccess || r == ncclInProgress) && settled(*comm, "ncclCommFinalize").is_ok())
+      (void)ncclCommDestroy(*comm);
+    else
+      (void)ncclCommAbort(*comm);
+    *comm = nullptr;
   }
 
   void enter() {
     if (cudaSetDevice(device_) != cudaSuccess) fail("cudaSetDevice", "failed");
   }
+  // Checks an NCCL call. In progress: inside a group the group's end settles it; otherwise the
+  // communicator must settle before the next call or kernel on its stream.
   void guard(ncclResult_t r, ncclComm_t comm, const char* what) {
-    (void)comm;
-    if (r != ncclSuccess && r != ncclInProgress) fail(what, ncclGetErrorString(r));
+    if (r == ncclInProgress) {
+      if (in_group_) return;
+      const Status s = settled(comm, what);
+      if (!s.is_ok()) fail(what, s.to_string().c_str());
+      return;
+    }
+    if (r != ncclSuccess) fail(what, ncclGetErrorString(r));
   }
   // Waits for the stream up to the timeout, watching the communicator for asynchronous errors.
   void wait(ncclComm_t comm, const char* what) {
@@ -184,6 +232,7 @@ class NcclCollectives final : public Collectives {
   ncclComm_t tp_ = nullptr;
   ncclComm_t prev_ = nullptr;  // with the previous stage (this rank is index 1)
   ncclComm_t next_ = nullptr;  // with the next stage (this rank is index 0)
+  bool in_group_ = false;      // between ncclGroupStart and ncclGroupEnd
 };
 
 }  // namespace
