@@ -38,6 +38,9 @@ class Collectives {
   // Bitwise OR over all ranks, in place (every rank passes the same length): a flag set anywhere
   // is set everywhere (e.g. a cache op that failed on any rank).
   virtual void world_or_flags(std::vector<uint8_t>& flags) = 0;
+  // Whether `local` is true on every rank of this rank's TP group (a logical AND on the host).
+  // Safe inside a step: only the stage's TP ranks take part, and they run every step alike.
+  virtual bool tp_all_true(bool local) { return local; }
   // World rank 0 gets every rank's bytes (index = rank); other ranks get an empty vector.
   virtual std::vector<std::string> gather_to_root(const std::string& local) = 0;
 };

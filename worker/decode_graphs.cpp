@@ -2,11 +2,13 @@
 #include "worker/decode_graphs.h"
 
 #include <cstdio>
+#include <string>
+#include <utility>
 
 namespace kvmesh {
 
-DecodeGraphs::DecodeGraphs(Backend& backend, const LayerWidths& widths, int32_t max_context)
-    : backend_(backend), widths_(widths), max_context_(max_context) {}
+DecodeGraphs::DecodeGraphs(Backend& backend, const LayerWidths& widths, int32_t max_context, AgreeFn agree)
+    : backend_(backend), widths_(widths), max_context_(max_context), agree_(std::move(agree)) {}
 
 int32_t DecodeGraphs::bucket_rows(int64_t n) {
   if (n <= 1) return 1;
@@ -43,10 +45,12 @@ bool DecodeGraphs::record(Bucket& bucket, int32_t rows, KvPoolView pool, const L
     layers(bucket.batch, pool, rows, x_.f32(), scratch);
     status = backend_.end_capture();
   }
-  if (!status.is_ok()) {
+  // Every rank of the group answers, whatever happened here, so none waits for a missing peer.
+  const bool everywhere = agree_ ? agree_(status.is_ok()) : status.is_ok();
+  if (!everywhere) {
     recording_works_ = false;
-    std::fprintf(stderr, "kvmesh: decode graphs not recorded, decode steps run eagerly: %s\n",
-                 status.to_string().c_str());
+    const std::string why = status.is_ok() ? "another TP rank could not record its graph" : status.to_string();
+    std::fprintf(stderr, "kvmesh: decode graphs not recorded, decode steps run eagerly: %s\n", why.c_str());
     return false;
   }
   bucket.recorded = true;

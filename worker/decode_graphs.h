@@ -1,9 +1,10 @@
 // DecodeGraphs: a stage's layers for decode steps (every sequence adds one token) as captured
 // graphs, one per batch-size bucket. The bucket's inputs live at fixed addresses (its layout,
 // staged by the backend, and activations of its own); a bucket's first step records the graph,
-// later steps copy their rows in, replay it, and copy the rows out. A covered step always runs
-// over its bucket's rows, recorded or not, so the collectives inside the layers have the same
-// size on every TP rank even when recording fails on only some of them.
+// later steps copy their rows in, replay it, and copy the rows out. The ranks whose collectives
+// are recorded together (a TP group) agree after each recording: a graph is used only when every
+// one of them recorded it, since NCCL needs a collective captured on all its ranks or on none.
+// A covered step runs over its bucket's rows, replayed or not, so collective sizes match too.
 #pragma once
 
 #include <functional>
@@ -36,8 +37,12 @@ class DecodeGraphs {
                                     const LayerScratch& scratch)>;
   static constexpr int32_t kMaxRows = 256;
 
+  // Whether a recording succeeded on every rank of the TP group, given this rank's answer
+  // (Collectives::tp_all_true); null with one TP rank.
+  using AgreeFn = std::function<bool(bool recorded_here)>;
+
   // max_context: the model's context (every row's bound). Call allocate() before run().
-  DecodeGraphs(Backend& backend, const LayerWidths& widths, int32_t max_context);
+  DecodeGraphs(Backend& backend, const LayerWidths& widths, int32_t max_context, AgreeFn agree = nullptr);
 
   // The buckets' inputs and activations ([kMaxRows, width] each), from the backend. Errors: the
   // backend could not hold them (then graphs must stay off on every rank of the stage).
@@ -47,8 +52,8 @@ class DecodeGraphs {
   // there are at most kMaxRows of them.
   bool covers(const BatchLayout& batch) const;
   // Runs `layers` over x ([T, E], T = the batch's rows) through the batch's bucket. Errors are
-  // the backend's. When recording fails (one line on stderr), nothing more is recorded and this
-  // and later covered steps run `layers` eagerly over their bucket's padded rows.
+  // the backend's. When recording fails on this rank or a peer (one line on stderr), nothing more
+  // is recorded, and steps of buckets without a graph run `layers` eagerly over the padded rows.
   Status run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers);
 
   int n_recorded() const { return n_recorded_; }
@@ -62,13 +67,15 @@ class DecodeGraphs {
     BatchLayout batch;  // the layout the graph's ops read, refilled each step
     bool recorded = false;
   };
-  // Records the bucket's graph; false (graphs stop being recorded) when the backend refused.
+  // Records the bucket's graph and agrees with the peers on it; false when the backend refused
+  // here or on a peer (then graphs stop being recorded).
   bool record(Bucket& bucket, int32_t rows, KvPoolView pool, const Layers& layers,
               const LayerScratch& scratch);
 
   Backend& backend_;
   LayerWidths widths_;
   int32_t max_context_;
+  AgreeFn agree_;
   bool recording_works_ = true;
   int n_recorded_ = 0;
   void* pool_data_ = nullptr;  // the pool the graphs recorded (one pool per worker)

@@ -3,6 +3,7 @@
 #include "worker/model.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace kvmesh {
 namespace {
@@ -48,8 +49,10 @@ Status Model::use_decode_graphs(bool on) {
   graphs_.reset();
   Backend& b = *backend_;
   if (!on || !b.can_capture() || (layout_.tp > 1 && !b.captures_collectives())) return Status::ok();
+  DecodeGraphs::AgreeFn agree;
+  if (layout_.tp > 1) agree = [this](bool recorded_here) { return collectives_->tp_all_true(recorded_here); };
   auto graphs = std::make_unique<DecodeGraphs>(
-      b, LayerWidths{config_.n_embd, 3 * el_, el_, il_, config_.n_embd}, config_.n_positions);
+      b, LayerWidths{config_.n_embd, 3 * el_, el_, il_, config_.n_embd}, config_.n_positions, std::move(agree));
   const Status allocated = graphs->allocate();
   if (!allocated.is_ok()) return allocated.with_context("decode graph buffers");
   graphs_ = std::move(graphs);

@@ -66,6 +66,11 @@ class MpiCollectives final : public Collectives {
     MPI_Bcast(message.data(), len, MPI_CHAR, first_failed, data_);
     return Status(static_cast<StatusCode>(code), "rank " + std::to_string(first_failed) + ": " + message);
   }
+  bool tp_all_true(bool local) override {
+    int mine = local ? 1 : 0, all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, tp_);
+    return all == 1;
+  }
   void world_or_flags(std::vector<uint8_t>& flags) override {
     if (flags.empty()) return;
     MPI_Allreduce(MPI_IN_PLACE, flags.data(), as_count(static_cast<int64_t>(flags.size())),

@@ -134,13 +134,18 @@ struct LayerCall {
 class FailingRecordings : public ::testing::Test {
  protected:
   static constexpr int64_t kWidth = 4;
-  void SetUp() override {
+  void SetUp() override { make(/*fail_from_key=*/4, nullptr); }
+  // Graphs over a recording backend whose recordings from fail_from_key rows fail (0: none do),
+  // agreeing with imagined peers through `agree`.
+  void make(int fail_from_key, DecodeGraphs::AgreeFn agree) {
     BackendOptions bo;
     bo.n_threads = 1;
     auto cpu = make_backend(bo);
     ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
-    backend_ = make_recording_backend(std::move(cpu).value(), /*fail_from_key=*/4);
-    graphs_ = std::make_unique<DecodeGraphs>(*backend_, LayerWidths{kWidth, kWidth, kWidth, kWidth, kWidth}, 64);
+    graphs_.reset();
+    backend_ = make_recording_backend(std::move(cpu).value(), fail_from_key);
+    graphs_ = std::make_unique<DecodeGraphs>(*backend_, LayerWidths{kWidth, kWidth, kWidth, kWidth, kWidth}, 64,
+                                             std::move(agree));
     ASSERT_TRUE(graphs_->allocate().is_ok());
   }
   // A decode batch of n sequences, one token each.
@@ -199,6 +204,43 @@ TEST_F(FailingRecordings, EagerStepsOverABucketGiveTheRowsTheirResults) {
     for (int64_t c = 0; c < kWidth; ++c)
       EXPECT_EQ(x[static_cast<size_t>(r * kWidth + c)], 2.0f * static_cast<float>(r + 1)) << r << "," << c;
   EXPECT_EQ(graphs_->n_recorded(), 0);
+}
+
+// A graph is used only where every TP rank recorded it: a peer's failure turns graphs off here too,
+// and the peers are asked once per recording, with this rank's own answer.
+TEST_F(FailingRecordings, APeerThatCouldNotRecordTurnsRecordingOffHereToo) {
+  std::vector<bool> asked;
+  make(/*fail_from_key=*/0, [&asked](bool recorded_here) {
+    asked.push_back(recorded_here);
+    return asked.size() < 2;  // the peers recorded the first graph, not the second
+  });
+  std::vector<float> x;
+  ASSERT_TRUE(step(1, &x).is_ok());  // bucket 1: recorded everywhere
+  ASSERT_TRUE(step(4, &x).is_ok());  // bucket 4: recorded here, not on a peer: run eagerly
+  ASSERT_TRUE(step(4, &x).is_ok());  // and again, without asking
+  ASSERT_TRUE(step(1, &x).is_ok());  // bucket 1 still replays
+  EXPECT_EQ(asked, (std::vector<bool>{true, true}));
+  EXPECT_EQ(graphs_->n_recorded(), 1);
+  EXPECT_FALSE(graphs_->recording_works());
+  ASSERT_EQ(x.size(), static_cast<size_t>(kWidth));
+  EXPECT_EQ(x[0], 2.0f);
+  ASSERT_EQ(calls_.size(), 4u);  // recording 1, recording 4, 4 eagerly twice
+  const int64_t want[] = {1, 4, 4, 4};
+  for (size_t i = 0; i < calls_.size(); ++i) EXPECT_EQ(calls_[i].rows, want[i]) << "call " << i;
+}
+
+TEST_F(FailingRecordings, ARecordingThatFailedHereIsReportedToThePeers) {
+  std::vector<bool> asked;
+  make(/*fail_from_key=*/2, [&asked](bool recorded_here) {
+    asked.push_back(recorded_here);
+    return recorded_here;
+  });
+  std::vector<float> x;
+  ASSERT_TRUE(step(2, &x).is_ok());
+  EXPECT_EQ(asked, (std::vector<bool>{false}));
+  EXPECT_EQ(graphs_->n_recorded(), 0);
+  EXPECT_EQ(x[0], 2.0f);
+  EXPECT_EQ(x[static_cast<size_t>(kWidth)], 4.0f);
 }
 
 TEST(DecodeGraphs, RunBeforeAllocateIsAnError) {

@@ -112,6 +112,7 @@ class NcclCollectives final : public Collectives {
 
   int64_t world_min(int64_t value) override { return control_->world_min(value); }
   Status agree(const Status& local) override { return control_->agree(local); }
+  bool tp_all_true(bool local) override { return control_->tp_all_true(local); }
   void world_or_flags(std::vector<uint8_t>& flags) override { control_->world_or_flags(flags); }
   std::vector<std::string> gather_to_root(const std::string& local) override {
     return control_->gather_to_root(local);
