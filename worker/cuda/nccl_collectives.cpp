@@ -73,6 +73,11 @@ class NcclCollectives final : public Collectives {
 
   void tp_all_reduce_sum(float* data, int64_t n) override {
     enter();
+    // A decode graph whose capture already failed is dropped by every TP rank (they agree on it
+    // after recording), so its all-reduce is not issued: the failure stays the recording's.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream_, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusInvalidated)
+      return;
     guard(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum, tp_, stream_), tp_,
           "ncclAllReduce");
   }
