@@ -11,6 +11,7 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -157,7 +158,8 @@ class NcclCollectives final : public Collectives {
 
   // Polls a non-blocking communicator until no call of it is in progress. Errors: it reported an
   // error, or it was still in progress after the timeout (a peer never came).
-  Status settled(ncclComm_t comm, const char* what) const {
+  Status settled(ncclComm_t comm, const char* what) const { return settled(comm, what, timeout_s_); }
+  Status settled(ncclComm_t comm, const char* what, double timeout_s) const {
     if (comm == nullptr) return internal_error(std::string(what) + ": no communicator");
     const auto start = std::chrono::steady_clock::now();
     for (int spins = 0;; ++spins) {
@@ -167,18 +169,21 @@ class NcclCollectives final : public Collectives {
       if (state == ncclSuccess) return Status::ok();
       if (state != ncclInProgress) return nccl_status(state, what);
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (waited > timeout_s_)
-        return unavailable(std::string(what) + " still in progress after " + std::to_string(static_cast<int>(timeout_s_)) +
+      if (waited > timeout_s)
+        return unavailable(std::string(what) + " still in progress after " + std::to_string(static_cast<int>(timeout_s)) +
                            " s (a peer rank is gone or stuck)");
       if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 100000 ? 1000 : 50));
     }
   }
 
-  // Finalizes and frees a communicator, or aborts it when it does not settle.
+  // Finalizes and frees a communicator, or aborts it when it does not settle soon (a peer that
+  // already exited never finalizes, and the process should not linger for the step timeout).
   void close(ncclComm_t* comm) const {
     if (*comm == nullptr) return;
+    constexpr double kFinalizeSeconds = 20.0;
     const ncclResult_t r = ncclCommFinalize(*comm);
-    if ((r == ncclSuccess || r == ncclInProgress) && settled(*comm, "ncclCommFinalize").is_ok())
+    if ((r == ncclSuccess || r == ncclInProgress) &&
+        settled(*comm, "ncclCommFinalize", std::min(timeout_s_, kFinalizeSeconds)).is_ok())
       (void)ncclCommDestroy(*comm);
     else
       (void)ncclCommAbort(*comm);
