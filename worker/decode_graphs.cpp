@@ -75,7 +75,10 @@ Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, co
   bucket.batch.max_context = max_context_;
   backend_.prepare_batch(bucket.batch);
   const LayerScratch scratch{h_.f32(), qkv_.f32(), attn_.f32(), mlp_.f32(), ln_.f32()};
-  if (!bucket.recorded && recording_works_) record(bucket, rows, pool, layers, scratch);
+  if (!bucket.recorded && recording_works_) {
+    if (bucket.warmed) record(bucket, rows, pool, layers, scratch);
+    bucket.warmed = true;
+  }
   const size_t bytes = static_cast<size_t>(n * widths_.embd) * sizeof(float);
   backend_.copy(x_.data(), x, bytes);
   if (bucket.recorded) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "gpu/cuda_ops_fixture.h"
@@ -122,17 +123,34 @@ TEST_F(CudaOps, GatherRowsAndRowStats) {
   gpu_->gather_rows(device(x, t, e), rows, out);
   EXPECT_EQ(host(out), want);
 
-  auto logits = random_values(4 * v, 14, 4.0f);
+  const int rs = 7;
+  auto logits = random_values(rs * v, 14, 4.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
   logits[2 * v + 777] = 100.0f;  // a clear winner
   logits[3 * v + 5] = logits[3 * v + 9] = 50.0f;  // a tie: the first index wins
-  std::vector<RowStats> want_stats(4), got(4);
-  cpu_->row_stats(TensorView::of(logits.data(), {4, v}), want_stats.data());
-  gpu_->row_stats(device(logits, 4, v), got.data());
+  logits[4 * v + 5] = nan;  // a later NaN never wins: the max at 517 does
+  logits[4 * v + 517] = 100.0f;
+  logits[5 * v] = nan;  // a NaN first logit is the max (nothing compares greater)
+  logits[5 * v + 517] = 100.0f;
+  for (int64_t j = 0; j < v; ++j) logits[6 * v + j] = -std::numeric_limits<float>::infinity();
+  std::vector<RowStats> want_stats(rs), got(rs);
+  cpu_->row_stats(TensorView::of(logits.data(), {rs, v}), want_stats.data());
+  gpu_->row_stats(device(logits, rs, v), got.data());
   ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
-  for (int i = 0; i < 4; ++i) {
+  EXPECT_EQ(want_stats[4].argmax, 517);
+  EXPECT_EQ(want_stats[5].argmax, 0);
+  EXPECT_EQ(want_stats[6].argmax, 0);
+  for (int i = 0; i < rs; ++i) {
     EXPECT_EQ(got[i].argmax, want_stats[i].argmax) << "row " << i;
-    EXPECT_EQ(got[i].max, want_stats[i].max) << "row " << i;
-    EXPECT_NEAR(got[i].log_sum_exp, want_stats[i].log_sum_exp, 1e-4) << "row " << i;
+    // Rows 4 to 6 have NaN log-sum-exps (a NaN logit; -inf - -inf), row 5 a NaN max.
+    if (std::isnan(want_stats[i].max))
+      EXPECT_TRUE(std::isnan(got[i].max)) << "row " << i;
+    else
+      EXPECT_EQ(got[i].max, want_stats[i].max) << "row " << i;
+    if (std::isnan(want_stats[i].log_sum_exp))
+      EXPECT_TRUE(std::isnan(got[i].log_sum_exp)) << "row " << i;
+    else
+      EXPECT_NEAR(got[i].log_sum_exp, want_stats[i].log_sum_exp, 1e-4) << "row " << i;
   }
 }
 

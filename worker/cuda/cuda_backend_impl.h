@@ -156,12 +156,16 @@ class CudaBackend final : public Backend {
   Status begin_capture(int key) override {
     if (!enter()) return error_;
     capture_error_ = Status::ok();
-    return graphs_->begin(stream_, key);
+    const Status begun = graphs_->begin(stream_, key);
+    if (!begun.is_ok()) note_earlier_fault();
+    return error_.is_ok() ? begun : error_;
   }
   Status end_capture() override {
     if (!graphs_->recording()) return internal_error("end_capture without begin_capture");
     (void)cudaSetDevice(device_);
-    return graphs_->end(capture_error_);
+    const Status ended = graphs_->end(capture_error_);
+    if (!ended.is_ok()) note_earlier_fault();
+    return error_.is_ok() ? ended : error_;
   }
   Status replay(int key) override {
     if (!enter()) return error_;
@@ -187,6 +191,12 @@ class CudaBackend final : public Backend {
     return check(cudaSetDevice(device_), "cudaSetDevice");
   }
   bool check(cudaError_t err, const char* what) { return note(cuda_status(err, what)); }
+  // After a failed recording (not recording any more): capture calls also return the errors of
+  // earlier asynchronous work, and such a fault (sticky) is the backend's, not the recording's.
+  void note_earlier_fault() {
+    const cudaError_t q = cudaStreamQuery(stream_);
+    if (q != cudaSuccess && q != cudaErrorNotReady) check(q, "device work before a graph recording");
+  }
   // Keeps the first error: the backend's (sticky), or the recording's while a graph is recorded.
   bool note(const Status& s) {
     if (s.is_ok()) return true;

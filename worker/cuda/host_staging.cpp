@@ -39,7 +39,10 @@ Status HostStaging::upload(void* device_dst, const void* host_src, size_t bytes,
   std::memcpy(slot.pinned, host_src, bytes);
   KVMESH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(device_dst, slot.pinned, bytes, cudaMemcpyHostToDevice, stream), "upload");
-  KVMESH_CUDA_RETURN_IF_ERROR(cudaEventRecord(slot.done, stream), "cudaEventRecord (upload)");
+  if (const cudaError_t recorded = cudaEventRecord(slot.done, stream); recorded != cudaSuccess) {
+    (void)cudaStreamSynchronize(stream);  // no event to wait on later: the copy must end before the slot is reused
+    return cuda_status(recorded, "cudaEventRecord (upload)");
+  }
   slot.in_flight = true;
   return Status::ok();
 }

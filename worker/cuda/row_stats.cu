@@ -1,5 +1,6 @@
 // Logits to sampling: per row, the max, its first index (greedy token) and log(sum(exp(logit)))
-// (a token's log-prob is logit - log_sum_exp); one block per row. The twin of CpuBackend::row_stats.
+// (a token's log-prob is logit - log_sum_exp); one block per row. The twin of CpuBackend::row_stats,
+// NaNs included: a NaN first logit is the row's max (nothing compares greater), a later NaN never is.
 #include <cfloat>
 
 #include "worker/cuda/elem.cuh"
@@ -18,7 +19,8 @@ __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out,
   float bv = -FLT_MAX;
   int64_t bi = v;  // past the end: no element seen
   for (int64_t i = threadIdx.x; i < v; i += blockDim.x) {
-    if (bi == v || row[i] > bv) {  // strictly greater keeps the first index within a thread
+    const bool first_number = bi == v && !isnan(row[i]);
+    if (first_number || row[i] > bv) {  // strictly greater keeps the first index within a thread
       bv = row[i];
       bi = i;
     }
@@ -39,13 +41,15 @@ __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out,
     }
     __syncthreads();
   }
-  const float m = best_v[0];
+  const bool nan_first = isnan(row[0]);
+  const float m = nan_first ? row[0] : best_v[0];
+  const int64_t argmax = nan_first ? 0 : best_i[0];
   float s = 0.0f;
   for (int64_t i = threadIdx.x; i < v; i += blockDim.x) s += expf(row[i] - m);
   const float total = block_sum(s, scratch);
   if (threadIdx.x == 0) {
     max_out[blockIdx.x] = m;
-    argmax_out[blockIdx.x] = static_cast<int32_t>(best_i[0]);
+    argmax_out[blockIdx.x] = static_cast<int32_t>(argmax);
     lse_out[blockIdx.x] = m + logf(total);
   }
 }
