@@ -43,6 +43,7 @@ struct EngineOptions {
   bool record_graphs = false;  // decode steps through graphs recorded on the CPU backend
   int recordings_fail_from_rows = 0;  // with record_graphs: buckets this large fail to record
   bool eager = false;          // CUDA: no decode graphs
+  DType weight_dtype = DType::bf16;  // CUDA: matrix weights in device memory (bf16 or f16)
 };
 
 // Greedy decoding of exactly max_tokens tokens (EOS ignored), as the fixture's golden runs.
@@ -72,6 +73,7 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.record_graphs_on_cpu = o.record_graphs;
   wo.cpu_recordings_fail_from_rows = o.recordings_fail_from_rows;
   wo.decode_graphs = !o.eager;
+  wo.weight_dtype = o.weight_dtype;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {
     if (error) *error = worker.status().to_string();
