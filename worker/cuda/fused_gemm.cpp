@@ -58,6 +58,7 @@ struct FusedGemm::Plan {
   cublasLtMatmulAlgo_t algo{};
   size_t workspace_bytes = 0;
   bool found = false;
+  bool narrow_bias = false;  // the epilogue reads the bias in the operand dtype
 
   ~Plan() {
     if (a != nullptr) (void)cublasLtMatrixLayoutDestroy(a);
@@ -71,6 +72,7 @@ FusedGemm::FusedGemm() = default;
 
 FusedGemm::~FusedGemm() {
   plans_.clear();
+  for (auto& [key, copy] : narrow_biases_) (void)cudaFree(copy);
   if (handle_ != nullptr) (void)cublasLtDestroy(handle_);
   if (workspace_ != nullptr) (void)cudaFree(workspace_);
 }
@@ -93,13 +95,9 @@ Result<FusedGemm::Plan*> FusedGemm::plan(const Key& key, const float* bias) {
   KVMESH_RETURN_IF_ERROR(cublas_status(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
                                        "cublasLtMatmulDescCreate"));
   const cublasLtEpilogue_t epilogue = lt_epilogue(static_cast<Epilogue>(ep));
-  const cudaDataType_t bias_type = CUDA_R_32F;
   KVMESH_RETURN_IF_ERROR(cublas_status(
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)),
       "cuBLASLt epilogue"));
-  KVMESH_RETURN_IF_ERROR(cublas_status(
-      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)),
-      "cuBLASLt bias type"));
   KVMESH_RETURN_IF_ERROR(cublas_status(
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
       "cuBLASLt bias"));
@@ -126,19 +124,32 @@ Result<FusedGemm::Plan*> FusedGemm::plan(const Key& key, const float* bias) {
                                                           &workspace, sizeof(workspace));
   for (int i = 0; i < 4 && s == CUBLAS_STATUS_SUCCESS; ++i)
     s = cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &aligns[i], sizeof(aligns[i]));
-  cublasLtMatmulHeuristicResult_t result{};
+  // One heuristic query with the bias in `bias_type`; true when it gave a usable algorithm.
   int n_results = 0;
-  if (s == CUBLAS_STATUS_SUCCESS)
-    s = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, 1, &result, &n_results);
-  (void)cublasLtMatmulPreferenceDestroy(pref);
+  auto query = [&](cudaDataType_t bias_type) {
+    if (s != CUBLAS_STATUS_SUCCESS) return false;
+    s = cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type));
+    cublasLtMatmulHeuristicResult_t result{};
+    n_results = 0;
+    if (s == CUBLAS_STATUS_SUCCESS)
+      s = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, 1, &result, &n_results);
+    const bool usable = s == CUBLAS_STATUS_SUCCESS && n_results > 0 && result.state == CUBLAS_STATUS_SUCCESS &&
+                        result.workspaceSize <= kWorkspaceBytes;
+    if (usable) {
+      p.algo = result.algo;
+      p.workspace_bytes = result.workspaceSize;
+    }
+    return usable;
+  };
   // No algorithm (or a configuration cuBLASLt refuses) is an answer, not an error: the product
-  // then runs unfused.
-  p.found = s == CUBLAS_STATUS_SUCCESS && n_results > 0 && result.state == CUBLAS_STATUS_SUCCESS &&
-            result.workspaceSize <= kWorkspaceBytes;
-  if (p.found) {
-    p.algo = result.algo;
-    p.workspace_bytes = result.workspaceSize;
-  } else if (reported_unfused_.insert(ep).second) {
+  // then runs unfused. With a narrow output the bias may have to be in the output's type.
+  p.found = query(CUDA_R_32F);
+  if (!p.found && y_dtype != KernelDType::f32) {
+    s = CUBLAS_STATUS_SUCCESS;
+    p.found = p.narrow_bias = query(t);
+  }
+  (void)cublasLtMatmulPreferenceDestroy(pref);
+  if (!p.found && reported_unfused_.insert(ep).second) {
     std::fprintf(stderr,
                  "kvmesh: cuBLASLt offers no fused %s product for [%lld, %lld] @ [%lld, %lld] %s -> %s (%s, %d "
                  "algorithms); such products run apart from their epilogue\n",
@@ -149,6 +160,19 @@ Result<FusedGemm::Plan*> FusedGemm::plan(const Key& key, const float* bias) {
   Plan* raw = owned.get();
   plans_.emplace(key, std::move(owned));
   return raw;
+}
+
+Result<const void*> FusedGemm::narrow_bias(const float* bias, int64_t n, KernelDType dtype) {
+  const auto key = std::make_pair(bias, static_cast<int>(dtype));
+  if (auto it = narrow_biases_.find(key); it != narrow_biases_.end()) return static_cast<const void*>(it->second);
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream_, &capture), "cudaStreamIsCapturing");
+  if (capture != cudaStreamCaptureStatusNone) return static_cast<const void*>(nullptr);
+  void* copy = nullptr;
+  KVMESH_CUDA_RETURN_IF_ERROR(cudaMalloc(&copy, static_cast<size_t>(n) * 2), "cudaMalloc (narrow bias)");
+  narrow_biases_[key] = copy;
+  KVMESH_CUDA_RETURN_IF_ERROR(launch_cast(bias, copy, dtype, n, stream_), "rounding a bias for cuBLASLt");
+  return static_cast<const void*>(copy);
 }
 
 Status FusedGemm::nn(const void* x, const void* w, KernelDType dtype, int64_t n, int64_t in, int64_t out,
@@ -166,8 +190,14 @@ Status FusedGemm::nn(const void* x, const void* w, KernelDType dtype, int64_t n,
                 alignment(x), alignment(w), alignment(y), alignment(bias)};
   KVMESH_ASSIGN_OR_RETURN(Plan * p, plan(key, bias));
   if (!p->found) return Status::ok();
+  const void* epilogue_bias = bias;
+  if (p->narrow_bias) {
+    KVMESH_ASSIGN_OR_RETURN(epilogue_bias, narrow_bias(bias, out, dtype));
+    if (epilogue_bias == nullptr) return Status::ok();  // no copy yet, inside a capture: run apart
+  }
   KVMESH_RETURN_IF_ERROR(cublas_status(
-      cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
+      cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epilogue_bias,
+                                     sizeof(epilogue_bias)),
       "cuBLASLt bias"));
   const float alpha = 1.0f, beta = 0.0f;
   KVMESH_RETURN_IF_ERROR(cublas_status(cublasLtMatmul(handle_, p->desc, &alpha, w, p->a, x, p->b, &beta, y, p->d,
