@@ -5,7 +5,9 @@
 // the next product's bf16 operand. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu/cuda_ops_fixture.h"
@@ -85,6 +87,37 @@ TEST_F(CudaOps, BiasAndActivationProductsFusedOrNot) {
         }
       }
     }
+  }
+}
+
+// Shapes that do not fit together are an error of the backend, named, never a product that reads
+// past a buffer: each case on a backend of its own (errors stick).
+TEST_F(CudaOps, ProductsOfMismatchedShapesAreErrors) {
+  const auto x = random_values(2 * 16, 40), w = random_values(16 * 8, 41);
+  const auto wte = random_values(10 * 16, 43);
+  const std::vector<std::pair<std::string, std::function<void(Backend&)>>> cases = {
+      {"x [2, 16] @ w [12, 8]",
+       [&](Backend& g) { g.linear(device(x, 2, 16), weight(std::vector<float>(12 * 8, 0.1f), 12, 8, true), nullptr,
+                                  device_poisoned(2, 8)); }},
+      {"out [2, 9] for w [16, 8]",
+       [&](Backend& g) { g.linear(device(x, 2, 16), weight(w, 16, 8, true), nullptr, device_poisoned(2, 9)); }},
+      {"bias [1, 7] for 8 columns",
+       [&](Backend& g) {
+         g.linear_act(device(x, 2, 16), weight(w, 16, 8, true), weight(std::vector<float>(7, 0.1f), 1, 7, false),
+                      Activation::gelu_new, device_poisoned(2, 8));
+       }},
+      {"LM head [2, 16] @ wte [10, 12]^T",
+       [&](Backend& g) { g.lm_head(device(x, 2, 16), weight(std::vector<float>(10 * 12, 0.1f), 10, 12, true),
+                                   device_poisoned(2, 10)); }},
+      {"LM head logits [2, 11] for a vocabulary of 10",
+       [&](Backend& g) { g.lm_head(device(x, 2, 16), weight(wte, 10, 16, true), device_poisoned(2, 11)); }},
+  };
+  for (const auto& [what, run] : cases) {
+    use_gpu_backend(true);
+    run(*gpu_);
+    const Status status = gpu_->status();
+    EXPECT_EQ(status.code(), StatusCode::invalid_argument) << what << ": " << status.to_string();
+    EXPECT_NE(status.message().find("do not fit together"), std::string::npos) << what << ": " << status.to_string();
   }
 }
 

@@ -228,6 +228,11 @@ class CudaBackend final : public Backend {
   bool ensure_staged(const BatchLayout& batch);
   // A product's weights as the narrow dtype its operands take; false (error noted) for fp32.
   bool weight_operand_dtype(const TensorView& w, const char* what, KernelDType* wd);
+  // Whether out [n, cols] = x [n, k] @ w fits together, w [k, cols] (or [cols, k] when
+  // transposed, the LM head) and the bias, when given, [cols]; false (error noted) otherwise, since a
+  // device product would read or write past its buffers instead of failing.
+  bool product_shapes(const TensorView& x, const TensorView& w, const TensorView* b, const TensorView& out,
+                      bool transposed, const char* what);
   void matmul(const TensorView& x, const TensorView& w, TensorView out);
   // out = epilogue(x @ w + b) as one cuBLASLt product; false, with nothing issued, when fused
   // products are off or cuBLASLt has none for this one (true too when it noted an error).

@@ -40,9 +40,23 @@ bool CudaBackend::weight_operand_dtype(const TensorView& w, const char* what, Ke
   return true;
 }
 
+bool CudaBackend::product_shapes(const TensorView& x, const TensorView& w, const TensorView* b,
+                                 const TensorView& out, bool transposed, const char* what) {
+  const int64_t k = transposed ? w.dim(1) : w.dim(0), cols = transposed ? w.dim(0) : w.dim(1);
+  const bool fits = x.rank == 2 && w.rank == 2 && out.rank == 2 && x.dim(1) == k && out.dim(0) == x.dim(0) &&
+                    out.dim(1) == cols && (b == nullptr || b->numel() == cols);
+  if (fits) return true;
+  auto shape = [](const TensorView& t) { return shape_string(t.shape.data(), t.rank); };
+  return note(invalid_argument(std::string(what) + ": x " + shape(x) + (transposed ? " @ w^T " : " @ w ") +
+                               shape(w) + " -> " + shape(out) + (b != nullptr ? " + bias " + shape(*b) : "") +
+                               " do not fit together"));
+}
+
 void CudaBackend::matmul(const TensorView& x, const TensorView& w, TensorView out) {
   KernelDType wd;
-  if (!enter() || !weight_operand_dtype(w, "a CUDA matrix product", &wd)) return;
+  if (!enter() || !weight_operand_dtype(w, "a CUDA matrix product", &wd) ||
+      !product_shapes(x, w, nullptr, out, false, "a CUDA matrix product"))
+    return;
   if (out.dtype != DType::f32) {
     note(invalid_argument("a CUDA matrix product writes fp32 (linear_act writes narrow activations)"));
     return;
@@ -67,6 +81,7 @@ bool CudaBackend::fused_product(const TensorView& x, const TensorView& w, const 
 
 // With a bias: one cuBLASLt product with the bias in its epilogue where cuBLASLt offers one.
 void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) {
+  if (!product_shapes(x, w, b, out, false, "a CUDA linear product")) return;
   if (b != nullptr && enter() && out.dtype == DType::f32 &&
       fused_product(x, w, *b, Epilogue::bias, out, KernelDType::f32))
     return;
@@ -81,7 +96,8 @@ void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorV
 void CudaBackend::linear_act(const TensorView& x, const TensorView& w, const TensorView& b, Activation act,
                              TensorView out) {
   KernelDType od;
-  if (!enter() || !activation_dtype(out, &od)) return;
+  if (!enter() || !activation_dtype(out, &od) || !product_shapes(x, w, &b, out, false, "a CUDA linear product"))
+    return;
   Epilogue epilogue;
   if (od != KernelDType::f32 && fused_epilogue(act, &epilogue) && fused_product(x, w, b, epilogue, out, od))
     return;
@@ -100,7 +116,9 @@ void CudaBackend::linear_act(const TensorView& x, const TensorView& w, const Ten
 
 void CudaBackend::lm_head(const TensorView& x, const TensorView& wte, TensorView logits) {
   KernelDType wd;
-  if (!enter() || !weight_operand_dtype(wte, "the CUDA LM head", &wd)) return;
+  if (!enter() || !weight_operand_dtype(wte, "the CUDA LM head", &wd) ||
+      !product_shapes(x, wte, nullptr, logits, true, "the CUDA LM head"))
+    return;
   const void* xn = narrow_operand(x, wd);
   if (xn != nullptr) note(gemm_->nt(xn, wte.data, wd, x.dim(0), x.dim(1), wte.dim(0), logits.f32()));
 }
