@@ -216,6 +216,34 @@ TEST_F(CudaOps, SampleRowsGreedyWithoutSort) {
   }
 }
 
+// NaN logits pick the host's greedy token: a NaN first logit is the argmax, a later NaN never is, a
+// row of NaNs gives token 0.
+TEST_F(CudaOps, SampleRowsGreedyOverNaNs) {
+  const int64_t v = 50257;
+  const int n_rows = 3;
+  std::vector<float> logits = testing::logits_with_ties(n_rows, v, 905);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  logits[0] = nan;
+  logits[517] = 100.0f;
+  logits[v + 5] = nan;
+  logits[v + 517] = 100.0f;
+  std::fill(logits.begin() + 2 * v, logits.end(), nan);
+  std::vector<RowDraw> draws(static_cast<size_t>(n_rows));
+  for (int i = 0; i < n_rows; ++i) {
+    draws[i].params.temperature = 0.0f;
+    draws[i].position = i;
+  }
+  std::vector<RowSample> want(draws.size()), got(draws.size());
+  cpu_->sample_rows(TensorView::of(logits.data(), {n_rows, v}), draws, want.data());
+  gpu_->sample_rows(device(logits, n_rows, v), draws, got.data());
+  ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+  const int32_t tokens[] = {0, 517, 0};
+  for (int i = 0; i < n_rows; ++i) {
+    EXPECT_EQ(want[i].token, tokens[i]) << "row " << i;
+    EXPECT_EQ(got[i].token, want[i].token) << "row " << i;
+  }
+}
+
 TEST_F(CudaOps, SampleRowsOverManySeeds) {
   // One row of GPT-2-sized logits drawn with 48 seeds per kind of draw: the draws spread over many
   // candidates, and each must be the host's.

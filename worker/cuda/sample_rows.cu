@@ -218,13 +218,18 @@ __global__ void __launch_bounds__(kThreads)
   const float* row = logits + r * v;
 
   // The first argmax and the log-sum-exp of the raw logits, as log_softmax takes them.
+  // NaNs as the host's argmax sees them: a NaN first logit is the argmax (nothing compares greater),
+  // a later one never is; the log-sum-exp's max is over the numbers (as log_softmax's std::max).
   Best mine{0.0f, kNone};
   for (int32_t i = static_cast<int32_t>(threadIdx.x); i < v; i += kThreads) {
     const float x = row[i];
-    if (mine.index == kNone || x > mine.value) mine = {x, i};  // strictly greater: first index
+    if ((mine.index == kNone && !isnan(x)) || x > mine.value) mine = {x, i};  // strictly greater: first index
   }
   const Best reduced = ReduceBest(sh.best_temp).Reduce(mine, BetterOf{});
-  if (threadIdx.x == 0) sh.best = reduced;
+  if (threadIdx.x == 0) {
+    sh.best = reduced;
+    if (isnan(row[0]) || reduced.index == kNone) sh.best.index = 0;
+  }
   __syncthreads();
   const Best best = sh.best;
   const double max_v = static_cast<double>(best.value);
