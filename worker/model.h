@@ -55,7 +55,6 @@ class Model {
   // TP rank, only a backend that records collectives can), or off. Errors: their buffers did not
   // fit (graphs stay off); the ranks of a stage must then agree to turn them off everywhere.
   Status use_decode_graphs(bool on);
-  bool decode_graphs_on() const { return graphs_ != nullptr; }
   // Graphs recorded so far (one per batch-size bucket used); 0 with graphs off.
   int n_decode_graphs() const { return graphs_ ? graphs_->n_recorded() : 0; }
   // Last stage: the logits of work->rows of x and what work asks of them (HeadWork). Only the
