@@ -38,7 +38,7 @@ Status DecodeGraphs::allocate() {
   return Status::ok();
 }
 
-bool DecodeGraphs::record(Bucket& bucket, int32_t rows, KvPoolView pool, const Layers& layers,
+void DecodeGraphs::record(Bucket& bucket, int32_t rows, KvPoolView pool, const Layers& layers,
                           const LayerScratch& scratch) {
   Status status = backend_.begin_capture(rows);
   if (status.is_ok()) {
@@ -51,11 +51,10 @@ bool DecodeGraphs::record(Bucket& bucket, int32_t rows, KvPoolView pool, const L
     recording_works_ = false;
     const std::string why = status.is_ok() ? "another TP rank could not record its graph" : status.to_string();
     std::fprintf(stderr, "kvmesh: decode graphs not recorded, decode steps run eagerly: %s\n", why.c_str());
-    return false;
+    return;
   }
   bucket.recorded = true;
   ++n_recorded_;
-  return true;
 }
 
 Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, const Layers& layers) {

@@ -69,9 +69,9 @@ class DecodeGraphs {
     bool warmed = false;  // a step of this bucket ran eagerly: the next one records
     bool recorded = false;
   };
-  // Records the bucket's graph and agrees with the peers on it; false when the backend refused
-  // here or on a peer (then graphs stop being recorded).
-  bool record(Bucket& bucket, int32_t rows, KvPoolView pool, const Layers& layers,
+  // Records the bucket's graph and agrees with the peers on it; when the backend refused here or
+  // on a peer, the bucket stays unrecorded and graphs stop being recorded.
+  void record(Bucket& bucket, int32_t rows, KvPoolView pool, const Layers& layers,
               const LayerScratch& scratch);
 
   Backend& backend_;

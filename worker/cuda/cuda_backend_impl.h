@@ -233,6 +233,7 @@ class CudaBackend final : public Backend {
   // device product would read or write past its buffers instead of failing.
   bool product_shapes(const TensorView& x, const TensorView& w, const TensorView* b, const TensorView& out,
                       bool transposed, const char* what);
+  // out = x @ w, shapes checked by the caller (linear, linear_act).
   void matmul(const TensorView& x, const TensorView& w, TensorView out);
   // out = epilogue(x @ w + b) as one cuBLASLt product; false, with nothing issued, when fused
   // products are off or cuBLASLt has none for this one (true too when it noted an error).
