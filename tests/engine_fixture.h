@@ -99,7 +99,16 @@ inline std::vector<GenerationOutput> run_all(Engine& engine, std::vector<Generat
     if (!id.is_ok()) outputs[i].finish = FinishReason::error;
   }
   for (int guard = 0; engine.has_work() && guard < 1000000; ++guard) {
-    if (!engine.step().is_ok()) break;
+    const Status step = engine.step();
+    if (step.is_ok()) continue;
+    // A failed step ends the run: every request still open carries its error, so a comparison
+    // of two runs cannot pass on outputs that never came.
+    for (GenerationOutput& out : outputs)
+      if (!out.finished()) {
+        out.error = "step failed: " + step.to_string();
+        out.finish = FinishReason::error;
+      }
+    break;
   }
   return outputs;
 }

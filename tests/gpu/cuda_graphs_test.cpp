@@ -61,13 +61,15 @@ TEST(CudaGraphs, FixtureDecodeEqualsEager) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): decode graphs need one";
   std::vector<GenerationRequest> reqs;
   int32_t k = 0;
-  for (const auto& c : load_json_file(hf_fixture_dir() + "/golden.json")["cases"])
+  const nlohmann::json golden = load_json_file(hf_fixture_dir() + "/golden.json");  // outlives the loop
+  for (const auto& c : golden["cases"])
     reqs.push_back(logged_greedy(c["prompt"].get<std::vector<int32_t>>(), 8 + 8 * k++));
   int graphs_recorded = 0, eager_recorded = 0;
   const auto graphs = run(hf_fixture_dir(), false, reqs, &graphs_recorded);
   const auto eager = run(hf_fixture_dir(), true, reqs, &eager_recorded);
   EXPECT_GE(graphs_recorded, 3) << "the batch shrinks through several buckets";
   EXPECT_EQ(eager_recorded, 0);
+  ASSERT_EQ(graphs.size(), 5u);
   expect_same_decode(graphs, eager);
 }
 

@@ -131,7 +131,7 @@ void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int3
 void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
                             KvPoolView pool, TensorView out) {
   KvPoolGeometry g;
-  KernelDType od;
+  KernelDType od = KernelDType::f32;
   if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g) || !activation_dtype(out, &od)) return;
   const int64_t t = staged_rows_;
   const int32_t* meta = staged_meta_;

@@ -29,7 +29,7 @@ __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out,
   best_i[threadIdx.x] = bi;
   __syncthreads();
   for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride) {
+    if (static_cast<int>(threadIdx.x) < stride) {
       const float ov = best_v[threadIdx.x + stride];
       const int64_t oi = best_i[threadIdx.x + stride];
       const bool take = oi != v && (best_i[threadIdx.x] == v || ov > best_v[threadIdx.x] ||
