@@ -1,0 +1,347 @@
+// The emulated CUDA runtime: device memory is host memory registered by range (copies check
+// their pointers against it, and fresh allocations read as NaN), streams run their work at once
+// unless they capture, a capture records the work for graph launches to replay, events are
+// always complete.
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "emulated_device.h"
+#include "emulated_runtime.h"
+
+// ---------------------------------------------------------------- memory
+namespace {
+std::mutex mu;
+std::map<uintptr_t, size_t> device_allocs, pinned_allocs;
+size_t device_used = 0;
+constexpr size_t kDeviceTotal = 4ull << 30;
+thread_local cudaError_t last_error = cudaSuccess;
+
+const std::pair<const uintptr_t, size_t>* find_in(const std::map<uintptr_t, size_t>& m, const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = m.upper_bound(a);
+  if (it == m.begin()) return nullptr;
+  --it;
+  if (a < it->first + it->second || (a == it->first)) return &*it;
+  return nullptr;
+}
+bool in_range(const std::map<uintptr_t, size_t>& m, const void* p, size_t n) {
+  auto* r = find_in(m, p);
+  return r != nullptr && reinterpret_cast<uintptr_t>(p) + n <= r->first + r->second;
+}
+bool is_device(const void* p) { return find_in(device_allocs, p) != nullptr; }
+bool is_pinned(const void* p) { return find_in(pinned_allocs, p) != nullptr; }
+}  // namespace
+
+namespace cuemu {
+void check_device_range(const void* p, size_t n, const char* what) {
+  if (n == 0) return;
+  if (!in_range(device_allocs, p, n)) {
+    char buf[256];
+    std::snprintf(buf, sizeof(buf), "%s: [%p, +%zu) is not inside one device allocation", what, p, n);
+    fail(buf);
+  }
+}
+}  // namespace cuemu
+
+// ---------------------------------------------------------------- streams, events, graphs
+struct CUgraph_st {
+  std::vector<std::pair<cuemu::Cfg, std::function<void()>>> nodes;
+};
+struct CUgraphExec_st {
+  std::vector<std::pair<cuemu::Cfg, std::function<void()>>> nodes;
+};
+struct CUstream_st {
+  bool capturing = false;
+  bool invalidated = false;
+  CUgraph_st* graph = nullptr;
+};
+struct CUevent_st {
+  int recorded = 0;
+};
+
+namespace {
+CUstream_st* capture_of(cudaStream_t s) { return s != nullptr && s->capturing ? s : nullptr; }
+cudaError_t capture_violation(cudaStream_t s, const char* what) {
+  std::fprintf(stderr, "emulated CUDA: %s on a capturing stream: the capture is invalidated\n", what);
+  s->invalidated = true;
+  return cudaErrorStreamCaptureUnsupported;
+}
+}  // namespace
+
+namespace cuemu {
+void launch_closure(const Cfg& cfg, std::function<void()> fn) {
+  const unsigned threads = cfg.block.x * cfg.block.y * cfg.block.z;
+  if (threads == 0 || threads > 1024 || cfg.block.z > 64 || cfg.grid.x == 0 || cfg.grid.y == 0 ||
+      cfg.grid.z == 0 || cfg.grid.y > 65535 || cfg.grid.z > 65535 || cfg.grid.x > 0x7fffffffu || cfg.smem > 0) {
+    last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  if (CUstream_st* s = capture_of(cfg.stream)) {
+    if (!s->invalidated) s->graph->nodes.emplace_back(cfg, std::move(fn));
+    return;
+  }
+  run_kernel(cfg, fn);
+}
+}  // namespace cuemu
+
+namespace cuemu {
+void run_on_stream(cudaStream_t stream, std::function<void()> fn) {
+  launch_closure(Cfg(dim3(1), dim3(1), 0, stream), [fn]() { fn(); });
+}
+}  // namespace cuemu
+
+namespace {
+
+void check_copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, const char* what) {
+  if (n == 0) return;
+  const bool dd = in_range(device_allocs, dst, n), sd = in_range(device_allocs, src, n);
+  char buf[256];
+  auto bad = [&](const char* why) {
+    std::snprintf(buf, sizeof(buf), "%s of %zu bytes %p -> %p: %s", what, n, src, dst, why);
+    cuemu::fail(buf);
+  };
+  switch (kind) {
+    case cudaMemcpyHostToDevice:
+      if (!dd) bad("destination is not device memory");
+      if (is_device(src)) bad("source is device memory");
+      break;
+    case cudaMemcpyDeviceToHost:
+      if (!sd) bad("source is not device memory");
+      if (is_device(dst)) bad("destination is device memory");
+      break;
+    case cudaMemcpyDeviceToDevice:
+      if (!dd || !sd) bad("not both device memory");
+      break;
+    case cudaMemcpyDefault:
+      if (is_device(dst) && !dd) bad("destination runs past its allocation");
+      if (is_device(src) && !sd) bad("source runs past its allocation");
+      break;
+    default: bad("host to host");
+  }
+}
+}  // namespace
+
+extern "C" {
+
+cudaError_t cudaGetLastError(void) {
+  cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return last_error; }
+const char* cudaGetErrorString(cudaError_t e) {
+  static thread_local std::string s;
+  s = "emulated CUDA error " + std::to_string(static_cast<int>(e));
+  return s.c_str();
+}
+const char* cudaGetErrorName(cudaError_t e) { return cudaGetErrorString(e); }
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = std::getenv("KVMESH_EMULATED_NO_DEVICE") ? 0 : 1;
+  return *n ? cudaSuccess : cudaErrorNoDevice;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
+  if (d != 0) return cudaErrorInvalidDevice;
+  std::memset(p, 0, sizeof(*p));
+  std::snprintf(p->name, sizeof(p->name), "emulated H200");
+  p->totalGlobalMem = kDeviceTotal;
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = 132;
+  p->warpSize = 32;
+  p->maxThreadsPerBlock = 1024;
+  p->sharedMemPerBlock = 48 * 1024;
+  p->memoryBusWidth = 6144;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
+  std::lock_guard<std::mutex> l(mu);
+  *total_b = kDeviceTotal;
+  *free_b = kDeviceTotal - device_used;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** p, size_t n) {
+  std::lock_guard<std::mutex> l(mu);
+  if (device_used + n > kDeviceTotal) return last_error = cudaErrorMemoryAllocation;
+  const size_t rounded = ((n > 0 ? n : 1) + 255) / 256 * 256;
+  void* m = std::aligned_alloc(256, rounded);
+  if (m == nullptr) return last_error = cudaErrorMemoryAllocation;
+  if (rounded <= (64u << 20)) std::memset(m, 0xFF, rounded);  // uninitialised reads show as NaN
+  device_allocs[reinterpret_cast<uintptr_t>(m)] = n;
+  device_used += n;
+  *p = m;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  if (p == nullptr) return cudaSuccess;
+  std::lock_guard<std::mutex> l(mu);
+  auto it = device_allocs.find(reinterpret_cast<uintptr_t>(p));
+  if (it == device_allocs.end()) cuemu::fail("cudaFree of a pointer cudaMalloc did not return");
+  device_used -= it->second;
+  device_allocs.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t n) {
+  std::lock_guard<std::mutex> l(mu);
+  void* m = std::aligned_alloc(256, ((n > 0 ? n : 1) + 255) / 256 * 256);
+  if (m == nullptr) return cudaErrorMemoryAllocation;
+  pinned_allocs[reinterpret_cast<uintptr_t>(m)] = n;
+  *p = m;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* p) {
+  if (p == nullptr) return cudaSuccess;
+  std::lock_guard<std::mutex> l(mu);
+  auto it = pinned_allocs.find(reinterpret_cast<uintptr_t>(p));
+  if (it == pinned_allocs.end()) cuemu::fail("cudaFreeHost of a pointer cudaMallocHost did not return");
+  pinned_allocs.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+  check_copy(dst, src, n, kind, "cudaMemcpy");
+  std::memmove(dst, src, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t stream) {
+  check_copy(dst, src, n, kind, "cudaMemcpyAsync");
+  if (CUstream_st* s = capture_of(stream)) {
+    const void* host = kind == cudaMemcpyHostToDevice ? src : kind == cudaMemcpyDeviceToHost ? dst : nullptr;
+    if (host != nullptr && !is_pinned(host)) return capture_violation(s, "a copy from or to pageable host memory");
+  }
+  cuemu::run_on_stream(stream, [=]() { std::memmove(dst, src, n); });
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                              size_t height, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (width > dpitch || width > spitch) return cudaErrorInvalidPitchValue;
+  if (height > 0) {
+    check_copy(dst, src, 0, kind, "cudaMemcpy2DAsync");
+    const size_t dn = dpitch * (height - 1) + width, sn = spitch * (height - 1) + width;
+    if (kind == cudaMemcpyDeviceToDevice) {
+      cuemu::check_device_range(dst, dn, "cudaMemcpy2DAsync destination");
+      cuemu::check_device_range(src, sn, "cudaMemcpy2DAsync source");
+    }
+  }
+  cuemu::run_on_stream(stream, [=]() {
+    for (size_t r = 0; r < height; ++r)
+      std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  });
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void* p, int v, size_t n) {
+  cuemu::check_device_range(p, n, "cudaMemset");
+  std::memset(p, v, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t stream) {
+  cuemu::check_device_range(p, n, "cudaMemsetAsync");
+  cuemu::run_on_stream(stream, [=]() { std::memset(p, v, n); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
+  *s = new CUstream_st();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (capture_of(s)) return capture_violation(s, "cudaStreamSynchronize");
+  return cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t s) {
+  if (capture_of(s)) return capture_violation(s, "cudaStreamQuery");
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned int) {
+  if (e == nullptr) return cudaErrorInvalidResourceHandle;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  if (s == nullptr) return cudaErrorStreamCaptureUnsupported;
+  if (s->capturing) return cudaErrorIllegalState;
+  s->capturing = true;
+  s->invalidated = false;
+  s->graph = new CUgraph_st();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+  if (s == nullptr || !s->capturing) return cudaErrorIllegalState;
+  s->capturing = false;
+  if (s->invalidated) {
+    delete s->graph;
+    s->graph = nullptr;
+    *g = nullptr;
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  *g = s->graph;
+  s->graph = nullptr;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* st) {
+  *st = s == nullptr || !s->capturing ? cudaStreamCaptureStatusNone
+        : s->invalidated             ? cudaStreamCaptureStatusInvalidated
+                                     : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t g, unsigned long long) {
+  if (g == nullptr) return cudaErrorInvalidValue;
+  *exec = new CUgraphExec_st{g->nodes};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (exec == nullptr) return cudaErrorInvalidValue;
+  if (capture_of(stream)) return capture_violation(stream, "cudaGraphLaunch");
+  for (auto& [cfg, fn] : exec->nodes) cuemu::run_kernel(cfg, fn);
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+  delete e;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st();
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (e == nullptr) return cudaErrorInvalidResourceHandle;
+  e->recorded = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t e) { return e == nullptr ? cudaErrorInvalidResourceHandle : cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  return e == nullptr ? cudaErrorInvalidResourceHandle : cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (a == nullptr || b == nullptr) return cudaErrorInvalidResourceHandle;
+  *ms = 1.0f;
+  return cudaSuccess;
+}
+
+}  // extern "C"
+

@@ -1,0 +1,13 @@
+// What the emulated runtime offers the emulated libraries beside the CUDA API: host work in stream
+// order (run at once, or recorded while the stream captures).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <functional>
+
+namespace cuemu {
+
+void run_on_stream(cudaStream_t stream, std::function<void()> work);
+
+}  // namespace cuemu

@@ -1,0 +1,180 @@
+// The emulated device's threads: every thread of a block is a fiber on one host thread; the
+// scheduler releases __syncthreads when every live thread of the block waits there, and a warp
+// barrier (shuffles) when every lane of the warp does. Blocks run one after another.
+#include <setjmp.h>
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "emulated_device.h"
+
+namespace cuemu {
+
+uint3 t_idx, b_idx;
+dim3 b_dim, g_dim;
+
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "\n*** emulated CUDA device: %s\n", what);
+  std::fflush(stderr);
+  std::abort();
+}
+
+// ---------------------------------------------------------------- fibers
+// Each fiber's stack is made once with makecontext; after that fibers and the scheduler switch
+// with _setjmp/_longjmp (no system call per switch). A fiber runs the kernel body once per block
+// and then parks until the next block.
+namespace {
+enum State { kReady, kAtBlock, kAtWarp, kDone };
+struct Fiber {
+  jmp_buf ctx;
+  State state = kDone;
+  char* stack = nullptr;
+};
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr unsigned kMaxThreads = 1024;
+Fiber fibers[kMaxThreads];
+uint64_t slots[kMaxThreads];
+unsigned n_made = 0, making = 0;
+jmp_buf sched_jb;
+ucontext_t maker_uc, fiber_uc;
+unsigned current = 0;
+bool in_fiber = false, direct = false;
+const std::function<void()>* body = nullptr;
+long long barriers_seen = 0;
+
+void set_thread(unsigned linear) {
+  t_idx.x = linear % b_dim.x;
+  t_idx.y = (linear / b_dim.x) % b_dim.y;
+  t_idx.z = linear / (b_dim.x * b_dim.y);
+}
+
+void park(Fiber& f) {
+  if (_setjmp(f.ctx) == 0) _longjmp(sched_jb, 1);
+}
+
+void fiber_main() {
+  Fiber& f = fibers[making];
+  park(f);  // made: back to the maker
+  for (;;) {
+    (*body)();
+    f.state = kDone;
+    park(f);
+  }
+}
+
+void make_fibers(unsigned n) {
+  while (n_made < n) {
+    Fiber& f = fibers[n_made];
+    f.stack = static_cast<char*>(std::malloc(kStackBytes));
+    getcontext(&fiber_uc);
+    fiber_uc.uc_stack.ss_sp = f.stack;
+    fiber_uc.uc_stack.ss_size = kStackBytes;
+    fiber_uc.uc_link = nullptr;
+    makecontext(&fiber_uc, fiber_main, 0);
+    making = n_made;
+    if (_setjmp(sched_jb) == 0) swapcontext(&maker_uc, &fiber_uc);
+    ++n_made;
+  }
+}
+
+void yield(State s) {
+  if (direct) fail("barrier in a kernel run without fibers (set KVMESH_EMULATED_FIBERS=1)");
+  if (!in_fiber) fail("barrier outside a kernel");
+  ++barriers_seen;
+  fibers[current].state = s;
+  park(fibers[current]);
+}
+
+void resume(unsigned i) {
+  current = i;
+  set_thread(i);
+  if (_setjmp(sched_jb) == 0) _longjmp(fibers[i].ctx, 1);
+}
+
+void run_block_fibers(unsigned n) {
+  make_fibers(n);
+  for (unsigned i = 0; i < n; ++i) fibers[i].state = kReady;
+  in_fiber = true;
+  for (;;) {
+    for (unsigned i = 0; i < n; ++i)
+      if (fibers[i].state == kReady) resume(i);
+    unsigned live = 0, at_block = 0;
+    for (unsigned i = 0; i < n; ++i) {
+      live += fibers[i].state != kDone;
+      at_block += fibers[i].state == kAtBlock;
+    }
+    if (live == 0) break;
+    bool released = false;
+    if (at_block == live) {
+      for (unsigned i = 0; i < n; ++i)
+        if (fibers[i].state == kAtBlock) fibers[i].state = kReady;
+      released = true;
+    } else {
+      for (unsigned w = 0; w * 32 < n; ++w) {
+        unsigned lanes = 0, waiting = 0, done = 0;
+        for (unsigned i = w * 32; i < n && i < w * 32 + 32; ++i) {
+          ++lanes;
+          waiting += fibers[i].state == kAtWarp;
+          done += fibers[i].state == kDone;
+        }
+        if (waiting > 0 && done > 0) fail("warp shuffle with lanes that have exited");
+        if (waiting > 0 && waiting == lanes) {
+          for (unsigned i = w * 32; i < n && i < w * 32 + 32; ++i) fibers[i].state = kReady;
+          released = true;
+        }
+      }
+    }
+    if (!released) fail("deadlock: the block's threads wait at different barriers");
+  }
+  in_fiber = false;
+}
+
+bool fibers_forced() {
+  static const bool forced = std::getenv("KVMESH_EMULATED_FIBERS") != nullptr;
+  return forced;
+}
+}  // namespace
+
+void syncthreads() { yield(kAtBlock); }
+void warp_barrier() { yield(kAtWarp); }
+void* shuffle_slot(unsigned linear) { return &slots[linear]; }
+unsigned linear_tid() { return t_idx.x + b_dim.x * (t_idx.y + b_dim.y * t_idx.z); }
+
+void run_kernel(const Cfg& cfg, const std::function<void()>& fn) {
+  static std::mutex kernel_mu;
+  std::lock_guard<std::mutex> lock(kernel_mu);
+  g_dim = cfg.grid;
+  b_dim = cfg.block;
+  const unsigned n = cfg.block.x * cfg.block.y * cfg.block.z;
+  body = &fn;
+  bool first = true;
+  for (unsigned z = 0; z < cfg.grid.z; ++z)
+    for (unsigned y = 0; y < cfg.grid.y; ++y)
+      for (unsigned x = 0; x < cfg.grid.x; ++x) {
+        b_idx = {x, y, z};
+        // The first block runs as fibers; a kernel that met no barrier there runs its other
+        // blocks as plain calls (a barrier met then is reported).
+        if (first || fibers_forced()) {
+          const long long before = barriers_seen;
+          run_block_fibers(n);
+          direct = barriers_seen == before && !fibers_forced();
+          first = false;
+          if (!direct) continue;
+          continue;
+        }
+        if (direct) {
+          for (unsigned i = 0; i < n; ++i) {
+            set_thread(i);
+            fn();
+          }
+        } else {
+          run_block_fibers(n);
+        }
+      }
+  direct = false;
+}
+
+}  // namespace cuemu
+

@@ -1,0 +1,105 @@
+// The emulated CUDA device model, force-included into the CUDA backend's sources when they are
+// built by the host compiler for the emulated GPU tests: CUDA's qualifiers as plain C++, __shared__
+// as one static per kernel (blocks run one at a time), threadIdx and friends, barriers, shuffles
+// and the device intrinsics the kernels use, and the launch that rewrite_launches.pl puts in place
+// of `kernel<<<...>>>(args)`.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#undef __global__
+#define __global__
+#undef __device__
+#define __device__
+#undef __host__
+#define __host__
+#undef __shared__
+#define __shared__ static
+#undef __forceinline__
+#define __forceinline__ inline
+#undef __launch_bounds__
+#define __launch_bounds__(...)
+#undef __restrict__
+#define __restrict__
+
+namespace cuemu {
+
+extern uint3 t_idx, b_idx;
+extern dim3 b_dim, g_dim;
+
+[[noreturn]] void fail(const char* what);
+// Fails unless [p, p + n) lies inside one device allocation.
+void check_device_range(const void* p, size_t n, const char* what);
+void syncthreads();
+void warp_barrier();
+// Per-thread 8-byte exchange slots for shuffles.
+void* shuffle_slot(unsigned linear_thread);
+unsigned linear_tid();
+
+struct Cfg {
+  dim3 grid, block;
+  size_t smem;
+  cudaStream_t stream;
+  Cfg(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = nullptr) : grid(g), block(b), smem(s), stream(st) {}
+};
+
+struct Cfg;
+void run_kernel(const Cfg& cfg, const std::function<void()>& body);
+// Runs (or, while the stream captures, records) body once per thread of every block.
+void launch_closure(const Cfg& cfg, std::function<void()> body);
+
+template <typename... P, typename... A>
+void launch(const Cfg& cfg, void (*kernel)(P...), A&&... args) {
+  auto params = std::tuple<std::decay_t<P>...>(std::forward<A>(args)...);
+  launch_closure(cfg, [kernel, params]() { std::apply(kernel, params); });
+}
+
+template <typename T>
+T shfl_xor(T v, int lane_mask) {
+  static_assert(sizeof(T) <= 8, "shuffle of at most 8 bytes");
+  const unsigned me = linear_tid();
+  std::memcpy(shuffle_slot(me), &v, sizeof(T));
+  warp_barrier();
+  const unsigned lane = me % 32, base = me - lane;
+  T out;
+  std::memcpy(&out, shuffle_slot(base + ((lane ^ static_cast<unsigned>(lane_mask)) % 32)), sizeof(T));
+  warp_barrier();
+  return out;
+}
+
+}  // namespace cuemu
+
+#define threadIdx ::cuemu::t_idx
+#define blockIdx ::cuemu::b_idx
+#define blockDim ::cuemu::b_dim
+#define gridDim ::cuemu::g_dim
+
+inline void __syncthreads() { ::cuemu::syncthreads(); }
+template <typename T>
+inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int = 32) {
+  return ::cuemu::shfl_xor(v, lane_mask);
+}
+inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
+inline double __dadd_rn(double a, double b) { volatile double r = a + b; return r; }
+inline double __dsub_rn(double a, double b) { volatile double r = a - b; return r; }
+inline double __ddiv_rn(double a, double b) { volatile double r = a / b; return r; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline long min(long a, long b) { return a < b ? a : b; }
+inline long max(long a, long b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+using std::isnan;
