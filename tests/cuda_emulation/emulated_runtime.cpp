@@ -172,10 +172,10 @@ cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
 cudaError_t cudaMalloc(void** p, size_t n) {
   std::lock_guard<std::mutex> l(mu);
   if (device_used + n > kDeviceTotal) return last_error = cudaErrorMemoryAllocation;
-  const size_t rounded = ((n > 0 ? n : 1) + 255) / 256 * 256;
-  void* m = std::aligned_alloc(256, rounded);
-  if (m == nullptr) return last_error = cudaErrorMemoryAllocation;
-  if (rounded <= (64u << 20)) std::memset(m, 0xFF, rounded);  // uninitialised reads show as NaN
+  // The exact size (256-byte aligned, as cudaMalloc's), so AddressSanitizer sees reads past the end.
+  void* m = nullptr;
+  if (posix_memalign(&m, 256, n > 0 ? n : 1) != 0) return last_error = cudaErrorMemoryAllocation;
+  if (n <= (64u << 20)) std::memset(m, 0xFF, n);  // uninitialised reads show as NaN
   device_allocs[reinterpret_cast<uintptr_t>(m)] = n;
   device_used += n;
   *p = m;
@@ -193,8 +193,8 @@ cudaError_t cudaFree(void* p) {
 }
 cudaError_t cudaMallocHost(void** p, size_t n) {
   std::lock_guard<std::mutex> l(mu);
-  void* m = std::aligned_alloc(256, ((n > 0 ? n : 1) + 255) / 256 * 256);
-  if (m == nullptr) return cudaErrorMemoryAllocation;
+  void* m = nullptr;
+  if (posix_memalign(&m, 256, n > 0 ? n : 1) != 0) return cudaErrorMemoryAllocation;
   pinned_allocs[reinterpret_cast<uintptr_t>(m)] = n;
   *p = m;
   return cudaSuccess;

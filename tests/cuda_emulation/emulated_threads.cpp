@@ -2,6 +2,9 @@
 // scheduler releases __syncthreads when every live thread of the block waits there, and a warp
 // barrier (shuffles) when every lane of the warp does. Blocks run one after another.
 #include <setjmp.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 #include <ucontext.h>
 
 #include <cstdio>
@@ -21,7 +24,6 @@ dim3 b_dim, g_dim;
   std::abort();
 }
 
-// ---------------------------------------------------------------- fibers
 // Each fiber's stack is made once with makecontext; after that fibers and the scheduler switch
 // with _setjmp/_longjmp (no system call per switch). A fiber runs the kernel body once per block
 // and then parks until the next block.
@@ -40,9 +42,8 @@ unsigned n_made = 0, making = 0;
 jmp_buf sched_jb;
 ucontext_t maker_uc, fiber_uc;
 unsigned current = 0;
-bool in_fiber = false, direct = false;
+bool in_fiber = false;
 const std::function<void()>* body = nullptr;
-long long barriers_seen = 0;
 
 void set_thread(unsigned linear) {
   t_idx.x = linear % b_dim.x;
@@ -50,11 +51,29 @@ void set_thread(unsigned linear) {
   t_idx.z = linear / (b_dim.x * b_dim.y);
 }
 
+// AddressSanitizer is told of every switch between stacks (no false reports, real ones kept).
+const void* sched_bottom = nullptr;
+size_t sched_size = 0;
+#if defined(__SANITIZE_ADDRESS__)
+void leaving_for(const void* bottom, size_t size) { __sanitizer_start_switch_fiber(nullptr, bottom, size); }
+void arrived(const void** from_bottom, size_t* from_size) {
+  __sanitizer_finish_switch_fiber(nullptr, from_bottom, from_size);
+}
+#else
+void leaving_for(const void*, size_t) {}
+void arrived(const void**, size_t*) {}
+#endif
+
 void park(Fiber& f) {
-  if (_setjmp(f.ctx) == 0) _longjmp(sched_jb, 1);
+  if (_setjmp(f.ctx) == 0) {
+    leaving_for(sched_bottom, sched_size);
+    _longjmp(sched_jb, 1);
+  }
+  arrived(nullptr, nullptr);
 }
 
 void fiber_main() {
+  arrived(&sched_bottom, &sched_size);  // the scheduler's stack, which every park returns to
   Fiber& f = fibers[making];
   park(f);  // made: back to the maker
   for (;;) {
@@ -74,15 +93,17 @@ void make_fibers(unsigned n) {
     fiber_uc.uc_link = nullptr;
     makecontext(&fiber_uc, fiber_main, 0);
     making = n_made;
-    if (_setjmp(sched_jb) == 0) swapcontext(&maker_uc, &fiber_uc);
+    if (_setjmp(sched_jb) == 0) {
+      leaving_for(f.stack, kStackBytes);
+      swapcontext(&maker_uc, &fiber_uc);
+    }
+    arrived(nullptr, nullptr);
     ++n_made;
   }
 }
 
 void yield(State s) {
-  if (direct) fail("barrier in a kernel run without fibers (set KVMESH_EMULATED_FIBERS=1)");
   if (!in_fiber) fail("barrier outside a kernel");
-  ++barriers_seen;
   fibers[current].state = s;
   park(fibers[current]);
 }
@@ -90,7 +111,11 @@ void yield(State s) {
 void resume(unsigned i) {
   current = i;
   set_thread(i);
-  if (_setjmp(sched_jb) == 0) _longjmp(fibers[i].ctx, 1);
+  if (_setjmp(sched_jb) == 0) {
+    leaving_for(fibers[i].stack, kStackBytes);
+    _longjmp(fibers[i].ctx, 1);
+  }
+  arrived(nullptr, nullptr);
 }
 
 void run_block_fibers(unsigned n) {
@@ -131,10 +156,6 @@ void run_block_fibers(unsigned n) {
   in_fiber = false;
 }
 
-bool fibers_forced() {
-  static const bool forced = std::getenv("KVMESH_EMULATED_FIBERS") != nullptr;
-  return forced;
-}
 }  // namespace
 
 void syncthreads() { yield(kAtBlock); }
@@ -149,31 +170,12 @@ void run_kernel(const Cfg& cfg, const std::function<void()>& fn) {
   b_dim = cfg.block;
   const unsigned n = cfg.block.x * cfg.block.y * cfg.block.z;
   body = &fn;
-  bool first = true;
   for (unsigned z = 0; z < cfg.grid.z; ++z)
     for (unsigned y = 0; y < cfg.grid.y; ++y)
       for (unsigned x = 0; x < cfg.grid.x; ++x) {
         b_idx = {x, y, z};
-        // The first block runs as fibers; a kernel that met no barrier there runs its other
-        // blocks as plain calls (a barrier met then is reported).
-        if (first || fibers_forced()) {
-          const long long before = barriers_seen;
-          run_block_fibers(n);
-          direct = barriers_seen == before && !fibers_forced();
-          first = false;
-          if (!direct) continue;
-          continue;
-        }
-        if (direct) {
-          for (unsigned i = 0; i < n; ++i) {
-            set_thread(i);
-            fn();
-          }
-        } else {
-          run_block_fibers(n);
-        }
+        run_block_fibers(n);
       }
-  direct = false;
 }
 
 }  // namespace cuemu

@@ -1,0 +1,147 @@
+// The emulated device itself: barriers and shuffles across fibers give the block sums the GPU
+// would, CUB's block reduction answers in thread 0 only, capture records work that graph launches
+// replay with the host memory of launch time, and the checks that make the emulated GPU tests
+// worth running fire: threads waiting at different barriers, copies past an allocation, and a
+// synchronisation inside a capture.
+#include <gtest/gtest.h>
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cstring>
+#include <vector>
+
+#include "worker/cuda/elem.cuh"
+
+namespace kvmesh {
+namespace {
+
+__global__ void block_sums_kernel(const float* x, float* out) {
+  __shared__ float scratch[32];
+  const float total = block_sum(x[blockIdx.x * blockDim.x + threadIdx.x], scratch);
+  if (threadIdx.x == 0) out[blockIdx.x] = total;
+}
+
+__global__ void reduce_kernel(int32_t* out) {
+  using Reduce = cub::BlockReduce<int32_t, 64>;
+  __shared__ Reduce::TempStorage temp;
+  const int32_t sum = Reduce(temp).Sum(static_cast<int32_t>(threadIdx.x));
+  out[threadIdx.x] = sum;
+}
+
+// Half a warp shuffles while the other half waits at __syncthreads: neither barrier completes.
+__global__ void divergent_barriers_kernel(float* out) {
+  if (threadIdx.x % 32 < 16) {
+    out[threadIdx.x] = warp_sum(1.0f);
+  } else {
+    __syncthreads();
+  }
+}
+
+__global__ void add_kernel(const float* a, float* out) { out[threadIdx.x] += a[threadIdx.x]; }
+
+template <typename T>
+T* device_alloc(size_t n) {
+  void* p = nullptr;
+  EXPECT_EQ(cudaMalloc(&p, n * sizeof(T)), cudaSuccess);
+  return static_cast<T*>(p);
+}
+
+TEST(EmulatedDevice, BlockSumsOverWarpsAndBarriers) {
+  const int blocks = 3, threads = 256;
+  std::vector<float> x(blocks * threads);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 97);
+  float* dx = device_alloc<float>(x.size());
+  float* dout = device_alloc<float>(blocks);
+  ASSERT_EQ(cudaMemcpy(dx, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  block_sums_kernel<<<blocks, threads, 0, nullptr>>>(dx, dout);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  std::vector<float> out(blocks);
+  ASSERT_EQ(cudaMemcpy(out.data(), dout, blocks * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (int b = 0; b < blocks; ++b) {
+    double want = 0.0;
+    for (int t = 0; t < threads; ++t) want += x[b * threads + t];
+    EXPECT_EQ(out[b], static_cast<float>(want)) << "block " << b;
+  }
+  (void)cudaFree(dx);
+  (void)cudaFree(dout);
+}
+
+TEST(EmulatedDevice, BlockReduceAnswersInThreadZeroOnly) {
+  int32_t* dout = device_alloc<int32_t>(64);
+  reduce_kernel<<<1, 64, 0, nullptr>>>(dout);
+  std::vector<int32_t> out(64);
+  ASSERT_EQ(cudaMemcpy(out.data(), dout, 64 * sizeof(int32_t), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(out[0], 63 * 64 / 2);
+  for (int t = 1; t < 64; ++t) EXPECT_NE(out[t], out[0]) << "thread " << t << " got the block's sum";
+  (void)cudaFree(dout);
+}
+
+TEST(EmulatedDevice, BadLaunchConfigurationIsAnError) {
+  float* dout = device_alloc<float>(1);
+  add_kernel<<<1, 2048, 0, nullptr>>>(dout, dout);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  (void)cudaFree(dout);
+}
+
+TEST(EmulatedDevice, GraphsReplayWhatWasCapturedWithTodaysHostBytes) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  void* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, 4 * sizeof(float)), cudaSuccess);
+  float* host = static_cast<float*>(pinned);
+  float* da = device_alloc<float>(4);
+  float* dout = device_alloc<float>(4);
+  ASSERT_EQ(cudaMemset(dout, 0, 4 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(da, host, 4 * sizeof(float), cudaMemcpyHostToDevice, stream), cudaSuccess);
+  add_kernel<<<1, 4, 0, stream>>>(da, dout);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  std::vector<float> out(4);
+  ASSERT_EQ(cudaMemcpy(out.data(), dout, 4 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(out, std::vector<float>(4, 0.0f)) << "a capture runs nothing";
+  for (int i = 0; i < 4; ++i) host[i] = static_cast<float>(i + 1);
+  ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  for (int i = 0; i < 4; ++i) host[i] = 10.0f;
+  ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(out.data(), dout, 4 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(out, (std::vector<float>{11.0f, 12.0f, 13.0f, 14.0f}));
+  (void)cudaGraphExecDestroy(exec);
+  (void)cudaGraphDestroy(graph);
+
+  // A synchronisation inside a capture invalidates it, as on a GPU.
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  EXPECT_NE(cudaStreamSynchronize(stream), cudaSuccess);
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaErrorStreamCaptureInvalidated);
+  // So does a copy from pageable memory.
+  float pageable[4] = {0, 0, 0, 0};
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  EXPECT_NE(cudaMemcpyAsync(da, pageable, sizeof(pageable), cudaMemcpyHostToDevice, stream), cudaSuccess);
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaErrorStreamCaptureInvalidated);
+  (void)cudaFree(da);
+  (void)cudaFree(dout);
+  (void)cudaFreeHost(pinned);
+  (void)cudaStreamDestroy(stream);
+}
+
+TEST(EmulatedDeviceDeathTest, ThreadsAtDifferentBarriersAreADeadlock) {
+  float* dout = device_alloc<float>(64);
+  EXPECT_DEATH(divergent_barriers_kernel<<<1, 32, 0, nullptr>>>(dout), "deadlock");
+  (void)cudaFree(dout);
+}
+
+TEST(EmulatedDeviceDeathTest, CopiesPastAnAllocationAbort) {
+  float* d = device_alloc<float>(4);
+  std::vector<float> host(5, 1.0f);
+  EXPECT_DEATH((void)cudaMemcpy(d, host.data(), 5 * sizeof(float), cudaMemcpyHostToDevice),
+               "destination is not device memory");
+  EXPECT_DEATH((void)cudaMemcpy(host.data(), d + 1, 4 * sizeof(float), cudaMemcpyDeviceToHost),
+               "source is not device memory");
+  (void)cudaFree(d);
+}
+
+}  // namespace
+}  // namespace kvmesh
