@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake git pkg-config
+  build-essential cmake git pkg-config perl
   libopenmpi-dev openmpi-bin
   libboost1.81-dev libboost-system1.81-dev
   nlohmann-json3-dev

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -45,6 +46,11 @@ void warp_barrier();
 // Per-thread 8-byte exchange slots for shuffles.
 void* shuffle_slot(unsigned linear_thread);
 unsigned linear_tid();
+// Fails unless the running block has `threads` threads (a CUB primitive's template size).
+inline void expect_block_threads(unsigned threads, const char* primitive) {
+  if (b_dim.x * b_dim.y * b_dim.z != threads)
+    fail((std::string(primitive) + ": the block's size differs from the primitive's template").c_str());
+}
 
 struct Cfg {
   dim3 grid, block;

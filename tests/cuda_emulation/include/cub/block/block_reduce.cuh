@@ -12,7 +12,7 @@ class BlockReduce {
   template <typename Op>
   T Reduce(T v, Op op) {
     const unsigned t = ::cuemu::linear_tid();
-    if (::cuemu::b_dim.x * ::cuemu::b_dim.y * ::cuemu::b_dim.z != kThreads) ::cuemu::fail("BlockReduce: block size differs from its template");
+    ::cuemu::expect_block_threads(kThreads, "BlockReduce");
     s_.vals[t] = v;
     __syncthreads();
     if (t == 0) {

@@ -9,7 +9,7 @@ class BlockScan {
   explicit BlockScan(TempStorage& s) : s_(s) {}
   void ExclusiveSum(T in, T& out) {
     const unsigned t = ::cuemu::linear_tid();
-    if (::cuemu::b_dim.x * ::cuemu::b_dim.y * ::cuemu::b_dim.z != kThreads) ::cuemu::fail("BlockScan: block size differs from its template");
+    ::cuemu::expect_block_threads(kThreads, "BlockScan");
     s_.vals[t] = in;
     __syncthreads();
     T acc = T(0);
