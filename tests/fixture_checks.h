@@ -49,4 +49,35 @@ inline void expect_fixture_greedy(const std::vector<int32_t>& got, const nlohman
   }
 }
 
+// expect_fixture_greedy, and besides: the log-prob of each generated token (logprobs[i], step i)
+// within tol of transformers' top-1 log-prob at that step, for every step up to the first that
+// differs. This fixture's random model mostly repeats one token, which a wrong decode step often
+// repeats too; its log-probs show the error.
+inline void expect_fixture_greedy_logprobs(const std::vector<int32_t>& got, const std::vector<double>& logprobs,
+                                           const nlohmann::json& c, double clear_margin, double tol,
+                                           const std::string& where = "") {
+  const auto greedy = c["greedy"].get<std::vector<int32_t>>();
+  const auto margins = c["greedy_margins"].get<std::vector<double>>();
+  const nlohmann::json& steps = c["greedy_step_top5"];
+  ASSERT_EQ(got.size(), greedy.size()) << where;
+  ASSERT_EQ(logprobs.size(), greedy.size()) << where << ": one log-prob per generated token";
+  ASSERT_EQ(steps.size(), greedy.size()) << where;
+  for (size_t i = 0; i < greedy.size(); ++i) {
+    if (got[i] != greedy[i]) {
+      EXPECT_LE(margins[i], clear_margin) << where << " step " << i << " differs where transformers' margin is "
+                                          << margins[i];
+      return;
+    }
+    EXPECT_NEAR(logprobs[i], steps[i]["logprobs"][0].get<double>(), tol) << where << " step " << i;
+  }
+}
+
+// The log-probs of the generated tokens in an echoed completion's "token_logprobs" (after the
+// prompt's entries).
+inline std::vector<double> generated_logprobs(const nlohmann::json& token_logprobs, size_t prompt_tokens) {
+  std::vector<double> out;
+  for (size_t j = prompt_tokens; j < token_logprobs.size(); ++j) out.push_back(token_logprobs[j].get<double>());
+  return out;
+}
+
 }  // namespace kvmesh::testing

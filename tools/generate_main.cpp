@@ -42,6 +42,7 @@ struct Options {
   std::string device = "cpu";
   std::string dtype = "bf16";
   bool enforce_eager = false;
+  double step_timeout_s = ControlOptions{}.step_timeout_s;
 };
 
 int fail(const std::string& message) {
@@ -127,6 +128,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   worker_options.decode_graphs = !options.enforce_eager;
   ControlOptions control;
   control.report_timing = options.timing;
+  control.step_timeout_s = options.step_timeout_s;
   auto role = start_rank(mpi, worker_options, control);
   Worker* worker = role.is_ok() ? role->worker : nullptr;
   if (!role.is_ok()) return say(role.status().message());
@@ -145,7 +147,12 @@ int generate(const Options& options, MpiRuntime& mpi) {
   const auto started = std::chrono::steady_clock::now();
   const Status status = run_choices(engine, req, stream.get(), outputs);
   const double generate_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (distributed != nullptr) (void)distributed->shutdown();
+  const Status shut_down = distributed != nullptr ? distributed->shutdown() : Status::ok();
+  // A rank that stopped answering may be stuck in a step, and MPI_Finalize would wait for it.
+  if (!shut_down.is_ok() || (distributed != nullptr && status.code() == StatusCode::unavailable)) {
+    fail("generation failed: " + (status.is_ok() ? shut_down : status).message() + "; aborting the job");
+    mpi.abort(1);
+  }
   if (options.timing) {
     int64_t generated = 0;
     for (const auto& out : outputs) generated += static_cast<int64_t>(out.token_ids.size());
@@ -194,6 +201,10 @@ int main(int argc, char** argv) {
                "With --device cuda: launch every op of every step (no captured decode graphs)");
   app.add_option("--dtype", options.dtype, "With --device cuda: weight dtype in GPU memory, bf16 or f16")
       ->check(CLI::IsMember({"bf16", "f16"}))
+      ->capture_default_str();
+  app.add_option("--step-timeout", options.step_timeout_s,
+                 "Seconds a step may wait for another rank before the job ends")
+      ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
   app.add_flag("--timing", options.timing, "Each rank prints its step and busy time at the end (pipeline bubble)");
   try {

@@ -18,6 +18,19 @@ std::map<uintptr_t, size_t> device_allocs, pinned_allocs;
 size_t device_used = 0;
 constexpr size_t kDeviceTotal = 4ull << 30;
 thread_local cudaError_t last_error = cudaSuccess;
+thread_local int current_device = 0;
+
+// How many devices the process sees: KVMESH_EMULATED_DEVICES (default 1; 0 is none, as is
+// KVMESH_EMULATED_NO_DEVICE). They share one memory: each rank of a job uses one of them.
+int device_count() {
+  if (std::getenv("KVMESH_EMULATED_NO_DEVICE") != nullptr) return 0;
+  const char* named = std::getenv("KVMESH_EMULATED_DEVICES");
+  if (named == nullptr || *named == '\0') return 1;
+  char* end = nullptr;
+  const long n = std::strtol(named, &end, 10);
+  if (*end != '\0' || n < 0 || n > 64) cuemu::fail("KVMESH_EMULATED_DEVICES must be a count from 0 to 64");
+  return static_cast<int>(n);
+}
 
 const std::pair<const uintptr_t, size_t>* find_in(const std::map<uintptr_t, size_t>& m, const void* p) {
   const auto a = reinterpret_cast<uintptr_t>(p);
@@ -47,11 +60,25 @@ void check_device_range(const void* p, size_t n, const char* what) {
 }  // namespace cuemu
 
 // ---------------------------------------------------------------- streams, events, graphs
+namespace {
+// One recorded piece of stream work: a kernel launch, or host work (a copy, a library call).
+struct GraphNode {
+  cuemu::Cfg cfg;
+  std::function<void()> fn;
+  bool host = false;
+  void run() const {
+    if (host)
+      fn();
+    else
+      cuemu::run_kernel(cfg, fn);
+  }
+};
+}  // namespace
 struct CUgraph_st {
-  std::vector<std::pair<cuemu::Cfg, std::function<void()>>> nodes;
+  std::vector<GraphNode> nodes;
 };
 struct CUgraphExec_st {
-  std::vector<std::pair<cuemu::Cfg, std::function<void()>>> nodes;
+  std::vector<GraphNode> nodes;
 };
 struct CUstream_st {
   bool capturing = false;
@@ -80,7 +107,7 @@ void launch_closure(const Cfg& cfg, std::function<void()> fn) {
     return;
   }
   if (CUstream_st* s = capture_of(cfg.stream)) {
-    if (!s->invalidated) s->graph->nodes.emplace_back(cfg, std::move(fn));
+    if (!s->invalidated) s->graph->nodes.push_back({cfg, std::move(fn), false});
     return;
   }
   run_kernel(cfg, fn);
@@ -89,7 +116,11 @@ void launch_closure(const Cfg& cfg, std::function<void()> fn) {
 
 namespace cuemu {
 void run_on_stream(cudaStream_t stream, std::function<void()> fn) {
-  launch_closure(Cfg(dim3(1), dim3(1), 0, stream), [fn]() { fn(); });
+  if (CUstream_st* s = capture_of(stream)) {
+    if (!s->invalidated) s->graph->nodes.push_back({Cfg(dim3(1), dim3(1), 0, stream), std::move(fn), true});
+    return;
+  }
+  fn();
 }
 }  // namespace cuemu
 
@@ -139,16 +170,20 @@ const char* cudaGetErrorString(cudaError_t e) {
 }
 const char* cudaGetErrorName(cudaError_t e) { return cudaGetErrorString(e); }
 cudaError_t cudaGetDeviceCount(int* n) {
-  *n = std::getenv("KVMESH_EMULATED_NO_DEVICE") ? 0 : 1;
+  *n = device_count();
   return *n ? cudaSuccess : cudaErrorNoDevice;
 }
-cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaSetDevice(int d) {
+  if (d < 0 || d >= device_count()) return last_error = cudaErrorInvalidDevice;
+  current_device = d;
+  return cudaSuccess;
+}
 cudaError_t cudaGetDevice(int* d) {
-  *d = 0;
+  *d = current_device;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
-  if (d != 0) return cudaErrorInvalidDevice;
+  if (d < 0 || d >= device_count()) return cudaErrorInvalidDevice;
   std::memset(p, 0, sizeof(*p));
   std::snprintf(p->name, sizeof(p->name), "emulated H200");
   p->totalGlobalMem = kDeviceTotal;
@@ -307,7 +342,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t g, unsigned 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (exec == nullptr) return cudaErrorInvalidValue;
   if (capture_of(stream)) return capture_violation(stream, "cudaGraphLaunch");
-  for (auto& [cfg, fn] : exec->nodes) cuemu::run_kernel(cfg, fn);
+  for (const GraphNode& node : exec->nodes) node.run();
   return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {

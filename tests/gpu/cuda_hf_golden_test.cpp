@@ -1,7 +1,8 @@
 // The CUDA engine (bf16 weights and KV pages, or f16 ones; fp32 compute) reproduces Hugging Face
 // transformers' GPT-2 numbers (tests/data/hf-gpt2-4l32d) within bf16 tolerances: prompt log-probs within 0.1 of
 // the fixture (fp32 CPU: 1e-4), greedy tokens identical at every step where HF's margin between the
-// two best tokens exceeds 0.1 (after a nearer step the continuations may legitimately part).
+// two best tokens exceeds 0.1 (after a nearer step the continuations may legitimately part), and
+// each generated token's log-prob within 0.1 of HF's until then.
 // Skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -55,9 +56,13 @@ TEST_P(CudaHfGolden, PromptLogprobs) {
 TEST_P(CudaHfGolden, GreedyTokensWhereMarginIsClear) {
   for (const auto& c : golden_["cases"]) {
     auto prompt = c["prompt"].get<std::vector<int32_t>>();
-    auto out = generate_blocking(*engine_, greedy_request(prompt, static_cast<int32_t>(c["greedy"].size())));
+    GenerationRequest r = greedy_request(prompt, static_cast<int32_t>(c["greedy"].size()));
+    r.sampling.n_logprobs = 0;
+    auto out = generate_blocking(*engine_, r);
     ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-    expect_fixture_greedy(out->token_ids, c, kClearMargin);
+    std::vector<double> logprobs;
+    for (const PositionLogprobs& p : out->logprobs) logprobs.push_back(p.chosen.logprob);
+    expect_fixture_greedy_logprobs(out->token_ids, logprobs, c, kClearMargin, kLogprobTolerance);
   }
 }
 

@@ -1,7 +1,10 @@
 // NcclCollectives: all-reduce and gather in the TP group, send/recv between adjacent PP stages, on
 // the backend's stream. The host waits only where a result must be complete (the gathered logits,
 // the end of a stage's sends); it waits by polling the stream's event and ncclCommGetAsyncError, so
-// a dead peer ends the job (communicators aborted, MPI_Abort) instead of hanging it. Communicators
+// a dead peer ends the job (communicators aborted, MPI_Abort) instead of hanging it. Every NCCL
+// call, every wait (also once the stream is done) and every control-plane call (MPI, which has no
+// timeout) first checks the communicators, so a failed transfer never lets a step go on with its
+// data, nor a rank enter an MPI collective with a peer that is stuck. Communicators
 // are non-blocking (ncclConfig_t.blocking = 0): a call that answers ncclInProgress is polled until
 // the communicator settles, up to the same timeout, so a peer that never joins ncclCommInitRank
 // fails the start-up with an error instead of holding every member in it.
@@ -98,7 +101,7 @@ class NcclCollectives final : public Collectives {
     if (layout_.tp_rank() == 0 &&
         cudaMemcpyAsync(all, local, count * sizeof(float), cudaMemcpyDeviceToDevice, stream_) != cudaSuccess)
       fail("copying the local logits shard", "cudaMemcpyAsync failed");
-    wait(tp_, "tp_gather");
+    wait("tp_gather");
   }
   void pp_send_next(const float* data, int64_t n, int tag) override {
     (void)tag;  // NCCL keeps the order of sends and receives on one communicator
@@ -113,14 +116,29 @@ class NcclCollectives final : public Collectives {
   void pp_flush_sends() override {
     if (stream_ == nullptr) return;
     enter();
-    wait(next_ != nullptr ? next_ : prev_ != nullptr ? prev_ : tp_, "the step's transfers");
+    wait("the step's transfers");
   }
 
-  int64_t world_min(int64_t value) override { return control_->world_min(value); }
-  Status agree(const Status& local) override { return control_->agree(local); }
-  bool tp_all_true(bool local) override { return control_->tp_all_true(local); }
-  void world_or_flags(std::vector<uint8_t>& flags) override { control_->world_or_flags(flags); }
+  // Control-plane calls wait on every peer over MPI, which has no timeout: a rank whose
+  // communicator already failed ends the job instead of entering one with a stuck peer.
+  int64_t world_min(int64_t value) override {
+    check_communicators("world_min");
+    return control_->world_min(value);
+  }
+  Status agree(const Status& local) override {
+    check_communicators("agree");
+    return control_->agree(local);
+  }
+  bool tp_all_true(bool local) override {
+    check_communicators("tp_all_true");
+    return control_->tp_all_true(local);
+  }
+  void world_or_flags(std::vector<uint8_t>& flags) override {
+    check_communicators("world_or_flags");
+    control_->world_or_flags(flags);
+  }
   std::vector<std::string> gather_to_root(const std::string& local) override {
+    check_communicators("gather_to_root");
     return control_->gather_to_root(local);
   }
 
@@ -192,6 +210,18 @@ class NcclCollectives final : public Collectives {
 
   void enter() {
     if (cudaSetDevice(device_) != cudaSuccess) fail("cudaSetDevice", "failed");
+    check_communicators("the next call");
+  }
+  // Ends the job when a communicator reports an error (a peer gone, a transfer aborted). NCCL
+  // may finish a failed collective's kernels, so a completed stream is no proof of success.
+  void check_communicators(const char* what) {
+    for (ncclComm_t comm : {tp_, prev_, next_}) {
+      if (comm == nullptr) continue;
+      ncclResult_t async = ncclSuccess;
+      const ncclResult_t queried = ncclCommGetAsyncError(comm, &async);
+      if (queried != ncclSuccess) fail(what, ncclGetErrorString(queried));
+      if (async != ncclSuccess && async != ncclInProgress) fail(what, ncclGetErrorString(async));
+    }
   }
   // Checks an NCCL call. In progress: inside a group the group's end settles it; otherwise the
   // communicator must settle before the next call or kernel on its stream.
@@ -204,18 +234,16 @@ class NcclCollectives final : public Collectives {
     }
     if (r != ncclSuccess) fail(what, ncclGetErrorString(r));
   }
-  // Waits for the stream up to the timeout, watching the communicator for asynchronous errors.
-  void wait(ncclComm_t comm, const char* what) {
+  // Waits for the stream up to the timeout, watching the communicators for asynchronous errors,
+  // before and after the stream is done.
+  void wait(const char* what) {
     if (cudaEventRecord(done_, stream_) != cudaSuccess) fail(what, "cudaEventRecord failed");
     const auto start = std::chrono::steady_clock::now();
     for (int spins = 0;; ++spins) {
       const cudaError_t q = cudaEventQuery(done_);
+      check_communicators(what);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) fail(what, cudaGetErrorString(q));
-      ncclResult_t async = ncclSuccess;
-      if (comm != nullptr && ncclCommGetAsyncError(comm, &async) == ncclSuccess && async != ncclSuccess &&
-          async != ncclInProgress)
-        fail(what, ncclGetErrorString(async));
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > timeout_s_)
         fail(what, ("not finished after " + std::to_string(timeout_s_) + " s (a peer rank is gone or stuck)").c_str());

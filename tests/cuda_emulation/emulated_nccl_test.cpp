@@ -1,0 +1,62 @@
+// A stuck rank in a TP or PP job over NCCL (emulated devices, emulated NCCL) ends the job with an
+// error well before the test's bound instead of hanging it: a rank receiving from it sees its
+// communicator fail (ncclCommGetAsyncError) and aborts the communicators and the job; a leader
+// whose sends it never takes gives up on the step after --step-timeout and aborts the job. The
+// stuck rank is the emulated NCCL's KVMESH_EMULATED_NCCL_STALL_RANK; its peers give up on a
+// transfer after KVMESH_EMULATED_NCCL_TIMEOUT_S, as NCCL reports a peer that is gone.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+
+#include "command_runner.h"
+#include "engine_fixture.h"
+
+namespace kvmesh::testing {
+namespace {
+
+constexpr int kBoundSeconds = 120;  // the job must be over long before this
+
+struct StuckRank {
+  int tp = 1, pp = 1;
+  int stuck_rank = 1;
+  int stall_after = 1;  // the stuck rank's transfer at which it stops
+  const char* reported = "";  // what stderr says
+};
+constexpr char kNcclAbort[] = "aborting the communicators and the job";
+constexpr char kStepTimeout[] = "a rank stopped answering";
+
+class EmulatedNcclStuckRank : public ::testing::TestWithParam<StuckRank> {};
+
+TEST_P(EmulatedNcclStuckRank, EndsTheJobWithAnError) {
+  const StuckRank p = GetParam();
+  const std::string request = R"({"prompt": "The quick brown fox", "max_tokens": 24, "temperature": 0})";
+  const std::string cmd = "env KVMESH_EMULATED_DEVICES=4 KVMESH_EMULATED_NCCL_TIMEOUT_S=3 KVMESH_EMULATED_NCCL_STALL_RANK=" +
+                          std::to_string(p.stuck_rank) + " KVMESH_EMULATED_NCCL_STALL_AFTER=" +
+                          std::to_string(p.stall_after) + " " + mpirun_prefix(p.tp * p.pp) + KVMESH_GENERATE_EMULATED +
+                          " --model " + hf_fixture_dir() + " --device cuda --step-timeout 10 --tp " + std::to_string(p.tp) + " --pp " +
+                          std::to_string(p.pp) + " --request " + shell_quote(request);
+  const auto start = std::chrono::steady_clock::now();
+  const CommandResult r = run_command(cmd, kBoundSeconds);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(r.exit_code, 124) << "the job was still running after " << kBoundSeconds << " s\n" << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("stops at its transfer"), std::string::npos) << "the rank never got stuck:\n" << r.err;
+  EXPECT_NE(r.err.find(p.reported), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("\"choices\""), std::string::npos) << "a job with a stuck rank answered:\n" << r.out;
+  std::printf("job ended after %.1f s (exit code %d)\n", seconds, r.exit_code);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, EmulatedNcclStuckRank,
+                         ::testing::Values(StuckRank{2, 1, 1, 1, kNcclAbort},     // the prefill's first all-reduce
+                                           StuckRank{2, 1, 1, 40, kNcclAbort},    // a decode step
+                                           StuckRank{1, 2, 0, 5, kNcclAbort},     // the first stage, sending
+                                           StuckRank{1, 2, 1, 3, kStepTimeout}),  // the last stage, receiving
+                         [](const auto& info) {
+                           const StuckRank& p = info.param;
+                           return "tp" + std::to_string(p.tp) + "_pp" + std::to_string(p.pp) + "_rank" +
+                                  std::to_string(p.stuck_rank) + "_transfer" + std::to_string(p.stall_after);
+                         });
+
+}  // namespace
+}  // namespace kvmesh::testing
