@@ -9,7 +9,8 @@
 // and ncclCommFinalize and settle as ncclCommGetAsyncError is polled, as NCCL's do. What it
 // checks beyond NCCL: buffers inside device allocations, and a receive of exactly the sent size.
 // A stuck rank, for tests: KVMESH_EMULATED_NCCL_STALL_RANK=<world rank> stops that rank for good
-// (600 s at most) at its KVMESH_EMULATED_NCCL_STALL_AFTER-th transfer (default 1).
+// (600 s at most) at its KVMESH_EMULATED_NCCL_STALL_AFTER-th transfer (default 1; 0: in its first
+// ncclCommInitRankConfig, before it joins).
 #include <mpi.h>
 #include <nccl.h>
 #include <sched.h>
@@ -80,12 +81,14 @@ long env_count(const char* name, long fallback) {
   return n;
 }
 
-// Called before every transfer: stops this rank when it is the one told to get stuck.
-void maybe_stall() {
+// Called before every transfer (and with at_init, by every communicator init): stops this rank
+// when it is the one told to get stuck there.
+void maybe_stall(bool at_init = false) {
   static const long stall_rank = env_count("KVMESH_EMULATED_NCCL_STALL_RANK", -1);
   static const long stall_after = env_count("KVMESH_EMULATED_NCCL_STALL_AFTER", 1);
   static long transfers = 0;
-  if (stall_rank < 0 || ++transfers != stall_after || world_rank() != stall_rank) return;
+  if (stall_rank < 0 || world_rank() != stall_rank) return;
+  if (at_init ? stall_after != 0 : ++transfers != stall_after) return;
   std::fprintf(stderr, "emulated NCCL: world rank %ld stops at its transfer %ld (KVMESH_EMULATED_NCCL_STALL_RANK)\n",
                stall_rank, transfers);
   std::fflush(stderr);
@@ -326,6 +329,7 @@ ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
 ncclResult_t ncclCommInitRankConfig(ncclComm_t* out, int nranks, ncclUniqueId id, int rank, ncclConfig_t* config) {
   if (out == nullptr) return ncclInvalidArgument;
   *out = nullptr;
+  maybe_stall(/*at_init=*/true);
   IdContents contents;
   std::memcpy(&contents, id.internal, sizeof(contents));
   if (std::memcmp(contents.magic, kIdMagic, sizeof(kIdMagic)) != 0 || nranks < 1 || rank < 0 || rank >= nranks ||

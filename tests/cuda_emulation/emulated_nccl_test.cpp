@@ -1,7 +1,8 @@
 // A stuck rank in a TP or PP job over NCCL (emulated devices, emulated NCCL) ends the job with an
 // error well before the test's bound instead of hanging it: a rank receiving from it sees its
 // communicator fail (ncclCommGetAsyncError) and aborts the communicators and the job; a leader
-// whose sends it never takes gives up on the step after --step-timeout and aborts the job. The
+// whose sends it never takes gives up on the step after --step-timeout and aborts the job; the
+// members of a communicator it never joins give up after --step-timeout and abort the job. The
 // stuck rank is the emulated NCCL's KVMESH_EMULATED_NCCL_STALL_RANK; its peers give up on a
 // transfer after KVMESH_EMULATED_NCCL_TIMEOUT_S, as NCCL reports a peer that is gone.
 #include <gtest/gtest.h>
@@ -20,7 +21,7 @@ constexpr int kBoundSeconds = 120;  // the job must be over long before this
 struct StuckRank {
   int tp = 1, pp = 1;
   int stuck_rank = 1;
-  int stall_after = 1;  // the stuck rank's transfer at which it stops
+  int stall_after = 1;  // the stuck rank's transfer at which it stops (0: before it joins)
   const char* reported = "";  // what stderr says
 };
 constexpr char kNcclAbort[] = "aborting the communicators and the job";
@@ -51,7 +52,8 @@ INSTANTIATE_TEST_SUITE_P(Layouts, EmulatedNcclStuckRank,
                          ::testing::Values(StuckRank{2, 1, 1, 1, kNcclAbort},     // the prefill's first all-reduce
                                            StuckRank{2, 1, 1, 40, kNcclAbort},    // a decode step
                                            StuckRank{1, 2, 0, 5, kNcclAbort},     // the first stage, sending
-                                           StuckRank{1, 2, 1, 3, kStepTimeout}),  // the last stage, receiving
+                                           StuckRank{1, 2, 1, 3, kStepTimeout},   // the last stage, receiving
+                                           StuckRank{2, 1, 1, 0, kNcclAbort}),    // never joins the TP group
                          [](const auto& info) {
                            const StuckRank& p = info.param;
                            return "tp" + std::to_string(p.tp) + "_pp" + std::to_string(p.pp) + "_rank" +

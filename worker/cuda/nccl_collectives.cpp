@@ -169,6 +169,9 @@ class NcclCollectives final : public Collectives {
     if (!s.is_ok()) {
       if (*comm != nullptr) (void)ncclCommAbort(*comm);
       *comm = nullptr;
+      // A member that never joined is stuck or gone: the start-up's next MPI agreement would
+      // wait for it forever, so the job ends here.
+      if (s.code() == StatusCode::unavailable) fail(what, s.to_string().c_str());
       return s.with_context(what);
     }
     return Status::ok();
