@@ -1,12 +1,13 @@
 // The emulated device itself: barriers and shuffles across fibers give the block sums the GPU
 // would, CUB's block reduction answers in thread 0 only, capture records work that graph launches
 // replay with the host memory of launch time, and the checks that make the emulated GPU tests
-// worth running fire: threads waiting at different barriers, copies past an allocation, and a
-// synchronisation inside a capture.
+// worth running fire: threads waiting at different barriers, copies past an allocation, a
+// synchronisation inside a capture, and shared memory no thread of the block wrote (NaN).
 #include <gtest/gtest.h>
 
 #include <cub/block/block_reduce.cuh>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -39,11 +40,37 @@ __global__ void divergent_barriers_kernel(float* out) {
 
 __global__ void add_kernel(const float* a, float* out) { out[threadIdx.x] += a[threadIdx.x]; }
 
+// Thread t reads slot t + 1 after a barrier, though only the block's first half wrote its slots.
+__global__ void half_written_shared_kernel(float* out) {
+  __shared__ float slots[64];
+  if (threadIdx.x < 32) slots[threadIdx.x] = static_cast<float>(blockIdx.x);
+  __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = slots[(threadIdx.x + 1) % 64];
+}
+
 template <typename T>
 T* device_alloc(size_t n) {
   void* p = nullptr;
   EXPECT_EQ(cudaMalloc(&p, n * sizeof(T)), cudaSuccess);
   return static_cast<T*>(p);
+}
+
+TEST(EmulatedDevice, SharedMemoryNoThreadWroteReadsAsNaNInEveryBlock) {
+  const int blocks = 2, threads = 64;
+  float* dout = device_alloc<float>(blocks * threads);
+  half_written_shared_kernel<<<blocks, threads, 0, nullptr>>>(dout);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  std::vector<float> out(blocks * threads);
+  ASSERT_EQ(cudaMemcpy(out.data(), dout, out.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (int b = 0; b < blocks; ++b)
+    for (int t = 0; t < threads; ++t) {
+      const float got = out[b * threads + t];
+      if ((t + 1) % 64 < 32)
+        EXPECT_EQ(got, static_cast<float>(b)) << "block " << b << " thread " << t;
+      else
+        EXPECT_TRUE(std::isnan(got)) << "block " << b << " thread " << t << " read " << got;
+    }
+  cudaFree(dout);
 }
 
 TEST(EmulatedDevice, BlockSumsOverWarpsAndBarriers) {

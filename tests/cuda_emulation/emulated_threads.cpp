@@ -9,13 +9,18 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <unordered_map>
 
 #include "emulated_device.h"
 
 namespace cuemu {
 
 uint3 t_idx, b_idx;
+namespace {
+uint64_t block_serial = 0;  // counts the blocks run, so each one's shared memory is poisoned once
+}  // namespace
 dim3 b_dim, g_dim;
 
 [[noreturn]] void fail(const char* what) {
@@ -163,6 +168,16 @@ void warp_barrier() { yield(kAtWarp); }
 void* shuffle_slot(unsigned linear) { return &slots[linear]; }
 unsigned linear_tid() { return t_idx.x + b_dim.x * (t_idx.y + b_dim.y * t_idx.z); }
 
+// Shared memory starts each block as garbage on a GPU; here as all-ones bytes (NaN floats, -1
+// integers), so a block that reads what none of its threads wrote gets numbers a test notices.
+void poison_shared(void* p, size_t n) {
+  static std::unordered_map<void*, uint64_t> poisoned_in;  // the block that last poisoned it
+  uint64_t& serial = poisoned_in[p];
+  if (serial == block_serial) return;
+  std::memset(p, 0xFF, n);
+  serial = block_serial;
+}
+
 void run_kernel(const Cfg& cfg, const std::function<void()>& fn) {
   static std::mutex kernel_mu;
   std::lock_guard<std::mutex> lock(kernel_mu);
@@ -174,6 +189,7 @@ void run_kernel(const Cfg& cfg, const std::function<void()>& fn) {
     for (unsigned y = 0; y < cfg.grid.y; ++y)
       for (unsigned x = 0; x < cfg.grid.x; ++x) {
         b_idx = {x, y, z};
+        ++block_serial;
         run_block_fibers(n);
       }
 }

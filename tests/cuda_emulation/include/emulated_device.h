@@ -41,6 +41,9 @@ extern dim3 b_dim, g_dim;
 [[noreturn]] void fail(const char* what);
 // Fails unless [p, p + n) lies inside one device allocation.
 void check_device_range(const void* p, size_t n, const char* what);
+// Fills a __shared__ variable with all-ones bytes when the running block first reaches it
+// (rewrite_launches.pl adds the call after each declaration).
+void poison_shared(void* p, size_t n);
 void syncthreads();
 void warp_barrier();
 // Per-thread 8-byte exchange slots for shuffles.
