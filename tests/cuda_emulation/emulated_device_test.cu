@@ -2,7 +2,8 @@
 // would, CUB's block reduction answers in thread 0 only, capture records work that graph launches
 // replay with the host memory of launch time, and the checks that make the emulated GPU tests
 // worth running fire: threads waiting at different barriers, copies past an allocation, a
-// synchronisation inside a capture, and shared memory no thread of the block wrote (NaN).
+// synchronisation inside a capture, and shared memory no thread of the block wrote (NaN); and
+// streams run their work only when something waits for it.
 #include <gtest/gtest.h>
 
 #include <cub/block/block_reduce.cuh>
@@ -73,6 +74,56 @@ TEST(EmulatedDevice, SharedMemoryNoThreadWroteReadsAsNaNInEveryBlock) {
   cudaFree(dout);
 }
 
+// A non-blocking stream's work runs when the host waits for it or for an event recorded after
+// it, or when another stream waiting on such an event runs: not when it is issued, and not for
+// a synchronous copy, which waits only for blocking streams.
+TEST(EmulatedDevice, StreamWorkRunsWhenSomethingWaitsForIt) {
+  cudaStream_t compute = nullptr, copy = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking), cudaSuccess);
+  cudaEvent_t written = nullptr;
+  ASSERT_EQ(cudaEventCreate(&written), cudaSuccess);
+  void* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, 4 * sizeof(float)), cudaSuccess);
+  float* host = static_cast<float*>(pinned);
+  float* ones = device_alloc<float>(4);
+  float* dout = device_alloc<float>(4);
+  const std::vector<float> one(4, 1.0f);
+  ASSERT_EQ(cudaMemcpy(ones, one.data(), 4 * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemset(dout, 0, 4 * sizeof(float)), cudaSuccess);
+  for (int i = 0; i < 4; ++i) host[i] = -1.0f;
+
+  add_kernel<<<1, 4, 0, compute>>>(ones, dout);
+  std::vector<float> out(4);
+  ASSERT_EQ(cudaMemcpy(out.data(), dout, 4 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(out, std::vector<float>(4, 0.0f)) << "a synchronous copy does not wait for a non-blocking stream";
+
+  // The copy stream waits on the compute stream's event: running it runs the kernel first.
+  ASSERT_EQ(cudaEventRecord(written, compute), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(copy, written, 0), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(host, dout, 4 * sizeof(float), cudaMemcpyDeviceToHost, copy), cudaSuccess);
+  EXPECT_EQ(host[0], -1.0f) << "an async copy into pinned memory runs when something waits for it";
+  ASSERT_EQ(cudaStreamSynchronize(copy), cudaSuccess);
+  EXPECT_EQ(std::vector<float>(host, host + 4), std::vector<float>(4, 1.0f));
+
+  // Without the event the copy may run before the kernel: here it does.
+  add_kernel<<<1, 4, 0, compute>>>(ones, dout);
+  ASSERT_EQ(cudaMemcpyAsync(host, dout, 4 * sizeof(float), cudaMemcpyDeviceToHost, copy), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(copy), cudaSuccess);
+  EXPECT_EQ(host[0], 1.0f) << "the unordered kernel ran before the copy";
+  ASSERT_EQ(cudaEventRecord(written, compute), cudaSuccess);
+  ASSERT_EQ(cudaEventSynchronize(written), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(out.data(), dout, 4 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(out, std::vector<float>(4, 2.0f));
+
+  (void)cudaEventDestroy(written);
+  (void)cudaFree(ones);
+  (void)cudaFree(dout);
+  (void)cudaFreeHost(pinned);
+  (void)cudaStreamDestroy(compute);
+  (void)cudaStreamDestroy(copy);
+}
+
 TEST(EmulatedDevice, BlockSumsOverWarpsAndBarriers) {
   const int blocks = 3, threads = 256;
   std::vector<float> x(blocks * threads);
@@ -132,8 +183,10 @@ TEST(EmulatedDevice, GraphsReplayWhatWasCapturedWithTodaysHostBytes) {
   EXPECT_EQ(out, std::vector<float>(4, 0.0f)) << "a capture runs nothing";
   for (int i = 0; i < 4; ++i) host[i] = static_cast<float>(i + 1);
   ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);  // before the host bytes change
   for (int i = 0; i < 4; ++i) host[i] = 10.0f;
   ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(out.data(), dout, 4 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
   EXPECT_EQ(out, (std::vector<float>{11.0f, 12.0f, 13.0f, 14.0f}));
   (void)cudaGraphExecDestroy(exec);

@@ -1,7 +1,8 @@
 // The emulated NCCL: communicators among the MPI processes of a job (one emulated device each),
 // their all-reduce and point-to-point transfers carried as MPI messages on MPI_COMM_WORLD, each
 // communicator under a tag of its own. Calls on a stream run in stream order like the emulated
-// runtime's other work (at once, or recorded by a capture and replayed by a graph launch).
+// runtime's other work (when something waits on the stream, or recorded by a capture and
+// replayed by a graph launch).
 // Sends are buffered and return at once (on a GPU the host never waits for a send either); a
 // receive waits for its message up to KVMESH_EMULATED_NCCL_TIMEOUT_S (default 120 s), and then
 // marks the communicator failed (ncclRemoteError), as NCCL reports a peer that is gone. Non-blocking

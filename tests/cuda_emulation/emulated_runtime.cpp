@@ -1,12 +1,19 @@
 // The emulated CUDA runtime: device memory is host memory registered by range (copies check
-// their pointers against it, and fresh allocations read as NaN), streams run their work at once
-// unless they capture, a capture records the work for graph launches to replay, events are
-// always complete.
+// their pointers against it, and fresh allocations read as NaN); each stream keeps its work until
+// the host waits on it (cudaStreamSynchronize, an event recorded after the work, a synchronous
+// copy on the default stream for blocking streams, cudaDeviceSynchronize, cudaFree) or another
+// stream waits on one of its events, so work that nothing orders runs late, as it may on a GPU;
+// a capture records the work for graph launches to replay.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "emulated_device.h"
 #include "emulated_runtime.h"
@@ -78,18 +85,75 @@ struct CUgraph_st {
   std::vector<GraphNode> nodes;
 };
 struct CUgraphExec_st {
-  std::vector<GraphNode> nodes;
+  std::shared_ptr<const std::vector<GraphNode>> nodes;
 };
+// A stream's work waits in `queued` until the host waits on the stream, on an event recorded
+// after it, or on a stream that waits on such an event: the order a GPU may run it in when
+// nothing else orders it.
 struct CUstream_st {
   bool capturing = false;
   bool invalidated = false;
+  bool blocking = true;  // created without cudaStreamNonBlocking: the legacy default stream waits for it
   CUgraph_st* graph = nullptr;
+  std::deque<std::function<void()>> queued;
+  uint64_t enqueued = 0, ran = 0;  // work items given to the stream, and run
 };
 struct CUevent_st {
-  int recorded = 0;
+  CUstream_st* stream = nullptr;  // where it was last recorded (null: the default stream, or never)
+  uint64_t after = 0;             // it completes once that stream has run this many items
 };
 
 namespace {
+std::recursive_mutex stream_mu;  // the queues, and the work they run
+std::vector<CUstream_st*> live_streams;  // in creation order, the order device-wide waits run them in
+bool is_live(CUstream_st* s) { return std::find(live_streams.begin(), live_streams.end(), s) != live_streams.end(); }
+
+// KVMESH_EMULATED_STREAMS=eager runs each stream's work at once, in issue order (no deferral).
+bool streams_defer() {
+  static const bool defer = [] {
+    const char* mode = std::getenv("KVMESH_EMULATED_STREAMS");
+    if (mode == nullptr || *mode == '\0' || std::strcmp(mode, "deferred") == 0) return true;
+    if (std::strcmp(mode, "eager") == 0) return false;
+    cuemu::fail("KVMESH_EMULATED_STREAMS must be deferred (the default) or eager");
+  }();
+  return defer;
+}
+
+// Runs s's queued work until it has run `upto` items.
+void run_until(CUstream_st* s, uint64_t upto) {
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  while (s->ran < upto && !s->queued.empty()) {
+    std::function<void()> work = std::move(s->queued.front());
+    s->queued.pop_front();
+    ++s->ran;
+    work();
+  }
+}
+void run_all(CUstream_st* s) { run_until(s, s->enqueued); }
+// What the legacy default stream waits for before its own work: every blocking stream.
+void run_blocking_streams() {
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  for (CUstream_st* s : live_streams)
+    if (s->blocking) run_all(s);
+}
+void run_every_stream() {
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  for (CUstream_st* s : live_streams) run_all(s);
+}
+
+// Work issued to `stream` outside a capture: queued on it, or run now on the default stream.
+void issue(cudaStream_t stream, std::function<void()> work) {
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  if (stream == nullptr) {
+    run_blocking_streams();
+    work();
+    return;
+  }
+  stream->queued.push_back(std::move(work));
+  ++stream->enqueued;
+  if (!streams_defer()) run_all(stream);
+}
+
 CUstream_st* capture_of(cudaStream_t s) { return s != nullptr && s->capturing ? s : nullptr; }
 cudaError_t capture_violation(cudaStream_t s, const char* what) {
   std::fprintf(stderr, "emulated CUDA: %s on a capturing stream: the capture is invalidated\n", what);
@@ -110,7 +174,7 @@ void launch_closure(const Cfg& cfg, std::function<void()> fn) {
     if (!s->invalidated) s->graph->nodes.push_back({cfg, std::move(fn), false});
     return;
   }
-  run_kernel(cfg, fn);
+  issue(cfg.stream, [cfg, fn = std::move(fn)]() { run_kernel(cfg, fn); });
 }
 }  // namespace cuemu
 
@@ -120,7 +184,7 @@ void run_on_stream(cudaStream_t stream, std::function<void()> fn) {
     if (!s->invalidated) s->graph->nodes.push_back({Cfg(dim3(1), dim3(1), 0, stream), std::move(fn), true});
     return;
   }
-  fn();
+  issue(stream, std::move(fn));
 }
 }  // namespace cuemu
 
@@ -196,7 +260,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   p->memoryBusWidth = 6144;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+  run_every_stream();
+  return cudaSuccess;
+}
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
   std::lock_guard<std::mutex> l(mu);
   *total_b = kDeviceTotal;
@@ -218,6 +285,7 @@ cudaError_t cudaMalloc(void** p, size_t n) {
 }
 cudaError_t cudaFree(void* p) {
   if (p == nullptr) return cudaSuccess;
+  run_every_stream();  // cudaFree waits for the device, as CUDA's does
   std::lock_guard<std::mutex> l(mu);
   auto it = device_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == device_allocs.end()) cuemu::fail("cudaFree of a pointer cudaMalloc did not return");
@@ -236,6 +304,7 @@ cudaError_t cudaMallocHost(void** p, size_t n) {
 }
 cudaError_t cudaFreeHost(void* p) {
   if (p == nullptr) return cudaSuccess;
+  run_every_stream();
   std::lock_guard<std::mutex> l(mu);
   auto it = pinned_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == pinned_allocs.end()) cuemu::fail("cudaFreeHost of a pointer cudaMallocHost did not return");
@@ -244,16 +313,31 @@ cudaError_t cudaFreeHost(void* p) {
   return cudaSuccess;
 }
 
+// Synchronous copies and sets run on the legacy default stream: after the blocking streams' work,
+// before the call returns. Streams made with cudaStreamNonBlocking are not waited for.
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
   check_copy(dst, src, n, kind, "cudaMemcpy");
+  run_blocking_streams();
   std::memmove(dst, src, n);
   return cudaSuccess;
 }
+// Pinned host memory is read or written when the stream gets to the copy. Pageable memory as
+// CUDA treats it: a pageable source is read before the call returns; a copy into pageable memory
+// returns once it is done (after the stream's earlier work).
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t stream) {
   check_copy(dst, src, n, kind, "cudaMemcpyAsync");
+  const bool pageable_src = n > 0 && !is_device(src) && !is_pinned(src);
+  const bool pageable_dst = n > 0 && !is_device(dst) && !is_pinned(dst);
   if (CUstream_st* s = capture_of(stream)) {
-    const void* host = kind == cudaMemcpyHostToDevice ? src : kind == cudaMemcpyDeviceToHost ? dst : nullptr;
-    if (host != nullptr && !is_pinned(host)) return capture_violation(s, "a copy from or to pageable host memory");
+    if (pageable_src || pageable_dst) return capture_violation(s, "a copy from or to pageable host memory");
+  } else if (pageable_dst) {
+    cudaStreamSynchronize(stream);
+    std::memmove(dst, src, n);
+    return cudaSuccess;
+  } else if (pageable_src) {
+    auto bytes = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + n);
+    cuemu::run_on_stream(stream, [dst, bytes]() { std::memcpy(dst, bytes->data(), bytes->size()); });
+    return cudaSuccess;
   }
   cuemu::run_on_stream(stream, [=]() { std::memmove(dst, src, n); });
   return cudaSuccess;
@@ -269,14 +353,24 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
       cuemu::check_device_range(src, sn, "cudaMemcpy2DAsync source");
     }
   }
-  cuemu::run_on_stream(stream, [=]() {
+  auto copy = [=]() {
     for (size_t r = 0; r < height; ++r)
       std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
-  });
+  };
+  const bool pageable = height > 0 && ((!is_device(src) && !is_pinned(src)) || (!is_device(dst) && !is_pinned(dst)));
+  if (CUstream_st* s = capture_of(stream)) {
+    if (pageable) return capture_violation(s, "a 2D copy from or to pageable host memory");
+  } else if (pageable) {  // at once, after the stream's earlier work (stricter than CUDA for a pageable source)
+    cudaStreamSynchronize(stream);
+    copy();
+    return cudaSuccess;
+  }
+  cuemu::run_on_stream(stream, copy);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t n) {
   cuemu::check_device_range(p, n, "cudaMemset");
+  run_blocking_streams();
   std::memset(p, v, n);
   return cudaSuccess;
 }
@@ -286,25 +380,49 @@ cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t stream) {
   return cudaSuccess;
 }
 
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
   *s = new CUstream_st();
+  (*s)->blocking = (flags & cudaStreamNonBlocking) == 0;
+  live_streams.push_back(*s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
+// The stream's work still runs (now), as CUDA finishes it after the call returns.
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (s == nullptr) return cudaErrorInvalidResourceHandle;
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  run_all(s);
+  live_streams.erase(std::find(live_streams.begin(), live_streams.end(), s));
   delete s;
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   if (capture_of(s)) return capture_violation(s, "cudaStreamSynchronize");
+  if (s == nullptr)
+    run_blocking_streams();
+  else
+    run_all(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamQuery(cudaStream_t s) {
   if (capture_of(s)) return capture_violation(s, "cudaStreamQuery");
-  return cudaSuccess;
+  return cudaStreamSynchronize(s);
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned int) {
+// The stream's later work runs only after the event's stream has run what came before the record.
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   if (e == nullptr) return cudaErrorInvalidResourceHandle;
+  if (e->stream == nullptr || capture_of(s)) return cudaSuccess;  // complete, or a capture's (not emulated)
+  CUstream_st* const other = e->stream;
+  const uint64_t after = e->after;
+  auto wait = [other, after]() {
+    std::lock_guard<std::recursive_mutex> lock(stream_mu);
+    if (is_live(other)) run_until(other, after);  // a destroyed stream ran all its work
+  };
+  if (s == nullptr)
+    wait();
+  else
+    issue(s, wait);
   return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
@@ -336,13 +454,15 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* st) {
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t g, unsigned long long) {
   if (g == nullptr) return cudaErrorInvalidValue;
-  *exec = new CUgraphExec_st{g->nodes};
+  *exec = new CUgraphExec_st{std::make_shared<const std::vector<GraphNode>>(g->nodes)};
   return cudaSuccess;
 }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (exec == nullptr) return cudaErrorInvalidValue;
   if (capture_of(stream)) return capture_violation(stream, "cudaGraphLaunch");
-  for (const GraphNode& node : exec->nodes) node.run();
+  issue(stream, [nodes = exec->nodes]() {
+    for (const GraphNode& node : *nodes) node.run();
+  });
   return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {
@@ -363,15 +483,24 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+// An event marks what its stream had been given when it was recorded; querying or waiting on it
+// runs that much of the stream.
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (e == nullptr) return cudaErrorInvalidResourceHandle;
-  e->recorded = 1;
+  if (capture_of(s)) return cudaSuccess;  // a capture's event nodes are not emulated
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  if (s == nullptr) run_blocking_streams();
+  e->stream = s;
+  e->after = s == nullptr ? 0 : s->enqueued;
   return cudaSuccess;
 }
-cudaError_t cudaEventQuery(cudaEvent_t e) { return e == nullptr ? cudaErrorInvalidResourceHandle : cudaSuccess; }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-  return e == nullptr ? cudaErrorInvalidResourceHandle : cudaSuccess;
+  if (e == nullptr) return cudaErrorInvalidResourceHandle;
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  if (e->stream != nullptr && is_live(e->stream)) run_until(e->stream, e->after);
+  return cudaSuccess;
 }
+cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   if (a == nullptr || b == nullptr) return cudaErrorInvalidResourceHandle;
   *ms = 1.0f;

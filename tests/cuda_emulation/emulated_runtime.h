@@ -1,5 +1,5 @@
 // What the emulated runtime offers the emulated libraries beside the CUDA API: host work in stream
-// order (run at once, or recorded while the stream captures).
+// order (queued on the stream until something waits on it, or recorded while the stream captures).
 #pragma once
 
 #include <cuda_runtime.h>
