@@ -203,6 +203,8 @@ int main(int argc, char** argv) {
   }
   const ServerConfig& config = flags.config;
   MpiRuntime mpi(&argc, &argv);
+  if (mpi.rank() == 0)
+    for (const std::string& note : flags.notes) std::fprintf(stderr, "%s\n", note.c_str());
   if (config.dry_run) return dry_run(config, mpi);
   const sigset_t stop_signals = block_stop_signals();
   RankRole role;

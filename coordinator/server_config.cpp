@@ -153,6 +153,8 @@ FlagsOutcome parse_server_flags(int argc, const char* const* argv) {
     out.exit_code = 2;
     out.message = "kvmesh-serve: error: " + st.message() + " (see --help)";
   }
+  if (out.config.device == "cpu" && app.count("--dtype") > 0)
+    out.notes.push_back("kvmesh-serve: note: --dtype applies to --device cuda; the CPU backend keeps fp32 weights");
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -57,6 +58,7 @@ struct FlagsOutcome {
   ServerConfig config;
   int exit_code = -1;  // -1: run
   std::string message;
+  std::vector<std::string> notes;  // lines for rank 0 to print when it runs (flags that have no effect)
 };
 
 FlagsOutcome parse_server_flags(int argc, const char* const* argv);

@@ -215,6 +215,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   kvmesh::MpiRuntime mpi(&argc, &argv);
+  if (options.device == "cpu" && app.count("--dtype") > 0 && mpi.rank() == 0)
+    std::fprintf(stderr, "kvmesh-generate: note: --dtype applies to --device cuda; the CPU backend keeps fp32 weights\n");
   try {
     return kvmesh::generate(options, mpi);
   } catch (const std::exception& e) {

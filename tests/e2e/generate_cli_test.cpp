@@ -148,6 +148,20 @@ TEST(GenerateDevice, EnforceEagerIsAcceptedAndChangesNothingOnCpu) {
   EXPECT_EQ(choices(eager.out), choices(plain.out));
 }
 
+// --dtype picks the CUDA weight dtype; on the CPU it changes nothing, and a note says so.
+TEST(GenerateDevice, DtypeOnCpuChangesNothingAndSaysSo) {
+  const std::string request = R"({"prompt": "Hello", "max_tokens": 4, "temperature": 0, "logprobs": 2})";
+  const std::string base = kGenerate + " --model " + hf_fixture_dir() + " --request " + shell_quote(request);
+  CommandResult plain = run_command(base);
+  CommandResult f16 = run_command(base + " --dtype f16");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(f16.exit_code, 0) << f16.err;
+  auto choices = [](const std::string& out) { return nlohmann::json::parse(out)["choices"]; };
+  EXPECT_EQ(choices(f16.out), choices(plain.out));
+  EXPECT_NE(f16.err.find("--dtype applies to --device cuda"), std::string::npos) << f16.err;
+  EXPECT_EQ(plain.err.find("--dtype"), std::string::npos) << plain.err;
+}
+
 TEST(GenerateDevice, UnknownDeviceIsAFlagError) {
   CommandResult r = run_command(kGenerate + " --model " + hf_fixture_dir() + " --device tpu --request x");
   EXPECT_EQ(r.exit_code, 2) << r.err;

@@ -49,6 +49,15 @@ TEST(ServeFlags, ByteSizes) {
   }
 }
 
+TEST(ServeFlags, DtypeWithoutCudaIsANote) {
+  EXPECT_TRUE(parse({}).notes.empty());
+  EXPECT_TRUE(parse({"--device", "cuda", "--dtype", "f16"}).notes.empty());
+  const FlagsOutcome cpu = parse({"--dtype", "f16"});
+  ASSERT_EQ(cpu.exit_code, -1) << cpu.message;
+  ASSERT_EQ(cpu.notes.size(), 1u);
+  EXPECT_NE(cpu.notes[0].find("--dtype applies to --device cuda"), std::string::npos) << cpu.notes[0];
+}
+
 TEST(ServeFlags, ParsedValuesAndDefaults) {
   FlagsOutcome d = parse({});
   ASSERT_EQ(d.exit_code, -1) << d.message;
