@@ -47,6 +47,13 @@ struct EngineOptions {
 };
 
 // Greedy decoding of exactly max_tokens tokens (EOS ignored), as the fixture's golden runs.
+// The log-prob of each position's chosen token.
+inline std::vector<double> chosen_logprobs(const std::vector<PositionLogprobs>& positions) {
+  std::vector<double> out;
+  for (const PositionLogprobs& p : positions) out.push_back(p.chosen.logprob);
+  return out;
+}
+
 inline GenerationRequest greedy_request(const std::vector<int32_t>& prompt, int32_t max_tokens) {
   GenerationRequest r;
   r.prompt_ids = prompt;

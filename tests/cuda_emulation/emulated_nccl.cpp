@@ -70,23 +70,11 @@ size_t element_bytes(ncclDataType_t t) {
   }
 }
 
-long env_count(const char* name, long fallback) {
-  const char* named = std::getenv(name);
-  if (named == nullptr || *named == '\0') return fallback;
-  char* end = nullptr;
-  const long n = std::strtol(named, &end, 10);
-  if (*end != '\0' || n < 0) {
-    std::fprintf(stderr, "emulated NCCL: %s must be a count\n", name);
-    std::abort();
-  }
-  return n;
-}
-
 // Called before every transfer (and with at_init, by every communicator init): stops this rank
 // when it is the one told to get stuck there.
 void maybe_stall(bool at_init = false) {
-  static const long stall_rank = env_count("KVMESH_EMULATED_NCCL_STALL_RANK", -1);
-  static const long stall_after = env_count("KVMESH_EMULATED_NCCL_STALL_AFTER", 1);
+  static const long stall_rank = cuemu::env_count("KVMESH_EMULATED_NCCL_STALL_RANK", -1, 0xFFFF);
+  static const long stall_after = cuemu::env_count("KVMESH_EMULATED_NCCL_STALL_AFTER", 1, 1L << 40);
   static long transfers = 0;
   if (stall_rank < 0 || world_rank() != stall_rank) return;
   if (at_init ? stall_after != 0 : ++transfers != stall_after) return;

@@ -31,12 +31,7 @@ thread_local int current_device = 0;
 // KVMESH_EMULATED_NO_DEVICE). They share one memory: each rank of a job uses one of them.
 int device_count() {
   if (std::getenv("KVMESH_EMULATED_NO_DEVICE") != nullptr) return 0;
-  const char* named = std::getenv("KVMESH_EMULATED_DEVICES");
-  if (named == nullptr || *named == '\0') return 1;
-  char* end = nullptr;
-  const long n = std::strtol(named, &end, 10);
-  if (*end != '\0' || n < 0 || n > 64) cuemu::fail("KVMESH_EMULATED_DEVICES must be a count from 0 to 64");
-  return static_cast<int>(n);
+  return static_cast<int>(cuemu::env_count("KVMESH_EMULATED_DEVICES", 1, 64));
 }
 
 const std::pair<const uintptr_t, size_t>* find_in(const std::map<uintptr_t, size_t>& m, const void* p) {
@@ -56,6 +51,16 @@ bool is_pinned(const void* p) { return find_in(pinned_allocs, p) != nullptr; }
 }  // namespace
 
 namespace cuemu {
+long env_count(const char* name, long fallback, long max) {
+  const char* named = std::getenv(name);
+  if (named == nullptr || *named == '\0') return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(named, &end, 10);
+  if (*end != '\0' || n < 0 || n > max)
+    fail((std::string(name) + " must be a count from 0 to " + std::to_string(max)).c_str());
+  return n;
+}
+
 void check_device_range(const void* p, size_t n, const char* what) {
   if (n == 0) return;
   if (!in_range(device_allocs, p, n)) {

@@ -136,30 +136,30 @@ TEST(GenerateDevice, CudaWithoutGpuIsOneClearError) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
-// --enforce-eager only concerns CUDA decode graphs: on the CPU the output is the same.
-TEST(GenerateDevice, EnforceEagerIsAcceptedAndChangesNothingOnCpu) {
+// One greedy CPU request without and with `flags`; both must succeed with the same choices.
+struct FlagRuns {
+  CommandResult plain, flagged;
+};
+FlagRuns expect_same_choices_with(const std::string& flags) {
   const std::string request = R"({"prompt": "Hello", "max_tokens": 4, "temperature": 0, "logprobs": 2})";
   const std::string base = kGenerate + " --model " + hf_fixture_dir() + " --request " + shell_quote(request);
-  CommandResult plain = run_command(base);
-  CommandResult eager = run_command(base + " --enforce-eager");
-  ASSERT_EQ(plain.exit_code, 0) << plain.err;
-  ASSERT_EQ(eager.exit_code, 0) << eager.err;
+  FlagRuns runs{run_command(base), run_command(base + " " + flags)};
+  EXPECT_EQ(runs.plain.exit_code, 0) << runs.plain.err;
+  EXPECT_EQ(runs.flagged.exit_code, 0) << runs.flagged.err;
+  if (runs.plain.exit_code != 0 || runs.flagged.exit_code != 0) return runs;
   auto choices = [](const std::string& out) { return nlohmann::json::parse(out)["choices"]; };
-  EXPECT_EQ(choices(eager.out), choices(plain.out));
+  EXPECT_EQ(choices(runs.flagged.out), choices(runs.plain.out)) << flags;
+  return runs;
 }
+
+// --enforce-eager only concerns CUDA decode graphs: on the CPU the output is the same.
+TEST(GenerateDevice, EnforceEagerIsAcceptedAndChangesNothingOnCpu) { expect_same_choices_with("--enforce-eager"); }
 
 // --dtype picks the CUDA weight dtype; on the CPU it changes nothing, and a note says so.
 TEST(GenerateDevice, DtypeOnCpuChangesNothingAndSaysSo) {
-  const std::string request = R"({"prompt": "Hello", "max_tokens": 4, "temperature": 0, "logprobs": 2})";
-  const std::string base = kGenerate + " --model " + hf_fixture_dir() + " --request " + shell_quote(request);
-  CommandResult plain = run_command(base);
-  CommandResult f16 = run_command(base + " --dtype f16");
-  ASSERT_EQ(plain.exit_code, 0) << plain.err;
-  ASSERT_EQ(f16.exit_code, 0) << f16.err;
-  auto choices = [](const std::string& out) { return nlohmann::json::parse(out)["choices"]; };
-  EXPECT_EQ(choices(f16.out), choices(plain.out));
-  EXPECT_NE(f16.err.find("--dtype applies to --device cuda"), std::string::npos) << f16.err;
-  EXPECT_EQ(plain.err.find("--dtype"), std::string::npos) << plain.err;
+  const FlagRuns runs = expect_same_choices_with("--dtype f16");
+  EXPECT_NE(runs.flagged.err.find("--dtype applies to --device cuda"), std::string::npos) << runs.flagged.err;
+  EXPECT_EQ(runs.plain.err.find("--dtype"), std::string::npos) << runs.plain.err;
 }
 
 TEST(GenerateDevice, UnknownDeviceIsAFlagError) {

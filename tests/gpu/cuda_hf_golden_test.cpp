@@ -60,9 +60,7 @@ TEST_P(CudaHfGolden, GreedyTokensWhereMarginIsClear) {
     r.sampling.n_logprobs = 0;
     auto out = generate_blocking(*engine_, r);
     ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-    std::vector<double> logprobs;
-    for (const PositionLogprobs& p : out->logprobs) logprobs.push_back(p.chosen.logprob);
-    expect_fixture_greedy_logprobs(out->token_ids, logprobs, c, kClearMargin, kLogprobTolerance);
+    expect_fixture_greedy_logprobs(out->token_ids, chosen_logprobs(out->logprobs), c, kClearMargin, kLogprobTolerance);
   }
 }
 

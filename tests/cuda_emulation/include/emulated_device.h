@@ -39,6 +39,9 @@ extern uint3 t_idx, b_idx;
 extern dim3 b_dim, g_dim;
 
 [[noreturn]] void fail(const char* what);
+// The whole number in environment variable `name`, from 0 to max; `fallback` when unset or empty.
+// Anything else fails, naming the variable.
+long env_count(const char* name, long fallback, long max);
 // Fails unless [p, p + n) lies inside one device allocation.
 void check_device_range(const void* p, size_t n, const char* what);
 // Fills a __shared__ variable with all-ones bytes when the running block first reaches it
