@@ -92,8 +92,7 @@ Status KvStore::apply(const CacheOp& op) {
       if (op.src == op.dst) return Status::ok();
       KVMESH_RETURN_IF_ERROR(memory_->fence());
       return memory_->copy_in_device(pool_.page_ptr(op.dst), pool_.page_ptr(op.src), n);
-    case CacheOpKind::swap_out:
-      KVMESH_RETURN_IF_ERROR(memory_->wait_copies());  // a pending swap_in may still read the slot
+    case CacheOpKind::swap_out:  // after a pending swap_in of the slot: copies run in order
       KVMESH_RETURN_IF_ERROR(memory_->copy_to_host(host_.page_ptr(op.dst), pool_.page_ptr(op.src), n));
       host_valid_[static_cast<size_t>(op.dst)] = 1;
       return Status::ok();
@@ -103,9 +102,10 @@ Status KvStore::apply(const CacheOp& op) {
     case CacheOpKind::disk_store:
       if (!host_slot_valid(op.src)) return data_loss("host slot " + std::to_string(op.src) + " holds no page");
       if (!disk_) return unavailable("no disk tier");
+      KVMESH_RETURN_IF_ERROR(memory_->wait_copies());  // a swap_out may still be writing the slot
       return disk_->store(op.dst, op.page_hash, op.n_tokens, host_.page_ptr(op.src));
     case CacheOpKind::disk_load: {
-      KVMESH_RETURN_IF_ERROR(memory_->wait_copies());  // a pending swap_in may still read the slot
+      KVMESH_RETURN_IF_ERROR(memory_->wait_copies());  // a swap_in or swap_out may still use the slot
       host_valid_[static_cast<size_t>(op.dst)] = 0;  // until the page is verified
       if (!disk_) return unavailable("no disk tier");
       Status s = disk_->load(op.src, op.page_hash, op.n_tokens, host_.page_ptr(op.dst));

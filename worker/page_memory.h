@@ -17,11 +17,13 @@ class PageMemory {
   // The device pool and the host pool, zeroed. Host pool bytes are host-addressable.
   virtual Result<Buffer> alloc_device(size_t bytes) = 0;
   virtual Result<Buffer> alloc_host(size_t bytes) = 0;
-  // One page from the device pool to the host pool: complete (host bytes readable) on return, and
-  // ordered after every op already issued on the device pool.
+  // Copies between the pools run in the order they are issued, each after every op already issued
+  // on the device pool, and may run in the background.
+  // One page from the device pool to the host pool: the host may read (or write) the host bytes
+  // after wait_copies(); ops issued after the next fence() may overwrite the device page.
   virtual Status copy_to_host(void* host_dst, const void* device_src, size_t bytes) = 0;
-  // One page from the host pool to the device pool: may run in the background; ops issued after
-  // the next fence() see it, and the host source must not change before wait_copies().
+  // One page from the host pool to the device pool: ops issued after the next fence() see it, and
+  // the host must not change the source before wait_copies().
   virtual Status copy_to_device(void* device_dst, const void* host_src, size_t bytes) = 0;
   // One page to another inside the device pool, ordered with the ops.
   virtual Status copy_in_device(void* device_dst, const void* device_src, size_t bytes) = 0;

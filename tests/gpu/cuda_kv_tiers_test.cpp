@@ -1,6 +1,7 @@
 // KV pages across tiers on the GPU: with a device pool of a few pages and a host tier in pinned
 // memory, preempted sequences and reused prefixes go to the host and come back (page moves on the
-// copy stream), and every request gives the tokens and log-probs of a pool large enough for all.
+// copy stream), on to disk when the host tier is small too, and every request gives the tokens and
+// log-probs of a pool large enough for all.
 // Batches differ between the two runs, so cuBLAS may round differently: log-probs agree within
 // 2e-3 and tokens until the first step whose top-2 margin is under 1e-2. Skips without a GPU.
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <cstdio>
 
 #include "engine_fixture.h"
+#include "temp_dir.h"
 #include "worker/cuda/cuda_backend.h"
 
 namespace kvmesh::testing {
@@ -60,23 +62,25 @@ void expect_same_tokens(const GenerationOutput& got, const GenerationOutput& wan
   }
 }
 
-TEST(CudaKvTiers, PagesThroughTheHostTierGiveTheSameTokens) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): the GPU KV tiers need one";
+// Runs growing_requests() on a device pool of six pages beside the lower tiers `tiers` and
+// compares every request with a pool large enough for all; returns the tight engine's counters.
+// Six device pages: the probe holds three while the others grow, so sequences are preempted;
+// their full pages stay cached and move down the tiers as the device needs the room.
+void expect_tiers_give_the_same_tokens(EngineOptions tiers, Tier lowest) {
   const auto reqs = growing_requests();
   auto roomy = make_engine(hf_fixture_dir(), cuda_options(64ll << 20, 0));
   ASSERT_NE(roomy, nullptr);
   const auto want = run_all(*roomy, reqs);
 
-  // Six device pages: the probe holds three while the others grow, so sequences are preempted;
-  // their full pages stay cached and move to the host tier as the device needs the room.
-  auto tight = make_engine(hf_fixture_dir(), cuda_options(6 * kBf16PageBytes, 16ll << 20));
+  tiers.device_bytes = 6 * kBf16PageBytes;
+  auto tight = make_engine(hf_fixture_dir(), tiers);
   ASSERT_NE(tight, nullptr);
   const auto got = run_all(*tight, reqs);
   ASSERT_EQ(got.size(), want.size());
   for (size_t r = 0; r < want.size(); ++r) expect_same_tokens(got[r], want[r], "request " + std::to_string(r));
 
   // The probe again, after another prompt has pushed its cached pages off the device: its prompt
-  // comes back from the host tier.
+  // comes back from a lower tier.
   std::vector<int32_t> filler;
   for (int32_t i = 0; i < 80; ++i) filler.push_back((i * 7919 + 11) % 50000);
   ASSERT_TRUE(generate_blocking(*tight, greedy_request(filler, 1)).is_ok());
@@ -84,16 +88,35 @@ TEST(CudaKvTiers, PagesThroughTheHostTierGiveTheSameTokens) {
   expect_same_tokens(again[0], want.back(), "probe again");
 
   const auto& c = tight->scheduler().blocks().counters();
-  std::printf("preemptions %lld; pages to host %lld, back to the device %lld; reused from host %lld\n",
+  const int low = static_cast<int>(lowest);
+  std::printf("preemptions %lld; pages to host %lld, to disk %lld, back to the device %lld; reused from "
+              "host %lld, from disk %lld\n",
               static_cast<long long>(tight->scheduler().stats().n_preemptions),
-              static_cast<long long>(c.moved_out[1]), static_cast<long long>(c.moved_in[0]),
-              static_cast<long long>(c.hits[1]));
+              static_cast<long long>(c.moved_out[1]), static_cast<long long>(c.moved_out[2]),
+              static_cast<long long>(c.moved_in[0]), static_cast<long long>(c.hits[1]),
+              static_cast<long long>(c.hits[2]));
   EXPECT_GT(tight->scheduler().stats().n_preemptions, 0);
-  EXPECT_GT(c.moved_out[1], 0);
+  EXPECT_GT(c.moved_out[low], 0);
   EXPECT_GT(c.moved_in[0], 0);
-  EXPECT_GT(c.hits[1], 0);
+  EXPECT_GT(c.hits[low], 0);
   EXPECT_EQ(c.failed_moves, 0);
   EXPECT_EQ(tight->scheduler().blocks().n_used(), 0);
+}
+
+TEST(CudaKvTiers, PagesThroughTheHostTierGiveTheSameTokens) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): the GPU KV tiers need one";
+  expect_tiers_give_the_same_tokens(cuda_options(0, 16ll << 20), Tier::host);
+}
+
+// A host tier of two slots spills on to disk: pages written to disk come from host slots that a
+// copy from the device has just filled, and pages read back go through them to the device.
+TEST(CudaKvTiers, PagesThroughHostAndDiskGiveTheSameTokens) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): the GPU KV tiers need one";
+  TempDir dir("kvmesh-cuda-disk");
+  EngineOptions tiers = cuda_options(0, 2 * kBf16PageBytes);
+  tiers.disk_bytes = 16ll << 20;
+  tiers.disk_dir = dir.path();
+  expect_tiers_give_the_same_tokens(tiers, Tier::disk);
 }
 
 }  // namespace

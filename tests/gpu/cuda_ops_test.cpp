@@ -14,6 +14,8 @@
 
 #include "gpu/cuda_ops_fixture.h"
 #include "sample_cases.h"
+#include "temp_dir.h"
+#include "worker/kv_store.h"
 
 namespace kvmesh {
 namespace {
@@ -440,14 +442,63 @@ TEST_F(CudaOps, CopyPagesAndTierMoves) {
   pool.data = dev->data();
   gpu_->copy_pages(pool, {{1, 6}});
   PageMemory& m = gpu_->page_memory();
+  // To the host and straight back (copies run in order), then the host reads the host slot.
   ASSERT_TRUE(m.copy_to_host(host_pool->data(), pool.page_ptr(6), page).is_ok());
-  EXPECT_EQ(std::memcmp(host_pool->data(), bytes.data() + page, page), 0);
   ASSERT_TRUE(m.copy_to_device(pool.page_ptr(2), host_pool->data(), page).is_ok());
   ASSERT_TRUE(m.fence().is_ok());
   ASSERT_TRUE(m.wait_copies().is_ok());
+  EXPECT_EQ(std::memcmp(host_pool->data(), bytes.data() + page, page), 0);
   std::vector<uint8_t> back(page);
   gpu_->download(back.data(), pool.page_ptr(2), page);
   EXPECT_EQ(std::memcmp(back.data(), bytes.data() + page, page), 0);
+}
+
+// One plan's moves through every tier, as the worker applies them: a page to the host and on to
+// disk, its device page reused at once, then back from disk through another host slot to another
+// device page. Each step must see the one before it (the host reads a slot the copy stream fills,
+// the compute stream overwrites a page the copy stream reads).
+TEST_F(CudaOps, KvStoreMovesAPageThroughHostAndDiskInOnePlan) {
+  testing::TempDir dir("kvmesh-cuda-ops-disk");
+  CacheConfig cache;
+  cache.kv_dtype = DType::bf16;
+  auto kv = KvStore::create(cache, 2, 2, 64, 4, 2, &gpu_->page_memory());
+  ASSERT_TRUE(kv.is_ok()) << kv.status().to_string();
+  KvStore& s = **kv;
+  DiskStoreOptions d;
+  d.dir = dir.path();
+  d.n_slots = 3;
+  d.page_bytes = static_cast<int64_t>(s.page_bytes());
+  auto disk = DiskStore::open(d);
+  ASSERT_TRUE(disk.is_ok()) << disk.status().to_string();
+  s.attach_disk(std::move(disk).value());
+
+  const size_t page = s.page_bytes();
+  const KvPoolView pool = s.device_pool();
+  std::vector<uint8_t> original(page), zeros(page, 0);
+  for (size_t i = 0; i < page; ++i) original[i] = static_cast<uint8_t>(i * 131 + 17);
+  gpu_->upload(pool.page_ptr(1), original.data(), page);
+  auto move = [&](CacheOpKind kind, int32_t src, int32_t dst) {
+    CacheOp op;
+    op.kind = kind;
+    op.src = src;
+    op.dst = dst;
+    op.page_hash = 42;
+    op.n_tokens = 9;
+    return s.apply(op);
+  };
+  ASSERT_TRUE(move(CacheOpKind::swap_out, 1, 0).is_ok());
+  ASSERT_TRUE(move(CacheOpKind::disk_store, 0, 2).is_ok());
+  ASSERT_TRUE(s.fence().is_ok());
+  gpu_->copy_pages(pool, {{0, 1}});  // the zeroed page 0 over page 1
+  ASSERT_TRUE(move(CacheOpKind::disk_load, 2, 1).is_ok());
+  ASSERT_TRUE(move(CacheOpKind::swap_in, 1, 3).is_ok());
+  ASSERT_TRUE(s.fence().is_ok());
+  std::vector<uint8_t> back(page), reused(page);
+  gpu_->download(back.data(), pool.page_ptr(3), page);
+  gpu_->download(reused.data(), pool.page_ptr(1), page);
+  ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+  EXPECT_TRUE(back == original) << "the page came back changed";
+  EXPECT_TRUE(reused == zeros) << "the device page was not overwritten";
 }
 
 }  // namespace

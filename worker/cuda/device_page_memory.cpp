@@ -1,6 +1,6 @@
-// The CUDA PageMemory. Every copy first waits (on the device) for the compute issued before it;
-// copies to the host finish before returning; copies to the device run in the background until
-// fence() makes the compute stream wait for them.
+// The CUDA PageMemory. Every copy between the pools runs on the copy stream, after (on the device)
+// the compute issued before it, and in the background: fence() makes the compute stream wait for
+// the copies issued so far, wait_copies() makes the host wait for them. No copy waits on the host.
 #include "worker/cuda/device_page_memory.h"
 
 #include <cstring>
@@ -58,7 +58,7 @@ class DevicePageMemory final : public PageMemory {
     KVMESH_RETURN_IF_ERROR(after_compute());
     KVMESH_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, copy_), "KV page to host");
-    KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_), "KV page to host");
+    issued();
     return Status::ok();
   }
 
@@ -66,7 +66,7 @@ class DevicePageMemory final : public PageMemory {
     KVMESH_RETURN_IF_ERROR(after_compute());
     KVMESH_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice, copy_), "KV page to device");
-    pending_ = true;
+    issued();
     return Status::ok();
   }
 
@@ -84,10 +84,11 @@ class DevicePageMemory final : public PageMemory {
   }
 
   Status fence() override {
-    if (!pending_) return Status::ok();
+    if (!unfenced_) return Status::ok();
     KVMESH_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
     KVMESH_CUDA_RETURN_IF_ERROR(cudaEventRecord(copies_done_, copy_), "cudaEventRecord (KV copies)");
     KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(compute_, copies_done_, 0), "cudaStreamWaitEvent");
+    unfenced_ = false;
     return Status::ok();
   }
 
@@ -96,10 +97,13 @@ class DevicePageMemory final : public PageMemory {
     KVMESH_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
     KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_), "waiting for KV page copies");
     pending_ = false;
+    unfenced_ = false;  // the copies are done, so later compute needs no wait for them
     return Status::ok();
   }
 
  private:
+  void issued() { pending_ = unfenced_ = true; }
+
   // The copy stream waits for everything the compute stream was given so far.
   Status after_compute() {
     KVMESH_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
@@ -113,7 +117,8 @@ class DevicePageMemory final : public PageMemory {
   cudaStream_t copy_ = nullptr;
   cudaEvent_t compute_done_ = nullptr;
   cudaEvent_t copies_done_ = nullptr;
-  bool pending_ = false;  // copies to the device issued and not yet waited for on the host
+  bool pending_ = false;   // copies issued and not yet waited for on the host
+  bool unfenced_ = false;  // copies issued since the compute stream last waited for them
 };
 
 }  // namespace

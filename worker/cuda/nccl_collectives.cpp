@@ -249,7 +249,8 @@ class NcclCollectives final : public Collectives {
       if (q != cudaErrorNotReady) fail(what, cudaGetErrorString(q));
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > timeout_s_)
-        fail(what, ("not finished after " + std::to_string(timeout_s_) + " s (a peer rank is gone or stuck)").c_str());
+        fail(what, ("not finished after " + std::to_string(static_cast<int>(timeout_s_)) +
+                    " s (a peer rank is gone or stuck)").c_str());
       if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
