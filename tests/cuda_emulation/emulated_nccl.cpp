@@ -2,16 +2,23 @@
 // their all-reduce and point-to-point transfers carried as MPI messages on MPI_COMM_WORLD, each
 // communicator under a tag of its own. Calls on a stream run in stream order like the emulated
 // runtime's other work (when something waits on the stream, or recorded by a capture and
-// replayed by a graph launch).
-// Sends are buffered and return at once (on a GPU the host never waits for a send either); a
-// receive waits for its message up to KVMESH_EMULATED_NCCL_TIMEOUT_S (default 120 s), and then
-// marks the communicator failed (ncclRemoteError), as NCCL reports a peer that is gone. Non-blocking
+// replayed by a graph launch); a query of the stream finds a transfer whose peer has not come yet
+// not ready, as on a GPU.
+// A send's stream work ends only once the peer has received it (NCCL documents its send and
+// receive as blocking for the GPU: the stream goes on when both sides have met): the bytes go as a
+// buffered message, and the receiver answers each with an acknowledgement the sender's stream
+// waits for. A group's sends are all issued before its receives, and their acknowledgements are
+// awaited after them, so a group pairing a send with a receive never waits on itself (the group
+// is expected on one stream, as kvmesh issues it). A receive, and a send's wait for its
+// acknowledgement, wait up to KVMESH_EMULATED_NCCL_TIMEOUT_S (default 120 s) and then mark the
+// communicator failed (ncclRemoteError), as NCCL reports a peer that is gone. Non-blocking
 // communicators (ncclConfig_t.blocking = 0) answer ncclInProgress from ncclCommInitRankConfig
 // and ncclCommFinalize and settle as ncclCommGetAsyncError is polled, as NCCL's do. What it
 // checks beyond NCCL: buffers inside device allocations, and a receive of exactly the sent size.
 // A stuck rank, for tests: KVMESH_EMULATED_NCCL_STALL_RANK=<world rank> stops that rank for good
 // (600 s at most) at its KVMESH_EMULATED_NCCL_STALL_AFTER-th transfer (default 1; 0: in its first
-// ncclCommInitRankConfig, before it joins).
+// ncclCommInitRankConfig, before it joins), before that transfer begins, or with
+// KVMESH_EMULATED_NCCL_STALL_DONE=1 once it is done (its peers then wait elsewhere).
 #include <mpi.h>
 #include <nccl.h>
 #include <sched.h>
@@ -21,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,7 +39,8 @@
 namespace {
 
 constexpr char kIdMagic[] = "kvmesh emulated NCCL id";
-// A communicator's tags: kTagBase + 2 * (its maker's world rank * kIdsPerRank + serial), +1 for data.
+// A communicator's tags: kTagBase + 3 * (its maker's world rank * kIdsPerRank + serial), +1 for
+// data, +2 for the acknowledgements of received data.
 constexpr int kTagBase = 1 << 20;
 constexpr int kIdsPerRank = 4096;
 
@@ -70,19 +79,44 @@ size_t element_bytes(ncclDataType_t t) {
   }
 }
 
-// Called before every transfer (and with at_init, by every communicator init): stops this rank
-// when it is the one told to get stuck there.
-void maybe_stall(bool at_init = false) {
-  static const long stall_rank = cuemu::env_count("KVMESH_EMULATED_NCCL_STALL_RANK", -1, 0xFFFF);
-  static const long stall_after = cuemu::env_count("KVMESH_EMULATED_NCCL_STALL_AFTER", 1, 1L << 40);
-  static long transfers = 0;
-  if (stall_rank < 0 || world_rank() != stall_rank) return;
-  if (at_init ? stall_after != 0 : ++transfers != stall_after) return;
-  std::fprintf(stderr, "emulated NCCL: world rank %ld stops at its transfer %ld (KVMESH_EMULATED_NCCL_STALL_RANK)\n",
-               stall_rank, transfers);
+// The rank told to get stuck, and where: KVMESH_EMULATED_NCCL_STALL_RANK, _AFTER, _DONE.
+struct StallPlan {
+  long rank = -1;        // none
+  long transfer = 1;     // 0: in its first ncclCommInitRankConfig
+  bool once_done = false;  // at the first transfer end from that transfer on, not at its start
+};
+const StallPlan& stall_plan() {
+  static const StallPlan plan{cuemu::env_count("KVMESH_EMULATED_NCCL_STALL_RANK", -1, 0xFFFF),
+                              cuemu::env_count("KVMESH_EMULATED_NCCL_STALL_AFTER", 1, 1L << 40),
+                              cuemu::env_count("KVMESH_EMULATED_NCCL_STALL_DONE", 0, 1) == 1};
+  return plan;
+}
+long transfers_begun = 0;
+
+[[noreturn]] void stop_for_good(const char* where) {
+  std::fprintf(stderr, "emulated NCCL: world rank %ld stops at its transfer %ld, %s (KVMESH_EMULATED_NCCL_STALL_RANK)\n",
+               stall_plan().rank, transfers_begun, where);
   std::fflush(stderr);
   std::this_thread::sleep_for(std::chrono::seconds(600));
   std::_Exit(3);
+}
+bool is_stuck_rank() { return stall_plan().rank >= 0 && world_rank() == stall_plan().rank; }
+
+// Called before every transfer (and with at_init, by every communicator init): stops this rank
+// when it is the one told to get stuck there.
+void maybe_stall(bool at_init = false) {
+  if (!is_stuck_rank()) return;
+  const StallPlan& plan = stall_plan();
+  if (at_init) {
+    if (plan.transfer == 0) stop_for_good("before it joins its first communicator");
+    return;
+  }
+  if (++transfers_begun == plan.transfer && !plan.once_done) stop_for_good("before it begins");
+}
+// Called once a transfer is done.
+void maybe_stall_done() {
+  if (is_stuck_rank() && stall_plan().once_done && transfers_begun >= stall_plan().transfer)
+    stop_for_good("once it is done");
 }
 
 // Backs off a polling loop once it has spun a while (the ranks may share fewer cores than they are).
@@ -95,7 +129,7 @@ void pause(int spins) {
 // A member's view of one communicator.
 struct ncclComm {
   int rank = 0, nranks = 0;
-  int handshake_tag = 0, data_tag = 0;
+  int handshake_tag = 0, data_tag = 0, ack_tag = 0;
   std::vector<int> world;  // world rank of each member, once the handshake is done
   bool blocking = true;
   ncclResult_t state = ncclInProgress;  // ncclInProgress until the handshake is done
@@ -166,6 +200,7 @@ struct ncclComm {
   }
 
   void buffered_send(const void* data, size_t bytes, int peer) {
+    if (state != ncclSuccess) return;
     auto pending = std::make_unique<PendingSend>();
     pending->bytes.assign(static_cast<const char*>(data), static_cast<const char*>(data) + bytes);
     MPI_Isend(pending->bytes.data(), static_cast<int>(bytes), MPI_BYTE, world[static_cast<size_t>(peer)], data_tag,
@@ -173,25 +208,45 @@ struct ncclComm {
     sends.push_back(std::move(pending));
   }
 
-  // Receives exactly `bytes` from `peer`, or marks the communicator failed after the timeout.
-  void receive(void* data, size_t bytes, int peer) {
-    if (state != ncclSuccess) return;
+  // When the transfer now first in stream order began to wait for its peer (none: it has not).
+  // A communicator's transfers run one after another on its stream.
+  std::optional<std::chrono::steady_clock::time_point> waiting_since;
+
+  enum class Arrival { arrived, not_yet, failed };
+  // Looks for the next message from `peer` under `tag`, and with may_block waits for it. Failed
+  // (the communicator too) once the transfer has waited the timeout. `waiting_for` says what
+  // for, in the message.
+  Arrival await_message(int peer, int tag, const char* waiting_for, bool may_block, MPI_Status* status) {
     const int source = world[static_cast<size_t>(peer)];
-    const auto start = std::chrono::steady_clock::now();
-    MPI_Status status;
+    if (!waiting_since) waiting_since = std::chrono::steady_clock::now();
     for (int spins = 0;; ++spins) {
       int arrived = 0;
-      MPI_Iprobe(source, data_tag, MPI_COMM_WORLD, &arrived, &status);
-      if (arrived) break;
-      (void)progress();
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s) {
-        std::fprintf(stderr, "emulated NCCL: rank %d of %d waited %.0f s for rank %d (world rank %d)\n", rank, nranks,
-                     timeout_s, peer, source);
-        state = ncclRemoteError;
-        return;
+      MPI_Iprobe(source, tag, MPI_COMM_WORLD, &arrived, status);
+      if (arrived) {
+        waiting_since.reset();
+        return Arrival::arrived;
       }
+      (void)progress();
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - *waiting_since).count() > timeout_s) {
+        std::fprintf(stderr, "emulated NCCL: rank %d of %d waited %.0f s for rank %d (world rank %d) %s\n", rank,
+                     nranks, timeout_s, peer, source, waiting_for);
+        state = ncclRemoteError;
+        waiting_since.reset();
+        return Arrival::failed;
+      }
+      if (!may_block) return Arrival::not_yet;
       pause(spins);
     }
+  }
+
+  // Receives exactly `bytes` from `peer` and acknowledges them, or marks the communicator failed
+  // after the timeout; false: not yet (only without may_block).
+  bool receive(void* data, size_t bytes, int peer, bool may_block) {
+    if (state != ncclSuccess) return true;
+    const int source = world[static_cast<size_t>(peer)];
+    MPI_Status status;
+    const Arrival arrival = await_message(peer, data_tag, "to send", may_block, &status);
+    if (arrival != Arrival::arrived) return arrival == Arrival::failed;
     int count = 0;
     MPI_Get_count(&status, MPI_BYTE, &count);
     if (static_cast<size_t>(count) != bytes) {
@@ -201,6 +256,21 @@ struct ncclComm {
       cuemu::fail(buf);
     }
     MPI_Recv(data, count, MPI_BYTE, source, data_tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    auto ack = std::make_unique<PendingSend>();
+    MPI_Isend(nullptr, 0, MPI_BYTE, source, ack_tag, MPI_COMM_WORLD, &ack->request);
+    sends.push_back(std::move(ack));
+    return true;
+  }
+
+  // Waits until `peer` has received the oldest of the sends to it not yet acknowledged, or marks
+  // the communicator failed after the timeout; false: not yet (only without may_block).
+  bool await_receipt(int peer, bool may_block) {
+    if (state != ncclSuccess) return true;
+    MPI_Status status;
+    const Arrival arrival = await_message(peer, ack_tag, "to receive what it was sent", may_block, &status);
+    if (arrival != Arrival::arrived) return arrival == Arrival::failed;
+    MPI_Recv(nullptr, 0, MPI_BYTE, world[static_cast<size_t>(peer)], ack_tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    return true;
   }
 
   // Cancels the receives still posted (their buffers go with the communicator) and lets go of
@@ -261,13 +331,29 @@ ncclResult_t check_call(ncclComm* comm, size_t count, ncclDataType_t type, int p
   return ncclSuccess;
 }
 
+// Issues a send's bytes or a receive on the call's stream.
 void run_point_to_point(const GroupedCall& call) {
-  cuemu::run_on_stream(call.stream, [call]() {
-    maybe_stall();
-    if (call.send)
+  if (call.send) {
+    cuemu::run_on_stream(call.stream, [call]() {
+      maybe_stall();
       call.comm->buffered_send(call.data, call.bytes, call.peer);
-    else
-      call.comm->receive(call.data, call.bytes, call.peer);
+    });
+    return;
+  }
+  cuemu::run_on_stream_polled(call.stream, [call](bool may_block) {
+    if (!call.comm->waiting_since) maybe_stall();  // once per receive, not per look
+    if (!call.comm->receive(call.data, call.bytes, call.peer, may_block)) return false;
+    maybe_stall_done();
+    return true;
+  });
+}
+
+// A send's end on its stream: the peer has received it.
+void await_receipt(const GroupedCall& send) {
+  cuemu::run_on_stream_polled(send.stream, [send](bool may_block) {
+    if (!send.comm->await_receipt(send.peer, may_block)) return false;
+    maybe_stall_done();
+    return true;
   });
 }
 
@@ -336,8 +422,9 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t* out, int nranks, ncclUniqueId id
   auto* c = new ncclComm();
   c->rank = rank;
   c->nranks = nranks;
-  c->handshake_tag = kTagBase + 2 * (contents.maker * kIdsPerRank + contents.serial);
+  c->handshake_tag = kTagBase + 3 * (contents.maker * kIdsPerRank + contents.serial);
   c->data_tag = c->handshake_tag + 1;
+  c->ack_tag = c->handshake_tag + 2;
   c->blocking = config == nullptr || config->blocking != 0;
   c->timeout_s = timeout_seconds();
   if (rank == 0) {
@@ -393,7 +480,8 @@ ncclResult_t ncclGroupStart() {
   return ncclSuccess;
 }
 
-// The group's sends first (they are buffered), then its receives, each on its own stream.
+// The group's sends first (their bytes are buffered), then its receives, then the waits for the
+// sends' receipts, each on its call's stream.
 ncclResult_t ncclGroupEnd() {
   if (group_depth == 0) return ncclInvalidUsage;
   if (--group_depth > 0) return ncclSuccess;
@@ -403,6 +491,8 @@ ncclResult_t ncclGroupEnd() {
     if (call.send) run_point_to_point(call);
   for (const GroupedCall& call : calls)
     if (!call.send) run_point_to_point(call);
+  for (const GroupedCall& call : calls)
+    if (call.send) await_receipt(call);
   return ncclSuccess;
 }
 
@@ -410,10 +500,12 @@ ncclResult_t ncclSend(const void* data, size_t count, ncclDataType_t type, int p
                       cudaStream_t stream) {
   if (const ncclResult_t r = check_call(comm, count, type, peer, data, "ncclSend"); r != ncclSuccess) return r;
   GroupedCall call{true, const_cast<void*>(data), count * element_bytes(type), peer, comm, stream};
-  if (group_depth > 0)
+  if (group_depth > 0) {
     grouped.push_back(call);
-  else
+  } else {
     run_point_to_point(call);
+    await_receipt(call);
+  }
   return ncclSuccess;
 }
 
@@ -427,8 +519,9 @@ ncclResult_t ncclRecv(void* data, size_t count, ncclDataType_t type, int peer, n
   return ncclSuccess;
 }
 
-// Every member sends its values to every other and adds all of them up in rank order, so every
-// member ends with the same bits (as NCCL's all-reduce gives). Float32 and float64 only.
+// Every member sends its values to every other, adds all of them up in rank order, so every
+// member ends with the same bits (as NCCL's all-reduce gives), and waits until every other has
+// received its values. Float32 and float64 only.
 ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
                            ncclComm_t comm, cudaStream_t stream) {
   if (const ncclResult_t r = check_call(comm, count, type, 0, send, "ncclAllReduce (send)"); r != ncclSuccess)
@@ -439,27 +532,43 @@ ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataT
     std::fprintf(stderr, "emulated NCCL: ncclAllReduce inside a group is not emulated\n");
     return ncclInvalidUsage;
   }
+  // Stream work item by item (the sends, each receive, each receipt, the result), so a query
+  // stops at the first peer that has not come; the buffers are the call's, kept across replays.
+  const size_t bytes = count * element_bytes(type);
+  struct Buffers {
+    std::vector<char> mine, acc, theirs;
+  };
+  auto b = std::make_shared<Buffers>();
+  b->acc.resize(bytes);
+  b->theirs.resize(bytes);
   cuemu::run_on_stream(stream, [=]() {
     maybe_stall();
-    const size_t bytes = count * element_bytes(type);
-    std::vector<char> mine(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
+    b->mine.assign(static_cast<const char*>(send), static_cast<const char*>(send) + bytes);
     for (int m = 0; m < comm->nranks; ++m)
-      if (m != comm->rank) comm->buffered_send(mine.data(), bytes, m);
-    std::vector<char> acc(bytes), theirs(bytes);
-    for (int m = 0; m < comm->nranks; ++m) {
-      const char* values = mine.data();
+      if (m != comm->rank) comm->buffered_send(b->mine.data(), bytes, m);
+  });
+  for (int m = 0; m < comm->nranks; ++m) {
+    cuemu::run_on_stream_polled(stream, [=](bool may_block) {
+      const char* values = b->mine.data();
       if (m != comm->rank) {
-        comm->receive(theirs.data(), bytes, m);
-        values = theirs.data();
+        if (!comm->receive(b->theirs.data(), bytes, m, may_block)) return false;
+        values = b->theirs.data();
       }
       if (m == 0)
-        std::memcpy(acc.data(), values, bytes);
+        std::memcpy(b->acc.data(), values, bytes);
       else if (type == ncclFloat32)
-        reduce_into(reinterpret_cast<float*>(acc.data()), reinterpret_cast<const float*>(values), count, op);
+        reduce_into(reinterpret_cast<float*>(b->acc.data()), reinterpret_cast<const float*>(values), count, op);
       else
-        reduce_into(reinterpret_cast<double*>(acc.data()), reinterpret_cast<const double*>(values), count, op);
-    }
-    if (comm->state == ncclSuccess) std::memcpy(recv, acc.data(), bytes);
+        reduce_into(reinterpret_cast<double*>(b->acc.data()), reinterpret_cast<const double*>(values), count, op);
+      return true;
+    });
+  }
+  for (int m = 0; m < comm->nranks; ++m)
+    if (m != comm->rank)
+      cuemu::run_on_stream_polled(stream, [=](bool may_block) { return comm->await_receipt(m, may_block); });
+  cuemu::run_on_stream(stream, [=]() {
+    if (comm->state == ncclSuccess) std::memcpy(recv, b->acc.data(), bytes);
+    maybe_stall_done();
   });
   return ncclSuccess;
 }

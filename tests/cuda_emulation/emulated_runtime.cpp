@@ -3,6 +3,7 @@
 // the host waits on it (cudaStreamSynchronize, an event recorded after the work, a synchronous
 // copy on the default stream for blocking streams, cudaDeviceSynchronize, cudaFree) or another
 // stream waits on one of its events, so work that nothing orders runs late, as it may on a GPU;
+// a query runs it up to work that waits for a peer which has not answered yet (cudaErrorNotReady);
 // a capture records the work for graph launches to replay.
 #include <algorithm>
 #include <cstdio>
@@ -76,13 +77,12 @@ namespace {
 // One recorded piece of stream work: a kernel launch, or host work (a copy, a library call).
 struct GraphNode {
   cuemu::Cfg cfg;
-  std::function<void()> fn;
-  bool host = false;
-  void run() const {
-    if (host)
-      fn();
-    else
-      cuemu::run_kernel(cfg, fn);
+  std::function<void()> kernel;
+  cuemu::PolledWork host;  // set for host work
+  bool run(bool may_block) const {
+    if (host) return host(may_block);
+    cuemu::run_kernel(cfg, kernel);
+    return true;
   }
 };
 }  // namespace
@@ -100,7 +100,7 @@ struct CUstream_st {
   bool invalidated = false;
   bool blocking = true;  // created without cudaStreamNonBlocking: the legacy default stream waits for it
   CUgraph_st* graph = nullptr;
-  std::deque<std::function<void()>> queued;
+  std::deque<cuemu::PolledWork> queued;
   uint64_t enqueued = 0, ran = 0;  // work items given to the stream, and run
 };
 struct CUevent_st {
@@ -124,15 +124,21 @@ bool streams_defer() {
   return defer;
 }
 
-// Runs s's queued work until it has run `upto` items.
-void run_until(CUstream_st* s, uint64_t upto) {
+// Runs s's queued work until it has run `upto` items; false when may_block is false and an item
+// is not ready (it stays first in the queue).
+bool run_until(CUstream_st* s, uint64_t upto, bool may_block = true) {
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
   while (s->ran < upto && !s->queued.empty()) {
-    std::function<void()> work = std::move(s->queued.front());
+    cuemu::PolledWork work = std::move(s->queued.front());
     s->queued.pop_front();
     ++s->ran;
-    work();
+    if (!work(may_block)) {
+      s->queued.push_front(std::move(work));
+      --s->ran;
+      return false;
+    }
   }
+  return true;
 }
 void run_all(CUstream_st* s) { run_until(s, s->enqueued); }
 // What the legacy default stream waits for before its own work: every blocking stream.
@@ -147,11 +153,11 @@ void run_every_stream() {
 }
 
 // Work issued to `stream` outside a capture: queued on it, or run now on the default stream.
-void issue(cudaStream_t stream, std::function<void()> work) {
+void issue(cudaStream_t stream, cuemu::PolledWork work) {
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
   if (stream == nullptr) {
     run_blocking_streams();
-    work();
+    work(/*may_block=*/true);
     return;
   }
   stream->queued.push_back(std::move(work));
@@ -176,20 +182,29 @@ void launch_closure(const Cfg& cfg, std::function<void()> fn) {
     return;
   }
   if (CUstream_st* s = capture_of(cfg.stream)) {
-    if (!s->invalidated) s->graph->nodes.push_back({cfg, std::move(fn), false});
+    if (!s->invalidated) s->graph->nodes.push_back({cfg, std::move(fn), nullptr});
     return;
   }
-  issue(cfg.stream, [cfg, fn = std::move(fn)]() { run_kernel(cfg, fn); });
+  issue(cfg.stream, [cfg, fn = std::move(fn)](bool) {
+    run_kernel(cfg, fn);
+    return true;
+  });
 }
 }  // namespace cuemu
 
 namespace cuemu {
-void run_on_stream(cudaStream_t stream, std::function<void()> fn) {
+void run_on_stream_polled(cudaStream_t stream, PolledWork work) {
   if (CUstream_st* s = capture_of(stream)) {
-    if (!s->invalidated) s->graph->nodes.push_back({Cfg(dim3(1), dim3(1), 0, stream), std::move(fn), true});
+    if (!s->invalidated) s->graph->nodes.push_back({Cfg(dim3(1), dim3(1), 0, stream), nullptr, std::move(work)});
     return;
   }
-  issue(stream, std::move(fn));
+  issue(stream, std::move(work));
+}
+void run_on_stream(cudaStream_t stream, std::function<void()> fn) {
+  run_on_stream_polled(stream, [fn = std::move(fn)](bool) {
+    fn();
+    return true;
+  });
 }
 }  // namespace cuemu
 
@@ -412,7 +427,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
 }
 cudaError_t cudaStreamQuery(cudaStream_t s) {
   if (capture_of(s)) return capture_violation(s, "cudaStreamQuery");
-  return cudaStreamSynchronize(s);
+  if (s == nullptr) return cudaStreamSynchronize(s);
+  return run_until(s, s->enqueued, /*may_block=*/false) ? cudaSuccess : cudaErrorNotReady;
 }
 // The stream's later work runs only after the event's stream has run what came before the record.
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
@@ -420,12 +436,12 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   if (e->stream == nullptr || capture_of(s)) return cudaSuccess;  // complete, or a capture's (not emulated)
   CUstream_st* const other = e->stream;
   const uint64_t after = e->after;
-  auto wait = [other, after]() {
+  auto wait = [other, after](bool may_block) {
     std::lock_guard<std::recursive_mutex> lock(stream_mu);
-    if (is_live(other)) run_until(other, after);  // a destroyed stream ran all its work
+    return !is_live(other) || run_until(other, after, may_block);  // a destroyed stream ran all its work
   };
   if (s == nullptr)
-    wait();
+    wait(/*may_block=*/true);
   else
     issue(s, wait);
   return cudaSuccess;
@@ -465,9 +481,9 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t g, unsigned 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (exec == nullptr) return cudaErrorInvalidValue;
   if (capture_of(stream)) return capture_violation(stream, "cudaGraphLaunch");
-  issue(stream, [nodes = exec->nodes]() {
-    for (const GraphNode& node : *nodes) node.run();
-  });
+  // Node by node, so a query can stop at a node that waits for a peer and go on from there.
+  for (size_t i = 0; i < exec->nodes->size(); ++i)
+    issue(stream, [nodes = exec->nodes, i](bool may_block) { return (*nodes)[i].run(may_block); });
   return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {
@@ -505,7 +521,12 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   if (e->stream != nullptr && is_live(e->stream)) run_until(e->stream, e->after);
   return cudaSuccess;
 }
-cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
+cudaError_t cudaEventQuery(cudaEvent_t e) {
+  if (e == nullptr) return cudaErrorInvalidResourceHandle;
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  if (e->stream == nullptr || !is_live(e->stream)) return cudaSuccess;
+  return run_until(e->stream, e->after, /*may_block=*/false) ? cudaSuccess : cudaErrorNotReady;
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   if (a == nullptr || b == nullptr) return cudaErrorInvalidResourceHandle;
   *ms = 1.0f;

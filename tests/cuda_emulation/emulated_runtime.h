@@ -1,5 +1,6 @@
 // What the emulated runtime offers the emulated libraries beside the CUDA API: host work in stream
-// order (queued on the stream until something waits on it, or recorded while the stream captures).
+// order (queued on the stream until something waits on it, or recorded while the stream captures),
+// and such work that may have to wait for a peer.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -9,5 +10,13 @@
 namespace cuemu {
 
 void run_on_stream(cudaStream_t stream, std::function<void()> work);
+
+// Stream work that may wait for something outside this process (a peer's message). Asked with
+// may_block false (cudaEventQuery, cudaStreamQuery), it either does its work and returns true or,
+// when what it waits for has not happened, does nothing and returns false: the stream then
+// reports cudaErrorNotReady and the work is asked again at the next wait. Asked with may_block
+// true (any other wait), it returns true once done, however long that takes.
+using PolledWork = std::function<bool(bool may_block)>;
+void run_on_stream_polled(cudaStream_t stream, PolledWork work);
 
 }  // namespace cuemu
