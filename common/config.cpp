@@ -7,10 +7,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "common/file_read.h"
 
 namespace kvmesh {
 namespace {
@@ -191,12 +191,9 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
 }
 
 Result<ModelConfig> load_model_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(path + ": cannot open config file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return io_error(path + ": read failed");
-  KVMESH_ASSIGN_OR_RETURN(ModelConfig c, parse_model_config(ss.str(), path));
+  constexpr uint64_t kMaxConfigBytes = 16ull << 20;
+  KVMESH_ASSIGN_OR_RETURN(std::string text, read_regular_file(path, kMaxConfigBytes));
+  KVMESH_ASSIGN_OR_RETURN(ModelConfig c, parse_model_config(text, path));
   std::error_code ec;
   std::filesystem::path dir = std::filesystem::absolute(path, ec).parent_path();
   if (!ec && !dir.filename().empty()) c.name = dir.filename().string();

@@ -13,11 +13,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "common/file_read.h"
 
 namespace kvmesh {
 namespace {
@@ -64,21 +64,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 bool is_float_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
-
-Result<std::string> read_text_file(const std::string& path, uint64_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(path + ": cannot open: " + std::strerror(errno));
-  std::error_code ec;
-  uint64_t size = fs::file_size(path, ec);
-  if (!ec && size > max_bytes) {
-    return invalid_argument(path + ": file is " + std::to_string(size) + " bytes, over the limit of " +
-                            std::to_string(max_bytes));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return io_error(path + ": read failed");
-  return ss.str();
-}
 
 // Parses one header entry: {"dtype": ..., "shape": [...], "data_offsets": [begin, end]}.
 Result<TensorInfo> parse_entry(const std::string& where, const std::string& name, const json& v,
@@ -160,7 +145,8 @@ const char* safetensors_dtype_name(DType dtype) {
 Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Without blocking: a FIFO with no writer would hold open() forever (fstat refuses it next).
+  f->fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (f->fd_ < 0) {
     int err = errno;
     std::string msg = path + ": cannot open: " + std::strerror(err);
@@ -168,7 +154,7 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
   }
   struct stat st {};
   if (::fstat(f->fd_, &st) != 0) return io_error(path + ": fstat failed: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return invalid_argument(path + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) return invalid_argument(path + ": not a regular file (a FIFO, device or socket)");
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     return data_loss(path + ": file is " + std::to_string(size) +
@@ -326,7 +312,7 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::open_file(const std::string& pat
 }
 
 Status Checkpoint::open_index(const std::string& index_path) {
-  KVMESH_ASSIGN_OR_RETURN(std::string text, read_text_file(index_path, kMaxIndexBytes));
+  KVMESH_ASSIGN_OR_RETURN(std::string text, read_regular_file(index_path, kMaxIndexBytes));
   json j;
   try {
     j = json::parse(text);

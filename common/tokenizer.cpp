@@ -4,7 +4,6 @@
 
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -14,6 +13,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/file_read.h"
 #include "common/unicode_tables.h"
 
 namespace kvmesh {
@@ -157,17 +157,10 @@ struct LoadedVocab {
   std::vector<std::pair<std::string, int32_t>> added;                          // raw text -> id
 };
 
-Result<std::string> read_text_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return not_found(path + ": no such file");
-  if (std::filesystem::is_directory(path, ec)) return invalid_argument(path + ": is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return io_error(path + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return io_error(path + ": read failed");
-  return text.str();
-}
+// Tokenizer files are a few MB (tokenizer.json of a large vocabulary: tens of MB).
+constexpr uint64_t kMaxTokenizerFileBytes = 512ull << 20;
+
+Result<std::string> read_text_file(const std::string& path) { return read_regular_file(path, kMaxTokenizerFileBytes); }
 
 Result<json> parse_json_file(const std::string& path) {
   KVMESH_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
@@ -423,15 +416,17 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_tokenizer_json(const std::str
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::from_model_dir(const std::string& model_dir,
                                                              const std::string& fallback_dir) {
-  auto is_file = [](const std::string& path) {
+  // Anything at the path, even a dangling link or a FIFO: used, so that a tokenizer file that is
+  // there but unusable is an error instead of a silent fall back to another tokenizer.
+  auto present = [](const std::string& path) {
     std::error_code ec;
-    return std::filesystem::is_regular_file(path, ec);
+    return std::filesystem::symlink_status(path, ec).type() != std::filesystem::file_type::not_found;
   };
   if (!model_dir.empty()) {
     const std::string tokenizer_json = model_dir + "/tokenizer.json";
-    if (is_file(tokenizer_json)) return from_tokenizer_json(tokenizer_json);
+    if (present(tokenizer_json)) return from_tokenizer_json(tokenizer_json);
     const std::string vocab = model_dir + "/vocab.json", merges = model_dir + "/merges.txt";
-    if (is_file(vocab) && is_file(merges)) return from_vocab_merges(vocab, merges);
+    if (present(vocab) || present(merges)) return from_vocab_merges(vocab, merges);
   }
   return from_vocab_merges(fallback_dir + "/vocab.json", fallback_dir + "/merges.txt");
 }

@@ -19,7 +19,9 @@ class Tokenizer {
   // Hugging Face tokenizer.json of a GPT-2-style BPE model.
   static Result<std::unique_ptr<Tokenizer>> from_tokenizer_json(const std::string& path);
   // Looks in a model directory for tokenizer.json, then vocab.json + merges.txt, then falls back
-  // to the GPT-2 files shipped with kvmesh (fallback_dir).
+  // to the GPT-2 files shipped with kvmesh (fallback_dir) when the directory has none of them. A
+  // tokenizer file that is there but unusable (a dangling link, a FIFO, only one of the pair) is
+  // an error.
   static Result<std::unique_ptr<Tokenizer>> from_model_dir(const std::string& model_dir,
                                                            const std::string& fallback_dir);
 

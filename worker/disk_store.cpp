@@ -13,10 +13,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
+#include "common/file_read.h"
 #include "common/synthetic_models.h"
 
 namespace kvmesh {
@@ -204,11 +203,11 @@ struct FingerprintBytes {
   }
 };
 
+// A small file's text, or "" when it is missing or not a readable regular file.
 std::string file_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  constexpr uint64_t kMaxIdentityFileBytes = 100ull << 20;
+  auto text = read_regular_file(path.string(), kMaxIdentityFileBytes);
+  return text.is_ok() ? std::move(text).value() : std::string();
 }
 
 // The checkpoint's identity: where it is, its config and index texts, its weight files' sizes.
