@@ -70,11 +70,18 @@ WorkerOptions worker_options(const ServerConfig& config, const std::string& dir)
   return wo;
 }
 
+ControlOptions control_options(const ServerConfig& config) {
+  ControlOptions control;
+  control.step_timeout_s = config.step_timeout_s;
+  control.startup_timeout_s = config.startup_timeout_s;
+  return control;
+}
+
 // Every rank loads its shard; rank 0 gets the engine, the others serve plans until shutdown.
 Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, RankRole* role) {
   KVMESH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(config));
   const WorkerOptions wo = worker_options(config, dir);
-  KVMESH_ASSIGN_OR_RETURN(*role, start_rank(mpi, wo, ControlOptions{config.step_timeout_s}));
+  KVMESH_ASSIGN_OR_RETURN(*role, start_rank(mpi, wo, control_options(config)));
   LoadedModel out;
   if (mpi.rank() != 0) return out;
   KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,

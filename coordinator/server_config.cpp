@@ -62,6 +62,10 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::Range(0, 1024));
   app.add_option("--step-timeout", c.step_timeout_s, "Seconds a step may wait for another rank before the job ends")
       ->check(CLI::Range(1.0, 86400.0));
+  app.add_option("--startup-timeout", c.startup_timeout_s,
+                 "Seconds a rank's start-up (loading, allocating, joining the others) may take under mpirun "
+                 "before the job ends (0 = no bound)")
+      ->check(CLI::Range(0.0, 604800.0));
   app.add_flag("--dry-run", c.dry_run, "Print the layers, heads, weight and KV bytes of every rank, then exit");
 }
 

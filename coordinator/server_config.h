@@ -34,6 +34,7 @@ struct ServerConfig {
   int pp = 1;
   int micro_batches = 0;                 // per step with pp > 1; 0 = pp
   double step_timeout_s = 300.0;         // a step waiting longer on another rank ends the job
+  double startup_timeout_s = 1800.0;     // a rank's start-up taking longer under mpirun ends the job
   bool dry_run = false;                  // print what each rank would hold, then exit
 
   // HTTP.

@@ -43,6 +43,7 @@ struct Options {
   std::string dtype = "bf16";
   bool enforce_eager = false;
   double step_timeout_s = ControlOptions{}.step_timeout_s;
+  double startup_timeout_s = ControlOptions{}.startup_timeout_s;
 };
 
 int fail(const std::string& message) {
@@ -129,6 +130,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   ControlOptions control;
   control.report_timing = options.timing;
   control.step_timeout_s = options.step_timeout_s;
+  control.startup_timeout_s = options.startup_timeout_s;
   auto role = start_rank(mpi, worker_options, control);
   Worker* worker = role.is_ok() ? role->worker : nullptr;
   if (!role.is_ok()) return say(role.status().message());
@@ -205,6 +207,10 @@ int main(int argc, char** argv) {
   app.add_option("--step-timeout", options.step_timeout_s,
                  "Seconds a step may wait for another rank before the job ends")
       ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  app.add_option("--startup-timeout", options.startup_timeout_s,
+                 "Seconds a rank's start-up may take under mpirun before the job ends (0 = no bound)")
+      ->check(CLI::Range(0.0, 604800.0))
       ->capture_default_str();
   app.add_flag("--timing", options.timing, "Each rank prints its step and busy time at the end (pipeline bubble)");
   try {

@@ -12,6 +12,7 @@ namespace kvmesh {
 
 struct ControlOptions {
   double step_timeout_s = 300.0;  // longest a step may wait for another rank
+  double startup_timeout_s = 1800.0;  // longest a rank's start-up may take under mpirun (0: no bound)
   bool report_timing = false;     // each rank prints its busy share of step time at shutdown
 };
 

@@ -5,6 +5,7 @@
 
 #include "worker/local_executor.h"
 #include "worker/mpi_collectives.h"
+#include "worker/startup_watchdog.h"
 #ifdef KVMESH_HAVE_NCCL
 #include "worker/cuda/nccl_collectives.h"
 #endif
@@ -44,8 +45,13 @@ Result<RankRole> start_rank(MpiRuntime& mpi, WorkerOptions options, const Contro
     role.executor = std::make_unique<LocalExecutor>(std::move(worker));
     return role;
   }
+  // Worker::create ends with the ranks' agreement that all of them started, so a rank past it
+  // knows every peer got there too.
+  StartupWatchdog watchdog(control.startup_timeout_s, mpi.rank(), [&mpi] { mpi.abort(1); });
+  stall_startup_if_asked(mpi.rank());
   KVMESH_ASSIGN_OR_RETURN(auto collectives, data_plane(options, control));
   KVMESH_ASSIGN_OR_RETURN(auto worker, Worker::create(options, std::move(collectives)));
+  watchdog.disarm();
   std::fprintf(stderr, "kvmesh rank %d (tp %d, pp %d): read %llu checkpoint bytes for its shard\n",
                layout.rank, layout.tp_rank(), layout.pp_rank(),
                static_cast<unsigned long long>(worker->checkpoint_bytes_read()));

@@ -71,15 +71,18 @@ TEST(ServeFlags, ParsedValuesAndDefaults) {
   EXPECT_EQ(d.config.max_body_bytes, 1 << 20);
   EXPECT_EQ(d.config.http_threads, 2);
   EXPECT_EQ(d.config.drain_timeout_s, 30.0);
-  FlagsOutcome o = parse({"--kv-device-mem", "2GiB", "--port", "0", "--max-body-bytes", "64KiB", "--api-key", "k"});
+  EXPECT_EQ(d.config.startup_timeout_s, 1800.0);
+  FlagsOutcome o = parse({"--kv-device-mem", "2GiB", "--port", "0", "--max-body-bytes", "64KiB", "--api-key", "k",
+                          "--startup-timeout", "0"});
   ASSERT_EQ(o.exit_code, -1) << o.message;
   EXPECT_EQ(o.config.kv_device_bytes, 2ll << 30);
   EXPECT_EQ(o.config.port, 0);
   EXPECT_EQ(o.config.max_body_bytes, 64 << 10);
   EXPECT_EQ(o.config.api_key, "k");
+  EXPECT_EQ(o.config.startup_timeout_s, 0.0);  // no bound
   for (const auto& bad : std::vector<std::vector<std::string>>{
            {"--bogus"}, {"--port", "70000"}, {"--kv-device-mem", "lots"}, {"--max-num-seqs", "0"},
-           {"--threads", "x"}, {"--drain-timeout", "-1"}}) {
+           {"--threads", "x"}, {"--drain-timeout", "-1"}, {"--startup-timeout", "-5"}}) {
     FlagsOutcome r = parse(bad);
     EXPECT_EQ(r.exit_code, 2) << bad[0];
     EXPECT_EQ(r.message.find('\n'), std::string::npos) << "one line: " << r.message;

@@ -1,7 +1,9 @@
 // Startup misconfigurations under mpirun: one clear message from rank 0 and a non-zero exit of
-// the whole job, never a hang.
+// the whole job, never a hang; a rank stuck in its start-up ends the job after --startup-timeout.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "command_runner.h"
@@ -72,6 +74,24 @@ TEST(StartupChecks, CheckpointUnreadableOnOneRank) {
   EXPECT_NE(r.err.find("h.3.mlp.c_fc.weight"), std::string::npos) << r.err;
   EXPECT_EQ(count_kvmesh_lines(r.err), 1) << r.err;
   std::filesystem::remove_all(dir);
+}
+
+// A rank held in its start-up (here: told to stop there) would hold its peers in the start-up's
+// next agreement for good; --startup-timeout ends the job with one line saying so.
+TEST(StartupChecks, RankStuckInItsStartupEndsTheJobAfterTheStartupTimeout) {
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult r = run_command("env KVMESH_DEBUG_STALL_STARTUP_RANK=1 " + mpirun_prefix(2) + kGenerate +
+                                    " --model " + hf_fixture_dir() + " --threads 1 --tp 2 --startup-timeout 5 --request " +
+                                    kRequest,
+                                120);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(r.exit_code, 124) << "the job was still running after 120 s\n" << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("rank 1: stopping in its start-up"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("start-up did not finish within 5 s"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("\"choices\""), std::string::npos) << r.out;
+  EXPECT_LT(seconds, 60) << r.err;
+  std::printf("job ended after %.1f s (exit code %d)\n", seconds, r.exit_code);
 }
 
 }  // namespace

@@ -1,0 +1,39 @@
+// StartupWatchdog: bounds one rank's start-up in a job of many ranks. A rank held in its start-up
+// (a shard read from storage that stopped answering, a device allocation that never returns, a
+// peer stuck before an agreement) would otherwise hold every rank in the next MPI collective,
+// which has no timeout. Unless disarmed within its timeout, the watchdog prints one line naming
+// the rank and ends the job, from a thread of its own (the rank's main thread may be inside that
+// collective).
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace kvmesh {
+
+class StartupWatchdog {
+ public:
+  // timeout_s <= 0: no bound. end_job runs on expiry, after the line is printed, and must not
+  // return (MPI_Abort); tests pass their own.
+  StartupWatchdog(double timeout_s, int rank, std::function<void()> end_job);
+  ~StartupWatchdog();  // disarms
+  StartupWatchdog(const StartupWatchdog&) = delete;
+  StartupWatchdog& operator=(const StartupWatchdog&) = delete;
+
+  // The start-up is over: the watchdog will not fire.
+  void disarm();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;
+  std::thread thread_;
+};
+
+// For tests of a stuck start-up: KVMESH_DEBUG_STALL_STARTUP_RANK=<rank> makes that rank stop here
+// (sleeping; 600 s at most), as a rank held in its start-up would.
+void stall_startup_if_asked(int rank);
+
+}  // namespace kvmesh
