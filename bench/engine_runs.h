@@ -1,5 +1,6 @@
-// Engine runs shared by the decode benchmarks: made-up greedy requests, and decode tokens/s of a
-// batch measured after every sequence has its first token (prefill excluded).
+// Engine runs shared by the decode benchmarks: made-up requests (greedy, or drawing their tokens),
+// and decode tokens/s of a batch measured after every sequence has its first token (prefill
+// excluded).
 #pragma once
 
 #include "bench_util.h"
@@ -7,24 +8,33 @@
 
 namespace kvmesh::bench {
 
-// A greedy request over a made-up prompt of n_prompt token ids (different per salt) that always
+// How the requests pick each token: the most likely one, or a draw (temperature 1, top-p 0.95,
+// a seed per request), as chat traffic usually asks.
+enum class Picking { greedy, sampled };
+
+// A request over a made-up prompt of n_prompt token ids (different per salt) that always
 // generates exactly max_tokens tokens.
-inline GenerationRequest synthetic_request(int n_prompt, int max_tokens, int salt) {
+inline GenerationRequest synthetic_request(int n_prompt, int max_tokens, int salt, Picking picking = Picking::greedy) {
   GenerationRequest r;
   for (int i = 0; i < n_prompt; ++i) r.prompt_ids.push_back((i * 7919 + salt * 104729) % 50000);
   r.max_tokens = max_tokens;
   r.ignore_eos = true;
   r.sampling.temperature = 0.0f;
+  if (picking == Picking::sampled) {
+    r.sampling.temperature = 1.0f;
+    r.sampling.top_p = 0.95f;
+    r.sampling.seed = static_cast<uint64_t>(salt);
+  }
   return r;
 }
 
 // Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded); 0 when a
 // request is refused, a step fails, or the requests are not done after many more steps than they
 // need (every sequence adds a token per step once its prompt is in).
-inline double decode_tokens_per_s(Engine& engine, int batch, int n_new) {
+inline double decode_tokens_per_s(Engine& engine, int batch, int n_new, Picking picking = Picking::greedy) {
   int first = 0, done = 0;
   for (int b = 0; b < batch; ++b) {
-    auto added = engine.add_request(synthetic_request(32, n_new, b + 1), [&](const GenerationDelta& d) {
+    auto added = engine.add_request(synthetic_request(32, n_new, b + 1, picking), [&](const GenerationDelta& d) {
       if (d.n_generated_tokens == 1) ++first;
       if (d.finish != FinishReason::none) ++done;
     });

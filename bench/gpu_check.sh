@@ -3,10 +3,11 @@
 # products with and without fused epilogues, the HF fixture end to end in bf16, decode graphs
 # against eager steps, TP/PP over NCCL when there are GPUs enough), then the decode benchmark for
 # the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128 (graphs, graphs with the
-# epilogues apart, eager) beside the weight-bytes roofline. Prints a short table last, also when a
-# step fails or runs out of time. The programs come from gpu-bundle/ when it is there (made by
-# bench/gpu_bundle.sh on a build machine: for GPU images without kvmesh's build dependencies), else
-# they are built here (Release, CUDA ON, sm_90) into build-gpu.
+# epilogues apart, eager, graphs with sampled tokens) beside the weight-bytes roofline. Prints a
+# short table last, also when a step fails or runs out of time. The programs come from
+# gpu-bundle/ when it is there (made by bench/gpu_bundle.sh on a build machine: for GPU images
+# without kvmesh's build dependencies), else they are built here (Release, CUDA ON, sm_90) into
+# build-gpu.
 # Time: the tests and the benchmark share one deadline, GPU_CHECK_SECONDS (default 420) after the
 # programs are ready; each step gets at most its own cap and what is left of the deadline.
 # Usage: bench/gpu_check.sh [build-dir]     Environment: GPU_CHECK_BUILD=1 (build even with a

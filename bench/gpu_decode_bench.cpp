@@ -2,9 +2,12 @@
 // shape: 48 layers, 1600 wide, 25 heads) in bf16 at several batch sizes, beside the roofline
 // (bf16 weight bytes read per step / measured device copy bandwidth) and the share of it reached,
 // with decode steps replayed from CUDA graphs and, beside them, the same graphs with biases and
-// activations as kernels of their own instead of cuBLASLt epilogues, and steps launched op by op
-// (--enforce-eager).
-// Usage: gpu_decode_bench [synthetic:<shape>] [new tokens per sequence]
+// activations as kernels of their own instead of cuBLASLt epilogues, steps launched op by op
+// (--enforce-eager), and the graphs again with every request drawing its tokens (temperature 1,
+// top-p 0.95: the sampler's sort of each row's vocabulary) instead of taking the most likely.
+// Usage: gpu_decode_bench [synthetic:<shape> or model dir] [new tokens per sequence] [batch sizes,
+//        comma-separated: 1,8,32,128]
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -57,11 +60,43 @@ std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs, cons
                                   std::shared_ptr<const Tokenizer>(std::move(tok).value()));
 }
 
+constexpr char kSampledColumn[] = "graphs, sampled: T 1, top-p 0.95";
+
+// "1,8,32" as {1, 8, 32}; empty when any item is not a batch size from 1 to 128 (the engine's
+// most sequences).
+std::vector<int> parse_batches(const std::string& list) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (at <= list.size()) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    const std::string item = list.substr(at, comma - at);
+    char* end = nullptr;
+    const long b = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || b < 1 || b > 128) return {};
+    out.push_back(static_cast<int>(b));
+    at = comma + 1;
+  }
+  return out;
+}
+
+// A variant's figures on stderr as soon as they exist, in case a later one does not finish.
+void print_progress(const char* name, const std::vector<int>& batches, const std::vector<double>& tps) {
+  std::fprintf(stderr, "gpu_decode_bench: %s: tok/s", name);
+  for (size_t i = 0; i < batches.size(); ++i) std::fprintf(stderr, " %.1f (batch %d)", tps[i], batches[i]);
+  std::fprintf(stderr, "\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string model = argc > 1 ? argv[1] : "synthetic:gpt2-xl";
   const int n_new = argc > 2 ? std::atoi(argv[2]) : 64;
+  const std::vector<int> batches = parse_batches(argc > 3 ? argv[3] : "1,8,32,128");
+  if (n_new < 2 || batches.empty()) {
+    std::fprintf(stderr, "gpu_decode_bench: usage: gpu_decode_bench [model] [new tokens >= 2] [batch sizes 1-128, "
+                         "comma-separated]\n");
+    return 2;
+  }
   if (cuda_device_count() == 0) {
     std::fprintf(stderr, "gpu_decode_bench: no CUDA GPU usable (%s)\n", cuda_no_device_reason().c_str());
     return 1;
@@ -80,44 +115,51 @@ int main(int argc, char** argv) {
   const double weight_bytes = (static_cast<double>(config->n_params()) +
                                static_cast<double>(config->vocab_size) * config->n_embd) * 2.0;
   const double roofline = *bw * 1e9 / weight_bytes;  // steps/s, so tokens/s per sequence
-  const std::vector<int> batches = {1, 8, 32, 128};
   // Tokens/s per variant and batch size; each engine is warmed at every batch size first (cuBLAS
   // heuristics, allocations, and with graphs the recording of each size's graph).
   const Variant variants[] = {{"graphs", true, true}, {"graphs, epilogues apart", true, false},
                               {"eager", false, true}};
   constexpr size_t kVariants = sizeof(variants) / sizeof(variants[0]);
   std::vector<double> tps[kVariants];
+  std::vector<double> sampled_tps;  // the first variant's engine, requests drawing their tokens
   for (size_t k = 0; k < kVariants; ++k) {
     std::fprintf(stderr, "gpu_decode_bench: %s: building the engine, warming up, running\n", variants[k].name);
     auto engine = make_engine(model, 128, variants[k]);
     if (!engine) {
       tps[k].assign(batches.size(), 0.0);  // the table still prints, with zeros for this variant
+      if (k == 0) sampled_tps.assign(batches.size(), 0.0);
       continue;
     }
     for (int batch : batches) (void)bench::decode_tokens_per_s(*engine, batch, 4);
     for (int batch : batches) tps[k].push_back(bench::decode_tokens_per_s(*engine, batch, n_new));
-    // Each variant's figures as soon as they exist, in case a later one does not finish.
-    std::fprintf(stderr, "gpu_decode_bench: %s: tok/s", variants[k].name);
-    for (size_t i = 0; i < batches.size(); ++i) std::fprintf(stderr, " %.1f (batch %d)", tps[k][i], batches[i]);
-    std::fprintf(stderr, "\n");
+    print_progress(variants[k].name, batches, tps[k]);
+    if (k == 0) {
+      for (int batch : batches) (void)bench::decode_tokens_per_s(*engine, batch, 4, bench::Picking::sampled);
+      for (int batch : batches)
+        sampled_tps.push_back(bench::decode_tokens_per_s(*engine, batch, n_new, bench::Picking::sampled));
+      print_progress(kSampledColumn, batches, sampled_tps);
+    }
   }
   std::printf("model %s: %.2f B parameters, %.2f GB of bf16 weights read per decode step; "
               "device copy bandwidth %.0f GB/s\n\n",
               model.c_str(), config->n_params() / 1e9, weight_bytes / 1e9, *bw);
   std::printf("| batch |");
   for (const Variant& v : variants) std::printf(" decode tok/s (%s) |", v.name);
-  std::printf(" roofline tok/s (batch x weight-bytes bound) | %% of roofline (graphs) |\n|---|");
-  for (size_t k = 0; k < kVariants; ++k) std::printf("---|");
+  std::printf(" decode tok/s (%s) | roofline tok/s (batch x weight-bytes bound) | %% of roofline (graphs) |\n|---|",
+              kSampledColumn);
+  for (size_t k = 0; k <= kVariants; ++k) std::printf("---|");
   std::printf("---|---|\n");
   for (size_t i = 0; i < batches.size(); ++i) {
     const double bound = roofline * batches[i];
     std::printf("| %d |", batches[i]);
     for (size_t k = 0; k < kVariants; ++k) std::printf(" %.1f |", tps[k][i]);
-    std::printf(" %.1f | %.0f%% |\n", bound, 100.0 * tps[0][i] / bound);
+    std::printf(" %.1f | %.1f | %.0f%% |\n", sampled_tps[i], bound, 100.0 * tps[0][i] / bound);
   }
   // A 0 is a run that failed (its reason is on stderr): the table stands, the exit status says so.
   for (const auto& row : tps)
     for (double v : row)
       if (v <= 0.0) return 1;
+  for (double v : sampled_tps)
+    if (v <= 0.0) return 1;
   return 0;
 }
