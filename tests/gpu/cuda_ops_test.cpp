@@ -15,6 +15,7 @@
 #include "gpu/cuda_ops_fixture.h"
 #include "sample_cases.h"
 #include "temp_dir.h"
+#include "worker/cuda/host_staging.h"
 #include "worker/kv_store.h"
 
 namespace kvmesh {
@@ -451,6 +452,36 @@ TEST_F(CudaOps, CopyPagesAndTierMoves) {
   std::vector<uint8_t> back(page);
   gpu_->download(back.data(), pool.page_ptr(2), page);
   EXPECT_EQ(std::memcmp(back.data(), bytes.data() + page, page), 0);
+}
+
+// The upload ring: more uploads than it has slots, with no wait between them and the host
+// source changed after each; every one must arrive as it was when issued (a slot is refilled only
+// once its earlier copy has run).
+TEST_F(CudaOps, StagedUploadsArriveAsTheyWereWhenIssued) {
+  constexpr int kUploads = 20;
+  constexpr size_t kInts = 1000;
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  auto dev = gpu_->alloc(kUploads * kInts * sizeof(int32_t));
+  ASSERT_TRUE(dev.is_ok());
+  auto* ints = static_cast<int32_t*>(dev->data());
+  {
+    HostStaging staging;
+    std::vector<int32_t> host(kInts);
+    for (int u = 0; u < kUploads; ++u) {
+      for (size_t i = 0; i < kInts; ++i) host[i] = static_cast<int32_t>(u * 100000 + i);
+      ASSERT_TRUE(staging.upload(ints + u * kInts, host.data(), kInts * sizeof(int32_t), stream).is_ok());
+    }
+    std::fill(host.begin(), host.end(), -1);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  }
+  ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+  std::vector<int32_t> got(kUploads * kInts);
+  gpu_->download(got.data(), ints, got.size() * sizeof(int32_t));
+  int wrong = 0;
+  for (int u = 0; u < kUploads; ++u)
+    for (size_t i = 0; i < kInts; ++i) wrong += got[u * kInts + i] != static_cast<int32_t>(u * 100000 + i);
+  EXPECT_EQ(wrong, 0) << "of " << got.size() << " uploaded values";
 }
 
 // One plan's moves through every tier, as the worker applies them: a page to the host and on to
