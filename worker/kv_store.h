@@ -58,6 +58,8 @@ class KvStore {
   // Orders the page moves issued so far before the compute issued after (device copies may run in
   // the background until then).
   Status fence() { return memory_->fence(); }
+  // Device time of the page moves that ran in the background and finished since the last call.
+  PageMemory::CopySeconds take_copy_seconds() { return memory_->take_copy_seconds(); }
   // Drops what a failed op left behind (it failed on some rank): a disk_load's host slot holds no
   // page any more, a disk_store's slot is invalidated on disk.
   void forget(const CacheOp& op);

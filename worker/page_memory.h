@@ -33,6 +33,13 @@ class PageMemory {
   virtual Status fence() = 0;
   // Waits (host) until every copy issued so far has finished.
   virtual Status wait_copies() = 0;
+  // Device time of the copies between the pools that finished since the last call, in seconds,
+  // to the host and to the device: what the moves cost where they run in the background (timing
+  // their issue on the host would count next to nothing). None where copies end on return.
+  struct CopySeconds {
+    double to_host = 0, to_device = 0;
+  };
+  virtual CopySeconds take_copy_seconds() { return {}; }
 };
 
 // Plain host memory (calloc) and memcpy: the CPU backend's tiers.

@@ -366,6 +366,11 @@ Status Worker::execute(const StepPlan& plan, StepResult* result) {
     if (layout().is_sampler()) sample_results(plan, result);
     result->timings.forward_seconds = static_cast<float>(seconds_now() - f0);
   }
+  // The page moves' own device time (by now they have run: the compute waited for them), beside
+  // the host time of issuing them.
+  const PageMemory::CopySeconds copies = kv_->take_copy_seconds();
+  result->timings.cache_op_seconds[static_cast<int>(CacheOpKind::swap_out)] += static_cast<float>(copies.to_host);
+  result->timings.cache_op_seconds[static_cast<int>(CacheOpKind::swap_in)] += static_cast<float>(copies.to_device);
   timing_.total_s = seconds_now() - t0;
   total_timing_.total_s += timing_.total_s;
   total_timing_.compute_s += timing_.compute_s;

@@ -124,6 +124,36 @@ TEST(EmulatedDevice, StreamWorkRunsWhenSomethingWaitsForIt) {
   (void)cudaStreamDestroy(copy);
 }
 
+// Elapsed time between events is the host time between the moments their stream reached them:
+// not ready before both are reached, refused for events made without timing.
+TEST(EmulatedDevice, EventTimesAreWhenTheStreamReachedThem) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  cudaEvent_t start = nullptr, end = nullptr, untimed = nullptr;
+  ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&end), cudaSuccess);
+  ASSERT_EQ(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming), cudaSuccess);
+  constexpr size_t kBytes = 64u << 20;
+  char* a = device_alloc<char>(kBytes);
+  char* b = device_alloc<char>(kBytes);
+  ASSERT_EQ(cudaEventRecord(start, stream), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(b, a, kBytes, cudaMemcpyDeviceToDevice, stream), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(end, stream), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(untimed, stream), cudaSuccess);
+  float ms = -1.0f;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, start, end), cudaErrorNotReady) << "nothing waited for the stream yet";
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  ASSERT_EQ(cudaEventElapsedTime(&ms, start, end), cudaSuccess);
+  EXPECT_GT(ms, 0.0f) << "a 64 MB copy ran between the two";
+  EXPECT_EQ(cudaEventElapsedTime(&ms, start, untimed), cudaErrorInvalidResourceHandle);
+  (void)cudaEventDestroy(start);
+  (void)cudaEventDestroy(end);
+  (void)cudaEventDestroy(untimed);
+  (void)cudaFree(a);
+  (void)cudaFree(b);
+  (void)cudaStreamDestroy(stream);
+}
+
 TEST(EmulatedDevice, BlockSumsOverWarpsAndBarriers) {
   const int blocks = 3, threads = 256;
   std::vector<float> x(blocks * threads);

@@ -6,6 +6,7 @@
 // a query runs it up to work that waits for a peer which has not answered yet (cudaErrorNotReady);
 // a capture records the work for graph launches to replay.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -103,9 +104,16 @@ struct CUstream_st {
   std::deque<cuemu::PolledWork> queued;
   uint64_t enqueued = 0, ran = 0;  // work items given to the stream, and run
 };
+// When the work before an event's record ran: host time, stamped by a work item of the record's own.
+struct EventStamp {
+  bool reached = false;
+  std::chrono::steady_clock::time_point at;
+};
 struct CUevent_st {
   CUstream_st* stream = nullptr;  // where it was last recorded (null: the default stream, or never)
   uint64_t after = 0;             // it completes once that stream has run this many items
+  bool timing = true;             // created without cudaEventDisableTiming
+  std::shared_ptr<EventStamp> stamp;  // of its last record (null: never recorded)
 };
 
 namespace {
@@ -499,20 +507,32 @@ cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = new CUevent_st();
   return cudaSuccess;
 }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return cudaEventCreate(e); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int flags) {
+  *e = new CUevent_st();
+  (*e)->timing = (flags & cudaEventDisableTiming) == 0;
+  return cudaSuccess;
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
 // An event marks what its stream had been given when it was recorded; querying or waiting on it
-// runs that much of the stream.
+// runs that much of the stream. Its time is the host's when the stream got there (so elapsed
+// times measure the emulated work).
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (e == nullptr) return cudaErrorInvalidResourceHandle;
   if (capture_of(s)) return cudaSuccess;  // a capture's event nodes are not emulated
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
-  if (s == nullptr) run_blocking_streams();
+  auto stamp = std::make_shared<EventStamp>();
+  auto reach = [stamp](bool) {
+    stamp->at = std::chrono::steady_clock::now();
+    stamp->reached = true;
+    return true;
+  };
+  issue(s, reach);  // on the default stream: after the blocking streams, at once
   e->stream = s;
   e->after = s == nullptr ? 0 : s->enqueued;
+  e->stamp = std::move(stamp);
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
@@ -527,9 +547,13 @@ cudaError_t cudaEventQuery(cudaEvent_t e) {
   if (e->stream == nullptr || !is_live(e->stream)) return cudaSuccess;
   return run_until(e->stream, e->after, /*may_block=*/false) ? cudaSuccess : cudaErrorNotReady;
 }
+// As CUDA's: both events recorded with timing, and both reached (else not ready).
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
-  if (a == nullptr || b == nullptr) return cudaErrorInvalidResourceHandle;
-  *ms = 1.0f;
+  if (ms == nullptr || a == nullptr || b == nullptr || !a->timing || !b->timing || !a->stamp || !b->stamp)
+    return cudaErrorInvalidResourceHandle;
+  std::lock_guard<std::recursive_mutex> lock(stream_mu);
+  if (!a->stamp->reached || !b->stamp->reached) return cudaErrorNotReady;
+  *ms = std::chrono::duration<float, std::milli>(b->stamp->at - a->stamp->at).count();
   return cudaSuccess;
 }
 

@@ -95,6 +95,11 @@ void expect_tiers_give_the_same_tokens(EngineOptions tiers, Tier lowest) {
               static_cast<long long>(c.moved_out[1]), static_cast<long long>(c.moved_out[2]),
               static_cast<long long>(c.moved_in[0]), static_cast<long long>(c.hits[1]),
               static_cast<long long>(c.hits[2]));
+  const TierCosts& costs = tight->scheduler().tier_policy().costs();
+  std::printf("measured per page: to host %.1f us, back to the device %.1f us (copy stream, device time)\n",
+              1e6 * costs.seconds_per_page[static_cast<int>(CacheOpKind::swap_out)],
+              1e6 * costs.seconds_per_page[static_cast<int>(CacheOpKind::swap_in)]);
+  EXPECT_GT(costs.seconds_per_page[static_cast<int>(CacheOpKind::swap_in)], 0.0);
   EXPECT_GT(tight->scheduler().stats().n_preemptions, 0);
   EXPECT_GT(c.moved_out[low], 0);
   EXPECT_GT(c.moved_in[0], 0);

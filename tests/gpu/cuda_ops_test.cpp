@@ -487,7 +487,7 @@ TEST_F(CudaOps, StagedUploadsArriveAsTheyWereWhenIssued) {
 // One plan's moves through every tier, as the worker applies them: a page to the host and on to
 // disk, its device page reused at once, then back from disk through another host slot to another
 // device page. Each step must see the one before it (the host reads a slot the copy stream fills,
-// the compute stream overwrites a page the copy stream reads).
+// the compute stream overwrites a page the copy stream reads); their device time is reported.
 TEST_F(CudaOps, KvStoreMovesAPageThroughHostAndDiskInOnePlan) {
   testing::TempDir dir("kvmesh-cuda-ops-disk");
   CacheConfig cache;
@@ -530,6 +530,13 @@ TEST_F(CudaOps, KvStoreMovesAPageThroughHostAndDiskInOnePlan) {
   ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
   EXPECT_TRUE(back == original) << "the page came back changed";
   EXPECT_TRUE(reused == zeros) << "the device page was not overwritten";
+  // The moves ran in the background: their device time is reported once, in each direction.
+  const PageMemory::CopySeconds copies = s.take_copy_seconds();
+  EXPECT_GT(copies.to_host, 0.0);
+  EXPECT_GT(copies.to_device, 0.0);
+  const PageMemory::CopySeconds again = s.take_copy_seconds();
+  EXPECT_EQ(again.to_host, 0.0);
+  EXPECT_EQ(again.to_device, 0.0);
 }
 
 }  // namespace
