@@ -14,6 +14,7 @@
 
 #include "gpu/cuda_ops_fixture.h"
 #include "sample_cases.h"
+#include "disk_tier_fixture.h"
 #include "temp_dir.h"
 #include "worker/cuda/host_staging.h"
 #include "worker/kv_store.h"
@@ -495,13 +496,8 @@ TEST_F(CudaOps, KvStoreMovesAPageThroughHostAndDiskInOnePlan) {
   auto kv = KvStore::create(cache, 2, 2, 64, 4, 2, &gpu_->page_memory());
   ASSERT_TRUE(kv.is_ok()) << kv.status().to_string();
   KvStore& s = **kv;
-  DiskStoreOptions d;
-  d.dir = dir.path();
-  d.n_slots = 3;
-  d.page_bytes = static_cast<int64_t>(s.page_bytes());
-  auto disk = DiskStore::open(d);
-  ASSERT_TRUE(disk.is_ok()) << disk.status().to_string();
-  s.attach_disk(std::move(disk).value());
+  const Status attached = testing::attach_test_disk(s, dir.path(), 3);
+  ASSERT_TRUE(attached.is_ok()) << attached.to_string();
 
   const size_t page = s.page_bytes();
   const KvPoolView pool = s.device_pool();

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include "disk_tier_fixture.h"
 #include "temp_dir.h"
 #include <stdlib.h>
 #include <unistd.h>
@@ -75,13 +76,8 @@ TEST_P(KvStoreDtypes, DiskRoundTripIsBitExact) {
   auto kv = KvStore::create(cache_with(GetParam()), 2, 3, 8, 4, 2);
   ASSERT_TRUE(kv.is_ok());
   KvStore& s = **kv;
-  DiskStoreOptions d;
-  d.dir = dir.path();
-  d.n_slots = 3;
-  d.page_bytes = static_cast<int64_t>(s.page_bytes());
-  auto disk = DiskStore::open(d);
-  ASSERT_TRUE(disk.is_ok()) << disk.status().to_string();
-  s.attach_disk(std::move(disk).value());
+  const Status attached = testing::attach_test_disk(s, dir.path(), 3);
+  ASSERT_TRUE(attached.is_ok()) << attached.to_string();
   EXPECT_EQ(s.n_disk_slots(), 3);
   const KvPoolView dev = s.device_pool_view();
   fill_random(dev.page_ptr(0), s.page_bytes(), 3);
