@@ -9,7 +9,7 @@
 namespace kvmesh {
 namespace {
 
-constexpr int32_t kKeysPerSplit = 256;  // context positions one attention block takes when split
+constexpr int32_t kKeysPerSplit = 256;  // positions of the longest context per attention split
 constexpr int32_t kMaxSplits = 64;      // blocks one (row, head) is split over at most
 constexpr int32_t kMinTiledRows = 16;   // a prefill chunk this long goes to the tiled attention
 
@@ -148,19 +148,19 @@ void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int
     max_ctx = staged_listed_max_ctx_;
     if (n_rows == 0) return;
   }
-  // Split long contexts when the rows alone would not fill the GPU: ranges of about kKeysPerSplit
-  // positions, at most kMaxSplits of them (longer ranges past kMaxSplits * kKeysPerSplit).
+  // Split long contexts when the rows alone would not fill the GPU: one split per kKeysPerSplit
+  // positions of the longest context (a graph's bound), at most kMaxSplits; each row then shares
+  // its own context evenly over the splits.
   int32_t n_splits = 1;
   if (max_ctx > 2 * kKeysPerSplit && n_rows * pool.n_heads < 1024)
     n_splits = std::min<int32_t>((max_ctx + kKeysPerSplit - 1) / kKeysPerSplit, kMaxSplits);
-  const int32_t keys_per_split = (std::max(max_ctx, 1) + n_splits - 1) / n_splits;
   float* partial = nullptr;
   if (n_splits > 1) {
     const size_t bytes = static_cast<size_t>(t * pool.n_heads * n_splits * (pool.head_dim + 2)) * sizeof(float);
     partial = static_cast<float*>(scratch(partial_, bytes));
     if (partial == nullptr) return;
   }
-  check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits, keys_per_split, partial, out.data,
+  check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits, partial, out.data,
                                od, stream_),
         "attention");
 }

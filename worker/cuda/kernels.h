@@ -82,17 +82,15 @@ cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, i
                             const KvPoolGeometry& pool, cudaStream_t stream);
 
 // Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scaled
-// by 1/sqrt(head_dim). Each (row, head) is split over n_splits ranges of keys_per_split positions;
-// with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each range's
-// (max, sum, unnormalised output) and a second kernel combines them; n_splits * keys_per_split must
-// cover every row's context. A row with no context (row_ctx 0: a graph's padded row) reads no page
-// and gets zeros. n counts the
-// rows done: all T, or the listed ones. out is stored in out_dtype (fp32, or the bf16/f16 operand
-// of the next matrix product).    out: [T, E]
+// by 1/sqrt(head_dim). Each (row, head) is split over n_splits equal shares of that row's own
+// context; with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each
+// share's (max, sum, unnormalised output) and a second kernel combines them. A row with no context
+// (row_ctx 0: a graph's padded row) reads no page and gets zeros. n counts the rows done: all T,
+// or the listed ones. out is stored in out_dtype (fp32, or the bf16/f16 operand of the next matrix
+// product).    out: [T, E]
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
-                                   int32_t keys_per_split, float* partial, void* out, KernelDType out_dtype,
-                                   cudaStream_t stream);
+                                   float* partial, void* out, KernelDType out_dtype, cudaStream_t stream);
 
 // The same attention for the query rows of prefill tiles, K/V read once per tile (head_dim 64
 // only: prefill_attention_serves).    out: [T, E]

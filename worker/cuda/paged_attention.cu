@@ -1,7 +1,10 @@
 // Paged attention for prefill (many query rows per sequence, causal) and decode (one row), the twin
-// of cpu_paged_attention. One block per (row, head, split of the context); its warps take keys in
-// turn with an online softmax in fp32, then combine. Long contexts split over several blocks whose
-// (max, sum, unnormalised output) a second kernel reduces. Pages hold f32, f16 or bf16.
+// of cpu_paged_attention. One block per (row, head, split of the row's context); each warp scores
+// kKeysPerWarp keys at once (their page loads in flight together, so a short context costs about
+// one memory latency per kKeysPerWarp keys rather than one per key), runs an online softmax in
+// fp32, and the warps then combine. A split takes an equal share of its own row's context, so a
+// graph recorded for a long context bound still spreads a short context over all its splits; a
+// second kernel reduces the splits' (max, sum, unnormalised output). Pages hold f32, f16 or bf16.
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"
@@ -10,14 +13,15 @@ namespace kvmesh {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kPerLane = kMaxHeadDim / 32;  // head elements each lane owns
+constexpr int kKeysPerWarp = 4;  // keys one warp loads and scores together
 
-template <typename T>
+// kPerLane: head elements each lane owns (head_dim <= 32 * kPerLane).
+template <typename T, int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
-                     float scale, int32_t keys_per_split, float* partial, void* out, KernelDType out_dtype) {
+                     float scale, float* partial, void* out, KernelDType out_dtype) {
   __shared__ float warp_max[kWarps], warp_sum_[kWarps];
-  __shared__ float warp_acc[kWarps][kMaxHeadDim];
+  __shared__ float warp_acc[kWarps][32 * kPerLane];
   const int64_t t = rows.listed != nullptr ? rows.listed[blockIdx.x] : blockIdx.x;
   const int h = static_cast<int>(blockIdx.y), split = static_cast<int>(blockIdx.z);
   const int n_splits = static_cast<int>(gridDim.z);
@@ -26,38 +30,58 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int32_t n_ctx = rows.row_ctx[t];
   const int32_t* table = rows.tables + rows.row_table[t];
-  const int32_t begin = split * keys_per_split;
-  const int32_t end = min(n_ctx, begin + keys_per_split);
+  const int32_t share = (n_ctx + n_splits - 1) / n_splits;  // keys per split of this row
+  const int32_t begin = min(n_ctx, split * share);
+  const int32_t end = min(n_ctx, begin + share);
   const T* kv = static_cast<const T*>(pool.data);
 
   float q[kPerLane], acc[kPerLane];
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
     const int c = lane + 32 * i;
-    q[i] = c < d ? qkv[t * 3 * e + h * d + c] : 0.0f;
+    q[i] = c < d ? qkv[t * 3 * e + h * d + c] * scale : 0.0f;
     acc[i] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
-  for (int32_t j = begin + warp; j < end; j += kWarps) {
-    const int64_t page = table[j / bs];
-    const int64_t k_row = page * pool.page_elems +
-                          ((static_cast<int64_t>(layer) * 2) * bs + j % bs) * e + h * d;
-    const int64_t v_row = k_row + static_cast<int64_t>(bs) * e;  // V rows follow the layer's K rows
-    float dot = 0.0f;
+  for (int32_t j0 = begin + warp * kKeysPerWarp; j0 < end; j0 += kWarps * kKeysPerWarp) {
+    // Every load first (keys past `end` read nothing), then the scores: warp-uniform branches.
+    float k[kKeysPerWarp][kPerLane], v[kKeysPerWarp][kPerLane];
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      const int c = lane + 32 * i;
-      if (c < d) dot += q[i] * to_float(kv[k_row + c]);
+    for (int u = 0; u < kKeysPerWarp; ++u) {
+      const int32_t j = j0 + u;
+      const bool real = j < end;
+      const int64_t page = real ? table[j / bs] : 0;
+      const int64_t k_row = page * pool.page_elems +
+                            ((static_cast<int64_t>(layer) * 2) * bs + j % bs) * e + h * d;
+      const int64_t v_row = k_row + static_cast<int64_t>(bs) * e;  // V rows follow the layer's K rows
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) {
+        const int c = lane + 32 * i;
+        const bool load = real && c < d;
+        k[u][i] = load ? to_float(kv[k_row + c]) : 0.0f;
+        v[u][i] = load ? to_float(kv[v_row + c]) : 0.0f;
+      }
     }
-    const float s = warp_sum(dot) * scale;
-    const float m_new = fmaxf(m, s);
-    const float correction = expf(m - m_new);  // 0 for the first key (m = -inf)
-    const float p = expf(s - m_new);
-    l = l * correction + p;
+    float s[kKeysPerWarp];
+    float m_new = m;
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      const int c = lane + 32 * i;
-      if (c < d) acc[i] = acc[i] * correction + p * to_float(kv[v_row + c]);
+    for (int u = 0; u < kKeysPerWarp; ++u) {
+      float dot = 0.0f;
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) dot += q[i] * k[u][i];
+      s[u] = j0 + u < end ? warp_sum(dot) : -INFINITY;
+      m_new = fmaxf(m_new, s[u]);
+    }
+    const float correction = expf(m - m_new);  // 0 for the first keys (m = -inf)
+    l *= correction;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) acc[i] *= correction;
+#pragma unroll
+    for (int u = 0; u < kKeysPerWarp; ++u) {
+      const float p = expf(s[u] - m_new);  // 0 for a key past `end`
+      l += p;
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) acc[i] += p * v[u][i];
     }
     m = m_new;
   }
@@ -116,15 +140,15 @@ __global__ void attention_combine_kernel(const float* partial, const int32_t* li
   }
 }
 
-template <typename T>
+template <typename T, int kPerLane>
 cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
-                         const KvPoolGeometry& pool, int32_t n_splits, int32_t keys_per_split,
-                         float* partial, void* out, KernelDType out_dtype, cudaStream_t stream) {
+                         const KvPoolGeometry& pool, int32_t n_splits, float* partial, void* out,
+                         KernelDType out_dtype, cudaStream_t stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(pool.head_dim));
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads),
                   static_cast<unsigned>(n_splits));
-  attention_kernel<T><<<grid, kWarps * 32, 0, stream>>>(qkv, rows, layer, pool, scale,
-                                                         keys_per_split, partial, out, out_dtype);
+  attention_kernel<T, kPerLane><<<grid, kWarps * 32, 0, stream>>>(qkv, rows, layer, pool, scale, partial,
+                                                                  out, out_dtype);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || n_splits == 1) return err;
   attention_combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads)), 64,
@@ -132,26 +156,35 @@ cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n,
   return cudaGetLastError();
 }
 
+// The kernel whose lanes own just enough of the head (fewer registers for small heads).
+template <typename T>
+cudaError_t launch_for_head(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
+                            const KvPoolGeometry& pool, int32_t n_splits, float* partial, void* out,
+                            KernelDType out_dtype, cudaStream_t stream) {
+  if (pool.head_dim <= 64)
+    return launch_typed<T, 2>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
+  if (pool.head_dim <= 128)
+    return launch_typed<T, 4>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
+  return launch_typed<T, kMaxHeadDim / 32>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
+}
+
 }  // namespace
 
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
-                                   int32_t keys_per_split, float* partial, void* out, KernelDType out_dtype,
-                                   cudaStream_t stream) {
+                                   float* partial, void* out, KernelDType out_dtype, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  if (pool.head_dim < 1 || pool.head_dim > kMaxHeadDim || n_splits < 1 || keys_per_split < 1 ||
-      n_splits > 65535 || pool.n_heads > 65535)
+  if (pool.head_dim < 1 || pool.head_dim > kMaxHeadDim || n_splits < 1 || n_splits > 65535 ||
+      pool.n_heads > 65535 || (n_splits > 1 && partial == nullptr))
     return cudaErrorInvalidValue;
   switch (pool.dtype) {
     case KernelDType::f16:
-      return launch_typed<__half>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, out_dtype,
-                                  stream);
+      return launch_for_head<__half>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
     case KernelDType::bf16:
-      return launch_typed<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out,
-                                         out_dtype, stream);
+      return launch_for_head<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype,
+                                            stream);
     default:
-      return launch_typed<float>(qkv, rows, n, layer, pool, n_splits, keys_per_split, partial, out, out_dtype,
-                                 stream);
+      return launch_for_head<float>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
   }
 }
 
