@@ -3,6 +3,8 @@
 // excluded).
 #pragma once
 
+#include <functional>
+
 #include "bench_util.h"
 #include "coordinator/engine.h"
 
@@ -30,8 +32,10 @@ inline GenerationRequest synthetic_request(int n_prompt, int max_tokens, int sal
 
 // Decode tokens/s with `batch` sequences generating n_new tokens each (prefill excluded); 0 when a
 // request is refused, a step fails, or the requests are not done after many more steps than they
-// need (every sequence adds a token per step once its prompt is in).
-inline double decode_tokens_per_s(Engine& engine, int batch, int n_new, Picking picking = Picking::greedy) {
+// need (every sequence adds a token per step once its prompt is in). on_decode_start, when given,
+// runs once every sequence has its first token, just before the timed steps.
+inline double decode_tokens_per_s(Engine& engine, int batch, int n_new, Picking picking = Picking::greedy,
+                                  const std::function<void()>& on_decode_start = {}) {
   int first = 0, done = 0;
   for (int b = 0; b < batch; ++b) {
     auto added = engine.add_request(synthetic_request(32, n_new, b + 1, picking), [&](const GenerationDelta& d) {
@@ -45,6 +49,7 @@ inline double decode_tokens_per_s(Engine& engine, int batch, int n_new, Picking 
   while (first < batch) {
     if (++steps > max_steps || !engine.step().is_ok()) return 0.0;
   }
+  if (on_decode_start) on_decode_start();
   const double t0 = now_seconds();
   while (done < batch) {
     if (++steps > max_steps || !engine.step().is_ok()) return 0.0;

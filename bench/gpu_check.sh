@@ -3,8 +3,9 @@
 # products with and without fused epilogues, the HF fixture end to end in bf16, decode graphs
 # against eager steps, TP/PP over NCCL when there are GPUs enough), then the decode benchmark for
 # the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128 (graphs, graphs with the
-# epilogues apart, eager, graphs with sampled tokens) beside the weight-bytes roofline. Prints a
-# short table last, also when a step fails or runs out of time. The programs come from
+# epilogues apart, eager, graphs with sampled tokens) beside the weight-bytes roofline, and the
+# device time of each op per decode step (graphs and eager engines). Prints a short table last,
+# also when a step fails or runs out of time. The programs come from
 # gpu-bundle/ when it is there (made by bench/gpu_bundle.sh on a build machine: for GPU images
 # without kvmesh's build dependencies), else they are built here (Release, CUDA ON, sm_90) into
 # build-gpu.

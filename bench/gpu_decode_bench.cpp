@@ -5,6 +5,10 @@
 // activations as kernels of their own instead of cuBLASLt epilogues, steps launched op by op
 // (--enforce-eager), and the graphs again with every request drawing its tokens (temperature 1,
 // top-p 0.95: the sampler's sort of each row's vocabulary) instead of taking the most likely.
+// Then, for the graphs and the eager engines, the device time of each op per decode step (events
+// on the compute stream, each step held back until the host has issued it: op_timeline.h), so a
+// step's time splits into its products (with the weight bandwidth they reach), its kernels and
+// what the host adds.
 // Usage: gpu_decode_bench [synthetic:<shape> or model dir] [new tokens per sequence] [batch sizes,
 //        comma-separated: 1,8,32,128]
 #include <algorithm>
@@ -22,6 +26,7 @@
 #include "coordinator/step_executor.h"
 #include "worker/cuda/cuda_backend.h"
 #include "worker/cuda/device_bandwidth.h"
+#include "worker/cuda/op_times.h"
 #include "worker/worker.h"
 
 using namespace kvmesh;
@@ -86,6 +91,75 @@ void print_progress(const char* name, const std::vector<int>& batches, const std
   std::fprintf(stderr, "\n");
 }
 
+constexpr int kTimedNewTokens = 8;  // tokens per sequence of an op-timed run
+constexpr double kTimedSteps = kTimedNewTokens - 1;  // its decode steps: the first token comes with the prompt
+
+// Per batch size, the op times of decode steps with op timing on (the engine warmed already).
+std::vector<OpTimes> time_ops(Engine& engine, const std::vector<int>& batches) {
+  std::vector<OpTimes> out;
+  set_cuda_op_timing(true);
+  for (int batch : batches) {
+    (void)take_cuda_op_times();
+    const double tps = bench::decode_tokens_per_s(engine, batch, kTimedNewTokens, bench::Picking::greedy,
+                                                  [] { (void)take_cuda_op_times(); });
+    out.push_back(take_cuda_op_times());
+    if (tps <= 0.0) out.back() = OpTimes{};  // a failed run: no figures
+  }
+  set_cuda_op_timing(false);
+  return out;
+}
+
+// One engine's op times as a table: microseconds per decode step of each op at each batch size
+// (with the weight bandwidth of the products), their sum, and the step time the engine reached
+// untimed (from its tokens/s).
+void print_op_table(const char* name, const std::vector<int>& batches, const std::vector<OpTimes>& times,
+                    const std::vector<double>& tps) {
+  std::printf("Device time per decode step, op by op (%s engine; us, products with the GB/s of weights "
+              "they read):\n\n| op | calls per step |",
+              name);
+  for (int b : batches) std::printf(" batch %d |", b);
+  std::printf("\n|---|---|");
+  for (size_t i = 0; i < batches.size(); ++i) std::printf("---|");
+  std::printf("\n");
+  // Ops in the order of their time at the first batch size, longest first.
+  std::vector<std::pair<double, std::string>> order;
+  for (const auto& [op, t] : times[0].ops) order.push_back({-t.seconds, op});
+  for (size_t i = 1; i < times.size(); ++i)
+    for (const auto& [op, t] : times[i].ops)
+      if (times[0].ops.count(op) == 0) order.push_back({0.0, op});
+  std::sort(order.begin(), order.end());
+  std::vector<double> sums(batches.size(), 0.0);
+  for (const auto& entry : order) {
+    const std::string& op = entry.second;
+    const auto first = times[0].ops.find(op);
+    const double calls = first == times[0].ops.end() ? 0.0 : static_cast<double>(first->second.calls) / kTimedSteps;
+    std::printf("| %s | %.1f |", op.c_str(), calls);
+    for (size_t i = 0; i < batches.size(); ++i) {
+      const auto it = times[i].ops.find(op);
+      if (it == times[i].ops.end()) {
+        std::printf(" - |");
+        continue;
+      }
+      const double us = it->second.seconds * 1e6 / kTimedSteps;
+      sums[i] += us;
+      if (it->second.weight_bytes > 0.0 && it->second.seconds > 0.0)
+        std::printf(" %.1f (%.0f GB/s) |", us, it->second.weight_bytes / it->second.seconds / 1e9);
+      else
+        std::printf(" %.1f |", us);
+    }
+    std::printf("\n");
+  }
+  std::printf("| **sum of the ops** | |");
+  for (double v : sums) std::printf(" %.1f |", v);
+  std::printf("\n| **step, untimed (from tok/s)** | |");
+  for (size_t i = 0; i < batches.size(); ++i)
+    std::printf(" %.1f |", tps[i] > 0.0 ? 1e6 * batches[i] / tps[i] : 0.0);
+  std::printf("\n| held stretches in the %.0f steps (of them starved) | |", kTimedSteps);
+  for (const OpTimes& t : times)
+    std::printf(" %lld (%lld) |", static_cast<long long>(t.timelines), static_cast<long long>(t.starved_timelines));
+  std::printf("\n\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,6 +196,8 @@ int main(int argc, char** argv) {
   constexpr size_t kVariants = sizeof(variants) / sizeof(variants[0]);
   std::vector<double> tps[kVariants];
   std::vector<double> sampled_tps;  // the first variant's engine, requests drawing their tokens
+  std::vector<OpTimes> op_times[kVariants];  // per batch size, for the timed variants
+  const auto timed = [](size_t k) { return k == 0 || k == 2; };  // graphs and eager
   for (size_t k = 0; k < kVariants; ++k) {
     std::fprintf(stderr, "gpu_decode_bench: %s: building the engine, warming up, running\n", variants[k].name);
     auto engine = make_engine(model, 128, variants[k]);
@@ -139,7 +215,12 @@ int main(int argc, char** argv) {
         sampled_tps.push_back(bench::decode_tokens_per_s(*engine, batch, n_new, bench::Picking::sampled));
       print_progress(kSampledColumn, batches, sampled_tps);
     }
+    if (timed(k)) op_times[k] = time_ops(*engine, batches);
   }
+  // The op tables first, so that the decode table is the last thing printed.
+  for (size_t k = 0; k < kVariants; ++k)
+    if (timed(k) && op_times[k].size() == batches.size()) print_op_table(variants[k].name, batches, op_times[k], tps[k]);
+  std::printf("\n");
   std::printf("model %s: %.2f B parameters, %.2f GB of bf16 weights read per decode step; "
               "device copy bandwidth %.0f GB/s\n\n",
               model.c_str(), config->n_params() / 1e9, weight_bytes / 1e9, *bw);

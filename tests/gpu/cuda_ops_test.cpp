@@ -17,6 +17,7 @@
 #include "disk_tier_fixture.h"
 #include "temp_dir.h"
 #include "worker/cuda/host_staging.h"
+#include "worker/cuda/op_times.h"
 #include "worker/kv_store.h"
 
 namespace kvmesh {
@@ -430,6 +431,55 @@ TEST_F(CudaOps, PaddedBatchRecordedAndReplayed) {
     got.resize(want.size());  // the padded rows' outputs mean nothing
     EXPECT_LT(rel_error(got, want), 1e-5) << "round " << round;
   }
+}
+
+// Op timing (op_times.h): each op outside a graph recording is one call under its name (a product's
+// with its shape and weight bytes), an op inside a recording is not timed but each replay is, and
+// the hold that keeps the device ahead of the host is in no op's time. Nothing is counted before
+// timing is on or after it is off.
+TEST_F(CudaOps, OpTimesCountEachOpOnceOutsideRecordings) {
+  struct TimingOff {
+    ~TimingOff() { set_cuda_op_timing(false); }
+  } timing_off;
+  const int64_t n = 4, k = 64, cols = 32;
+  const double hold_s = 0.4;
+  TensorView x = device(random_values(n * k, 1), n, k), out = device_poisoned(n, k);
+  TensorView wg = weight(random_values(k, 2), 1, k, false), bg = weight(random_values(k, 3), 1, k, false);
+  TensorView w = weight(random_values(k * cols, 4), k, cols, true), product = device_poisoned(n, cols);
+  gpu_->layer_norm(x, wg, bg, 1e-5f, out);  // before timing is on
+  ASSERT_TRUE(gpu_->status().is_ok());
+  (void)take_cuda_op_times();
+
+  set_cuda_op_timing(true, hold_s);
+  gpu_->layer_norm(x, wg, bg, 1e-5f, out);
+  gpu_->add(out, x);
+  gpu_->linear(x, w, nullptr, product);
+  gpu_->layer_norm(x, wg, bg, 1e-5f, out);
+  ASSERT_TRUE(gpu_->begin_capture(7).is_ok());
+  gpu_->layer_norm(out, wg, bg, 1e-5f, out);
+  ASSERT_TRUE(gpu_->end_capture().is_ok());
+  ASSERT_TRUE(gpu_->replay(7).is_ok());
+  ASSERT_TRUE(gpu_->replay(7).is_ok());
+  ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+  const OpTimes times = take_cuda_op_times();
+  set_cuda_op_timing(false);
+  gpu_->layer_norm(x, wg, bg, 1e-5f, out);  // after timing is off
+  ASSERT_TRUE(gpu_->status().is_ok());
+  EXPECT_TRUE(take_cuda_op_times().ops.empty());
+
+  std::map<std::string, int64_t> calls;
+  double seconds = 0.0;
+  for (const auto& [op, t] : times.ops) {
+    calls[op] = t.calls;
+    seconds += t.seconds;
+    EXPECT_GE(t.seconds, 0.0) << op;
+  }
+  const std::map<std::string, int64_t> want = {
+      {"layer_norm", 2}, {"add", 1}, {"linear 64x32", 1}, {"graph replay", 2}};
+  EXPECT_EQ(calls, want);
+  EXPECT_DOUBLE_EQ(times.ops.at("linear 64x32").weight_bytes, static_cast<double>(k * cols * 2));
+  EXPECT_GE(times.timelines, 1);
+  EXPECT_LT(seconds, hold_s / 2) << "the hold of " << hold_s << " s was counted as an op's time";
 }
 
 TEST_F(CudaOps, CopyPagesAndTierMoves) {

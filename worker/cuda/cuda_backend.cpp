@@ -64,6 +64,7 @@ Result<TensorView> CudaBackend::place_weight(const std::vector<float>& host, int
 
 void CudaBackend::embed(const TensorView& wte, int64_t vocab_begin, const TensorView* wpe,
                         const int32_t* tokens, const int32_t* positions, TensorView out) {
+  const TimedOp timed = time_op("embed");
   if (!enter()) return;
   const int64_t n = out.dim(0), e = out.dim(1);
   auto wte_dtype = kernel_dtype(wte.dtype);
@@ -79,6 +80,7 @@ void CudaBackend::embed(const TensorView& wte, int64_t vocab_begin, const Tensor
 }
 
 void CudaBackend::gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) {
+  const TimedOp timed = time_op("gather_rows");
   if (!enter() || rows.empty()) return;
   const auto r = static_cast<int64_t>(rows.size());
   auto* ids = static_cast<int32_t*>(scratch(ids_, rows.size() * sizeof(int32_t)));
@@ -88,6 +90,7 @@ void CudaBackend::gather_rows(const TensorView& x, const std::vector<int32_t>& r
 }
 
 void CudaBackend::row_stats(const TensorView& logits, RowStats* stats) {
+  const TimedOp timed = time_op("row_stats");
   if (!enter()) return;
   const int64_t r = logits.dim(0), v = logits.dim(1);
   if (r == 0) return;

@@ -22,6 +22,7 @@
 #include "worker/cuda/gemm.h"
 #include "worker/cuda/host_staging.h"
 #include "worker/cuda/kernels.h"
+#include "worker/cuda/op_timeline.h"
 #include "worker/cuda/row_sampler.h"
 
 namespace kvmesh {
@@ -36,7 +37,8 @@ class CudaBackend final : public Backend {
       (void)cudaSetDevice(device_);
       (void)cudaStreamSynchronize(stream_);
     }
-    // Members holding device memory go before the stream.
+    // Members holding device memory or events go before the stream.
+    timeline_.reset();
     graphs_.reset();
     fused_.reset();
     gemm_.reset();
@@ -54,6 +56,7 @@ class CudaBackend final : public Backend {
     KVMESH_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
                                 "cudaStreamCreate (compute)");
     graphs_ = std::make_unique<CudaGraphs>();
+    timeline_ = std::make_unique<OpTimeline>(device_, stream_);
     gemm_ = std::make_unique<Gemm>();
     KVMESH_RETURN_IF_ERROR(gemm_->init(stream_));
     if (fused_epilogues) {
@@ -75,9 +78,11 @@ class CudaBackend final : public Backend {
     return Buffer(p, bytes, [](void* q) { (void)cudaFree(q); });
   }
   void upload(void* dst, const void* src, size_t bytes) override {
+    const TimedOp timed = time_op("upload");
     if (enter()) note(staging_.upload(dst, src, bytes, stream_));
   }
   void download(void* dst, const void* src, size_t bytes) override {
+    const TimedOp timed = time_op("download");
     if (!enter() || bytes == 0) return;
     if (check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download"))
       check(cudaStreamSynchronize(stream_), "download");
@@ -100,6 +105,7 @@ class CudaBackend final : public Backend {
   }
   void layer_norm(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
                   TensorView out) override {
+    const TimedOp timed = time_op("layer_norm");
     KernelDType od;
     if (enter() && activation_dtype(out, &od))
       check(launch_layer_norm(x.f32(), w.f32(), b.f32(), eps, x.dim(0), x.dim(1), out.data, od, stream_),
@@ -107,6 +113,7 @@ class CudaBackend final : public Backend {
   }
   void add_bias_residual_layer_norm(TensorView x, TensorView y, const TensorView& b, const TensorView& ln_w,
                                     const TensorView& ln_b, float eps, TensorView out) override {
+    const TimedOp timed = time_op("bias + residual + layer_norm");
     KernelDType od;
     if (enter() && activation_dtype(out, &od))
       check(launch_residual_layer_norm(x.f32(), y.f32(), b.f32(), ln_w.f32(), ln_b.f32(), eps, x.dim(0),
@@ -117,17 +124,21 @@ class CudaBackend final : public Backend {
   void linear_act(const TensorView& x, const TensorView& w, const TensorView& b, Activation act,
                   TensorView out) override;
   void activation(TensorView x, Activation act) override {
+    const TimedOp timed = time_op("activation");
     if (enter())
       check(launch_bias_act(x.f32(), nullptr, static_cast<int>(act), 1, x.numel(), stream_), "activation");
   }
   void add(TensorView x, const TensorView& y) override {
+    const TimedOp timed = time_op("add");
     if (enter()) check(launch_bias_residual(x.f32(), y.f32(), nullptr, 1, x.numel(), stream_), "add");
   }
   void add_bias(TensorView x, const TensorView& b) override {
+    const TimedOp timed = time_op("bias");
     if (enter())
       check(launch_bias_act(x.f32(), b.f32(), kNoActivation, x.dim(0), x.dim(1), stream_), "bias");
   }
   void add_bias_residual(TensorView x, TensorView y, const TensorView& b) override {
+    const TimedOp timed = time_op("bias + residual");
     if (enter())
       check(launch_bias_residual(x.f32(), y.f32(), b.f32(), x.dim(0), x.dim(1), stream_),
             "bias + residual");
@@ -139,14 +150,17 @@ class CudaBackend final : public Backend {
   void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override;
   void row_stats(const TensorView& logits, RowStats* stats) override;
   void sample_rows(const TensorView& logits, const std::vector<RowDraw>& draws, RowSample* out) override {
+    const TimedOp timed = time_op("sample_rows");
     if (enter()) note(sampler_.sample(*this, staging_, stream_, logits, draws, out));
   }
   void copy(void* dst, const void* src, size_t bytes) override {
+    const TimedOp timed = time_op("copy");
     if (enter() && bytes > 0 && dst != src)
       check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
   }
   void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
                size_t rows) override {
+    const TimedOp timed = time_op("copy_2d");
     if (enter() && width > 0 && rows > 0)
       check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, stream_),
             "copy_2d");
@@ -168,11 +182,13 @@ class CudaBackend final : public Backend {
     return error_.is_ok() ? ended : error_;
   }
   Status replay(int key) override {
+    const TimedOp timed = time_op("graph replay");
     if (!enter()) return error_;
     note(graphs_->launch(key, stream_));
     return error_;
   }
   void copy_pages(KvPoolView pool, const std::vector<std::pair<int32_t, int32_t>>& moves) override {
+    const TimedOp timed = time_op("copy_pages");
     if (!enter()) return;
     const auto bytes = static_cast<size_t>(pool.page_bytes());
     for (const auto& [src, dst] : moves) {
@@ -185,6 +201,10 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // The op's device time when op timing is on (op_timeline.h); k x n: a product's shape.
+  TimedOp time_op(const char* op, int64_t k = 0, int64_t n = 0, double weight_bytes = 0.0) {
+    return TimedOp(*timeline_, graphs_->recording(), op, k, n, weight_bytes);
+  }
   // Makes the device current on this thread; false when an earlier error stopped the backend.
   bool enter() {
     if (!error_.is_ok()) return false;
@@ -245,6 +265,7 @@ class CudaBackend final : public Backend {
   KernelDType weight_dtype_ = KernelDType::bf16;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CudaGraphs> graphs_;
+  std::unique_ptr<OpTimeline> timeline_;
   std::unique_ptr<Gemm> gemm_;
   std::unique_ptr<FusedGemm> fused_;  // null: bias and activations run as kernels of their own
   std::unique_ptr<PageMemory> pages_;

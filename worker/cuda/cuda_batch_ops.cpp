@@ -16,6 +16,7 @@ constexpr int32_t kMinTiledRows = 16;   // a prefill chunk this long goes to the
 }  // namespace
 
 void CudaBackend::prepare_batch(const BatchLayout& batch) {
+  const TimedOp timed = time_op("stage the batch");
   if (!enter()) return;
   if (graphs_->recording()) {
     note(internal_error("a batch staged while a graph is recorded"));
@@ -123,6 +124,7 @@ bool CudaBackend::pool_geometry(const KvPoolView& pool, KvPoolGeometry* g) {
 }
 
 void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) {
+  const TimedOp timed = time_op("kv_write");
   KvPoolGeometry g;
   if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g)) return;
   check(launch_kv_write(qkv.f32(), staged_meta_, staged_rows_, layer, g, stream_), "kv_write");
@@ -130,6 +132,7 @@ void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int3
 
 void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
                             KvPoolView pool, TensorView out) {
+  const TimedOp timed = time_op("attention");
   KvPoolGeometry g;
   KernelDType od = KernelDType::f32;
   if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g) || !activation_dtype(out, &od)) return;

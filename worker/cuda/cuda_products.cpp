@@ -79,6 +79,7 @@ bool CudaBackend::fused_product(const TensorView& x, const TensorView& w, const 
 
 // With a bias: one cuBLASLt product with the bias in its epilogue where cuBLASLt offers one.
 void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) {
+  const TimedOp timed = time_op("linear", w.dim(0), w.dim(1), static_cast<double>(w.nbytes()));
   if (!product_shapes(x, w, b, out, false, "a CUDA linear product")) return;
   if (b != nullptr && enter() && out.dtype == DType::f32 &&
       fused_product(x, w, *b, Epilogue::bias, out, KernelDType::f32))
@@ -93,6 +94,7 @@ void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorV
 // bias + activation written narrow. out fp32: the product, then bias + activation in place.
 void CudaBackend::linear_act(const TensorView& x, const TensorView& w, const TensorView& b, Activation act,
                              TensorView out) {
+  const TimedOp timed = time_op("linear + activation", w.dim(0), w.dim(1), static_cast<double>(w.nbytes()));
   KernelDType od;
   if (!enter() || !activation_dtype(out, &od) || !product_shapes(x, w, &b, out, false, "a CUDA linear product"))
     return;
@@ -113,6 +115,7 @@ void CudaBackend::linear_act(const TensorView& x, const TensorView& w, const Ten
 }
 
 void CudaBackend::lm_head(const TensorView& x, const TensorView& wte, TensorView logits) {
+  const TimedOp timed = time_op("lm_head", wte.dim(1), wte.dim(0), static_cast<double>(wte.nbytes()));
   KernelDType wd;
   if (!enter() || !weight_operand_dtype(wte, "the CUDA LM head", &wd) ||
       !product_shapes(x, wte, nullptr, logits, true, "the CUDA LM head"))

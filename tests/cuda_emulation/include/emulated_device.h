@@ -11,9 +11,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -106,6 +108,7 @@ inline double __dadd_rn(double a, double b) { volatile double r = a + b; return 
 inline double __dsub_rn(double a, double b) { volatile double r = a - b; return r; }
 inline double __ddiv_rn(double a, double b) { volatile double r = a / b; return r; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline void __nanosleep(unsigned ns) { std::this_thread::sleep_for(std::chrono::nanoseconds(ns)); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
