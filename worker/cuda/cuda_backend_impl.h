@@ -64,6 +64,10 @@ class CudaBackend final : public Backend {
       KVMESH_RETURN_IF_ERROR(fused_->init(stream_));
     }
     KVMESH_ASSIGN_OR_RETURN(pages_, make_device_page_memory(device_, stream_));
+    const size_t arrival_bytes = static_cast<size_t>(kMaxSplitPairs) * sizeof(int32_t);
+    KVMESH_ASSIGN_OR_RETURN(arrivals_, alloc(arrival_bytes));
+    KVMESH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(arrivals_.data(), 0, arrival_bytes, stream_),
+                                "zeroing the attention splits' counters");
     return Status::ok();
   }
 
@@ -289,6 +293,7 @@ class CudaBackend final : public Backend {
   Buffer narrow_;     // activations narrowed for a matrix product
   Buffer wide_;       // a product's fp32 result before it is written narrow
   Buffer partial_;    // attention split partials
+  Buffer arrivals_;   // attention splits' counters: kMaxSplitPairs int32, zero between launches
   Buffer stats_;      // row_stats results [3R]
   RowSampler sampler_;  // sample_rows: its scratch and staging
 };

@@ -155,7 +155,7 @@ void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int
   // positions of the longest context (a graph's bound), at most kMaxSplits; each row then shares
   // its own context evenly over the splits.
   int32_t n_splits = 1;
-  if (max_ctx > 2 * kKeysPerSplit && n_rows * pool.n_heads < 1024)
+  if (max_ctx > 2 * kKeysPerSplit && n_rows * pool.n_heads <= kMaxSplitPairs)
     n_splits = std::min<int32_t>((max_ctx + kKeysPerSplit - 1) / kKeysPerSplit, kMaxSplits);
   float* partial = nullptr;
   if (n_splits > 1) {
@@ -163,8 +163,8 @@ void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int
     partial = static_cast<float*>(scratch(partial_, bytes));
     if (partial == nullptr) return;
   }
-  check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits, partial, out.data,
-                               od, stream_),
+  check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits, partial,
+                               static_cast<int32_t*>(arrivals_.data()), out.data, od, stream_),
         "attention");
 }
 

@@ -83,14 +83,20 @@ cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, i
 
 // Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scaled
 // by 1/sqrt(head_dim). Each (row, head) is split over n_splits equal shares of that row's own
-// context; with n_splits > 1, partial ([n, n_heads, n_splits, head_dim + 2] floats) holds each
-// share's (max, sum, unnormalised output) and a second kernel combines them. A row with no context
+// context; with n_splits > 1, partial ([T, n_heads, n_splits, head_dim + 2] floats) holds each
+// share's (max, sum, unnormalised output) and the last share of a (row, head) to finish combines
+// them, counting in arrivals ([n, n_heads] int32, zero before and zero again after; one launch at
+// a time may use them: kMaxSplitPairs of them are the most a launch needs). A row with no context
 // (row_ctx 0: a graph's padded row) reads no page and gets zeros. n counts the rows done: all T,
 // or the listed ones. out is stored in out_dtype (fp32, or the bf16/f16 operand of the next matrix
 // product).    out: [T, E]
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
-                                   float* partial, void* out, KernelDType out_dtype, cudaStream_t stream);
+                                   float* partial, int32_t* arrivals, void* out, KernelDType out_dtype,
+                                   cudaStream_t stream);
+// (row, head) pairs a split attention launch may have at most (n * n_heads), so one zeroed array
+// of arrivals serves every launch.
+constexpr int64_t kMaxSplitPairs = 1024;
 
 // The same attention for the query rows of prefill tiles, K/V read once per tile (head_dim 64
 // only: prefill_attention_serves).    out: [T, E]

@@ -3,8 +3,10 @@
 // kKeysPerWarp keys at once (their page loads in flight together, so a short context costs about
 // one memory latency per kKeysPerWarp keys rather than one per key), runs an online softmax in
 // fp32, and the warps then combine. A split takes an equal share of its own row's context, so a
-// graph recorded for a long context bound still spreads a short context over all its splits; a
-// second kernel reduces the splits' (max, sum, unnormalised output). Pages hold f32, f16 or bf16.
+// graph recorded for a long context bound still spreads a short context over all its splits; each
+// split leaves its (max, sum, unnormalised output), and the last split of a (row, head) to finish
+// (a counter per pair) reduces them, so a split attention is still one kernel. Pages hold f32, f16
+// or bf16.
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"
@@ -15,13 +17,35 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kKeysPerWarp = 4;  // keys one warp loads and scores together
 
+// The splits' partials of one (row, head), [n_splits][d + 2] as (max, sum, output[d]), reduced
+// into out at `at` by the block's threads. They were written by other blocks of this kernel: read
+// from L2 (__ldcg), never from a line this SM's L1 may hold from an earlier launch.
+__device__ void combine_splits(const float* part, int n_splits, int d, void* out, KernelDType out_dtype,
+                               int64_t at) {
+  float block_max = -INFINITY;
+  for (int s = 0; s < n_splits; ++s) block_max = fmaxf(block_max, __ldcg(part + s * (d + 2)));
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    float sum = 0.0f, o = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+      const float* p = part + s * (d + 2);
+      const float m = __ldcg(p);
+      if (m == -INFINITY) continue;  // a split that holds no key of the row
+      const float f = expf(m - block_max);
+      sum += __ldcg(p + 1) * f;
+      o += __ldcg(p + 2 + c) * f;
+    }
+    store_from_float(out, out_dtype, at + c, sum > 0.0f ? o / sum : 0.0f);
+  }
+}
+
 // kPerLane: head elements each lane owns (head_dim <= 32 * kPerLane).
 template <typename T, int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
-                     float scale, float* partial, void* out, KernelDType out_dtype) {
+                     float scale, float* partial, int32_t* arrivals, void* out, KernelDType out_dtype) {
   __shared__ float warp_max[kWarps], warp_sum_[kWarps];
   __shared__ float warp_acc[kWarps][32 * kPerLane];
+  __shared__ int32_t last_split;  // nonzero: this block is the last split of its (row, head) to finish
   const int64_t t = rows.listed != nullptr ? rows.listed[blockIdx.x] : blockIdx.x;
   const int h = static_cast<int>(blockIdx.y), split = static_cast<int>(blockIdx.z);
   const int n_splits = static_cast<int>(gridDim.z);
@@ -117,74 +141,67 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   }
-}
-
-__global__ void attention_combine_kernel(const float* partial, const int32_t* listed, int32_t n_heads,
-                                         int32_t d, int32_t n_splits, void* out, KernelDType out_dtype) {
-  const int64_t t = listed != nullptr ? listed[blockIdx.x] : blockIdx.x;
-  const int h = static_cast<int>(blockIdx.y);
-  const int64_t e = static_cast<int64_t>(n_heads) * d;
-  const float* part = partial + (t * n_heads + h) * n_splits * (d + 2);
-  float block_max = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) block_max = fmaxf(block_max, part[s * (d + 2)]);
-  for (int c = threadIdx.x; c < d; c += blockDim.x) {
-    float sum = 0.0f, o = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
-      const float* p = part + s * (d + 2);
-      if (p[0] == -INFINITY) continue;
-      const float f = expf(p[0] - block_max);
-      sum += p[1] * f;
-      o += p[2 + c] * f;
-    }
-    store_from_float(out, out_dtype, t * e + h * d + c, sum > 0.0f ? o / sum : 0.0f);
+  if (n_splits == 1) return;
+  __threadfence();  // this block's partial is visible to every block before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t* arrived = arrivals + blockIdx.x * static_cast<int64_t>(pool.n_heads) + h;
+    last_split = atomicAdd(arrived, 1) == n_splits - 1;
+    if (last_split) *arrived = 0;  // every split has counted: ready for the next launch
   }
+  __syncthreads();
+  if (!last_split) return;
+  __threadfence();
+  combine_splits(partial + (t * pool.n_heads + h) * n_splits * (d + 2), n_splits, d, out, out_dtype,
+                 t * e + h * d);
 }
 
 template <typename T, int kPerLane>
 cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
-                         const KvPoolGeometry& pool, int32_t n_splits, float* partial, void* out,
-                         KernelDType out_dtype, cudaStream_t stream) {
+                         const KvPoolGeometry& pool, int32_t n_splits, float* partial, int32_t* arrivals,
+                         void* out, KernelDType out_dtype, cudaStream_t stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(pool.head_dim));
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads),
                   static_cast<unsigned>(n_splits));
   attention_kernel<T, kPerLane><<<grid, kWarps * 32, 0, stream>>>(qkv, rows, layer, pool, scale, partial,
-                                                                  out, out_dtype);
-  cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess || n_splits == 1) return err;
-  attention_combine_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads)), 64,
-                             0, stream>>>(partial, rows.listed, pool.n_heads, pool.head_dim, n_splits, out, out_dtype);
+                                                                  arrivals, out, out_dtype);
   return cudaGetLastError();
 }
 
 // The kernel whose lanes own just enough of the head (fewer registers for small heads).
 template <typename T>
 cudaError_t launch_for_head(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
-                            const KvPoolGeometry& pool, int32_t n_splits, float* partial, void* out,
-                            KernelDType out_dtype, cudaStream_t stream) {
+                            const KvPoolGeometry& pool, int32_t n_splits, float* partial,
+                            int32_t* arrivals, void* out, KernelDType out_dtype, cudaStream_t stream) {
   if (pool.head_dim <= 64)
-    return launch_typed<T, 2>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
+    return launch_typed<T, 2>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype, stream);
   if (pool.head_dim <= 128)
-    return launch_typed<T, 4>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
-  return launch_typed<T, kMaxHeadDim / 32>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
+    return launch_typed<T, 4>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype, stream);
+  return launch_typed<T, kMaxHeadDim / 32>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype,
+                                           stream);
 }
 
 }  // namespace
 
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
-                                   float* partial, void* out, KernelDType out_dtype, cudaStream_t stream) {
+                                   float* partial, int32_t* arrivals, void* out, KernelDType out_dtype,
+                                   cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   if (pool.head_dim < 1 || pool.head_dim > kMaxHeadDim || n_splits < 1 || n_splits > 65535 ||
-      pool.n_heads > 65535 || (n_splits > 1 && partial == nullptr))
+      pool.n_heads > 65535 ||
+      (n_splits > 1 && (partial == nullptr || arrivals == nullptr || n * pool.n_heads > kMaxSplitPairs)))
     return cudaErrorInvalidValue;
   switch (pool.dtype) {
     case KernelDType::f16:
-      return launch_for_head<__half>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
+      return launch_for_head<__half>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype,
+                                     stream);
     case KernelDType::bf16:
-      return launch_for_head<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype,
-                                            stream);
+      return launch_for_head<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out,
+                                            out_dtype, stream);
     default:
-      return launch_for_head<float>(qkv, rows, n, layer, pool, n_splits, partial, out, out_dtype, stream);
+      return launch_for_head<float>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype,
+                                    stream);
   }
 }
 
