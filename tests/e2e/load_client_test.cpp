@@ -348,13 +348,15 @@ TEST(LoadClientTiming, MatchesKnownStepDelay) {
   // The server sleeps the delay before every step, so at batch 1 the first token comes one step
   // after the request arrives. TTFT counts to the first chunk with text, and a random model often
   // starts with a token that is only part of a UTF-8 character (its text waits for the next step),
-  // so the fastest request is the one whose first token was text: one step, within 10%.
+  // so the fastest request is the one whose first token was text: one step. Its compute is a
+  // prefill's, more than the decode steps' mean on a loaded machine, so the bound is under two
+  // steps' delays (the client's own accuracy is the TTFT comparison above).
   std::vector<double> ttfts;
   for (const json& l : lines) ttfts.push_back(l["ttft_ms"].get<double>());
   const double fastest = *std::min_element(ttfts.begin(), ttfts.end());
   std::printf("fastest TTFT %.2f ms\n", fastest);
   EXPECT_GE(fastest, kDelayMs - kTolMs);
-  EXPECT_LE(fastest, kDelayMs + kTolMs + compute);
+  EXPECT_LT(fastest, 2 * kDelayMs - kTolMs);
 }
 
 }  // namespace
