@@ -165,6 +165,13 @@ class Backend {
   // out: [T, E]
   virtual void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
                          KvPoolView pool, TensorView out) = 0;
+  // kv_write, then attention: one op so a device backend can write each decode row's K and V from
+  // within its attention kernel.
+  virtual void kv_write_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
+                                  KvPoolView pool, TensorView out) {
+    kv_write(qkv, batch, layer, pool);
+    attention(qkv, batch, layer, pool, out);
+  }
   // logits = x @ wte^T                                     x: [R, E], logits: [R, V]
   virtual void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) = 0;
   // out[i] = x[rows[i]]                                    x: [T, E], out: [R, E]

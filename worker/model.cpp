@@ -105,8 +105,7 @@ void Model::attention_block(int layer, const BatchLayout& batch, KvPoolView pool
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
   b.linear(operand_view(s.ln, n, e), w.qkv_w, &w.qkv_b, view(s.qkv, n, 3 * el_));
-  b.kv_write(view(s.qkv, n, 3 * el_), batch, layer, pool);
-  b.attention(view(s.qkv, n, 3 * el_), batch, layer, pool, operand_view(s.attn, n, el_));
+  b.kv_write_attention(view(s.qkv, n, 3 * el_), batch, layer, pool, operand_view(s.attn, n, el_));
   b.linear(operand_view(s.attn, n, el_), w.attn_out_w, nullptr, view(s.h, n, e));
   if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
   b.add_bias_residual_layer_norm(view(x, n, e), view(s.h, n, e), w.attn_out_b, w.ln2_w, w.ln2_b,

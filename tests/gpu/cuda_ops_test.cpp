@@ -332,8 +332,9 @@ void fill_history(Backend& cpu, const PagedCase& c, KvPoolView pool, int32_t lay
   cpu.kv_write(TensorView::of(qkv.data(), {n, 3 * e}), history, layer, pool);
 }
 
+// one_op: the GPU writes and attends in kv_write_attention (for decode rows only, one kernel).
 void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype, int32_t head_dim = 64,
-                 const SeqShapes& seqs = kMixedSeqs, int32_t n_pages = 211) {
+                 const SeqShapes& seqs = kMixedSeqs, int32_t n_pages = 211, bool one_op = false) {
   const int32_t block_size = 16, n_layers = 2, n_heads = 3, layer = 1;
   const int64_t e = n_heads * head_dim;
   PagedCase c = make_case(block_size, n_pages, seqs);
@@ -356,8 +357,12 @@ void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype, int3
 
   TensorView qkv_g = self->device(qkv, c.n_rows, 3 * e), out = self->device_poisoned(c.n_rows, e);
   gpu.prepare_batch(c.batch);
-  gpu.kv_write(qkv_g, c.batch, layer, gpool);
-  gpu.attention(qkv_g, c.batch, layer, gpool, out);
+  if (one_op) {
+    gpu.kv_write_attention(qkv_g, c.batch, layer, gpool, out);
+  } else {
+    gpu.kv_write(qkv_g, c.batch, layer, gpool);
+    gpu.attention(qkv_g, c.batch, layer, gpool, out);
+  }
   std::vector<uint8_t> gpu_pool(pool_bytes);
   gpu.download(gpu_pool.data(), dev_pool->data(), pool_bytes);
   ASSERT_TRUE(gpu.status().is_ok()) << gpu.status().to_string();
@@ -384,22 +389,39 @@ TEST_F(CudaOps, KvWriteAndPagedAttentionHeadDim80) { check_paged(this, *cpu_, *g
 TEST_F(CudaOps, KvWriteAndPagedAttentionPast16kPositions) {
   check_paged(this, *cpu_, *gpu_, DType::bf16, 64, {{17000, 1}, {5, 1}}, 1069);
 }
+// Decode rows only (long contexts split, short ones, a first token): kv_write_attention writes each
+// row's K and V from the attention kernel; the pages and outputs are the CPU's kv_write + attention.
+const SeqShapes kDecodeSeqs = {{1500, 1}, {700, 1}, {3, 1}, {0, 1}, {40, 1}, {15, 1}};
+TEST_F(CudaOps, KvWriteAttentionInOneKernelForDecodeRowsBf16) {
+  check_paged(this, *cpu_, *gpu_, DType::bf16, 64, kDecodeSeqs, 211, true);
+}
+TEST_F(CudaOps, KvWriteAttentionInOneKernelForDecodeRowsF16) {
+  check_paged(this, *cpu_, *gpu_, DType::f16, 64, kDecodeSeqs, 211, true);
+}
+TEST_F(CudaOps, KvWriteAttentionInOneKernelForDecodeRowsF32HeadDim80) {
+  check_paged(this, *cpu_, *gpu_, DType::f32, 80, kDecodeSeqs, 211, true);
+}
+// A batch with prefill chunks: the one op is the two ops (the tiles read rows the chunk writes).
+TEST_F(CudaOps, KvWriteAttentionOverPrefillChunks) {
+  check_paged(this, *cpu_, *gpu_, DType::bf16, 64, kMixedSeqs, 211, true);
+}
 
 // A decode graph's ops: the batch padded to more rows (which write no page), attention split for
 // a context bound instead of the batch's longest context, recorded once and replayed twice on new
-// inputs staged at the same addresses; the real rows equal the CPU's eager ops each time.
-TEST_F(CudaOps, PaddedBatchRecordedAndReplayed) {
+// inputs staged at the same addresses; the real rows equal the CPU's eager ops each time. one_op:
+// recorded as kv_write_attention.
+void check_padded_replay(CudaOps* self, Backend& cpu, Backend& gpu, const SeqShapes& seqs, bool one_op) {
   const int32_t block_size = 16, n_pages = 211, n_layers = 2, n_heads = 3, head_dim = 64, layer = 0;
   const int64_t e = n_heads * head_dim;
-  PagedCase c = make_case(block_size, n_pages);
+  PagedCase c = make_case(block_size, n_pages, seqs);
   KvPoolView pool{nullptr, DType::bf16, n_pages, n_layers, block_size, n_heads, head_dim};
   const size_t pool_bytes = static_cast<size_t>(pool.page_bytes()) * n_pages;
   std::vector<uint8_t> cpu_pool(pool_bytes, 0);
   pool.data = cpu_pool.data();
-  fill_history(*cpu_, c, pool, layer, e, 31);
-  auto dev_pool = gpu_->alloc(pool_bytes);
+  fill_history(cpu, c, pool, layer, e, 31);
+  auto dev_pool = gpu.alloc(pool_bytes);
   ASSERT_TRUE(dev_pool.is_ok());
-  gpu_->upload(dev_pool->data(), cpu_pool.data(), pool_bytes);
+  gpu.upload(dev_pool->data(), cpu_pool.data(), pool_bytes);
   KvPoolView gpool = pool;
   gpool.data = dev_pool->data();
 
@@ -407,30 +429,40 @@ TEST_F(CudaOps, PaddedBatchRecordedAndReplayed) {
   padded.padded_rows = static_cast<int32_t>(c.n_rows + 5);
   padded.max_context = 2048;
   const int64_t rows = padded.padded_rows;
-  TensorView qkv_g = device(random_values(static_cast<size_t>(rows * 3 * e), 32), rows, 3 * e);
-  TensorView out = device_poisoned(rows, e);
-  gpu_->prepare_batch(padded);
-  ASSERT_TRUE(gpu_->begin_capture(1).is_ok());
-  gpu_->kv_write(qkv_g, padded, layer, gpool);
-  gpu_->attention(qkv_g, padded, layer, gpool, out);
-  const Status recorded = gpu_->end_capture();
+  TensorView qkv_g = self->device(random_values(static_cast<size_t>(rows * 3 * e), 32), rows, 3 * e);
+  TensorView out = self->device_poisoned(rows, e);
+  gpu.prepare_batch(padded);
+  ASSERT_TRUE(gpu.begin_capture(1).is_ok());
+  if (one_op) {
+    gpu.kv_write_attention(qkv_g, padded, layer, gpool, out);
+  } else {
+    gpu.kv_write(qkv_g, padded, layer, gpool);
+    gpu.attention(qkv_g, padded, layer, gpool, out);
+  }
+  const Status recorded = gpu.end_capture();
   ASSERT_TRUE(recorded.is_ok()) << recorded.to_string();
   for (uint32_t round = 0; round < 2; ++round) {
     auto qkv = random_values(static_cast<size_t>(rows * 3 * e), 40 + round);
-    gpu_->upload(qkv_g.data, qkv.data(), qkv.size() * sizeof(float));
-    ASSERT_TRUE(gpu_->replay(1).is_ok());
+    gpu.upload(qkv_g.data, qkv.data(), qkv.size() * sizeof(float));
+    ASSERT_TRUE(gpu.replay(1).is_ok());
     std::vector<float> want(static_cast<size_t>(c.n_rows * e));
-    cpu_->kv_write(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool);
-    cpu_->attention(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool,
+    cpu.kv_write(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool);
+    cpu.attention(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool,
                     TensorView::of(want.data(), {c.n_rows, e}));
     std::vector<uint8_t> gpu_pool(pool_bytes);
-    gpu_->download(gpu_pool.data(), dev_pool->data(), pool_bytes);
-    ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+    gpu.download(gpu_pool.data(), dev_pool->data(), pool_bytes);
+    ASSERT_TRUE(gpu.status().is_ok()) << gpu.status().to_string();
     EXPECT_TRUE(gpu_pool == cpu_pool) << "round " << round << ": pages differ (padded rows must write none)";
-    std::vector<float> got = host(out);
+    std::vector<float> got = self->host(out);
     got.resize(want.size());  // the padded rows' outputs mean nothing
     EXPECT_LT(rel_error(got, want), 1e-5) << "round " << round;
   }
+}
+
+TEST_F(CudaOps, PaddedBatchRecordedAndReplayed) { check_padded_replay(this, *cpu_, *gpu_, kMixedSeqs, false); }
+// A decode graph as the model records it: decode rows only, K and V written by the attention kernel.
+TEST_F(CudaOps, PaddedDecodeBatchRecordedAndReplayedInOneKernel) {
+  check_padded_replay(this, *cpu_, *gpu_, kDecodeSeqs, true);
 }
 
 // Op timing (op_times.h): each op outside a graph recording is one call under its name (a product's

@@ -150,6 +150,10 @@ class CudaBackend final : public Backend {
   void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) override;
   void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
                  TensorView out) override;
+  // A batch of decode rows only (one token per sequence): the attention kernel writes each row's K
+  // and V itself (one launch fewer per layer); other batches: kv_write, then attention.
+  void kv_write_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
+                          TensorView out) override;
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override;
   void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override;
   void row_stats(const TensorView& logits, RowStats* stats) override;
@@ -238,6 +242,10 @@ class CudaBackend final : public Backend {
     return buffer.data();
   }
   bool pool_geometry(const KvPoolView& pool, KvPoolGeometry* g);
+  // attention's launches; write_own_kv: the row kernel also writes each row's K and V (decode
+  // rows only, no prefill tiles).
+  void attend(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool, TensorView out,
+              bool write_own_kv);
   // An activation's dtype: fp32, or the weights' (a matrix product's narrow operand); else an error.
   bool activation_dtype(const TensorView& t, KernelDType* out) {
     if (t.dtype == DType::f32 || t.dtype == matmul_input_dtype()) {
@@ -286,6 +294,7 @@ class CudaBackend final : public Backend {
   const int32_t* staged_meta_ = nullptr;
   int64_t n_tiles_ = 0, tiles_at_ = 0;    // prefill tiles (4 int32 each) staged at meta + tiles_at_
   int64_t n_listed_ = 0, listed_at_ = 0;  // the rows outside tiles, at meta + listed_at_
+  bool staged_decode_only_ = false;       // every sequence has one row
   std::vector<int32_t> meta_host_;
   Buffer meta_;
   std::map<int32_t, Buffer> graph_meta_;  // by padded_rows: a fixed address per graph shape

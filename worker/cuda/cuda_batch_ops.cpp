@@ -96,6 +96,8 @@ void CudaBackend::prepare_batch(const BatchLayout& batch) {
   if (dst == nullptr) return;
   if (!note(staging_.upload(dst, meta_host_.data(), meta_host_.size() * sizeof(int32_t), stream_))) return;
   staged_ = &batch;
+  staged_decode_only_ = std::all_of(batch.seqs.begin(), batch.seqs.end(),
+                                    [](const SeqSpan& span) { return span.n_tokens == 1; });
   staged_tokens_ = batch.positions.size();
   staged_rows_ = t;
   staged_max_ctx_ = max_ctx;
@@ -133,12 +135,30 @@ void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int3
 void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
                             KvPoolView pool, TensorView out) {
   const TimedOp timed = time_op("attention");
+  attend(qkv, batch, layer, pool, out, false);
+}
+
+void CudaBackend::kv_write_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
+                                     KvPoolView pool, TensorView out) {
+  const TimedOp timed = time_op("kv_write + attention");
+  if (!enter() || !ensure_staged(batch)) return;
+  if (staged_decode_only_ && n_tiles_ == 0) {
+    attend(qkv, batch, layer, pool, out, true);
+    return;
+  }
+  kv_write(qkv, batch, layer, pool);
+  attention(qkv, batch, layer, pool, out);
+}
+
+void CudaBackend::attend(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
+                         TensorView out, bool write_own_kv) {
   KvPoolGeometry g;
   KernelDType od = KernelDType::f32;
   if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g) || !activation_dtype(out, &od)) return;
   const int64_t t = staged_rows_;
   const int32_t* meta = staged_meta_;
   AttentionRows rows{meta + t, meta + 2 * t, meta};
+  if (write_own_kv) rows.write_slots = meta;
   int64_t n_rows = t;  // rows for the row-per-block kernel, and their longest context
   int32_t max_ctx = staged_max_ctx_;
   if (n_tiles_ > 0 && prefill_attention_serves(g)) {

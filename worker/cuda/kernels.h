@@ -31,6 +31,10 @@ struct AttentionRows {
   const int32_t* row_table = nullptr;  // [T]
   const int32_t* tables = nullptr;     // concatenated block tables
   const int32_t* listed = nullptr;     // when set, only these rows (the others are done elsewhere)
+  // When set ([T], one row per sequence), each row's own K and V (its last context position) are
+  // taken from qkv and written to slot write_slots[t] first, as launch_kv_write would (a negative
+  // slot: a padded row, nothing written).
+  const int32_t* write_slots = nullptr;
 };
 
 // Up to kPrefillTileRows consecutive query rows of one sequence's prefill chunk: rows

@@ -6,7 +6,8 @@
 // graph recorded for a long context bound still spreads a short context over all its splits; each
 // split leaves its (max, sum, unnormalised output), and the last split of a (row, head) to finish
 // (a counter per pair) reduces them, so a split attention is still one kernel. Pages hold f32, f16
-// or bf16.
+// or bf16. With rows.write_slots (decode rows) the block holding a row's own position takes its K and V
+// from qkv and writes them to the row's slot, so no KV write kernel runs before.
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"
@@ -58,6 +59,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int32_t begin = min(n_ctx, split * share);
   const int32_t end = min(n_ctx, begin + share);
   const T* kv = static_cast<const T*>(pool.data);
+  // The row's own position, when this kernel writes its K and V: from qkv, not from the pages.
+  const int32_t own_slot = rows.write_slots != nullptr ? rows.write_slots[t] : -1;
+  const int32_t own = own_slot >= 0 ? n_ctx - 1 : -1;
+  const float* own_kv = qkv + t * 3 * e + e + h * d;  // K; V follows E later
 
   float q[kPerLane], acc[kPerLane];
 #pragma unroll
@@ -74,6 +79,23 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int u = 0; u < kKeysPerWarp; ++u) {
       const int32_t j = j0 + u;
       const bool real = j < end;
+      if (real && j == own) {
+        const int64_t k_at = (own_slot / bs) * pool.page_elems +
+                             ((static_cast<int64_t>(layer) * 2) * bs + own_slot % bs) * e + h * d;
+        T* kv_out = static_cast<T*>(pool.data);
+#pragma unroll
+        for (int i = 0; i < kPerLane; ++i) {
+          const int c = lane + 32 * i;
+          k[u][i] = v[u][i] = 0.0f;
+          if (c >= d) continue;
+          const T kt = from_float<T>(own_kv[c]), vt = from_float<T>(own_kv[e + c]);
+          kv_out[k_at + c] = kt;
+          kv_out[k_at + static_cast<int64_t>(bs) * e + c] = vt;  // V rows follow the layer's K rows
+          k[u][i] = to_float(kt);
+          v[u][i] = to_float(vt);
+        }
+        continue;
+      }
       const int64_t page = real ? table[j / bs] : 0;
       const int64_t k_row = page * pool.page_elems +
                             ((static_cast<int64_t>(layer) * 2) * bs + j % bs) * e + h * d;
