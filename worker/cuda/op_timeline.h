@@ -4,7 +4,8 @@
 // the device waiting for the host to issue the next op, a timeline starts with a hold kernel that
 // keeps the stream busy while the host issues a step's ops; a timeline the device caught up with
 // anyway (its hold too short) is counted as starved. Ops inside a graph recording are not timed;
-// a graph's replay is timed as one op.
+// a graph's replay is timed as one op. Work other code puts on the stream between two ops (NCCL's
+// collectives) counts towards the next op.
 #pragma once
 
 #include <cuda_runtime.h>

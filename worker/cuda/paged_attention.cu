@@ -39,6 +39,38 @@ __device__ void combine_splits(const float* part, int n_splits, int d, void* out
   }
 }
 
+// Element offset of head h's K row at (page, offset) of `layer`; its V row is block_size * E later.
+__device__ __forceinline__ int64_t key_row(const KvPoolGeometry& pool, int32_t layer, int64_t page, int32_t offset,
+                                           int h) {
+  const int64_t e = static_cast<int64_t>(pool.n_heads) * pool.head_dim;
+  return page * pool.page_elems + ((static_cast<int64_t>(layer) * 2) * pool.block_size + offset) * e +
+         static_cast<int64_t>(h) * pool.head_dim;
+}
+
+// A lane's elements of one head's K and V from qkv (own_kv: the row's K of this head; V is E later)
+// rounded to the page dtype, written to slot `slot` as launch_kv_write writes them, and returned
+// as the page now holds them.
+template <typename T, int kPerLane>
+__device__ __forceinline__ void write_own_kv(const KvPoolGeometry& pool, int32_t layer, int32_t slot, int h,
+                                             const float* own_kv, float (&k)[kPerLane], float (&v)[kPerLane]) {
+  const int64_t e = static_cast<int64_t>(pool.n_heads) * pool.head_dim;
+  const int64_t k_at = key_row(pool, layer, slot / pool.block_size, slot % pool.block_size, h);
+  const int64_t v_at = k_at + static_cast<int64_t>(pool.block_size) * e;
+  T* pages = static_cast<T*>(pool.data);
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int c = lane + 32 * i;
+    k[i] = v[i] = 0.0f;
+    if (c >= pool.head_dim) continue;
+    const T kt = from_float<T>(own_kv[c]), vt = from_float<T>(own_kv[e + c]);
+    pages[k_at + c] = kt;
+    pages[v_at + c] = vt;
+    k[i] = to_float(kt);
+    v[i] = to_float(vt);
+  }
+}
+
 // kPerLane: head elements each lane owns (head_dim <= 32 * kPerLane).
 template <typename T, int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32)
@@ -80,25 +112,10 @@ __global__ void __launch_bounds__(kWarps * 32)
       const int32_t j = j0 + u;
       const bool real = j < end;
       if (real && j == own) {
-        const int64_t k_at = (own_slot / bs) * pool.page_elems +
-                             ((static_cast<int64_t>(layer) * 2) * bs + own_slot % bs) * e + h * d;
-        T* kv_out = static_cast<T*>(pool.data);
-#pragma unroll
-        for (int i = 0; i < kPerLane; ++i) {
-          const int c = lane + 32 * i;
-          k[u][i] = v[u][i] = 0.0f;
-          if (c >= d) continue;
-          const T kt = from_float<T>(own_kv[c]), vt = from_float<T>(own_kv[e + c]);
-          kv_out[k_at + c] = kt;
-          kv_out[k_at + static_cast<int64_t>(bs) * e + c] = vt;  // V rows follow the layer's K rows
-          k[u][i] = to_float(kt);
-          v[u][i] = to_float(vt);
-        }
+        write_own_kv<T, kPerLane>(pool, layer, own_slot, h, own_kv, k[u], v[u]);
         continue;
       }
-      const int64_t page = real ? table[j / bs] : 0;
-      const int64_t k_row = page * pool.page_elems +
-                            ((static_cast<int64_t>(layer) * 2) * bs + j % bs) * e + h * d;
+      const int64_t k_row = key_row(pool, layer, real ? table[j / bs] : 0, j % bs, h);
       const int64_t v_row = k_row + static_cast<int64_t>(bs) * e;  // V rows follow the layer's K rows
 #pragma unroll
       for (int i = 0; i < kPerLane; ++i) {
