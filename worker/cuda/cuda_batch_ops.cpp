@@ -142,7 +142,7 @@ void CudaBackend::kv_write_attention(const TensorView& qkv, const BatchLayout& b
                                      KvPoolView pool, TensorView out) {
   const TimedOp timed = time_op("kv_write + attention");
   if (!enter() || !ensure_staged(batch)) return;
-  if (staged_decode_only_ && n_tiles_ == 0) {
+  if (staged_decode_only_) {  // (prefill tiles need chunks of kMinTiledRows rows)
     attend(qkv, batch, layer, pool, out, true);
     return;
   }

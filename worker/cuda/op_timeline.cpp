@@ -3,6 +3,7 @@
 #include "worker/cuda/op_timeline.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -11,9 +12,9 @@ namespace kvmesh {
 namespace {
 
 struct Registry {
-  std::mutex mu;
-  bool on = false;
-  int64_t hold_ns = 10'000'000;
+  std::atomic<bool> on{false};  // read by every op of every backend: no lock
+  std::atomic<int64_t> hold_ns{10'000'000};
+  std::mutex mu;                // guards the totals and the timelines
   OpTimes totals;
   std::set<OpTimeline*> timelines;
 };
@@ -23,19 +24,14 @@ Registry& registry() {
   return r;
 }
 
-bool timing_on() {
-  Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mu);
-  return r.on;
-}
+bool timing_on() { return registry().on.load(std::memory_order_relaxed); }
 
 }  // namespace
 
 void set_cuda_op_timing(bool on, double hold_seconds) {
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mu);
-  r.on = on;
   r.hold_ns = static_cast<int64_t>(std::max(0.0, hold_seconds) * 1e9);
+  r.on = on;
 }
 
 OpTimes take_cuda_op_times() {
@@ -113,13 +109,7 @@ void OpTimeline::begin(bool recording) {
     }
   }
   if (used_ == 0) {
-    int64_t hold_ns = 0;
-    {
-      Registry& r = registry();
-      std::lock_guard<std::mutex> lock(r.mu);
-      hold_ns = r.hold_ns;
-    }
-    const cudaError_t held = launch_device_hold(hold_ns, stream_);
+    const cudaError_t held = launch_device_hold(registry().hold_ns.load(), stream_);
     if (held != cudaSuccess) {
       give_up("the hold kernel", held);
       return;
