@@ -36,15 +36,21 @@ Status wait_bounded(MPI_Request* request, double timeout_s, const char* what) {
 
 }  // namespace
 
-struct DistributedExecutor::Channel {
+struct ControlChannel::Comm {
   MPI_Comm comm = MPI_COMM_NULL;
 };
 
-// Both sides of the channel: a duplicate of the world communicator made collectively.
-static MPI_Comm make_control_comm() {
-  MPI_Comm comm;
-  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
-  return comm;
+ControlChannel ControlChannel::open() {
+  auto comm = std::make_unique<Comm>();
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm->comm);
+  return ControlChannel(std::move(comm));
+}
+
+ControlChannel::ControlChannel(std::unique_ptr<Comm> comm) : comm_(std::move(comm)) {}
+ControlChannel::ControlChannel(ControlChannel&& other) noexcept = default;
+
+ControlChannel::~ControlChannel() {
+  if (comm_ != nullptr && comm_->comm != MPI_COMM_NULL) MPI_Comm_free(&comm_->comm);
 }
 
 static Status broadcast_bytes(MPI_Comm comm, std::string* bytes, double timeout_s) {
@@ -58,20 +64,18 @@ static Status broadcast_bytes(MPI_Comm comm, std::string* bytes, double timeout_
   return wait_bounded(&req, timeout_s, "plan broadcast");
 }
 
-DistributedExecutor::DistributedExecutor(std::unique_ptr<Worker> worker, const ControlOptions& options)
-    : worker_(std::move(worker)), channel_(std::make_unique<Channel>()), options_(options) {
-  channel_->comm = make_control_comm();
-}
+DistributedExecutor::DistributedExecutor(std::unique_ptr<Worker> worker, ControlChannel channel,
+                                         const ControlOptions& options)
+    : worker_(std::move(worker)), channel_(std::move(channel)), options_(options) {}
 
 DistributedExecutor::~DistributedExecutor() {
   if (!shut_down_) (void)shutdown();
-  MPI_Comm_free(&channel_->comm);
 }
 
 
 Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
   std::string bytes = encode_step_plan(plan);
-  KVMESH_RETURN_IF_ERROR(broadcast_bytes(channel_->comm, &bytes, options_.step_timeout_s));
+  KVMESH_RETURN_IF_ERROR(broadcast_bytes(channel_.comm().comm, &bytes, options_.step_timeout_s));
   KVMESH_RETURN_IF_ERROR(worker_->execute(plan, result));
   const int sampler = worker_->layout().sampler_rank();
   if (sampler == 0) return Status::ok();
@@ -83,11 +87,11 @@ Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
   } count_wait{*worker_, wait_started};
   unsigned long long length = 0;
   MPI_Request req;
-  MPI_Irecv(&length, 1, MPI_UNSIGNED_LONG_LONG, sampler, kResultLengthTag, channel_->comm, &req);
+  MPI_Irecv(&length, 1, MPI_UNSIGNED_LONG_LONG, sampler, kResultLengthTag, channel_.comm().comm, &req);
   KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "step result"));
   if (length > (1ull << 31)) return invalid_argument("step result of " + std::to_string(length) + " bytes");
   std::string reply(length, '\0');
-  MPI_Irecv(reply.data(), static_cast<int>(length), MPI_BYTE, sampler, kResultBytesTag, channel_->comm, &req);
+  MPI_Irecv(reply.data(), static_cast<int>(length), MPI_BYTE, sampler, kResultBytesTag, channel_.comm().comm, &req);
   KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "step result"));
   KVMESH_ASSIGN_OR_RETURN(*result, decode_step_result(reply));
   return Status::ok();
@@ -99,7 +103,7 @@ Status DistributedExecutor::shutdown() {
   StepPlan plan;
   plan.shutdown = true;
   std::string bytes = encode_step_plan(plan);
-  return broadcast_bytes(channel_->comm, &bytes, options_.step_timeout_s);
+  return broadcast_bytes(channel_.comm().comm, &bytes, options_.step_timeout_s);
 }
 
 void print_rank_timing(const Worker& worker) {
@@ -109,8 +113,8 @@ void print_rank_timing(const Worker& worker) {
                t.total_s > 0 ? t.compute_s / t.total_s : 0.0);
 }
 
-Status run_worker_loop(Worker& worker, const ControlOptions& options) {
-  MPI_Comm comm = make_control_comm();
+Status run_worker_loop(Worker& worker, ControlChannel channel, const ControlOptions& options) {
+  MPI_Comm comm = channel.comm().comm;
   const bool sampler = worker.layout().is_sampler();
   Status status;
   for (;;) {
@@ -137,7 +141,6 @@ Status run_worker_loop(Worker& worker, const ControlOptions& options) {
     MPI_Send(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, kResultLengthTag, comm);
     MPI_Send(reply.data(), static_cast<int>(length), MPI_BYTE, 0, kResultBytesTag, comm);
   }
-  MPI_Comm_free(&comm);
   if (options.report_timing) print_rank_timing(worker);
   return status;
 }

@@ -19,11 +19,27 @@ struct ControlOptions {
 // One line on stderr: the rank's steps, step time and busy (compute) time.
 void print_rank_timing(const Worker& worker);
 
-// Rank 0's StepExecutor over every rank. Construct on rank 0 while the other ranks enter
-// run_worker_loop (both sides create their control communicator collectively).
+// The control communicator: a duplicate of the world communicator, opened collectively by every
+// rank (so inside the start-up watchdog's bound, where a rank that never gets there ends the job).
+class ControlChannel {
+ public:
+  static ControlChannel open();  // collective over MPI_COMM_WORLD
+  ControlChannel(ControlChannel&& other) noexcept;
+  ControlChannel& operator=(ControlChannel&&) = delete;
+  ControlChannel(const ControlChannel&) = delete;
+  ~ControlChannel();
+  struct Comm;
+  Comm& comm() const { return *comm_; }
+
+ private:
+  explicit ControlChannel(std::unique_ptr<Comm> comm);
+  std::unique_ptr<Comm> comm_;
+};
+
+// Rank 0's StepExecutor over every rank, while the other ranks run run_worker_loop.
 class DistributedExecutor : public StepExecutor {
  public:
-  DistributedExecutor(std::unique_ptr<Worker> worker, const ControlOptions& options);
+  DistributedExecutor(std::unique_ptr<Worker> worker, ControlChannel channel, const ControlOptions& options);
   ~DistributedExecutor() override;
   Status execute(const StepPlan& plan, StepResult* result) override;
   const TierCapacity& capacity() const override { return worker_->capacity(); }
@@ -32,15 +48,14 @@ class DistributedExecutor : public StepExecutor {
   Worker& worker() { return *worker_; }
 
  private:
-  struct Channel;
   std::unique_ptr<Worker> worker_;
-  std::unique_ptr<Channel> channel_;
+  ControlChannel channel_;
   ControlOptions options_;
   bool shut_down_ = false;
 };
 
 // Ranks 1..N-1: run plans until the shutdown plan; an undecodable plan or a failed step is
 // returned as an error (the caller aborts the job).
-Status run_worker_loop(Worker& worker, const ControlOptions& options);
+Status run_worker_loop(Worker& worker, ControlChannel channel, const ControlOptions& options);
 
 }  // namespace kvmesh

@@ -46,23 +46,25 @@ Result<RankRole> start_rank(MpiRuntime& mpi, WorkerOptions options, const Contro
     return role;
   }
   // Worker::create ends with the ranks' agreement that all of them started, so a rank past it
-  // knows every peer got there too.
+  // knows every peer got there too; the control channel, opened by all, is the last collective
+  // the watchdog bounds.
   StartupWatchdog watchdog(control.startup_timeout_s, mpi.rank(), [&mpi] { mpi.abort(1); });
   stall_startup_if_asked(mpi.rank());
   KVMESH_ASSIGN_OR_RETURN(auto collectives, data_plane(options, control));
   KVMESH_ASSIGN_OR_RETURN(auto worker, Worker::create(options, std::move(collectives)));
+  ControlChannel channel = ControlChannel::open();
   watchdog.disarm();
   std::fprintf(stderr, "kvmesh rank %d (tp %d, pp %d): read %llu checkpoint bytes for its shard\n",
                layout.rank, layout.tp_rank(), layout.pp_rank(),
                static_cast<unsigned long long>(worker->checkpoint_bytes_read()));
   if (mpi.rank() == 0) {
     role.worker = worker.get();
-    auto executor = std::make_unique<DistributedExecutor>(std::move(worker), control);
+    auto executor = std::make_unique<DistributedExecutor>(std::move(worker), std::move(channel), control);
     role.distributed = executor.get();
     role.executor = std::move(executor);
     return role;
   }
-  role.worker_loop_status = run_worker_loop(*worker, control);
+  role.worker_loop_status = run_worker_loop(*worker, std::move(channel), control);
   return role;
 }
 
