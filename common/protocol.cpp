@@ -1,6 +1,8 @@
 // Serialization of StepPlan and StepResult: versioned, little-endian, bounds-checked on decode.
 #include "common/protocol.h"
 
+#include <cmath>
+
 #include "common/byte_io.h"
 
 namespace kvmesh {
@@ -40,6 +42,7 @@ void put_sampling(ByteWriter& w, const SamplingParams& p) {
   w.put(p.repetition_penalty);
   w.put(p.seed);
   w.put(p.n_logprobs);
+  w.put_vector(p.logit_bias);
 }
 
 SamplingParams get_sampling(ByteReader& r) {
@@ -54,6 +57,9 @@ SamplingParams get_sampling(ByteReader& r) {
   p.seed = r.get<uint64_t>();
   p.n_logprobs = r.get<int32_t>();
   if (p.n_logprobs > kMaxTopLogprobs || p.n_logprobs < -1) r.fail();
+  p.logit_bias = r.get_vector<TokenBias>(kMaxTokens);
+  for (const TokenBias& b : p.logit_bias)
+    if (b.token < 0 || !(std::fabs(b.bias) <= kMaxLogitBias)) r.fail();
   return p;
 }
 

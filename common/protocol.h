@@ -16,6 +16,13 @@ constexpr int kMaxBeamWidth = 16;
 // Top log-probs a worker may be asked for: beam search needs 2 x width candidates per beam.
 constexpr int kMaxTopLogprobs = 2 * kMaxBeamWidth;
 
+// OpenAI's logit_bias: `bias` is added to the logit of `token` before sampling.
+struct TokenBias {
+  int32_t token = 0;
+  float bias = 0.0f;  // [-100, 100]
+};
+constexpr float kMaxLogitBias = 100.0f;
+
 // How a sequence picks its next token. Stateless: the draw at position p uses (seed, p).
 struct SamplingParams {
   float temperature = 1.0f;  // 0 means greedy
@@ -27,11 +34,14 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;
   uint64_t seed = 0;
   int32_t n_logprobs = -1;   // top-N log-probs of each generated token; -1 none, 0 chosen only
+  std::vector<TokenBias> logit_bias;  // distinct tokens
 
   bool greedy() const { return temperature <= 0.0f || top_k == 1; }
   bool has_penalties() const {
     return presence_penalty != 0.0f || frequency_penalty != 0.0f || repetition_penalty != 1.0f;
   }
+  // The logits are changed before the draw: penalties or a logit bias.
+  bool edits_logits() const { return has_penalties() || !logit_bias.empty(); }
 };
 
 // Page moves a worker performs before the step's compute. Ids are global page ids per tier.
@@ -118,7 +128,7 @@ struct StepResult {
 // Wire format: magic, version, then the fields. Decoding checks every length, count and enum
 // value and fails with invalid_argument on anything malformed; it never reads out of bounds.
 constexpr uint32_t kProtocolMagic = 0x4b564d50;  // "KVMP"
-constexpr uint16_t kProtocolVersion = 1;
+constexpr uint16_t kProtocolVersion = 2;
 
 std::string encode_step_plan(const StepPlan& plan);
 Result<StepPlan> decode_step_plan(std::string_view bytes);

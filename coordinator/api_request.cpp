@@ -3,7 +3,9 @@
 // becomes the ApiError, naming its parameter. Nothing here throws.
 #include "coordinator/api_request.h"
 
+#include <cmath>
 #include <ctime>
+#include <map>
 #include <span>
 
 #include "common/tokenizer.h"
@@ -93,6 +95,37 @@ std::optional<ApiError> check_model(const FieldReader& reader, const ServedModel
   return std::nullopt;
 }
 
+// OpenAI fields whose meaning this server cannot honour are refused rather than ignored, so a
+// client never takes plain text for what it asked to be constrained: response_format other than
+// text, tools the model would have to call, and (completions) an insertion suffix.
+void refuse_unsupported(FieldReader& reader, ApiKind kind) {
+  if (const JsonIn* format = reader.find("response_format")) {
+    const bool text = format->is_object() && format->value("type", JsonIn()) == "text";
+    if (!text) {
+      return reader.fail("`response_format` " + shown(*format) +
+                             " is not supported; only {\"type\": \"text\"} (plain text) is", "response_format");
+    }
+  }
+  if (kind == ApiKind::completion) {
+    const JsonIn* suffix = reader.find("suffix");
+    if (suffix && !(suffix->is_string() && suffix->get_ref<const std::string&>().empty()))
+      return reader.fail("`suffix` (insertion) is not supported by this model", "suffix");
+    return;
+  }
+  const auto is_none = [](const JsonIn* choice) { return choice && *choice == "none"; };
+  for (const auto& [tools, choice] : {std::pair{"tools", "tool_choice"}, std::pair{"functions", "function_call"}}) {
+    const JsonIn* listed = reader.find(tools);
+    const JsonIn* chosen = reader.find(choice);
+    const bool calls_possible = listed && !(listed->is_array() && listed->empty());
+    if (calls_possible && !is_none(chosen)) {
+      return reader.fail(std::string("Tool calling is not supported by this model; omit `") + tools + "` or set `" +
+                             choice + "` to \"none\"", tools);
+    }
+    if (chosen && !is_none(chosen) && *chosen != "auto")
+      return reader.fail(std::string("`") + choice + "` " + shown(*chosen) + " asks for a tool call, which this model cannot make", choice);
+  }
+}
+
 void read_seed(FieldReader& reader, SamplingParams& sampling) {
   const JsonIn* seed = reader.find("seed");
   int64_t x = 0;
@@ -145,6 +178,33 @@ void read_stop_token_ids(FieldReader& reader, const ServedModel& served, std::ve
   read_token_ids(reader, *value, served.vocab_size, "stop_token_ids", ids);
 }
 
+// logit_bias: {"<token id>": bias in [-100, 100], ...}, as OpenAI.
+void read_logit_bias(FieldReader& reader, const ServedModel& served, SamplingParams& sampling) {
+  const JsonIn* value = reader.find("logit_bias");
+  if (!value) return;
+  if (!value->is_object()) return reader.fail_expected("logit_bias", "an object mapping token ids to biases", *value);
+  std::map<int32_t, float> biases;
+  for (auto it = value->begin(); it != value->end(); ++it) {
+    const std::string& key = it.key();
+    const bool digits = !key.empty() && key.size() <= 10 &&
+                        key.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits) return reader.fail("`logit_bias` keys must be token ids, got \"" + key + "\"", "logit_bias");
+    const int64_t id = std::stoll(key);
+    if (id >= served.vocab_size) {
+      return reader.fail("Token id " + key + " in `logit_bias` is out of vocabulary (valid ids are [0, " +
+                             std::to_string(served.vocab_size) + "))", "logit_bias");
+    }
+    const JsonIn& bias = it.value();
+    if (!bias.is_number() || !(std::fabs(bias.get<double>()) <= kMaxLogitBias)) {
+      return reader.fail("`logit_bias` values must be numbers in [-100, 100], got " + shown(bias) + " for token " + key,
+                         "logit_bias");
+    }
+    biases[static_cast<int32_t>(id)] = bias.get<float>();
+  }
+  for (const auto& [token, bias] : biases)
+    if (bias != 0.0f) sampling.logit_bias.push_back({token, bias});
+}
+
 void read_stream_options(FieldReader& reader, CompletionRequest& r) {
   const JsonIn* options = reader.find("stream_options");
   if (!options) return;
@@ -185,6 +245,7 @@ void read_common_fields(FieldReader& reader, const ServedModel& served, Completi
   read_seed(reader, r.params.sampling);
   read_stop(reader, r.params.stop);
   read_stop_token_ids(reader, served, r.params.stop_token_ids);
+  read_logit_bias(reader, served, r.params.sampling);
   read_stream_options(reader, r);
   if (auto v = reader.number("length_penalty", -1000.0, 1000.0, false)) r.params.length_penalty = static_cast<float>(*v);
   read_early_stopping(reader, r.params);
@@ -216,6 +277,7 @@ std::optional<ApiError> check_group(FieldReader& reader, CompletionRequest& r) {
   for (const char* name : {"presence_penalty", "frequency_penalty", "repetition_penalty"}) {
     if (reader.present(name)) return bad_request(std::string("`") + name + "` is not supported with beam search", name);
   }
+  if (!p.sampling.logit_bias.empty()) return bad_request("`logit_bias` is not supported with beam search", "logit_bias");
   return std::nullopt;
 }
 
@@ -308,6 +370,7 @@ ApiResult<CompletionRequest> completion_from_json(const JsonIn& body, const Serv
   FieldReader reader(body);
   if (auto error = check_model(reader, served)) return *error;
   CompletionRequest r = new_request(ApiKind::completion, served);
+  refuse_unsupported(reader, r.kind);
   read_prompts(reader, served, tokenizer, r);
   read_common_fields(reader, served, r);
   apply_rules(reader, kCompletionIntRules, kCompletionBoolRules, r);
@@ -391,6 +454,7 @@ ApiResult<CompletionRequest> chat_from_json(const JsonIn& body, const ServedMode
   FieldReader reader(body);
   if (auto error = check_model(reader, served)) return *error;
   CompletionRequest r = new_request(ApiKind::chat, served);
+  refuse_unsupported(reader, r.kind);
   read_messages(reader, r.messages);
   read_common_fields(reader, served, r);
   read_chat_logprobs(reader, r);

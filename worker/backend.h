@@ -90,7 +90,7 @@ struct RowStats {
 // One row's draw for sample_rows: plain sampling (no penalties or banned tokens; greedy when
 // params.greedy()) of the token at `position`, which is the random draw's counter.
 struct RowDraw {
-  SamplingParams params;  // temperature, top_k, top_p, min_p, seed (penalties are not applied)
+  SamplingParams params;  // temperature, top_k, top_p, min_p, seed (penalties and logit bias are not applied)
   int64_t position = 0;
   int32_t n_top = -1;     // log-probs wanted: -1 none, 0 the token's alone, up to kMaxTopLogprobs
 };

@@ -54,6 +54,11 @@ PositionLogprobs position_logprobs(const std::vector<double>& logprobs, int32_t 
   return result;
 }
 
+void apply_logit_bias(const SamplingParams& p, float* logits, int32_t n) {
+  for (const TokenBias& b : p.logit_bias)
+    if (b.token >= 0 && b.token < n) logits[b.token] += b.bias;
+}
+
 void apply_penalties(const SamplingParams& p, const std::vector<int32_t>& history_ids,
                      int32_t n_history_prompt, float* logits, int32_t n) {
   if (!p.has_penalties()) return;

@@ -19,6 +19,9 @@ void log_softmax(const float* logits, int32_t n, std::vector<double>* out);
 PositionLogprobs position_logprobs(const std::vector<double>& logprobs, int32_t chosen,
                                    int32_t n_top);
 
+// Adds each logit_bias entry to its token's logit (tokens outside [0, n) are skipped).
+void apply_logit_bias(const SamplingParams& params, float* logits, int32_t n);
+
 // Applies repetition/presence/frequency penalties to logits in place (vLLM semantics:
 // repetition over prompt + output tokens, presence/frequency over output tokens).
 void apply_penalties(const SamplingParams& params, const std::vector<int32_t>& history_ids,

@@ -94,7 +94,7 @@ class Worker {
   TierCapacity capacity_;
   Status forward_status_;  // the first error of the current step's forward
   std::vector<double> logprobs_;
-  std::vector<float> penalised_;
+  std::vector<float> edited_logits_;
 };
 
 }  // namespace kvmesh

@@ -1,6 +1,6 @@
 // Sampling on the sampling rank: which way each sequence's logit rows come back (route_logit_rows),
 // and Worker::sample_results turning them into tokens and log-probs in plan order (prompt
-// log-probs, penalties and banned tokens on the host's full logits).
+// log-probs, logit bias, penalties and banned tokens on the host's full logits).
 #include <cmath>
 
 #include "worker/micro_batch.h"
@@ -11,10 +11,13 @@
 namespace kvmesh {
 namespace {
 
+// The draw needs the logits changed first (on the host).
+bool edits_logits(const SeqWork& seq) { return seq.sampling.edits_logits() || !seq.banned_token_ids.empty(); }
+
 RowRoute route_of(const SeqWork& seq) {
   if (seq.prompt_logprobs >= 0) return RowRoute::host;
   if (!seq.sample) return RowRoute::none;
-  if (seq.sampling.has_penalties() || !seq.banned_token_ids.empty()) return RowRoute::host;
+  if (edits_logits(seq)) return RowRoute::host;
   // A plain greedy draw needs the argmax of the raw logits alone.
   if (seq.sampling.greedy() && seq.sampling.n_logprobs < 0) return RowRoute::greedy;
   return RowRoute::device;
@@ -103,12 +106,14 @@ void Worker::sample_on_host(const SeqWork& seq, const float* logits_rows, SeqRes
     }
     if (!(last && seq.sample)) continue;
     const float* to_sample = logits;
-    if (seq.sampling.has_penalties() || !seq.banned_token_ids.empty()) {
-      penalised_.assign(logits, logits + v);
-      apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, penalised_.data(), v);
+    if (edits_logits(seq)) {
+      // The bias first, then the penalties, as vLLM; log-probs stay those of the raw logits.
+      edited_logits_.assign(logits, logits + v);
+      apply_logit_bias(seq.sampling, edited_logits_.data(), v);
+      apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, edited_logits_.data(), v);
       for (int32_t t : seq.banned_token_ids)
-        if (t >= 0 && t < v) penalised_[t] = -INFINITY;
-      to_sample = penalised_.data();
+        if (t >= 0 && t < v) edited_logits_[t] = -INFINITY;
+      to_sample = edited_logits_.data();
     }
     const int64_t position = static_cast<int64_t>(seq.n_past) + seq.n_tokens();
     out->token = sample_token(seq.sampling, to_sample, v, position);

@@ -72,11 +72,16 @@ TEST_F(ServeErrors, ParametersAreValidatedByName) {
       {{{"prompt", "hi"}, {"stream", "yes"}}, "stream"},
       {{{"max_tokens", 3}}, "prompt"},
       {{{"prompt", {1, 2, 99999999}}}, "prompt"},
+      {{{"prompt", "hi"}, {"logit_bias", {{"99999999", 1}}}}, "logit_bias"},
+      {{{"prompt", "hi"}, {"suffix", "x"}}, "suffix"},
   };
   for (const auto& [body, param] : cases) {
     expect_error(post_json(port(), "/v1/completions", body.dump()), 400, param);
   }
   expect_error(post_json(port(), "/v1/chat/completions", json{{"max_tokens", 3}}.dump()), 400, "messages");
+  const json tools = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}},
+                      {"tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}}};
+  expect_error(post_json(port(), "/v1/chat/completions", tools.dump()), 400, "tools");
   // Unknown extra fields are ignored.
   auto [status, reply] = post_for_json(port(), "/v1/completions",
                                        json{{"prompt", "hi"}, {"max_tokens", 2}, {"frobnicate", {1, 2}}});

@@ -108,6 +108,35 @@ TEST_F(ServeGolden, SmallEndpointsAnswer) {
   EXPECT_TRUE(eventually([&] { return server_->metric("kvmesh_kv_pages_used") == 0.0; }, 5000));
 }
 
+// logit_bias: +100 makes a token the greedy choice, -100 bans one; the log-prob reported for the
+// forced token is the model's own (the prompt log-prob of the same token after the same prompt).
+TEST_F(ServeGolden, LogitBiasForcesAndBansTokens) {
+  const json& c = (*golden_)["cases"][0];
+  auto prompt = c["prompt"].get<std::vector<int>>();
+  const int golden_first = c["greedy"][0].get<int>();
+  const int forced = golden_first == 13 ? 11 : 13;
+  json biased = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}, {"ignore_eos", true},
+                 {"return_token_ids", true}, {"logprobs", 0},
+                 {"logit_bias", {{std::to_string(forced), 100}}}};
+  auto [status, reply] = post_for_json(server_->port(), "/v1/completions", biased);
+  ASSERT_EQ(status, 200) << reply.dump();
+  EXPECT_EQ(reply["choices"][0]["token_ids"], json({forced, forced, forced, forced}));
+
+  std::vector<int> with_forced = prompt;
+  with_forced.push_back(forced);
+  json echo = {{"prompt", with_forced}, {"max_tokens", 1}, {"echo", true}, {"logprobs", 0}, {"temperature", 0}};
+  auto [echo_status, echoed] = post_for_json(server_->port(), "/v1/completions", echo);
+  ASSERT_EQ(echo_status, 200) << echoed.dump();
+  const double model_logprob = echoed["choices"][0]["logprobs"]["token_logprobs"][prompt.size()].get<double>();
+  EXPECT_NEAR(reply["choices"][0]["logprobs"]["token_logprobs"][0].get<double>(), model_logprob, 1e-4);
+
+  json banned = {{"prompt", prompt}, {"max_tokens", 1}, {"temperature", 0}, {"return_token_ids", true},
+                 {"logit_bias", {{std::to_string(golden_first), -100}}}};
+  auto [ban_status, ban_reply] = post_for_json(server_->port(), "/v1/completions", banned);
+  ASSERT_EQ(ban_status, 200) << ban_reply.dump();
+  EXPECT_NE(ban_reply["choices"][0]["token_ids"][0].get<int>(), golden_first);
+}
+
 TEST_F(ServeGolden, NGivesDistinctSeededSamples) {
   json body = {{"prompt", {"The cat", "A dog"}}, {"n", 3}, {"max_tokens", 8}, {"temperature", 1.0},
                {"seed", 7}, {"return_token_ids", true}, {"ignore_eos", true}};

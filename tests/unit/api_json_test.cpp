@@ -111,6 +111,12 @@ TEST_F(ApiJsonTest, EachValidationRuleNamesItsParam) {
       {R"("stream": true, "stream_options": 5)", "stream_options"},
       {R"("stream": true, "stream_options": {"include_usage": "y"})", "stream_options"},
       {R"("model": 5)", "model"},
+      {R"("logit_bias": 5)", "logit_bias"}, {R"("logit_bias": {"abc": 1})", "logit_bias"},
+      {R"("logit_bias": {"-1": 1})", "logit_bias"}, {R"("logit_bias": {"50257": 1})", "logit_bias"},
+      {R"("logit_bias": {"11": 100.5})", "logit_bias"}, {R"("logit_bias": {"11": "1"})", "logit_bias"},
+      {R"("logit_bias": {"11": true})", "logit_bias"}, {R"("logit_bias": {"99999999999": 1})", "logit_bias"},
+      {R"("suffix": "and then")", "suffix"}, {R"("response_format": {"type": "json_object"})", "response_format"},
+      {R"("response_format": "text")", "response_format"},
   };
   for (const BadField& c : cases) {
     const std::string body = std::string(R"({"prompt": "hi", )") + c.fields + "}";
@@ -159,7 +165,7 @@ TEST_F(ApiJsonTest, BoundaryValuesAreAccepted) {
 }
 
 TEST_F(ApiJsonTest, UnknownFieldsAreIgnored) {
-  CompletionRequest r = parse_ok(R"({"prompt": "hi", "best_of": 3, "suffix": "x", "foo": {"bar": [1]}})");
+  CompletionRequest r = parse_ok(R"({"prompt": "hi", "best_of": 3, "service_tier": "auto", "foo": {"bar": [1]}})");
   EXPECT_EQ(r.prompts.size(), 1u);
 }
 
@@ -276,9 +282,44 @@ TEST_F(ApiJsonTest, GroupFieldsAreChecked) {
   EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": true, "best_of": 2, "stop": "x"})").param, "stop");
   EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": true, "best_of": 2, "presence_penalty": 1})").param,
             "presence_penalty");
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": true, "best_of": 2, "logit_bias": {"11": 1}})").param,
+            "logit_bias");
   EXPECT_EQ(parse_fails(R"({"prompt": "hi", "early_stopping": "sometimes"})").param, "early_stopping");
   EXPECT_EQ(parse_fails(R"({"prompt": "hi", "use_beam_search": "yes"})").param, "use_beam_search");
   EXPECT_EQ(parse_fails(R"({"prompt": "hi", "best_of": 0})").param, "best_of");
+}
+
+TEST_F(ApiJsonTest, LogitBiasIsReadAsDistinctTokens) {
+  const CompletionRequest r = parse_ok(R"({"prompt": "hi", "logit_bias": {"50256": -100, "11": 2.5, "7": 0}})");
+  const std::vector<TokenBias>& b = r.params.sampling.logit_bias;
+  ASSERT_EQ(b.size(), 2u);  // a zero bias changes nothing and is dropped
+  EXPECT_EQ(b[0].token, 11);
+  EXPECT_EQ(b[0].bias, 2.5f);
+  EXPECT_EQ(b[1].token, 50256);
+  EXPECT_EQ(b[1].bias, -100.0f);
+  EXPECT_TRUE(parse_ok(R"({"prompt": "hi", "logit_bias": {}})").params.sampling.logit_bias.empty());
+  EXPECT_EQ(chat_ok(R"({"messages": [{"role": "user", "content": "Hi"}], "logit_bias": {"5": 1}})")
+                .params.sampling.logit_bias.size(),
+            1u);
+  EXPECT_EQ(parse_fails(R"({"prompt": "hi", "logit_bias": {"50257": 1}})").message,
+            "Token id 50257 in `logit_bias` is out of vocabulary (valid ids are [0, 50257))");
+}
+
+TEST_F(ApiJsonTest, FieldsThatCannotBeHonouredAreRefused) {
+  const std::string chat = R"({"messages": [{"role": "user", "content": "Hi"}], )";
+  const std::string tools = R"("tools": [{"type": "function", "function": {"name": "f"}}])";
+  EXPECT_EQ(chat_fails(chat + tools + "}").param, "tools");
+  EXPECT_EQ(chat_fails(chat + tools + R"(, "tool_choice": "auto"})").param, "tools");
+  EXPECT_EQ(chat_fails(chat + R"("tool_choice": "required"})").param, "tool_choice");
+  EXPECT_EQ(chat_fails(chat + R"("functions": [{"name": "f"}]})").param, "functions");
+  EXPECT_EQ(chat_fails(chat + R"("response_format": {"type": "json_schema", "json_schema": {}}})").param,
+            "response_format");
+  // What changes nothing is accepted: no tool may be called, plain text, an empty suffix.
+  (void)chat_ok(chat + tools + R"(, "tool_choice": "none"})");
+  (void)chat_ok(chat + R"("tools": [], "tool_choice": "auto", "response_format": {"type": "text"}})");
+  (void)chat_ok(chat + R"("tools": null, "functions": null, "response_format": null})");
+  (void)parse_ok(R"({"prompt": "hi", "suffix": "", "response_format": {"type": "text"}})");
+  (void)parse_ok(R"({"prompt": "hi", "suffix": null})");
 }
 
 // ---- chat ---------------------------------------------------------------------------------------

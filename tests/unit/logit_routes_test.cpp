@@ -51,6 +51,10 @@ StepPlan mixed_plan() {
   banned.banned_token_ids = {50256};
   plan.seqs.push_back(banned);
   plan.seqs.push_back(seq(1, true));   // 7: plain greedy                 row 13
+  SeqWork biased = seq(1, true);       // 8: logit bias, greedy           row 14
+  biased.sampling.temperature = 0.0f;
+  biased.sampling.logit_bias = {{11, 5.0f}};
+  plan.seqs.push_back(biased);
   return plan;
 }
 
@@ -60,8 +64,8 @@ TEST(LogitRoutes, GreedyThenDeviceThenHostRows) {
   route_logit_rows(plan, &mb);
   EXPECT_EQ(mb.head.n_greedy, 2);
   ASSERT_EQ(mb.head.draws.size(), 2u);
-  EXPECT_EQ(mb.head.rows, (std::vector<int32_t>{0, 13, 1, 8, 6, 9, 10, 11, 12}));
-  EXPECT_EQ(mb.head.n_host_rows(), 5);
+  EXPECT_EQ(mb.head.rows, (std::vector<int32_t>{0, 13, 1, 8, 6, 9, 10, 11, 12, 14}));
+  EXPECT_EQ(mb.head.n_host_rows(), 6);
   EXPECT_EQ(mb.head.draws[0].params.seed, 7u);
   EXPECT_EQ(mb.head.draws[0].position, 11);
   EXPECT_EQ(mb.head.draws[0].n_top, -1);
@@ -69,7 +73,8 @@ TEST(LogitRoutes, GreedyThenDeviceThenHostRows) {
   EXPECT_EQ(mb.head.draws[1].n_top, 3);
   const std::vector<std::pair<RowRoute, int32_t>> want = {
       {RowRoute::greedy, 0}, {RowRoute::device, 0}, {RowRoute::none, 0}, {RowRoute::host, 0},
-      {RowRoute::device, 1}, {RowRoute::host, 1},   {RowRoute::host, 4}, {RowRoute::greedy, 1}};
+      {RowRoute::device, 1}, {RowRoute::host, 1},   {RowRoute::host, 4}, {RowRoute::greedy, 1},
+      {RowRoute::host, 5}};
   ASSERT_EQ(mb.seq_rows.size(), want.size());
   for (size_t k = 0; k < want.size(); ++k) {
     EXPECT_EQ(mb.seq_rows[k].route, want[k].first) << k;

@@ -1,6 +1,7 @@
 // StepPlan / StepResult serialization: round trips, and malformed bytes rejected without UB.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "common/protocol.h"
@@ -27,6 +28,7 @@ StepPlan sample_plan() {
     s.history_ids = {4, 5};
     s.n_history_prompt = 1;
     s.banned_token_ids = {50256};
+    if (i == 0) s.sampling.logit_bias = {{11, 2.5f}, {50256, -100.0f}};
     plan.seqs.push_back(s);
   }
   return plan;
@@ -54,6 +56,11 @@ TEST(Protocol, PlanRoundTrip) {
     EXPECT_EQ(a.sampling.temperature, b.sampling.temperature);
     EXPECT_EQ(a.history_ids, b.history_ids);
     EXPECT_EQ(a.banned_token_ids, b.banned_token_ids);
+    ASSERT_EQ(a.sampling.logit_bias.size(), b.sampling.logit_bias.size());
+    for (size_t j = 0; j < a.sampling.logit_bias.size(); ++j) {
+      EXPECT_EQ(a.sampling.logit_bias[j].token, b.sampling.logit_bias[j].token);
+      EXPECT_EQ(a.sampling.logit_bias[j].bias, b.sampling.logit_bias[j].bias);
+    }
   }
 }
 
@@ -99,6 +106,13 @@ TEST(Protocol, TruncatedAndCorruptMessagesAreRejected) {
     for (int k = 0; k < 3; ++k) b[rng() % b.size()] = static_cast<char>(rng());
     (void)decode_step_plan(b);
   }
+  // A logit bias out of [-100, 100] (or NaN), or on a negative token, is a malformed plan.
+  for (const TokenBias bad : {TokenBias{11, 1e9f}, TokenBias{11, NAN}, TokenBias{-1, 1.0f}}) {
+    StepPlan plan = sample_plan();
+    plan.seqs[1].sampling.logit_bias = {bad};
+    EXPECT_FALSE(decode_step_plan(encode_step_plan(plan)).is_ok()) << bad.token << " " << bad.bias;
+  }
+
   std::string huge = bytes.substr(0, 15);
   huge += std::string("\xff\xff\xff\xff", 4);  // absurd vector length
   EXPECT_FALSE(decode_step_plan(huge).is_ok());

@@ -78,6 +78,16 @@ TEST(Sampler, PenaltiesFollowVllmSemantics) {
   EXPECT_FLOAT_EQ(logits[3], 0.5f - 0.5f - 0.5f);    // twice in the output
 }
 
+TEST(Sampler, LogitBiasIsAddedToItsTokens) {
+  std::vector<float> logits = {2.0f, -2.0f, 1.0f, 1.0f};
+  SamplingParams p;
+  p.logit_bias = {{1, 100.0f}, {0, -0.5f}, {7, 3.0f}};  // token 7 is outside the row: skipped
+  apply_logit_bias(p, logits.data(), 4);
+  EXPECT_EQ(logits, (std::vector<float>{1.5f, 98.0f, 1.0f, 1.0f}));
+  p.temperature = 0.0f;
+  EXPECT_EQ(sample_token(p, logits.data(), 4, 0), 1);
+}
+
 TEST(Sampler, LogprobsAreNormalisedAndSorted) {
   std::vector<float> logits = {1.0f, 2.0f, 3.0f};
   std::vector<double> lp;
