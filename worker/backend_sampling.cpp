@@ -21,13 +21,15 @@ void host_sample_rows(Backend& backend, const TensorView& logits, const std::vec
     if (!backend.status().is_ok()) return;
     rows = downloaded.data();
   }
-  std::vector<double> logprobs;
+  // Rows are independent draws: one thread each.
+#pragma omp parallel for schedule(dynamic, 1) if (r > 1)
   for (int64_t i = 0; i < r; ++i) {
     const RowDraw& draw = draws[static_cast<size_t>(i)];
     const float* row = rows + i * v;
     out[i].token = sample_token(draw.params, row, static_cast<int32_t>(v), draw.position);
     out[i].logprobs = {};
     if (draw.n_top >= 0) {
+      std::vector<double> logprobs;
       log_softmax(row, static_cast<int32_t>(v), &logprobs);
       out[i].logprobs = position_logprobs(logprobs, out[i].token, draw.n_top);
     }

@@ -3,6 +3,7 @@
 #include "worker/sampler.h"
 
 #include "common/hashing.h"
+#include "worker/candidate_order.h"
 
 #include <algorithm>
 #include <cmath>
@@ -81,14 +82,9 @@ void apply_penalties(const SamplingParams& p, const std::vector<int32_t>& histor
 int32_t sample_token(const SamplingParams& p, const float* logits, int32_t n, int64_t position) {
   if (p.greedy()) return argmax(logits, n);
   // Candidates sorted by logit (desc, ties by id); top-k cuts the list first.
-  std::vector<int32_t> idx(static_cast<size_t>(n));
-  std::iota(idx.begin(), idx.end(), 0);
-  auto better = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
-  int32_t k = (p.top_k > 0 && p.top_k < n) ? p.top_k : n;
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), better);
-  idx.resize(static_cast<size_t>(k));
+  const int32_t k = (p.top_k > 0 && p.top_k < n) ? p.top_k : n;
+  std::vector<int32_t> idx;
+  order_candidates(logits, n, k, &idx);
 
   const double inv_t = 1.0 / static_cast<double>(p.temperature);
   const double max_l = static_cast<double>(logits[idx[0]]) * inv_t;
