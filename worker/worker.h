@@ -78,9 +78,6 @@ class Worker {
   void build_micro_batches(const StepPlan& plan);
   void forward_micro_batches();
   void sample_results(const StepPlan& plan, StepResult* result);
-  // Prompt log-probs, penalties, banned tokens and the draw of one sequence from its full logits
-  // rows on the host ([n_rows, vocab]).
-  void sample_on_host(const SeqWork& seq, const float* logits, SeqResult* out);
 
   std::unique_ptr<Collectives> collectives_;
   std::unique_ptr<Model> model_;
@@ -93,8 +90,6 @@ class Worker {
   uint64_t bytes_read_ = 0;
   TierCapacity capacity_;
   Status forward_status_;  // the first error of the current step's forward
-  std::vector<double> logprobs_;
-  std::vector<float> edited_logits_;
 };
 
 }  // namespace kvmesh

@@ -23,6 +23,42 @@ RowRoute route_of(const SeqWork& seq) {
   return RowRoute::device;
 }
 
+// Prompt log-probs, logit bias, penalties, banned tokens and the draw of one sequence from its full
+// logits rows on the host ([n_rows, v]).
+void sample_on_host(const SeqWork& seq, const float* logits_rows, int32_t v, SeqResult* out) {
+  std::vector<double> logprobs;
+  std::vector<float> edited_logits;
+  const int32_t n_rows = seq.prompt_logprobs >= 0 ? seq.n_tokens() : 1;
+  for (int32_t i = 0; i < n_rows; ++i) {
+    const float* logits = logits_rows + static_cast<size_t>(i) * static_cast<size_t>(v);
+    const bool last = i + 1 == n_rows;
+    if (seq.prompt_logprobs >= 0) {
+      const int32_t target = last ? seq.next_prompt_token : seq.token_ids[i + 1];
+      if (target >= 0) {
+        log_softmax(logits, v, &logprobs);
+        out->prompt_logprobs.push_back(position_logprobs(logprobs, target, seq.prompt_logprobs));
+      }
+    }
+    if (!(last && seq.sample)) continue;
+    const float* to_sample = logits;
+    if (edits_logits(seq)) {
+      // The bias first, then the penalties, as vLLM; log-probs stay those of the raw logits.
+      edited_logits.assign(logits, logits + v);
+      apply_logit_bias(seq.sampling, edited_logits.data(), v);
+      apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, edited_logits.data(), v);
+      for (int32_t t : seq.banned_token_ids)
+        if (t >= 0 && t < v) edited_logits[t] = -INFINITY;
+      to_sample = edited_logits.data();
+    }
+    const int64_t position = static_cast<int64_t>(seq.n_past) + seq.n_tokens();
+    out->token = sample_token(seq.sampling, to_sample, v, position);
+    if (seq.sampling.n_logprobs >= 0) {
+      log_softmax(logits, v, &logprobs);
+      out->token_logprobs = position_logprobs(logprobs, out->token, seq.sampling.n_logprobs);
+    }
+  }
+}
+
 }  // namespace
 
 void route_logit_rows(const StepPlan& plan, MicroBatch* mb) {
@@ -63,7 +99,13 @@ void route_logit_rows(const StepPlan& plan, MicroBatch* mb) {
 }
 
 void Worker::sample_results(const StepPlan& plan, StepResult* result) {
-  const auto v = static_cast<size_t>(model_->config().vocab_size);
+  const int32_t v = model_->config().vocab_size;
+  struct HostJob {
+    const SeqWork* seq;
+    const float* logits;  // its rows, [n_rows, v]
+    size_t out;           // index into result->seqs
+  };
+  std::vector<HostJob> host_jobs;
   for (const MicroBatch& mb : mbs_) {
     for (size_t k = mb.seq_begin; k < mb.seq_end; ++k) {
       const SeqWork& seq = plan.seqs[k];
@@ -83,44 +125,18 @@ void Worker::sample_results(const StepPlan& plan, StepResult* result) {
           break;
         }
         case RowRoute::host:
-          sample_on_host(seq, mb.head.logits.data() + static_cast<size_t>(rows.first) * v, &out);
+          host_jobs.push_back({&seq, mb.head.logits.data() + static_cast<size_t>(rows.first) * v, result->seqs.size()});
           break;
       }
       result->seqs.push_back(std::move(out));
     }
   }
-}
-
-void Worker::sample_on_host(const SeqWork& seq, const float* logits_rows, SeqResult* out) {
-  const int32_t v = model_->config().vocab_size;
-  const int32_t n_rows = seq.prompt_logprobs >= 0 ? seq.n_tokens() : 1;
-  for (int32_t i = 0; i < n_rows; ++i) {
-    const float* logits = logits_rows + static_cast<size_t>(i) * static_cast<size_t>(v);
-    const bool last = i + 1 == n_rows;
-    if (seq.prompt_logprobs >= 0) {
-      const int32_t target = last ? seq.next_prompt_token : seq.token_ids[i + 1];
-      if (target >= 0) {
-        log_softmax(logits, v, &logprobs_);
-        out->prompt_logprobs.push_back(position_logprobs(logprobs_, target, seq.prompt_logprobs));
-      }
-    }
-    if (!(last && seq.sample)) continue;
-    const float* to_sample = logits;
-    if (edits_logits(seq)) {
-      // The bias first, then the penalties, as vLLM; log-probs stay those of the raw logits.
-      edited_logits_.assign(logits, logits + v);
-      apply_logit_bias(seq.sampling, edited_logits_.data(), v);
-      apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, edited_logits_.data(), v);
-      for (int32_t t : seq.banned_token_ids)
-        if (t >= 0 && t < v) edited_logits_[t] = -INFINITY;
-      to_sample = edited_logits_.data();
-    }
-    const int64_t position = static_cast<int64_t>(seq.n_past) + seq.n_tokens();
-    out->token = sample_token(seq.sampling, to_sample, v, position);
-    if (seq.sampling.n_logprobs >= 0) {
-      log_softmax(logits, v, &logprobs_);
-      out->token_logprobs = position_logprobs(logprobs_, out->token, seq.sampling.n_logprobs);
-    }
+  // Each sequence's host work is independent of the others': one thread each.
+  const auto n_jobs = static_cast<int64_t>(host_jobs.size());
+#pragma omp parallel for schedule(dynamic, 1) if (n_jobs > 1)
+  for (int64_t j = 0; j < n_jobs; ++j) {
+    const HostJob& job = host_jobs[static_cast<size_t>(j)];
+    sample_on_host(*job.seq, job.logits, v, &result->seqs[job.out]);
   }
 }
 
