@@ -91,6 +91,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<char> discard_;             // linger_close scratch
   // The current request.
   RequestLog log_;
+  HeaderList cors_headers_;               // what every reply to this request's Origin carries
   Clock::time_point arrival_;
   bool keep_alive_ = false;
   bool chunked_ = true;
@@ -110,6 +111,7 @@ void Session::read_header() {
   parser_->header_limit(static_cast<std::uint32_t>(shared_.config.max_header_bytes));
   parser_->body_limit(static_cast<std::uint64_t>(shared_.config.max_body_bytes));
   log_ = RequestLog{};
+  cors_headers_.clear();
   head_only_ = false;
   arrival_ = Clock::now();
   stream_.expires_after(to_ms(shared_.config.read_timeout_s));
@@ -183,7 +185,11 @@ void Session::handle_request() {
   view.method = head_only_ ? std::string_view("GET") : std::string_view(req.method_string());
   view.target = req.target();
   view.authorization = req[http::field::authorization];
+  view.origin = req[http::field::origin];
+  view.preflight_method = req[http::field::access_control_request_method];
+  view.preflight_headers = req[http::field::access_control_request_headers];
   view.body = req.body();
+  cors_headers_ = shared_.routes.cors_headers(view.origin);
   RouteResult result = shared_.routes.handle(view, arrival_);
   if (result.job) return start_job(std::move(result.job));
   send_reply(std::move(result.reply), !keep_alive_);
@@ -197,12 +203,14 @@ void Session::send_reply(HttpReply reply, bool close) {
   response_.version(11);
   response_.result(static_cast<unsigned>(reply.status));
   response_.set(http::field::server, "kvmesh");
-  response_.set(http::field::content_type, reply.content_type);
+  if (!reply.content_type.empty()) response_.set(http::field::content_type, reply.content_type);
   if (!log_.id.empty()) response_.set("X-Request-Id", log_.id);
   for (auto& [name, value] : reply.headers) response_.set(name, value);
+  for (auto& [name, value] : cors_headers_) response_.set(name, value);
   response_.body() = std::move(reply.body);
   response_.keep_alive(!close);
   response_.prepare_payload();
+  if (reply.status == 204) response_.erase(http::field::content_length);  // a 204 has no body to size
   if (head_only_) response_.body().clear();
   log_.status = reply.status;
   stream_.expires_after(to_ms(shared_.config.write_timeout_s));
@@ -284,6 +292,7 @@ void Session::start_job(std::unique_ptr<GenerationJob> job) {
 std::string Session::stream_head() const {
   std::string head = "HTTP/1.1 200 OK\r\nServer: kvmesh\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
                      "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Request-Id: " + log_.id + "\r\n";
+  for (const auto& [name, value] : cors_headers_) head += name + ": " + value + "\r\n";
   if (chunked_) head += "Transfer-Encoding: chunked\r\n";
   head += keep_alive_ && chunked_ ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
   return head;

@@ -169,6 +169,8 @@ RouteResult Routes::dispatch(const HttpRequestView& request, std::string_view pa
                         "invalid_request_error", "unknown_url"), nullptr};
   }
   const std::string_view allowed = route ? route->method : "GET";
+  // Before the key check: a browser's preflight carries no credentials.
+  if (request.method == "OPTIONS") return {options(request, path, allowed), nullptr};
   if (request.method != allowed) {
     HttpReply reply = error_reply(405, "Method " + std::string(request.method) + " is not allowed for " +
                                            std::string(path) + " (use " + std::string(allowed) + ")",
@@ -200,6 +202,27 @@ RouteResult Routes::dispatch(const HttpRequestView& request, std::string_view pa
 }
 
 bool Routes::draining() const { return ctx_.queue->draining(); }
+
+// OPTIONS: a CORS preflight (with Origin and Access-Control-Request-Method) is answered for the
+// allowed origins and refused with a 403 naming the flag for the others; a plain OPTIONS lists
+// the route's methods.
+HttpReply Routes::options(const HttpRequestView& request, std::string_view path, std::string_view allowed) const {
+  const std::string methods = std::string(allowed) + ", OPTIONS";
+  HttpReply reply;
+  reply.status = 204;
+  reply.content_type.clear();
+  if (request.origin.empty() || request.preflight_method.empty()) {
+    reply.headers.emplace_back("Allow", methods);
+    return reply;
+  }
+  if (!ctx_.cors.allows(request.origin)) {
+    return error_reply(403, "Origin " + std::string(request.origin).substr(0, 256) + " may not call " +
+                                std::string(path) + ": start kvmesh-serve with --allowed-origins to let browsers in",
+                       "invalid_request_error", "cors_origin_not_allowed");
+  }
+  reply.headers = ctx_.cors.preflight_headers(request.origin, methods, request.preflight_headers);
+  return reply;
+}
 
 HttpReply Routes::ready() const {
   if (draining()) return error_reply(503, "The server is draining", "service_unavailable", "draining");

@@ -15,6 +15,7 @@
 
 #include "coordinator/api_json.h"
 #include "coordinator/api_response.h"
+#include "coordinator/cors.h"
 #include "coordinator/request_queue.h"
 
 namespace kvmesh {
@@ -27,12 +28,15 @@ struct HttpRequestView {
   std::string_view method;
   std::string_view target;         // path and query
   std::string_view authorization;  // the Authorization header, "" when absent
+  std::string_view origin;         // the Origin header (browsers), "" when absent
+  std::string_view preflight_method;   // Access-Control-Request-Method (a CORS preflight)
+  std::string_view preflight_headers;  // Access-Control-Request-Headers
   std::string_view body;
 };
 
 struct HttpReply {
   int status = 200;
-  std::string content_type = "application/json";
+  std::string content_type = "application/json";  // "" for none (204)
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra: Retry-After, Allow, ...
 };
@@ -105,6 +109,7 @@ struct RoutesContext {
   std::string api_key;     // "" = open
   int32_t n_pages = 0;     // KV pages of the device tier (a sequence may use them all)
   int32_t block_size = 16;
+  CorsPolicy cors;         // browser origins that may call (none by default)
 };
 
 // What a handler produced: a whole reply, or (job set) a generation to drive.
@@ -119,6 +124,8 @@ class Routes {
 
   // Never throws: anything unexpected becomes a 500 reply.
   RouteResult handle(const HttpRequestView& request, Clock::time_point arrival);
+  // The CORS headers every reply to a request from `origin` carries (none for other origins).
+  HeaderList cors_headers(std::string_view origin) const { return ctx_.cors.reply_headers(origin); }
   // Writes the log line and counts the status in the metrics.
   void log(const RequestLog& entry) const;
   bool draining() const;
@@ -126,6 +133,7 @@ class Routes {
  private:
   RouteResult dispatch(const HttpRequestView& request, std::string_view path, Clock::time_point arrival);
   RouteResult generation(ApiKind kind, std::string_view body, Clock::time_point arrival);
+  HttpReply options(const HttpRequestView& request, std::string_view path, std::string_view allowed) const;
   HttpReply ready() const;
   HttpReply tokenize(std::string_view body) const;
   HttpReply detokenize(std::string_view body) const;

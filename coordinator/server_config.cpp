@@ -31,6 +31,7 @@ struct RawFlags {
   std::string kv_disk_mem = "0";
   std::string max_body_bytes = "1MiB";
   std::string max_header_bytes = "16KiB";
+  std::string allowed_origins;
 };
 
 void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
@@ -83,13 +84,16 @@ void add_http_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::Range(0.01, 86400.0));
   app.add_option("--api-key", c.api_key, "Require `Authorization: Bearer KEY` (also $KVMESH_API_KEY)")
       ->envname("KVMESH_API_KEY");
+  app.add_option("--allowed-origins", raw.allowed_origins,
+                 "Browser origins (CORS) that may call the API: a comma-separated list of "
+                 "scheme://host[:port], or * for any (default: none)");
   app.add_option("--drain-timeout", c.drain_timeout_s, "Seconds running requests get to finish on SIGTERM")
       ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--debug-step-delay-ms", c.debug_step_delay_ms, "Testing: sleep this long in every engine step")
       ->check(CLI::Range(0, 60000));
 }
 
-Status apply_sizes(const RawFlags& raw, ServerConfig& c) {
+Status apply_raw_flags(const RawFlags& raw, ServerConfig& c) {
   auto kv = parse_byte_size(raw.kv_device_mem);
   if (!kv.is_ok()) return kv.status().with_context("--kv-device-mem");
   auto body = parse_byte_size(raw.max_body_bytes);
@@ -109,6 +113,9 @@ Status apply_sizes(const RawFlags& raw, ServerConfig& c) {
   c.kv_disk_bytes = *disk;
   c.max_body_bytes = *body;
   c.max_header_bytes = static_cast<int32_t>(*head);
+  auto cors = CorsPolicy::parse(raw.allowed_origins);
+  if (!cors.is_ok()) return cors.status();
+  c.cors = std::move(cors).value();
   return Status::ok();
 }
 
@@ -153,7 +160,7 @@ FlagsOutcome parse_server_flags(int argc, const char* const* argv) {
     out.message = parsed.message;
     return out;
   }
-  if (Status st = apply_sizes(raw, out.config); !st.is_ok()) {
+  if (Status st = apply_raw_flags(raw, out.config); !st.is_ok()) {
     out.exit_code = 2;
     out.message = "kvmesh-serve: error: " + st.message() + " (see --help)";
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "coordinator/cors.h"
 
 namespace kvmesh {
 
@@ -47,6 +48,7 @@ struct ServerConfig {
   double read_timeout_s = 30.0;          // a request (or keep-alive idle) must arrive within it
   double write_timeout_s = 60.0;         // a client that reads nothing for this long is dropped
   std::string api_key;                   // "" = no authentication
+  CorsPolicy cors;                       // --allowed-origins: browser origins that may call
   double drain_timeout_s = 30.0;         // SIGTERM: running requests get this long to finish
 
   // Testing.

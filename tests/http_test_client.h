@@ -121,6 +121,7 @@ class HttpConnection {
     chunked_ = out->header("transfer-encoding").find("chunked") != std::string::npos;
     const std::string length = out->header("content-length");
     remaining_ = length.empty() ? -1 : std::atoll(length.c_str());
+    if (out->status == 204 || out->status == 304) remaining_ = 0;  // never a body (RFC 9110)
     chunk_left_ = -1;
     body_done_ = !chunked_ && remaining_ == 0;
     return true;
