@@ -89,6 +89,36 @@ Status check_model_type(const json& j, const std::string& source) {
   return Status::ok();
 }
 
+// GPT2Config switches that change the model's arithmetic: each must be absent or have the value
+// kvmesh computes, so a checkpoint that needs another never runs silently wrong.
+// (reorder_and_upcast_attn is not here: it only upcasts attention to fp32, which kvmesh always does.)
+struct FixedSwitch {
+  const char* field;
+  bool supported;
+  const char* what;
+};
+constexpr FixedSwitch kFixedSwitches[] = {
+    {"scale_attn_weights", true, "attention scores are always scaled by 1/sqrt(head_dim)"},
+    {"scale_attn_by_inverse_layer_idx", false, "attention scores are not scaled by 1/(layer index + 1)"},
+    {"add_cross_attention", false, "the model has no cross-attention (it serves decoder-only language models)"},
+    {"tie_word_embeddings", true, "the output projection is the token embedding (wte); untied heads are not supported"},
+};
+
+Status check_fixed_switches(const json& j, const std::string& source) {
+  for (const FixedSwitch& s : kFixedSwitches) {
+    auto it = j.find(s.field);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_boolean()) {
+      return invalid_argument(source + ": field '" + s.field + "' must be a boolean, got " + brief(*it));
+    }
+    if (it->get<bool>() != s.supported) {
+      return invalid_argument(source + ": " + s.field + " = " + (s.supported ? "false" : "true") +
+                              " is not supported: in kvmesh " + s.what);
+    }
+  }
+  return Status::ok();
+}
+
 // The shortest decimal that reads back as the same float ("1e-05", not "9.99999974737875e-06").
 double float_as_short_double(float f) {
   char buf[32];
@@ -162,6 +192,7 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
   }
   if (!j.is_object()) return invalid_argument(source + ": not a JSON object");
   KVMESH_RETURN_IF_ERROR(check_model_type(j, source));
+  KVMESH_RETURN_IF_ERROR(check_fixed_switches(j, source));
   ModelConfig c;
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "n_layer", true, &c.n_layer));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "n_embd", true, &c.n_embd));

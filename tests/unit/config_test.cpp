@@ -126,6 +126,22 @@ TEST(ModelConfig, Validation) {
   expect_error(minimal_config(R"("n_inner": -5)"), "n_inner");
 }
 
+// Switches that would change the arithmetic kvmesh implements are refused, not ignored.
+TEST(ModelConfig, SwitchesOfOtherArithmeticAreRefused) {
+  expect_error(minimal_config(R"("scale_attn_weights": false)"), "scale_attn_weights = false is not supported");
+  expect_error(minimal_config(R"("scale_attn_by_inverse_layer_idx": true)"),
+               "scale_attn_by_inverse_layer_idx = true is not supported");
+  expect_error(minimal_config(R"("add_cross_attention": true)"), "add_cross_attention = true");
+  expect_error(minimal_config(R"("tie_word_embeddings": false)"), "tie_word_embeddings = false");
+  expect_error(minimal_config(R"("scale_attn_weights": "yes")"), "'scale_attn_weights' must be a boolean");
+  // The values kvmesh computes, null, and an fp32 upcast it always does are all fine.
+  for (const char* ok : {R"("scale_attn_weights": true, "scale_attn_by_inverse_layer_idx": false)",
+                         R"("add_cross_attention": null, "tie_word_embeddings": true)",
+                         R"("reorder_and_upcast_attn": true)"}) {
+    EXPECT_TRUE(parse_model_config(minimal_config(ok), "cfg/config.json").is_ok()) << ok;
+  }
+}
+
 TEST(ModelConfig, MissingFileIsNotFound) {
   auto r = load_model_config("/nonexistent/dir/config.json");
   ASSERT_FALSE(r.is_ok());
