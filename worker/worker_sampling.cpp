@@ -23,40 +23,54 @@ RowRoute route_of(const SeqWork& seq) {
   return RowRoute::device;
 }
 
-// Prompt log-probs, logit bias, penalties, banned tokens and the draw of one sequence from its full
-// logits rows on the host ([n_rows, v]).
-void sample_on_host(const SeqWork& seq, const float* logits_rows, int32_t v, SeqResult* out) {
-  std::vector<double> logprobs;
-  std::vector<float> edited_logits;
-  const int32_t n_rows = seq.prompt_logprobs >= 0 ? seq.n_tokens() : 1;
+// The log-prob (and top-N) of each next prompt token after the chunk's rows ([n_tokens, v]). Rows
+// are independent: they are shared among threads (one thread when called from a parallel region).
+void prompt_logprobs_on_host(const SeqWork& seq, const float* logits_rows, int32_t v, SeqResult* out) {
+  const int32_t n_rows = seq.n_tokens();
+  std::vector<PositionLogprobs> rows(static_cast<size_t>(n_rows));
+  std::vector<char> has_target(static_cast<size_t>(n_rows), 0);
+#pragma omp parallel for schedule(static) if (n_rows > 8)
   for (int32_t i = 0; i < n_rows; ++i) {
-    const float* logits = logits_rows + static_cast<size_t>(i) * static_cast<size_t>(v);
-    const bool last = i + 1 == n_rows;
-    if (seq.prompt_logprobs >= 0) {
-      const int32_t target = last ? seq.next_prompt_token : seq.token_ids[i + 1];
-      if (target >= 0) {
-        log_softmax(logits, v, &logprobs);
-        out->prompt_logprobs.push_back(position_logprobs(logprobs, target, seq.prompt_logprobs));
-      }
-    }
-    if (!(last && seq.sample)) continue;
-    const float* to_sample = logits;
-    if (edits_logits(seq)) {
-      // The bias first, then the penalties, as vLLM; log-probs stay those of the raw logits.
-      edited_logits.assign(logits, logits + v);
-      apply_logit_bias(seq.sampling, edited_logits.data(), v);
-      apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, edited_logits.data(), v);
-      for (int32_t t : seq.banned_token_ids)
-        if (t >= 0 && t < v) edited_logits[t] = -INFINITY;
-      to_sample = edited_logits.data();
-    }
-    const int64_t position = static_cast<int64_t>(seq.n_past) + seq.n_tokens();
-    out->token = sample_token(seq.sampling, to_sample, v, position);
-    if (seq.sampling.n_logprobs >= 0) {
-      log_softmax(logits, v, &logprobs);
-      out->token_logprobs = position_logprobs(logprobs, out->token, seq.sampling.n_logprobs);
-    }
+    const int32_t target = i + 1 == n_rows ? seq.next_prompt_token : seq.token_ids[i + 1];
+    if (target < 0) continue;
+    std::vector<double> logprobs;
+    log_softmax(logits_rows + static_cast<size_t>(i) * static_cast<size_t>(v), v, &logprobs);
+    rows[static_cast<size_t>(i)] = position_logprobs(logprobs, target, seq.prompt_logprobs);
+    has_target[static_cast<size_t>(i)] = 1;
   }
+  for (int32_t i = 0; i < n_rows; ++i)
+    if (has_target[static_cast<size_t>(i)]) out->prompt_logprobs.push_back(std::move(rows[static_cast<size_t>(i)]));
+}
+
+// The draw after the sequence's last row: logit bias, penalties and banned tokens applied to a
+// copy of the raw logits first; log-probs stay those of the raw logits.
+void draw_on_host(const SeqWork& seq, const float* logits, int32_t v, SeqResult* out) {
+  std::vector<float> edited_logits;
+  const float* to_sample = logits;
+  if (edits_logits(seq)) {
+    // The bias first, then the penalties, as vLLM.
+    edited_logits.assign(logits, logits + v);
+    apply_logit_bias(seq.sampling, edited_logits.data(), v);
+    apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, edited_logits.data(), v);
+    for (int32_t t : seq.banned_token_ids)
+      if (t >= 0 && t < v) edited_logits[t] = -INFINITY;
+    to_sample = edited_logits.data();
+  }
+  const int64_t position = static_cast<int64_t>(seq.n_past) + seq.n_tokens();
+  out->token = sample_token(seq.sampling, to_sample, v, position);
+  if (seq.sampling.n_logprobs >= 0) {
+    std::vector<double> logprobs;
+    log_softmax(logits, v, &logprobs);
+    out->token_logprobs = position_logprobs(logprobs, out->token, seq.sampling.n_logprobs);
+  }
+}
+
+// One sequence's host work from its logits rows ([n_rows, v]: every row of the chunk with prompt
+// log-probs, else the last).
+void sample_on_host(const SeqWork& seq, const float* logits_rows, int32_t v, SeqResult* out) {
+  const int32_t n_rows = seq.prompt_logprobs >= 0 ? seq.n_tokens() : 1;
+  if (seq.prompt_logprobs >= 0) prompt_logprobs_on_host(seq, logits_rows, v, out);
+  if (seq.sample) draw_on_host(seq, logits_rows + static_cast<size_t>(n_rows - 1) * static_cast<size_t>(v), v, out);
 }
 
 }  // namespace

@@ -75,7 +75,9 @@ class CpuBackend final : public Backend {
     const float* ws = w.f32();
     const float* bs = b.f32();
     float* o = out.f32();
-#pragma omp parallel for if (n > 8)
+    // Threads only for enough elements: a parallel region costs more than a few small rows, and
+    // far more when another process holds a core (a thread of the team then waits for a time slice).
+#pragma omp parallel for if (n * e > (1 << 16))
     for (int64_t t = 0; t < n; ++t) {
       const float* row = xs + t * e;
       double mean = 0.0;
