@@ -6,10 +6,13 @@
 #include <stdexcept>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "common/cli_parse.h"
 
 namespace kvmesh::load {
+
+using nlohmann::json;
 namespace {
 
 constexpr const char* kFooter = R"(Load shapes:
@@ -39,6 +42,7 @@ struct RawFlags {
   std::string output_len;
   std::string slo;
   std::string sweep;
+  std::string extra_body;
   bool no_stream = false;
   bool no_keep_alive = false;
   bool no_pin = false;
@@ -87,6 +91,8 @@ void add_workload_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
   app.add_option("--output-len", raw.output_len, "Output tokens: N or MIN:MAX (default 128)");
   app.add_flag("--no-pin-output", raw.no_pin, "Let requests stop at end-of-text (no ignore_eos / min_tokens)");
   app.add_option("--temperature", c.temperature, "Sampling temperature")->check(CLI::Range(0.0, 2.0));
+  app.add_option("--extra-body", raw.extra_body,
+                 "JSON object merged into every request body, e.g. '{\"top_p\": 0.9, \"logit_bias\": {\"50256\": -100}}'");
   app.add_option("--seed", c.seed, "Seed for prompts, arrivals and disconnects (same seed, same run)");
   app.add_option("--sessions", c.sessions, "multiturn: conversations")->check(CLI::Range(1, 1000000))
       ->capture_default_str();
@@ -159,6 +165,11 @@ std::optional<std::string> apply_raw(const RawFlags& raw, LoadConfig& c) {
     if (!sweep) return "--sweep: " + error;
     c.sweep = *sweep;
   }
+  if (!raw.extra_body.empty()) {
+    auto extra = check_extra_body(raw.extra_body, error);
+    if (!extra) return "--extra-body: " + error;
+    c.extra_body = *extra;
+  }
   c.stream = !raw.no_stream;
   c.keep_alive = !raw.no_keep_alive;
   c.pin_output = !raw.no_pin;
@@ -182,6 +193,23 @@ std::optional<std::string> check_combinations(LoadConfig& c) {
 }
 
 }  // namespace
+
+std::optional<std::string> check_extra_body(const std::string& text, std::string& error) {
+  const json extra = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (extra.is_discarded() || !extra.is_object()) {
+    error = "'" + text.substr(0, 200) + "' is not a JSON object";
+    return std::nullopt;
+  }
+  // What the workload and the measurement set themselves.
+  for (const char* own : {"prompt", "messages", "max_tokens", "max_completion_tokens", "min_tokens", "ignore_eos",
+                          "stream", "stream_options", "return_token_ids", "model", "temperature"}) {
+    if (extra.contains(own)) {
+      error = std::string("'") + own + "' is set by kvmesh-load itself (its own flags choose it)";
+      return std::nullopt;
+    }
+  }
+  return extra.dump();
+}
 
 std::optional<LenRange> parse_len_range(const std::string& text, std::string& error) {
   const size_t colon = text.find(':');

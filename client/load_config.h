@@ -59,6 +59,7 @@ struct LoadConfig {
   bool pin_output = true;  // ignore_eos + min_tokens = max_tokens
   double temperature = 0.0;
   uint64_t seed = 0;
+  std::string extra_body;  // a JSON object merged into every request body ("" = none)
   int32_t sessions = 8;
   int32_t turns = 4;
   int32_t system_prompt_len = 256;
@@ -93,6 +94,8 @@ LoadFlagsOutcome parse_load_flags(int argc, const char* const* argv);
 
 // "128" or "100:200". Error text in `error` when it returns nothing.
 std::optional<LenRange> parse_len_range(const std::string& text, std::string& error);
+// --extra-body: a JSON object (compacted) that sets none of the fields kvmesh-load sets itself.
+std::optional<std::string> check_extra_body(const std::string& text, std::string& error);
 // "ttft:500,tpot:50,e2e:10000" (also e2el). Error text in `error` when it returns nothing.
 std::optional<SloSpec> parse_slo(const std::string& text, std::string& error);
 // "1,2,4,8": positive integers.

@@ -112,7 +112,7 @@ RunOptions base_options(const LoadConfig& c, const HttpTarget& target, const std
   o.target = target;
   o.keep_alive = c.keep_alive;
   o.path = c.path();
-  o.body = BodyOptions{model, c.chat(), c.stream, c.token_ids, c.pin_output, c.temperature, c.seed};
+  o.body = BodyOptions{model, c.chat(), c.stream, c.token_ids, c.pin_output, c.temperature, c.seed, c.extra_body};
   o.rate = c.rate;
   o.burstiness = c.burstiness;
   o.ramp_up_s = c.ramp_up_s;

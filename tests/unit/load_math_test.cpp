@@ -122,6 +122,19 @@ TEST(LoadFlags, ParseAndValidate) {
   EXPECT_EQ(parse_load_flags(3, bad).exit_code, 2);
   const char* mixed[] = {"kvmesh-load", "--dataset", "replay:x.jsonl", "--rate", "3"};
   EXPECT_EQ(parse_load_flags(5, mixed).exit_code, 2);
+  const char* extra[] = {"kvmesh-load", "--extra-body", R"({"top_k": 40, "seed": 3})"};
+  auto with_extra = parse_load_flags(3, extra);
+  ASSERT_EQ(with_extra.exit_code, -1) << with_extra.message;
+  EXPECT_EQ(json::parse(with_extra.config.extra_body), json({{"top_k", 40}, {"seed", 3}}));
+  // Not an object, or a field kvmesh-load sets itself: exit 2 naming the flag (and the field).
+  for (const char* text : {"[1]", "{\"top_k\": ", "{\"stream\": false}", "{\"max_tokens\": 5}", "{\"prompt\": \"x\"}"}) {
+    const char* argv[] = {"kvmesh-load", "--extra-body", text};
+    auto refused = parse_load_flags(3, argv);
+    EXPECT_EQ(refused.exit_code, 2) << text;
+    EXPECT_NE(refused.message.find("--extra-body"), std::string::npos) << refused.message;
+  }
+  const char* own[] = {"kvmesh-load", "--extra-body", R"({"temperature": 1})"};
+  EXPECT_NE(parse_load_flags(3, own).message.find("'temperature' is set by kvmesh-load"), std::string::npos);
   const char* help[] = {"kvmesh-load", "--help"};
   auto h = parse_load_flags(2, help);
   EXPECT_EQ(h.exit_code, 0);
@@ -367,6 +380,11 @@ TEST(LoadWorkload, MultiturnBodiesCarryHistory) {
   EXPECT_EQ(plain["prompt"], w.system_prompts[1] + w.sessions[1].turns[0].text + " r0" + w.sessions[1].turns[1].text);
   EXPECT_FALSE(plain.contains("stream_options"));
   EXPECT_FALSE(plain.contains("ignore_eos"));
+  o.extra_body = R"({"top_p":0.9,"logit_bias":{"50256":-100}})";
+  json extra = json::parse(request_body(o, w, w.sessions[1], 1, {" r0"}));
+  EXPECT_EQ(extra["top_p"], 0.9);
+  EXPECT_EQ(extra["logit_bias"]["50256"], -100);
+  EXPECT_EQ(extra["prompt"], plain["prompt"]);
 }
 
 TEST(LoadWorkload, SeededSubset) {
