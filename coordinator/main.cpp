@@ -80,6 +80,14 @@ ControlOptions control_options(const ServerConfig& config) {
 // Every rank loads its shard; rank 0 gets the engine, the others serve plans until shutdown.
 Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, RankRole* role) {
   KVMESH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(config));
+  if (config.max_model_len > 0) {  // checked on every rank before any starts, so all refuse alike
+    KVMESH_ASSIGN_OR_RETURN(ModelConfig model_config, resolve_model_config(dir));
+    if (config.max_model_len > model_config.n_positions) {
+      return invalid_argument("--max-model-len " + std::to_string(config.max_model_len) +
+                              " exceeds the model's context of " + std::to_string(model_config.n_positions) +
+                              " positions (n_positions)");
+    }
+  }
   const WorkerOptions wo = worker_options(config, dir);
   KVMESH_ASSIGN_OR_RETURN(*role, start_rank(mpi, wo, control_options(config)));
   LoadedModel out;
@@ -88,6 +96,7 @@ Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, Rank
                           Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir()));
   EngineConfig ec;
   ec.model = role->worker->model_config();
+  if (config.max_model_len > 0) ec.model.n_positions = config.max_model_len;  // what the engine admits
   ec.cache = wo.cache;
   ec.max_num_seqs = config.max_num_seqs;
   ec.max_batch_tokens = config.max_batch_tokens;

@@ -53,6 +53,9 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
   app.add_flag("--enforce-eager", c.enforce_eager,
                "With --device cuda: launch every op of every step (no captured decode graphs)");
   app.add_option("--max-num-seqs", c.max_num_seqs, "Most sequences in one step")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-model-len", c.max_model_len,
+                 "Longest context (prompt + completion) served, at most the model's n_positions (0 = that)")
+      ->check(CLI::Range(0, 1 << 24));
   app.add_option("--max-batch-tokens", c.max_batch_tokens, "Most tokens in one step (chunked prefill)")
       ->check(CLI::Range(1, 1 << 24));
   app.add_option("--max-queue", c.max_queue, "Waiting sequences before new requests get 429")

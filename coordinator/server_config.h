@@ -27,6 +27,7 @@ struct ServerConfig {
   std::string dtype = "bf16";            // cuda: matrix weights in device memory (bf16 or f16)
   bool enforce_eager = false;            // cuda: no captured decode graphs
   int32_t max_num_seqs = 64;             // sequences in one step
+  int32_t max_model_len = 0;             // context (prompt + completion) served; 0 = the model's n_positions
   int32_t max_batch_tokens = 2048;       // tokens in one step (chunked prefill)
   int32_t max_queue = 256;               // waiting sequences before new requests get 429
 

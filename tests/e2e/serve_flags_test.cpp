@@ -150,6 +150,31 @@ TEST(ServeFlags, ServedModelName) {
   EXPECT_EQ(reply["model"], "my-gpt");
 }
 
+// --max-model-len caps the context served below the model's n_positions (512 for the fixture):
+// /v1/models reports it, requests past it get vLLM's 400, and null max_tokens fills up to it.
+TEST(ServeFlags, MaxModelLenCapsTheContext) {
+  std::string error;
+  auto server = ServerProcess::start({"--model", hf_model_dir(), "--max-model-len", "24"}, &error);
+  ASSERT_NE(server, nullptr) << error;
+  auto models = json::parse(http_request(server->port(), "GET", "/v1/models").body);
+  EXPECT_EQ(models["data"][0]["max_model_len"], 24);
+  const std::vector<int> prompt(20, 11);
+  auto [status, reply] = post_for_json(server->port(), "/v1/completions",
+                                       json{{"prompt", prompt}, {"max_tokens", 5}, {"temperature", 0}});
+  EXPECT_EQ(status, 400) << reply.dump();
+  EXPECT_NE(reply["error"]["message"].get<std::string>().find("maximum context length is 24 tokens"),
+            std::string::npos) << reply.dump();
+  auto [ok_status, filled] = post_for_json(server->port(), "/v1/completions",
+                                           json{{"prompt", prompt}, {"max_tokens", nullptr}, {"temperature", 0},
+                                                {"ignore_eos", true}});
+  ASSERT_EQ(ok_status, 200) << filled.dump();
+  EXPECT_EQ(filled["usage"]["completion_tokens"], 4);
+
+  auto [code, err] = run_to_exit({"--model", hf_model_dir(), "--max-model-len", "513"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("--max-model-len 513 exceeds the model's context of 512"), std::string::npos) << err;
+}
+
 TEST(ServeFlags, DefaultModelIsMadeOnceAndReused) {
   TempDir home;
   ::setenv("KVMESH_HOME", home.path.c_str(), 1);
