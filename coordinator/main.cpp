@@ -175,7 +175,7 @@ int serve(const ServerConfig& config, LoadedModel& model, DistributedExecutor* d
   Metrics metrics;
   const Scheduler& scheduler = model.engine->scheduler();
   RoutesContext rc{model.served, model.tokenizer, &queue, nullptr, &metrics, config.api_key,
-                   scheduler.blocks().n_pages(), config.block_size, config.cors};
+                   scheduler.blocks().n_pages(), config.block_size, config.cors, config.log_requests};
   EngineLoopOptions loop_options;
   loop_options.debug_step_delay_ms = config.debug_step_delay_ms;
   loop_options.lose_on_unavailable = distributed != nullptr;

@@ -284,6 +284,7 @@ HttpReply Routes::detokenize(std::string_view body) const {
 
 void Routes::log(const RequestLog& e) const {
   ctx_.metrics->count_response(e.status);
+  if (!ctx_.log_requests) return;
   const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   Json line = {{"ts", now}, {"id", e.id}, {"method", e.method}, {"path", e.path.substr(0, 256)},
                {"status", e.status}};

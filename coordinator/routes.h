@@ -110,6 +110,7 @@ struct RoutesContext {
   int32_t n_pages = 0;     // KV pages of the device tier (a sequence may use them all)
   int32_t block_size = 16;
   CorsPolicy cors;         // browser origins that may call (none by default)
+  bool log_requests = true;  // the JSON request log on stderr
 };
 
 // What a handler produced: a whole reply, or (job set) a generation to drive.
@@ -126,7 +127,7 @@ class Routes {
   RouteResult handle(const HttpRequestView& request, Clock::time_point arrival);
   // The CORS headers every reply to a request from `origin` carries (none for other origins).
   HeaderList cors_headers(std::string_view origin) const { return ctx_.cors.reply_headers(origin); }
-  // Writes the log line and counts the status in the metrics.
+  // Counts the status in the metrics and writes the log line (unless the log is off).
   void log(const RequestLog& entry) const;
   bool draining() const;
 

@@ -32,6 +32,7 @@ struct RawFlags {
   std::string max_body_bytes = "1MiB";
   std::string max_header_bytes = "16KiB";
   std::string allowed_origins;
+  bool disable_log_requests = false;
 };
 
 void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
@@ -90,6 +91,8 @@ void add_http_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
   app.add_option("--allowed-origins", raw.allowed_origins,
                  "Browser origins (CORS) that may call the API: a comma-separated list of "
                  "scheme://host[:port], or * for any (default: none)");
+  app.add_flag("--disable-log-requests", raw.disable_log_requests,
+               "No JSON line per request on stderr (the metrics still count every request)");
   app.add_option("--drain-timeout", c.drain_timeout_s, "Seconds running requests get to finish on SIGTERM")
       ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--debug-step-delay-ms", c.debug_step_delay_ms, "Testing: sleep this long in every engine step")
@@ -119,6 +122,7 @@ Status apply_raw_flags(const RawFlags& raw, ServerConfig& c) {
   auto cors = CorsPolicy::parse(raw.allowed_origins);
   if (!cors.is_ok()) return cors.status();
   c.cors = std::move(cors).value();
+  c.log_requests = !raw.disable_log_requests;
   return Status::ok();
 }
 

@@ -50,6 +50,7 @@ struct ServerConfig {
   double write_timeout_s = 60.0;         // a client that reads nothing for this long is dropped
   std::string api_key;                   // "" = no authentication
   CorsPolicy cors;                       // --allowed-origins: browser origins that may call
+  bool log_requests = true;              // one JSON line per request on stderr
   double drain_timeout_s = 30.0;         // SIGTERM: running requests get this long to finish
 
   // Testing.

@@ -72,17 +72,23 @@ TEST(ServeFlags, ParsedValuesAndDefaults) {
   EXPECT_EQ(d.config.http_threads, 2);
   EXPECT_EQ(d.config.drain_timeout_s, 30.0);
   EXPECT_EQ(d.config.startup_timeout_s, 1800.0);
+  EXPECT_EQ(d.config.max_model_len, 0);
+  EXPECT_TRUE(d.config.log_requests);
+  EXPECT_FALSE(d.config.cors.enabled());
   FlagsOutcome o = parse({"--kv-device-mem", "2GiB", "--port", "0", "--max-body-bytes", "64KiB", "--api-key", "k",
-                          "--startup-timeout", "0"});
+                          "--startup-timeout", "0", "--disable-log-requests", "--allowed-origins", "*"});
   ASSERT_EQ(o.exit_code, -1) << o.message;
   EXPECT_EQ(o.config.kv_device_bytes, 2ll << 30);
   EXPECT_EQ(o.config.port, 0);
   EXPECT_EQ(o.config.max_body_bytes, 64 << 10);
   EXPECT_EQ(o.config.api_key, "k");
   EXPECT_EQ(o.config.startup_timeout_s, 0.0);  // no bound
+  EXPECT_FALSE(o.config.log_requests);
+  EXPECT_TRUE(o.config.cors.allows("http://anywhere.example"));
   for (const auto& bad : std::vector<std::vector<std::string>>{
            {"--bogus"}, {"--port", "70000"}, {"--kv-device-mem", "lots"}, {"--max-num-seqs", "0"},
-           {"--threads", "x"}, {"--drain-timeout", "-1"}, {"--startup-timeout", "-5"}}) {
+           {"--threads", "x"}, {"--drain-timeout", "-1"}, {"--startup-timeout", "-5"},
+           {"--allowed-origins", "localhost:3000"}, {"--max-model-len", "-1"}}) {
     FlagsOutcome r = parse(bad);
     EXPECT_EQ(r.exit_code, 2) << bad[0];
     EXPECT_EQ(r.message.find('\n'), std::string::npos) << "one line: " << r.message;
@@ -169,6 +175,13 @@ TEST(ServeFlags, MaxModelLenCapsTheContext) {
                                                 {"ignore_eos", true}});
   ASSERT_EQ(ok_status, 200) << filled.dump();
   EXPECT_EQ(filled["usage"]["completion_tokens"], 4);
+
+  // --disable-log-requests: no request line on stderr, the metrics still count.
+  auto quiet = ServerProcess::start({"--model", hf_model_dir(), "--disable-log-requests"}, &error);
+  ASSERT_NE(quiet, nullptr) << error;
+  EXPECT_EQ(post_for_json(quiet->port(), "/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 2}}).first, 200);
+  EXPECT_TRUE(eventually([&] { return quiet->metric("kvmesh_http_requests_total{code=\"200\"}") >= 1.0; }, 5000));
+  EXPECT_EQ(quiet->stderr_text().find("\"path\":\"/v1/completions\""), std::string::npos) << quiet->stderr_text();
 
   auto [code, err] = run_to_exit({"--model", hf_model_dir(), "--max-model-len", "513"});
   EXPECT_EQ(code, 1);
