@@ -112,7 +112,8 @@ RunOptions base_options(const LoadConfig& c, const HttpTarget& target, const std
   o.target = target;
   o.keep_alive = c.keep_alive;
   o.path = c.path();
-  o.body = BodyOptions{model, c.chat(), c.stream, c.token_ids, c.pin_output, c.temperature, c.seed, c.extra_body};
+  o.body = BodyOptions{model, c.chat(), c.stream, c.token_ids, c.pin_output, c.temperature, c.seed};
+  if (!c.extra_body.empty()) o.body.extra_body = nlohmann::json::parse(c.extra_body);  // checked with the flags
   o.rate = c.rate;
   o.burstiness = c.burstiness;
   o.ramp_up_s = c.ramp_up_s;

@@ -257,7 +257,7 @@ std::string request_body(const BodyOptions& o, const Workload& workload, const S
   body["stream"] = o.stream;
   if (o.stream) body["stream_options"] = {{"include_usage", true}};
   if (o.token_ids) body["return_token_ids"] = true;
-  if (!o.extra_body.empty()) body.update(json::parse(o.extra_body));  // checked when the flags were read
+  body.update(o.extra_body);
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "client/load_config.h"
 
 namespace kvmesh::load {
@@ -80,7 +82,7 @@ struct BodyOptions {
   bool pin_output = true;
   double temperature = 0.0;
   uint64_t seed = 0;  // per-request sampling seed, sent when temperature > 0
-  std::string extra_body;  // a JSON object merged into every body last ("" = none)
+  nlohmann::json extra_body = nlohmann::json::object();  // merged into every body last
 };
 
 // The JSON body of `turn` of `session`, given the replies to its earlier turns.

@@ -380,7 +380,7 @@ TEST(LoadWorkload, MultiturnBodiesCarryHistory) {
   EXPECT_EQ(plain["prompt"], w.system_prompts[1] + w.sessions[1].turns[0].text + " r0" + w.sessions[1].turns[1].text);
   EXPECT_FALSE(plain.contains("stream_options"));
   EXPECT_FALSE(plain.contains("ignore_eos"));
-  o.extra_body = R"({"top_p":0.9,"logit_bias":{"50256":-100}})";
+  o.extra_body = json::parse(R"({"top_p":0.9,"logit_bias":{"50256":-100}})");
   json extra = json::parse(request_body(o, w, w.sessions[1], 1, {" r0"}));
   EXPECT_EQ(extra["top_p"], 0.9);
   EXPECT_EQ(extra["logit_bias"]["50256"], -100);

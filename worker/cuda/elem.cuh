@@ -19,20 +19,7 @@ __device__ __forceinline__ float load_as_float(const void* base, KernelDType dty
   }
 }
 
-__device__ __forceinline__ void store_from_float(void* base, KernelDType dtype, int64_t i, float v) {
-  switch (dtype) {
-    case KernelDType::f16: static_cast<__half*>(base)[i] = __float2half_rn(v); break;
-    case KernelDType::bf16: static_cast<__nv_bfloat16*>(base)[i] = __float2bfloat16_rn(v); break;
-    default: static_cast<float*>(base)[i] = v; break;
-  }
-}
-
-// One stored element as fp32, by its C++ type.
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-// fp32 as a stored element of type T, rounded to nearest even as store_from_float rounds.
+// fp32 as a stored element of type T, rounded to nearest even.
 template <typename T>
 __device__ __forceinline__ T from_float(float v);
 template <>
@@ -41,6 +28,19 @@ template <>
 __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+__device__ __forceinline__ void store_from_float(void* base, KernelDType dtype, int64_t i, float v) {
+  switch (dtype) {
+    case KernelDType::f16: static_cast<__half*>(base)[i] = from_float<__half>(v); break;
+    case KernelDType::bf16: static_cast<__nv_bfloat16*>(base)[i] = from_float<__nv_bfloat16>(v); break;
+    default: static_cast<float*>(base)[i] = v; break;
+  }
+}
+
+// One stored element as fp32, by its C++ type.
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
