@@ -1,5 +1,5 @@
 // matmul_bench: cpu_matmul (deterministic kernels) beside OpenBLAS sgemv/sgemm on GPT-2-124M
-// shapes, measured side by side in one run. T = 1 reports weight-streaming GB/s (decode is memory
+// shapes, and the same kernels with bf16 weights, measured side by side in one run. T = 1 reports weight-streaming GB/s (decode is memory
 // bound), larger T reports GFLOP/s. Weights rotate over copies far larger than the caches, as in a
 // real step.
 #include <cblas.h>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "common/tensor.h"
 #include "worker/cpu/cpu_matmul.h"
 
 using namespace kvmesh;
@@ -31,6 +32,7 @@ struct Case {
 
 struct Buffers {
   std::vector<std::vector<float>> w_copies;
+  std::vector<std::vector<uint16_t>> w_bf16_copies;  // the same weights rounded to bf16
   std::vector<float> x, y;
 };
 
@@ -44,6 +46,8 @@ Buffers make_buffers(const Case& c, int64_t t) {
   for (auto& w : b.w_copies) {
     w.resize(w_elems);
     for (float& v : w) v = dist(rng);
+    auto& w16 = b.w_bf16_copies.emplace_back(w_elems);
+    for (size_t i = 0; i < w_elems; ++i) w16[i] = float_to_bf16(w[i]);
   }
   b.x.resize(static_cast<size_t>(t * c.n_in));
   for (float& v : b.x) v = dist(rng);
@@ -56,6 +60,13 @@ void run_ours(const Case& c, int64_t t, Buffers& b, const float* w) {
     matmul_nn(b.x.data(), t, c.n_in, w, c.n_out, nullptr, b.y.data());
   else
     matmul_nt(b.x.data(), t, c.n_in, w, c.n_out, b.y.data());
+}
+
+void run_ours_bf16(const Case& c, int64_t t, Buffers& b, const uint16_t* w) {
+  if (c.op[1] == 'n')
+    matmul_nn_bf16(b.x.data(), t, c.n_in, w, c.n_out, nullptr, b.y.data());
+  else
+    matmul_nt_bf16(b.x.data(), t, c.n_in, w, c.n_out, b.y.data());
 }
 
 // What cpu_backend did before cpu_matmul: sgemv for one row, sgemm otherwise.
@@ -77,18 +88,19 @@ void run_blas(const Case& c, int64_t t, Buffers& b, const float* w) {
   }
 }
 
-// Seconds per call: calls rotate through the weight copies until kMinSeconds have passed.
+// Seconds per call: calls rotate through the weight copies (fn(i) uses copy i) until kMinSeconds
+// have passed.
 // The pause first lets the other library's spinning worker threads (OpenBLAS spins ~0.1 s after a
 // call) go idle, so they do not steal a core from this sample.
 template <class Fn>
 double seconds_per_call(Buffers& b, const Fn& fn) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  fn(b.w_copies.back().data());  // warm-up (threads, page faults of y)
+  fn(b.w_copies.size() - 1);  // warm-up (threads, page faults of y)
   size_t calls = 0;
   const double t0 = bench::now_seconds();
   double dt = 0.0;
   do {
-    fn(b.w_copies[calls % b.w_copies.size()].data());
+    fn(calls % b.w_copies.size());
     ++calls;
     dt = bench::now_seconds() - t0;
   } while (dt < kMinSeconds || calls < 2);
@@ -99,17 +111,28 @@ void bench_case(const Case& c, int64_t t, int threads) {
   Buffers b = make_buffers(c, t);
   omp_set_num_threads(threads);
   openblas_set_num_threads(threads);
-  double ours = 1e30, blas = 1e30;
-  for (int rep = 0; rep < kReps; ++rep) {  // interleaved, so both see the same machine load
-    ours = std::min(ours, seconds_per_call(b, [&](const float* w) { run_ours(c, t, b, w); }));
-    blas = std::min(blas, seconds_per_call(b, [&](const float* w) { run_blas(c, t, b, w); }));
+  double ours = 1e30, blas = 1e30, bf16 = 1e30;
+  for (int rep = 0; rep < kReps; ++rep) {  // interleaved, so all see the same machine load
+    ours = std::min(ours, seconds_per_call(b, [&](size_t i) {
+                      run_ours(c, t, b, b.w_copies[i].data());
+                    }));
+    blas = std::min(blas, seconds_per_call(b, [&](size_t i) {
+                      run_blas(c, t, b, b.w_copies[i].data());
+                    }));
+    bf16 = std::min(bf16, seconds_per_call(b, [&](size_t i) {
+                      run_ours_bf16(c, t, b, b.w_bf16_copies[i].data());
+                    }));
   }
-  const double work = t == 1 ? static_cast<double>(c.n_in * c.n_out * sizeof(float)) / 1e9
-                             : 2.0 * static_cast<double>(t * c.n_in * c.n_out) / 1e9;
+  // T = 1: GB/s of the weights each variant reads (bf16 reads half the bytes); else GFLOP/s.
+  const double weights = static_cast<double>(c.n_in * c.n_out);
+  const double work = t == 1 ? weights * sizeof(float) / 1e9
+                             : 2.0 * static_cast<double>(t) * weights / 1e9;
+  const double work_bf16 = t == 1 ? weights * sizeof(uint16_t) / 1e9 : work;
   const std::string shape =
       std::string(c.op) + " " + std::to_string(c.n_in) + "x" + std::to_string(c.n_out);
-  std::printf("%-14s %5lld %7d %10.1f %10.1f %7.2f  %s\n", shape.c_str(), static_cast<long long>(t),
-              threads, work / ours, work / blas, blas / ours, t == 1 ? "GB/s" : "GFLOP/s");
+  std::printf("%-14s %5lld %7d %10.1f %10.1f %7.2f %10.1f %7.2f  %s\n", shape.c_str(),
+              static_cast<long long>(t), threads, work / ours, work / blas, blas / ours,
+              work_bf16 / bf16, ours / bf16, t == 1 ? "GB/s" : "GFLOP/s");
   std::fflush(stdout);
 }
 
@@ -126,9 +149,10 @@ int main(int argc, char** argv) {
     std::printf("read bandwidth, %d thread(s): %.1f GB/s\n", threads,
                 bench::measure_read_bandwidth_gbs(threads));
   std::printf("\nnn: x[T,in] @ w[in,out]; nt: LM head x[T,E] @ wte[V,E]^T.\n");
-  std::printf("ratio = OpenBLAS time / ours (> 1: ours faster)\n");
-  std::printf("%-14s %5s %7s %10s %10s %7s  %s\n", "shape", "T", "threads", "ours", "OpenBLAS",
-              "ratio", "unit");
+  std::printf("ratio = OpenBLAS time / ours (> 1: ours faster); bf16 = ours with bf16 weights,\n");
+  std::printf("bf16 x = ours fp32 time / ours bf16 time\n");
+  std::printf("%-14s %5s %7s %10s %10s %7s %10s %7s  %s\n", "shape", "T", "threads", "ours",
+              "OpenBLAS", "ratio", "bf16", "bf16 x", "unit");
   const Case cases[] = {
       {"nn", 768, 2304}, {"nn", 768, 3072}, {"nn", 3072, 768}, {"nt", 768, 50257}};
   for (const Case& c : cases) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/tensor.h"
+
 namespace kvmesh {
 namespace {
 
@@ -162,6 +164,48 @@ TEST_P(CpuMatmul, NtRowDoesNotDependOnBatchOrThreads) {
     const auto w = random_vector(s.n_out * s.n_in, 10);
     expect_rows_invariant(
         s, [&](int64_t first, int64_t n) { return run_nt(x, first, n, s, w); }, "nt");
+  }
+}
+
+// bf16 weights: the widened weights through the fp32 kernels are the exact expectation, for every
+// path (streamed rows, slabs, square blocks, the one-row LM head) and column tails.
+struct Bf16Weights {
+  std::vector<uint16_t> bits;
+  std::vector<float> widened;
+};
+
+Bf16Weights random_bf16(size_t n, uint32_t seed) {
+  Bf16Weights w;
+  for (float v : random_vector(n, seed)) {
+    w.bits.push_back(float_to_bf16(v));
+    w.widened.push_back(bf16_to_float(w.bits.back()));
+  }
+  return w;
+}
+
+TEST_P(CpuMatmul, Bf16WeightsGiveTheFp32ProductOfTheWidenedWeights) {
+  const Shape shapes[] = {{33, 97}, {1031, 197}, {768, 2304}, {17, 5}, {1, 1}};
+  for (const Shape& s : shapes) {
+    const auto x = random_vector(40 * s.n_in, 14);
+    const auto b = random_vector(s.n_out, 15);
+    const Bf16Weights w = random_bf16(s.n_in * s.n_out, 16);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      for (int64_t t : {1, 2, 3, 4, 5, 13, 33, 40}) {
+        const std::string what = std::to_string(s.n_in) + "x" + std::to_string(s.n_out) +
+                                 " T=" + std::to_string(t) + " threads=" + std::to_string(threads);
+        const size_t bytes = static_cast<size_t>(t * s.n_out) * sizeof(float);
+        std::vector<float> got(static_cast<size_t>(t * s.n_out), -7.0f);
+        for (const float* bias : {static_cast<const float*>(nullptr), b.data()}) {
+          matmul_nn_bf16(x.data(), t, s.n_in, w.bits.data(), s.n_out, bias, got.data());
+          const auto want = run_nn(x, 0, t, s, w.widened, bias);
+          ASSERT_EQ(std::memcmp(got.data(), want.data(), bytes), 0) << "nn " << what;
+        }
+        matmul_nt_bf16(x.data(), t, s.n_in, w.bits.data(), s.n_out, got.data());
+        const auto want = run_nt(x, 0, t, s, w.widened);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), bytes), 0) << "nt " << what;
+      }
+    }
   }
 }
 

@@ -75,30 +75,50 @@ void parallel_column_ranges(int64_t n_cols, int64_t unit, int64_t macs_per_col, 
   }
 }
 
-}  // namespace
-
-void matmul_nn(const float* x, int64_t n_rows, int64_t n_in, const float* w, int64_t n_out,
-               const float* bias, float* y) {
+template <class W, class Range>
+void run_nn(const float* x, int64_t n_rows, int64_t n_in, const W* w, int64_t n_out,
+            const float* bias, float* y, Range nn_range) {
   if (n_rows <= 0 || n_out <= 0) return;
   if (n_in <= 0) {  // empty sum: y = bias or 0 (the kernels assume at least one k)
     for (int64_t t = 0; t < n_rows; ++t)
       for (int64_t n = 0; n < n_out; ++n) y[t * n_out + n] = bias != nullptr ? bias[n] : 0.0f;
     return;
   }
-  const matmul_detail::NnArgs args{x, n_rows, n_in, w, n_out, bias, y};
-  const auto nn_range = active_kernels().nn_range;
+  const matmul_detail::NnArgsOf<W> args{x, n_rows, n_in, w, n_out, bias, y};
   parallel_column_ranges(n_out, kNnColumnUnit, n_rows * n_in, [&](int64_t begin, int64_t end) {
     nn_range(args, begin, end, thread_scratch());
   });
 }
 
-void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, int64_t n_vocab,
-               float* y) {
+template <class W, class Range>
+void run_nt(const float* x, int64_t n_rows, int64_t n_embd, const W* w, int64_t n_vocab, float* y,
+            Range nt_range) {
   if (n_rows <= 0 || n_vocab <= 0) return;
-  const matmul_detail::NtArgs args{x, n_rows, n_embd, w, n_vocab, y};
-  const auto nt_range = active_kernels().nt_range;
+  const matmul_detail::NtArgsOf<W> args{x, n_rows, n_embd, w, n_vocab, y};
   parallel_column_ranges(n_vocab, kNtRowUnit, n_rows * n_embd,
                          [&](int64_t begin, int64_t end) { nt_range(args, begin, end); });
+}
+
+}  // namespace
+
+void matmul_nn(const float* x, int64_t n_rows, int64_t n_in, const float* w, int64_t n_out,
+               const float* bias, float* y) {
+  run_nn(x, n_rows, n_in, w, n_out, bias, y, active_kernels().nn_range);
+}
+
+void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, int64_t n_vocab,
+               float* y) {
+  run_nt(x, n_rows, n_embd, w, n_vocab, y, active_kernels().nt_range);
+}
+
+void matmul_nn_bf16(const float* x, int64_t n_rows, int64_t n_in, const uint16_t* w, int64_t n_out,
+                    const float* bias, float* y) {
+  run_nn(x, n_rows, n_in, w, n_out, bias, y, active_kernels().nn_range_bf16);
+}
+
+void matmul_nt_bf16(const float* x, int64_t n_rows, int64_t n_embd, const uint16_t* w,
+                    int64_t n_vocab, float* y) {
+  run_nt(x, n_rows, n_embd, w, n_vocab, y, active_kernels().nt_range_bf16);
 }
 
 MatmulIsa matmul_isa() { return active_isa().load(std::memory_order_relaxed); }

@@ -19,6 +19,14 @@ void matmul_nn(const float* x, int64_t n_rows, int64_t n_in, const float* w, int
 void matmul_nt(const float* x, int64_t n_rows, int64_t n_embd, const float* w, int64_t n_vocab,
                float* y);
 
+// The same products with bf16 weights (the raw bits, uint16_t): each weight is widened to fp32
+// exactly as it is loaded, so the result equals matmul_nn / matmul_nt of the widened weights bit
+// for bit, at half the weight traffic.
+void matmul_nn_bf16(const float* x, int64_t n_rows, int64_t n_in, const uint16_t* w, int64_t n_out,
+                    const float* bias, float* y);
+void matmul_nt_bf16(const float* x, int64_t n_rows, int64_t n_embd, const uint16_t* w,
+                    int64_t n_vocab, float* y);
+
 // Kernel families. avx512 and avx2 use FMA and give bit-identical results; scalar (no FMA) rounds
 // the product separately, so it differs in the last bits. The best one the CPU has is picked once;
 // the environment variable KVMESH_MATMUL_ISA=avx2|scalar selects a lesser one (debug aid).

@@ -32,6 +32,12 @@ inline void store_n(float* p, V a, int n) {
   _mm256_maskstore_ps(p, lane_mask(n), a.lo);
   _mm256_maskstore_ps(p + 8, lane_mask(n - 8), a.hi);
 }
+// 16 bf16 values widened to fp32: the bits move to the upper half of each 32-bit lane.
+inline __m256 widen_bf16x8(const uint16_t* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+inline V load_bf16(const uint16_t* p) { return {widen_bf16x8(p), widen_bf16x8(p + 8)}; }
 inline V bcast(float s) {
   const __m256 b = _mm256_set1_ps(s);
   return {b, b};
@@ -69,6 +75,10 @@ void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
   nn_range(a, c0, c1, scratch);
 }
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
+void nn_entry_bf16(const NnArgsBf16& a, int64_t c0, int64_t c1, float* scratch) {
+  nn_range(a, c0, c1, scratch);
+}
+void nt_entry_bf16(const NtArgsBf16& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::avx2
 
@@ -76,6 +86,6 @@ void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 namespace kvmesh::matmul_detail {
 
-MatmulKernels avx2_kernels() { return {&avx2::nn_entry, &avx2::nt_entry}; }
+MatmulKernels avx2_kernels() { return {&avx2::nn_entry, &avx2::nt_entry, &avx2::nn_entry_bf16, &avx2::nt_entry_bf16}; }
 
 }  // namespace kvmesh::matmul_detail

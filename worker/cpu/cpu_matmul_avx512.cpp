@@ -22,6 +22,15 @@ inline V load(const float* p) { return {_mm512_loadu_ps(p)}; }
 inline V load_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(mask_n(n), p)}; }
 inline void store(float* p, V a) { _mm512_storeu_ps(p, a.v); }
 inline void store_n(float* p, V a, int n) { _mm512_mask_storeu_ps(p, mask_n(n), a.v); }
+// 16 bf16 values widened to fp32: the bits move to the upper half of each 32-bit lane.
+// The zero-masking forms with a full mask: the plain intrinsics start from _mm512_undefined_epi32,
+// which GCC 12 reports as -Wmaybe-uninitialized wherever they inline.
+inline V load_bf16(const uint16_t* p) {
+  constexpr __mmask16 kAll = 0xFFFF;
+  const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m512i wide = _mm512_maskz_cvtepu16_epi32(kAll, half);
+  return {_mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, wide, 16))};
+}
 inline V bcast(float s) { return {_mm512_set1_ps(s)}; }
 inline V fmadd(V a, V b, V c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 
@@ -56,6 +65,10 @@ void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
   nn_range(a, c0, c1, scratch);
 }
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
+void nn_entry_bf16(const NnArgsBf16& a, int64_t c0, int64_t c1, float* scratch) {
+  nn_range(a, c0, c1, scratch);
+}
+void nt_entry_bf16(const NtArgsBf16& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::avx512
 
@@ -63,6 +76,6 @@ void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 namespace kvmesh::matmul_detail {
 
-MatmulKernels avx512_kernels() { return {&avx512::nn_entry, &avx512::nt_entry}; }
+MatmulKernels avx512_kernels() { return {&avx512::nn_entry, &avx512::nt_entry, &avx512::nn_entry_bf16, &avx512::nt_entry_bf16}; }
 
 }  // namespace kvmesh::matmul_detail

@@ -6,22 +6,30 @@
 
 namespace kvmesh::matmul_detail {
 
-struct NnArgs {
+// W: the weights' element, float or uint16_t (bf16 bits, widened exactly to fp32 as loaded).
+template <class W>
+struct NnArgsOf {
   const float* x;  // [n_rows, n_in]
   int64_t n_rows, n_in;
-  const float* w;  // [n_in, n_out]
+  const W* w;  // [n_in, n_out]
   int64_t n_out;
   const float* bias;  // [n_out] or null
   float* y;           // [n_rows, n_out]
 };
 
-struct NtArgs {
+template <class W>
+struct NtArgsOf {
   const float* x;  // [n_rows, n_embd]
   int64_t n_rows, n_embd;
-  const float* w;  // [n_vocab, n_embd]
+  const W* w;  // [n_vocab, n_embd]
   int64_t n_vocab;
   float* y;  // [n_rows, n_vocab]
 };
+
+using NnArgs = NnArgsOf<float>;
+using NtArgs = NtArgsOf<float>;
+using NnArgsBf16 = NnArgsOf<uint16_t>;
+using NtArgsBf16 = NtArgsOf<uint16_t>;
 
 // Floats of per-thread scratch that nn_range may use (packed blocks of w).
 constexpr int64_t kNnScratchFloats = int64_t(256) * 256;
@@ -32,6 +40,9 @@ struct MatmulKernels {
   void (*nn_range)(const NnArgs& a, int64_t col_begin, int64_t col_end, float* scratch);
   // y[:, v_begin:v_end] of matmul_nt over all rows.
   void (*nt_range)(const NtArgs& a, int64_t v_begin, int64_t v_end);
+  // The same with bf16 weights: each element's chain is the fp32 one over the widened weights.
+  void (*nn_range_bf16)(const NnArgsBf16& a, int64_t col_begin, int64_t col_end, float* scratch);
+  void (*nt_range_bf16)(const NtArgsBf16& a, int64_t v_begin, int64_t v_end);
 };
 
 MatmulKernels avx512_kernels();

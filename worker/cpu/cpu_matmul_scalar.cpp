@@ -1,6 +1,7 @@
 // Portable kernels of cpu_matmul for CPUs without AVX2+FMA: V is 16 floats, products are rounded
 // before the add (no FMA; contraction is switched off so every build rounds the same way).
 #include <cstdint>
+#include <cstring>
 
 #include "worker/cpu/cpu_matmul_kernels.h"
 
@@ -23,6 +24,15 @@ inline V load_n(const float* p, int n) {
   return r;
 }
 inline V load(const float* p) { return load_n(p, kVecLanes); }
+// 16 bf16 values widened to fp32: the bits move to the upper half of each 32-bit word.
+inline V load_bf16(const uint16_t* p) {
+  V r;
+  for (int l = 0; l < kVecLanes; ++l) {
+    const uint32_t bits = static_cast<uint32_t>(p[l]) << 16;
+    std::memcpy(&r.v[l], &bits, sizeof(float));
+  }
+  return r;
+}
 inline void store_n(float* p, const V& a, int n) {
   for (int l = 0; l < n; ++l) p[l] = a.v[l];
 }
@@ -68,6 +78,10 @@ void nn_entry(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
   nn_range(a, c0, c1, scratch);
 }
 void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
+void nn_entry_bf16(const NnArgsBf16& a, int64_t c0, int64_t c1, float* scratch) {
+  nn_range(a, c0, c1, scratch);
+}
+void nt_entry_bf16(const NtArgsBf16& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 }  // namespace kvmesh::matmul_detail::scalar
 
@@ -75,6 +89,6 @@ void nt_entry(const NtArgs& a, int64_t v0, int64_t v1) { nt_range(a, v0, v1); }
 
 namespace kvmesh::matmul_detail {
 
-MatmulKernels scalar_kernels() { return {&scalar::nn_entry, &scalar::nt_entry}; }
+MatmulKernels scalar_kernels() { return {&scalar::nn_entry, &scalar::nt_entry, &scalar::nn_entry_bf16, &scalar::nt_entry_bf16}; }
 
 }  // namespace kvmesh::matmul_detail

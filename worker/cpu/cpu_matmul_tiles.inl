@@ -1,5 +1,7 @@
 // Tile loops of cpu_matmul, shared by every ISA: included inside an anonymous namespace of
-// cpu_matmul_<isa>.cpp after it defines the 16-lane vector V, its ops and the tile sizes.
+// cpu_matmul_<isa>.cpp after it defines the 16-lane vector V, its ops (load_w / load_w_n widen a
+// weight element, float or bf16 bits, to fp32 exactly) and the tile sizes. Every loop is a template
+// over the weight element W; only the loads of w see it.
 // Determinism: every output element is one fixed chain whatever tile computes it.
 //   nn: acc = bias or 0; then acc = fma(x[t,k], w[k,n], acc) for k ascending.
 //   nt: lane l: acc_l = fma(x[r,e], w[v,e], acc_l) for e = l, l+16, ... ascending; then hsum's
@@ -14,6 +16,21 @@ constexpr int kLanes = 16;
 
 KVMESH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Weight loads: fp32 as is; bf16 bits widened by the ISA's load_bf16 (16 lanes; a tail goes
+// through a zero-padded copy, as the masked loads do for fp32).
+KVMESH_INLINE V load_w(const float* p) { return load(p); }
+KVMESH_INLINE V load_w_n(const float* p, int n) { return load_n(p, n); }
+KVMESH_INLINE V load_w(const uint16_t* p) { return load_bf16(p); }
+KVMESH_INLINE V load_w_n(const uint16_t* p, int n) {
+  uint16_t lanes[kLanes] = {};
+  for (int l = 0; l < n; ++l) lanes[l] = p[l];
+  return load_bf16(lanes);
+}
+
+// Weight elements per 64-byte cache line: the stride of the prefetch loops.
+template <class W>
+constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(W));
+
 // ---- nn: packed register tiles for many rows (prefill) ---------------------------------------
 // w is copied block by block (kc rows of k x some columns: square blocks for many rows, slabs of
 // whole rows of the range for few) into panels of kPanelCols columns, [depth][16 * nv] each,
@@ -27,26 +44,29 @@ static_assert(kPackCols % kPanelCols == 0 && kPackDepth * kPackCols <= kNnScratc
 static_assert(kSlabMaxCols % kPanelCols == 0 && kSlabMaxCols * 8 <= kNnScratchFloats, "slab size");
 
 // One packed panel of w and where the next k block of the same columns starts (to prefetch).
+template <class W>
 struct Panel {
   const float* packed;  // [depth][16 * nv], zero-padded
   int64_t k0, depth;    // k range [k0, k0 + depth)
   int64_t c0, cols;     // columns [c0, c0 + cols), cols <= kPanelCols
-  const float* next;    // &w[k0 + depth, c0], or null on the last k block
+  const W* next;        // &w[k0 + depth, c0], or null on the last k block
   int64_t next_depth;
 };
 
 // Brings rows [k_begin, k_end) of the panel's next k block into L2 while this block computes.
-KVMESH_INLINE void nn_prefetch_next(const NnArgs& a, const Panel& p, int64_t k_begin,
+template <class W>
+KVMESH_INLINE void nn_prefetch_next(const NnArgsOf<W>& a, const Panel<W>& p, int64_t k_begin,
                                     int64_t k_end) {
   if (p.next == nullptr) return;
   for (int64_t k = k_begin; k < imin(k_end, p.next_depth); ++k)
-    for (int64_t j = 0; j < p.cols; j += kLanes) __builtin_prefetch(p.next + k * a.n_out + j, 0, 2);
+    for (int64_t j = 0; j < p.cols; j += kLineElems<W>)
+      __builtin_prefetch(p.next + k * a.n_out + j, 0, 2);
 }
 
 // Rows [r0, r0 + MR) x one panel (NV vectors, the last with n_last lanes when Tail): starts from
 // bias or 0 on the first k block, else from the partial sums in y.
-template <int MR, int NV, bool Tail>
-void nn_tile(const NnArgs& a, const Panel& p, int64_t r0, int n_last) {
+template <int MR, int NV, bool Tail, class W>
+void nn_tile(const NnArgsOf<W>& a, const Panel<W>& p, int64_t r0, int n_last) {
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i) {
     const float* src = p.k0 > 0            ? a.y + (r0 + i) * a.n_out + p.c0
@@ -82,8 +102,8 @@ void nn_tile(const NnArgs& a, const Panel& p, int64_t r0, int n_last) {
 }
 
 // The last n_rem (< kNnRows) rows, from r0, with a tile of exactly that height.
-template <int NV, bool Tail, int MR = 1>
-void nn_tile_rem(const NnArgs& a, const Panel& p, int64_t r0, int n_rem, int n_last) {
+template <int NV, bool Tail, int MR = 1, class W>
+void nn_tile_rem(const NnArgsOf<W>& a, const Panel<W>& p, int64_t r0, int n_rem, int n_last) {
   if constexpr (MR < kNnRows) {
     if (n_rem == MR) return nn_tile<MR, NV, Tail>(a, p, r0, n_last);
     nn_tile_rem<NV, Tail, MR + 1>(a, p, r0, n_rem, n_last);
@@ -91,8 +111,8 @@ void nn_tile_rem(const NnArgs& a, const Panel& p, int64_t r0, int n_rem, int n_l
 }
 
 // All rows over one panel; each row tile also prefetches its share of the next k block.
-template <int NV, bool Tail>
-void nn_panel_rows(const NnArgs& a, const Panel& p, int n_last) {
+template <int NV, bool Tail, class W>
+void nn_panel_rows(const NnArgsOf<W>& a, const Panel<W>& p, int n_last) {
   const int64_t n_tiles = (a.n_rows + kNnRows - 1) / kNnRows;
   const int64_t share = (p.next_depth + n_tiles - 1) / n_tiles;
   int64_t r = 0, k = 0;
@@ -106,7 +126,8 @@ void nn_panel_rows(const NnArgs& a, const Panel& p, int n_last) {
   }
 }
 
-void nn_panel(const NnArgs& a, const Panel& p) {
+template <class W>
+void nn_panel(const NnArgsOf<W>& a, const Panel<W>& p) {
   const int nv = static_cast<int>((p.cols + kLanes - 1) / kLanes);
   const int n_last = static_cast<int>(p.cols - kLanes * (nv - 1));
   if (nv == kNnVecs) {
@@ -118,31 +139,33 @@ void nn_panel(const NnArgs& a, const Panel& p) {
 }
 
 // buf <- w[k0:k0+depth, c0:c1] as panels of kPanelCols columns (panel p at p * kc * kPanelCols).
-void nn_pack(const NnArgs& a, int64_t k0, int64_t depth, int64_t kc, int64_t c0, int64_t c1,
+template <class W>
+void nn_pack(const NnArgsOf<W>& a, int64_t k0, int64_t depth, int64_t kc, int64_t c0, int64_t c1,
              float* buf) {
   for (int64_t k = 0; k < depth; ++k) {
-    const float* row = a.w + (k0 + k) * a.n_out;
+    const W* row = a.w + (k0 + k) * a.n_out;
     for (int64_t c = c0; c < c1; c += kPanelCols) {
       const int64_t cols = imin(kPanelCols, c1 - c);
       const int64_t nv = (cols + kLanes - 1) / kLanes;
       float* dst = buf + (c - c0) * kc + k * kLanes * nv;
       for (int64_t j = 0; j < nv; ++j) {
         const int64_t n = imin(kLanes, cols - kLanes * j);
-        store(dst + kLanes * j, n == kLanes ? load(row + c + kLanes * j)
-                                            : load_n(row + c + kLanes * j, static_cast<int>(n)));
+        store(dst + kLanes * j, n == kLanes ? load_w(row + c + kLanes * j)
+                                            : load_w_n(row + c + kLanes * j, static_cast<int>(n)));
       }
     }
   }
 }
 
 // Columns [c0, c1) for all rows, kc values of k at a time; (c1 - c0) * kc fits in buf.
-void nn_block(const NnArgs& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
+template <class W>
+void nn_block(const NnArgsOf<W>& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
   for (int64_t k0 = 0; k0 < a.n_in; k0 += kc) {
     const int64_t depth = imin(kc, a.n_in - k0);
     nn_pack(a, k0, depth, kc, c0, c1, buf);
     const int64_t next_k0 = k0 + depth;
     for (int64_t c = c0; c < c1; c += kPanelCols) {
-      const Panel p{buf + (c - c0) * kc,
+      const Panel<W> p{buf + (c - c0) * kc,
                     k0,
                     depth,
                     c,
@@ -157,12 +180,12 @@ void nn_block(const NnArgs& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
 // ---- nn: streaming for a few rows (decode) ----------------------------------------------------
 
 // y[r0:r0+MR, c] = fma chain over k .. k+KS-1 for one 16-column vector (n lanes when Tail).
-template <int MR, int KS, bool Tail>
-KVMESH_INLINE void nn_stream_vec(const NnArgs& a, int64_t r0, const float* wk,
+template <int MR, int KS, bool Tail, class W>
+KVMESH_INLINE void nn_stream_vec(const NnArgsOf<W>& a, int64_t r0, const W* wk,
                                  const V (&xb)[MR][KS], int64_t c, int n) {
   V wv[KS];
   for (int s = 0; s < KS; ++s)
-    wv[s] = Tail ? load_n(wk + s * a.n_out + c, n) : load(wk + s * a.n_out + c);
+    wv[s] = Tail ? load_w_n(wk + s * a.n_out + c, n) : load_w(wk + s * a.n_out + c);
   for (int i = 0; i < MR; ++i) {
     float* yp = a.y + (r0 + i) * a.n_out + c;
     V acc = Tail ? load_n(yp, n) : load(yp);
@@ -175,20 +198,27 @@ KVMESH_INLINE void nn_stream_vec(const NnArgs& a, int64_t r0, const float* wk,
 }
 
 // Applies k .. k+KS-1 to y[r0:r0+MR, c0:c1]: KS rows of w stream once for all MR rows.
-template <int MR, int KS>
-void nn_stream_step(const NnArgs& a, int64_t r0, int64_t k, int64_t c0, int64_t c1) {
+template <int MR, int KS, class W>
+void nn_stream_step(const NnArgsOf<W>& a, int64_t r0, int64_t k, int64_t c0, int64_t c1) {
   V xb[MR][KS];
   for (int i = 0; i < MR; ++i)
     for (int s = 0; s < KS; ++s) xb[i][s] = bcast(a.x[(r0 + i) * a.n_in + k + s]);
-  const float* wk = a.w + k * a.n_out;
+  const W* wk = a.w + k * a.n_out;
+  // The next step's KS rows, line by line while this step computes: more lines in flight than
+  // the demand loads alone keep (bf16 spends more instructions per byte than fp32).
+  const W* ahead = k + 2 * KS <= a.n_in ? wk + KS * a.n_out : nullptr;
   int64_t c = c0;
-  for (; c + kLanes <= c1; c += kLanes) nn_stream_vec<MR, KS, false>(a, r0, wk, xb, c, kLanes);
+  for (; c + kLanes <= c1; c += kLanes) {
+    if (ahead != nullptr && (c - c0) % kLineElems<W> == 0)
+      for (int s = 0; s < KS; ++s) __builtin_prefetch(ahead + s * a.n_out + c, 0, 2);
+    nn_stream_vec<MR, KS, false>(a, r0, wk, xb, c, kLanes);
+  }
   if (c < c1) nn_stream_vec<MR, KS, true>(a, r0, wk, xb, c, static_cast<int>(c1 - c));
 }
 
 // Rows [r0, r0 + MR) over columns [c0, c1): y (kStreamFloats in all) stays in L1 while w streams.
-template <int MR>
-void nn_stream(const NnArgs& a, int64_t r0, int64_t c0, int64_t c1) {
+template <int MR, class W>
+void nn_stream(const NnArgsOf<W>& a, int64_t r0, int64_t c0, int64_t c1) {
   constexpr int64_t kCols = kStreamFloats / MR / kLanes * kLanes;
   for (int64_t p0 = c0; p0 < c1; p0 += kCols) {
     const int64_t p1 = p0 + kCols < c1 ? p0 + kCols : c1;
@@ -206,15 +236,16 @@ void nn_stream(const NnArgs& a, int64_t r0, int64_t c0, int64_t c1) {
   }
 }
 
-template <int MR = 1>
-void nn_stream_rows(const NnArgs& a, int64_t c0, int64_t c1) {
+template <int MR = 1, class W>
+void nn_stream_rows(const NnArgsOf<W>& a, int64_t c0, int64_t c1) {
   if constexpr (MR <= kStreamRows) {
     if (a.n_rows == MR) return nn_stream<MR>(a, 0, c0, c1);
     nn_stream_rows<MR + 1>(a, c0, c1);
   }
 }
 
-void nn_range(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
+template <class W>
+void nn_range(const NnArgsOf<W>& a, int64_t c0, int64_t c1, float* scratch) {
   if (a.n_rows <= kStreamRows) return nn_stream_rows(a, c0, c1);
   // Few rows: w dominates the traffic, so it is packed in slabs of whole rows of the range, read
   // sequentially. Many rows: square blocks keep the y reloads between k blocks rare.
@@ -229,35 +260,44 @@ void nn_range(const NnArgs& a, int64_t c0, int64_t c1, float* scratch) {
 // ---- nt: dot products (LM head) ---------------------------------------------------------------
 
 // One 16-wide step of e for an MR x NV tile; Tail loads the last n (< 16) values as zero-padded.
-template <int MR, int NV, bool Tail>
-KVMESH_INLINE void nt_step(const NtArgs& a, const float* xr, const float* wr, int64_t e, int n,
+template <int MR, int NV, bool Tail, class W>
+KVMESH_INLINE void nt_step(const NtArgsOf<W>& a, const float* xr, const W* wr, int64_t e, int n,
                            V (&acc)[MR][NV]) {
   V wv[NV];
   for (int j = 0; j < NV; ++j)
-    wv[j] = Tail ? load_n(wr + j * a.n_embd + e, n) : load(wr + j * a.n_embd + e);
+    wv[j] = Tail ? load_w_n(wr + j * a.n_embd + e, n) : load_w(wr + j * a.n_embd + e);
   for (int i = 0; i < MR; ++i) {
     const V xv = Tail ? load_n(xr + i * a.n_embd + e, n) : load(xr + i * a.n_embd + e);
     for (int j = 0; j < NV; ++j) acc[i][j] = fmadd(xv, wv[j], acc[i][j]);
   }
 }
 
-// Rows [r0, r0 + MR) x vocab rows [v0, v0 + NV).
-template <int MR, int NV>
-void nt_tile(const NtArgs& a, int64_t r0, int64_t v0) {
+// Rows [r0, r0 + MR) x vocab rows [v0, v0 + NV). With n_prefetch_rows > 0 (one query row, where
+// no other row tile spreads the prefetch), each step of e also prefetches its share of the next
+// n_prefetch_rows vocab rows (contiguous after these) into L2.
+template <int MR, int NV, class W>
+void nt_tile(const NtArgsOf<W>& a, int64_t r0, int64_t v0, int64_t n_prefetch_rows = 0) {
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NV; ++j) acc[i][j] = zero();
   const float* xr = a.x + r0 * a.n_embd;
-  const float* wr = a.w + v0 * a.n_embd;
+  const W* wr = a.w + v0 * a.n_embd;
+  const W* next = wr + NV * a.n_embd;
+  const int64_t n_next = n_prefetch_rows * a.n_embd;
   int64_t e = 0;
-  for (; e + kLanes <= a.n_embd; e += kLanes) nt_step<MR, NV, false>(a, xr, wr, e, kLanes, acc);
+  for (; e + kLanes <= a.n_embd; e += kLanes) {
+    for (int64_t f = e * n_prefetch_rows; f < imin((e + kLanes) * n_prefetch_rows, n_next);
+         f += kLineElems<W>)
+      __builtin_prefetch(next + f, 0, 2);
+    nt_step<MR, NV, false>(a, xr, wr, e, kLanes, acc);
+  }
   if (e < a.n_embd) nt_step<MR, NV, true>(a, xr, wr, e, static_cast<int>(a.n_embd - e), acc);
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NV; ++j) a.y[(r0 + i) * a.n_vocab + v0 + j] = hsum(acc[i][j]);
 }
 
-template <int NV, int MR = 1>
-void nt_tile_rem(const NtArgs& a, int64_t r0, int n_rem, int64_t v0) {
+template <int NV, int MR = 1, class W>
+void nt_tile_rem(const NtArgsOf<W>& a, int64_t r0, int n_rem, int64_t v0) {
   if constexpr (MR < kNtRows) {
     if (n_rem == MR) return nt_tile<MR, NV>(a, r0, v0);
     nt_tile_rem<NV, MR + 1>(a, r0, n_rem, v0);
@@ -266,16 +306,17 @@ void nt_tile_rem(const NtArgs& a, int64_t r0, int n_rem, int64_t v0) {
 
 // All rows against vocab rows [v0, v0 + NV): those w rows stay in L1 while the row tiles pass,
 // and each row tile prefetches its share of the next NV rows (contiguous) into L2.
-template <int NV>
-void nt_panel(const NtArgs& a, int64_t v0) {
+template <int NV, class W>
+void nt_panel(const NtArgsOf<W>& a, int64_t v0) {
+  constexpr int64_t kLine = kLineElems<W>;
   const int64_t n_next = imin(NV, a.n_vocab - v0 - NV);
-  const int64_t n_floats = n_next > 0 ? n_next * a.n_embd : 0;
-  const float* next = n_floats > 0 ? a.w + (v0 + NV) * a.n_embd : a.w;
+  const int64_t n_elems = n_next > 0 ? n_next * a.n_embd : 0;
+  const W* next = n_elems > 0 ? a.w + (v0 + NV) * a.n_embd : a.w;
   const int64_t n_tiles = (a.n_rows + kNtRows - 1) / kNtRows;
-  const int64_t share = (n_floats / kLanes + n_tiles) / n_tiles * kLanes;
+  const int64_t share = (n_elems / kLine + n_tiles) / n_tiles * kLine;
   int64_t r = 0, f = 0;
   for (; r < a.n_rows; r += kNtRows, f += share) {
-    for (int64_t i = f; i < imin(f + share, n_floats); i += kLanes)
+    for (int64_t i = f; i < imin(f + share, n_elems); i += kLine)
       __builtin_prefetch(next + i, 0, 2);
     if (r + kNtRows <= a.n_rows)
       nt_tile<kNtRows, NV>(a, r, v0);
@@ -284,10 +325,12 @@ void nt_panel(const NtArgs& a, int64_t v0) {
   }
 }
 
-void nt_range(const NtArgs& a, int64_t v0, int64_t v1) {
+template <class W>
+void nt_range(const NtArgsOf<W>& a, int64_t v0, int64_t v1) {
   int64_t v = v0;
   if (a.n_rows == 1) {
-    for (; v + kNtVecsOneRow <= v1; v += kNtVecsOneRow) nt_tile<1, kNtVecsOneRow>(a, 0, v);
+    for (; v + kNtVecsOneRow <= v1; v += kNtVecsOneRow)
+      nt_tile<1, kNtVecsOneRow>(a, 0, v, imin(kNtVecsOneRow, a.n_vocab - v - kNtVecsOneRow));
   } else {
     for (; v + kNtVecs <= v1; v += kNtVecs) nt_panel<kNtVecs>(a, v);
   }
