@@ -1,5 +1,6 @@
-// engine_bench: prefill and decode tokens/s of the CPU engine on a GPT-2-124M-shaped checkpoint,
-// beside the machine's read bandwidth and the batch-1 decode roofline (weight bytes / bandwidth).
+// engine_bench: prefill and decode tokens/s of the CPU engine on a GPT-2-124M-shaped checkpoint, with
+// fp32 and bf16 weights, beside the machine's read bandwidth and the batch-1 decode roofline
+// (weight bytes / bandwidth).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -17,11 +18,12 @@ using namespace kvmesh;
 
 namespace {
 
-std::unique_ptr<Engine> make_engine(const std::string& dir, int threads) {
+std::unique_ptr<Engine> make_engine(const std::string& dir, int threads, DType weight_dtype) {
   WorkerOptions wo;
   wo.model_dir = dir;
   wo.cache.device_bytes = 1ll << 30;
   wo.n_threads = threads;
+  wo.weight_dtype = weight_dtype;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {
     std::fprintf(stderr, "%s\n", worker.status().to_string().c_str());
@@ -52,25 +54,27 @@ int main(int argc, char** argv) {
   if (dir.empty()) return 1;
   auto config = load_model_config(dir + "/config.json");
   if (!config.is_ok()) return 1;
-  const double weight_bytes = static_cast<double>(config->n_params()) * 4.0;
-  std::printf("model %s: %.1f M parameters, %.0f MB of fp32 weights read per decode step\n\n",
-              dir.c_str(), config->n_params() / 1e6, weight_bytes / 1e6);
-  std::printf("| threads | read GB/s | prefill tok/s (512) | decode tok/s b=1 | roofline b=1 | %% of roofline | "
-              "decode tok/s b=16 | b=16 sampled (T 1, top-p 0.95) |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
-  for (int threads : {1, 2}) {
-    const double bw = bench::measure_read_bandwidth_gbs(threads);
-    auto engine = make_engine(dir, threads);
-    if (!engine) return 1;
-    time_prefill(*engine, 64);  // warm up
-    const double prefill = 512.0 / time_prefill(*engine, 512);
-    const double b1 = bench::decode_tokens_per_s(*engine, 1, 48);
-    const double b16 = bench::decode_tokens_per_s(*engine, 16, 24);
-    const double b16_sampled = bench::decode_tokens_per_s(*engine, 16, 24, bench::Picking::sampled);
-    const double roofline = bw * 1e9 / weight_bytes;
-    std::printf("| %d | %.1f | %.0f | %.1f | %.1f | %.0f%% | %.1f | %.1f |\n", threads, bw, prefill, b1,
-                roofline, 100.0 * b1 / roofline, b16, b16_sampled);
-    std::fflush(stdout);
+  std::printf("model %s: %.1f M parameters; a decode step reads them all (4 bytes each in fp32, 2 in bf16)\n\n",
+              dir.c_str(), config->n_params() / 1e6);
+  std::printf("| weights | threads | read GB/s | prefill tok/s (512) | decode tok/s b=1 | roofline b=1 | "
+              "%% of roofline | decode tok/s b=16 | b=16 sampled (T 1, top-p 0.95) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (DType weight_dtype : {DType::f32, DType::bf16}) {
+    for (int threads : {1, 2}) {
+      const double weight_bytes = static_cast<double>(config->n_params() * dtype_size(weight_dtype));
+      const double bw = bench::measure_read_bandwidth_gbs(threads);
+      auto engine = make_engine(dir, threads, weight_dtype);
+      if (!engine) return 1;
+      time_prefill(*engine, 64);  // warm up
+      const double prefill = 512.0 / time_prefill(*engine, 512);
+      const double b1 = bench::decode_tokens_per_s(*engine, 1, 48);
+      const double b16 = bench::decode_tokens_per_s(*engine, 16, 24);
+      const double b16_sampled = bench::decode_tokens_per_s(*engine, 16, 24, bench::Picking::sampled);
+      const double roofline = bw * 1e9 / weight_bytes;
+      std::printf("| %s | %d | %.1f | %.0f | %.1f | %.1f | %.0f%% | %.1f | %.1f |\n", dtype_name(weight_dtype), threads,
+                  bw, prefill, b1, roofline, 100.0 * b1 / roofline, b16, b16_sampled);
+      std::fflush(stdout);
+    }
   }
   return 0;
 }

@@ -62,7 +62,7 @@ WorkerOptions worker_options(const ServerConfig& config, const std::string& dir)
   (void)parse_dtype(config.kv_dtype, &wo.cache.kv_dtype);  // validated by the flag parser
   wo.n_threads = config.threads;
   (void)parse_device(config.device, &wo.device);    // validated by the flag parser
-  (void)parse_dtype(config.dtype, &wo.weight_dtype);
+  wo.weight_dtype = *weight_dtype_from_flags(config.device, config.dtype);  // checked with the flags
   wo.decode_graphs = !config.enforce_eager;
   wo.layout.tp = config.tp;
   wo.layout.pp = config.pp;
@@ -123,9 +123,7 @@ int dry_run(const ServerConfig& config, const MpiRuntime& mpi) {
     return 1;
   }
   const WorkerOptions wo = worker_options(config, config.model_dir);
-  // The CPU backend computes in fp32; CUDA keeps the weights in --dtype.
-  const DType weight_dtype = wo.device == DeviceKind::cuda ? wo.weight_dtype : DType::f32;
-  std::fputs(format_shard_plan(*model, config.tp, config.pp, wo.cache, weight_dtype).c_str(), stdout);
+  std::fputs(format_shard_plan(*model, config.tp, config.pp, wo.cache, *wo.weight_dtype).c_str(), stdout);
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/cli_parse.h"
+#include "worker/backend_factory.h"
 
 namespace kvmesh {
 namespace {
@@ -49,8 +50,9 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::IsMember({"f32", "fp32", "bf16", "f16", "fp16", "i8", "int8"}));
   app.add_option("--device", c.device, "Compute backend: cpu or cuda (one GPU per rank)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--dtype", c.dtype, "With --device cuda: weight dtype in GPU memory, bf16 or f16")
-      ->check(CLI::IsMember({"bf16", "f16"}));
+  app.add_option("--dtype", c.dtype,
+                 "Matrix weight dtype: auto (cpu f32, cuda bf16), f32 or bf16 on cpu, bf16 or f16 on cuda")
+      ->check(CLI::IsMember({"auto", "f32", "fp32", "bf16", "f16", "fp16"}));
   app.add_flag("--enforce-eager", c.enforce_eager,
                "With --device cuda: launch every op of every step (no captured decode graphs)");
   app.add_option("--max-num-seqs", c.max_num_seqs, "Most sequences in one step")->check(CLI::Range(1, 1 << 20));
@@ -123,7 +125,7 @@ Status apply_raw_flags(const RawFlags& raw, ServerConfig& c) {
   if (!cors.is_ok()) return cors.status();
   c.cors = std::move(cors).value();
   c.log_requests = !raw.disable_log_requests;
-  return Status::ok();
+  return weight_dtype_from_flags(c.device, c.dtype).status();
 }
 
 }  // namespace
@@ -171,8 +173,6 @@ FlagsOutcome parse_server_flags(int argc, const char* const* argv) {
     out.exit_code = 2;
     out.message = "kvmesh-serve: error: " + st.message() + " (see --help)";
   }
-  if (out.config.device == "cpu" && app.count("--dtype") > 0)
-    out.notes.push_back("kvmesh-serve: note: --dtype applies to --device cuda; the CPU backend keeps fp32 weights");
   return out;
 }
 

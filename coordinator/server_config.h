@@ -24,7 +24,7 @@ struct ServerConfig {
   bool kv_disk_persist = false;          // keep disk pages across restarts
   std::string kv_dtype = "f32";          // f32, bf16, f16, i8
   std::string device = "cpu";            // compute backend: cpu or cuda
-  std::string dtype = "bf16";            // cuda: matrix weights in device memory (bf16 or f16)
+  std::string dtype = "auto";            // matrix weights: auto (cpu f32, cuda bf16), f32, bf16, f16
   bool enforce_eager = false;            // cuda: no captured decode graphs
   int32_t max_num_seqs = 64;             // sequences in one step
   int32_t max_model_len = 0;             // context (prompt + completion) served; 0 = the model's n_positions

@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -43,7 +44,7 @@ struct EngineOptions {
   bool record_graphs = false;  // decode steps through graphs recorded on the CPU backend
   int recordings_fail_from_rows = 0;  // with record_graphs: buckets this large fail to record
   bool eager = false;          // CUDA: no decode graphs
-  DType weight_dtype = DType::bf16;  // CUDA: matrix weights in device memory (bf16 or f16)
+  std::optional<DType> weight_dtype;  // matrix weights; unset: the device's default (cpu f32, cuda bf16)
 };
 
 // Greedy decoding of exactly max_tokens tokens (EOS ignored), as the fixture's golden runs.

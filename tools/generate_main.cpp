@@ -40,7 +40,7 @@ struct Options {
   int micro_batches = 0;
   bool timing = false;
   std::string device = "cpu";
-  std::string dtype = "bf16";
+  std::string dtype = "auto";
   bool enforce_eager = false;
   double step_timeout_s = ControlOptions{}.step_timeout_s;
   double startup_timeout_s = ControlOptions{}.startup_timeout_s;
@@ -125,7 +125,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   worker_options.layout.pp = options.pp;
   worker_options.micro_batches = options.micro_batches;
   (void)parse_device(options.device, &worker_options.device);  // validated by the flag parser
-  (void)parse_dtype(options.dtype, &worker_options.weight_dtype);
+  worker_options.weight_dtype = *weight_dtype_from_flags(options.device, options.dtype);  // checked in main
   worker_options.decode_graphs = !options.enforce_eager;
   ControlOptions control;
   control.report_timing = options.timing;
@@ -201,8 +201,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--enforce-eager", options.enforce_eager,
                "With --device cuda: launch every op of every step (no captured decode graphs)");
-  app.add_option("--dtype", options.dtype, "With --device cuda: weight dtype in GPU memory, bf16 or f16")
-      ->check(CLI::IsMember({"bf16", "f16"}))
+  app.add_option("--dtype", options.dtype,
+                 "Matrix weight dtype: auto (cpu f32, cuda bf16), f32 or bf16 on cpu, bf16 or f16 on cuda")
+      ->check(CLI::IsMember({"auto", "f32", "fp32", "bf16", "f16", "fp16"}))
       ->capture_default_str();
   app.add_option("--step-timeout", options.step_timeout_s,
                  "Seconds a step may wait for another rank before the job ends")
@@ -220,9 +221,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvmesh-generate: %s (see --help)\n", e.what());
     return 2;
   }
+  if (auto dtype = kvmesh::weight_dtype_from_flags(options.device, options.dtype); !dtype.is_ok()) {
+    std::fprintf(stderr, "kvmesh-generate: %s (see --help)\n", dtype.status().message().c_str());
+    return 2;
+  }
   kvmesh::MpiRuntime mpi(&argc, &argv);
-  if (options.device == "cpu" && app.count("--dtype") > 0 && mpi.rank() == 0)
-    std::fprintf(stderr, "kvmesh-generate: note: --dtype applies to --device cuda; the CPU backend keeps fp32 weights\n");
   try {
     return kvmesh::generate(options, mpi);
   } catch (const std::exception& e) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,7 +18,8 @@ enum class DeviceKind { cpu, cuda };
 struct BackendOptions {
   DeviceKind device = DeviceKind::cpu;
   int n_threads = 0;                // CPU: compute threads (0 = all cores)
-  DType weight_dtype = DType::bf16; // CUDA: storage of matrix weights (bf16 or f16)
+  // Storage of matrix weights; unset: the device's default (resolve_weight_dtype).
+  std::optional<DType> weight_dtype;
   int device_index = -1;            // CUDA: GPU to use; -1 = this process's local MPI rank modulo
                                     // the visible GPUs (0 without MPI)
   bool fused_epilogues = true;      // CUDA: biases and activations in cuBLASLt's product epilogues
@@ -29,6 +31,13 @@ const char* device_name(DeviceKind device);
 // Whether this build carries the CUDA backend (and NCCL).
 bool cuda_backend_built();
 bool nccl_built();
+
+// The dtype a device keeps matrix weights in: `requested`, or by default f32 on the CPU (the
+// reference) and bf16 on CUDA. CPU takes f32 or bf16, CUDA bf16 or f16; anything else is an error
+// naming the flag.
+Result<DType> resolve_weight_dtype(DeviceKind device, std::optional<DType> requested);
+// `--device` and `--dtype` ("auto" or a dtype name) as given on a command line, checked together.
+Result<DType> weight_dtype_from_flags(std::string_view device, std::string_view dtype);
 
 Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options);
 

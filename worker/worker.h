@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/config.h"
@@ -24,7 +25,7 @@ struct WorkerOptions {
   ParallelLayout layout;       // tp, pp and this rank
   int micro_batches = 0;       // per step with pp > 1; 0 = pp
   DeviceKind device = DeviceKind::cpu;  // compute backend
-  DType weight_dtype = DType::bf16;     // CUDA: matrix weights in device memory (bf16 or f16)
+  std::optional<DType> weight_dtype;    // matrix weights; unset: the device's default (cpu f32, cuda bf16)
   int device_index = -1;                // CUDA: GPU to use (-1: local rank modulo visible GPUs)
   bool decode_graphs = true;            // CUDA: decode steps replay captured graphs (--enforce-eager: off)
   bool fused_epilogues = true;          // CUDA: biases and activations in cuBLASLt's product epilogues

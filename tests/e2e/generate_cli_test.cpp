@@ -155,11 +155,19 @@ FlagRuns expect_same_choices_with(const std::string& flags) {
 // --enforce-eager only concerns CUDA decode graphs: on the CPU the output is the same.
 TEST(GenerateDevice, EnforceEagerIsAcceptedAndChangesNothingOnCpu) { expect_same_choices_with("--enforce-eager"); }
 
-// --dtype picks the CUDA weight dtype; on the CPU it changes nothing, and a note says so.
-TEST(GenerateDevice, DtypeOnCpuChangesNothingAndSaysSo) {
-  const FlagRuns runs = expect_same_choices_with("--dtype f16");
-  EXPECT_NE(runs.flagged.err.find("--dtype applies to --device cuda"), std::string::npos) << runs.flagged.err;
-  EXPECT_EQ(runs.plain.err.find("--dtype"), std::string::npos) << runs.plain.err;
+// --dtype f32 is the CPU's default; bf16 runs (the engine tests check its numbers); f16 is refused
+// on the CPU with one line before anything loads.
+TEST(GenerateDevice, DtypeOnCpu) {
+  expect_same_choices_with("--dtype f32");
+  const std::string request = R"({"prompt": "Hello", "max_tokens": 3})";
+  const std::string base = kGenerate + " --model " + hf_fixture_dir() + " --request " + shell_quote(request);
+  CommandResult bf16 = run_command(base + " --dtype bf16");
+  EXPECT_EQ(bf16.exit_code, 0) << bf16.err;
+  EXPECT_EQ(nlohmann::json::parse(bf16.out)["usage"]["completion_tokens"], 3) << bf16.out;
+  CommandResult f16 = run_command(base + " --dtype f16");
+  EXPECT_EQ(f16.exit_code, 2) << f16.err;
+  EXPECT_NE(f16.err.find("--dtype f16 is not available with --device cpu (f32 or bf16)"), std::string::npos) << f16.err;
+  EXPECT_EQ(std::count(f16.err.begin(), f16.err.end(), '\n'), 1) << f16.err;
 }
 
 TEST(GenerateDevice, UnknownDeviceIsAFlagError) {

@@ -49,13 +49,24 @@ TEST(ServeFlags, ByteSizes) {
   }
 }
 
-TEST(ServeFlags, DtypeWithoutCudaIsANote) {
-  EXPECT_TRUE(parse({}).notes.empty());
-  EXPECT_TRUE(parse({"--device", "cuda", "--dtype", "f16"}).notes.empty());
+// --dtype: auto (the device's default), f32 or bf16 on the CPU, bf16 or f16 on CUDA; any other
+// pairing is a one-line flag error naming what the device takes.
+TEST(ServeFlags, DtypeIsCheckedAgainstTheDevice) {
+  for (const std::vector<std::string>& ok :
+       {std::vector<std::string>{}, {"--dtype", "bf16"}, {"--dtype", "f32"}, {"--dtype", "auto"},
+        {"--device", "cuda", "--dtype", "f16"}, {"--device", "cuda", "--dtype", "bf16"}}) {
+    const FlagsOutcome out = parse(ok);
+    EXPECT_EQ(out.exit_code, -1) << out.message;
+    EXPECT_TRUE(out.notes.empty());
+  }
   const FlagsOutcome cpu = parse({"--dtype", "f16"});
-  ASSERT_EQ(cpu.exit_code, -1) << cpu.message;
-  ASSERT_EQ(cpu.notes.size(), 1u);
-  EXPECT_NE(cpu.notes[0].find("--dtype applies to --device cuda"), std::string::npos) << cpu.notes[0];
+  EXPECT_EQ(cpu.exit_code, 2);
+  EXPECT_NE(cpu.message.find("--dtype f16 is not available with --device cpu (f32 or bf16)"), std::string::npos)
+      << cpu.message;
+  const FlagsOutcome cuda = parse({"--device", "cuda", "--dtype", "f32"});
+  EXPECT_EQ(cuda.exit_code, 2);
+  EXPECT_NE(cuda.message.find("(bf16 or f16)"), std::string::npos) << cuda.message;
+  EXPECT_EQ(parse({"--dtype", "int4"}).exit_code, 2);
 }
 
 TEST(ServeFlags, ParsedValuesAndDefaults) {

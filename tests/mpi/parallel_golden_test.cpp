@@ -1,7 +1,7 @@
 // Every TP x PP layout reproduces the Hugging Face fixture through kvmesh-generate under mpirun:
 // prompt and generated log-probs within 1e-4 of transformers and greedy tokens identical to
-// transformers' where its margin is clear; beams
-// and seeded samples identical to one process.
+// transformers' where its margin is clear; beams, seeded samples and bf16 weights' answers
+// identical to one process.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -39,10 +39,11 @@ std::string beam_request() {
   return req.dump();
 }
 
-nlohmann::json run_layout(int tp, int pp, const std::string& request = fixture_request()) {
+nlohmann::json run_layout(int tp, int pp, const std::string& request = fixture_request(),
+                          const std::string& flags = "") {
   const std::string cmd = mpirun_prefix(tp * pp) + kGenerate + " --model " + hf_fixture_dir() +
                           " --threads 1 --tp " + std::to_string(tp) + " --pp " + std::to_string(pp) +
-                          " --request " + shell_quote(request);
+                          " --request " + shell_quote(request) + " " + flags;
   CommandResult r = run_command(cmd, 180);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   if (r.exit_code != 0) return nullptr;
@@ -79,6 +80,24 @@ TEST(ParallelBeamSearch, TwoByTwoGivesTheOneProcessBeams) {
   for (size_t c = 0; c < one["choices"].size(); ++c) {
     EXPECT_EQ(grid["choices"][c]["token_ids"], one["choices"][c]["token_ids"]) << "choice " << c;
     EXPECT_EQ(one["choices"][c]["token_ids"], g["cases"][c / 4]["beam4"]["sequences"][c % 4]) << "choice " << c;
+  }
+}
+
+// bf16 weights (--dtype bf16) sharded over 2 x 2 ranks: each rank narrows its own shard, and the
+// answer is one process's bf16 answer (tokens identical, log-probs to TP's summation rounding).
+TEST(ParallelBf16Weights, TwoByTwoGivesTheOneProcessAnswer) {
+  const nlohmann::json one = run_layout(1, 1, fixture_request(), "--dtype bf16");
+  const nlohmann::json grid = run_layout(2, 2, fixture_request(), "--dtype bf16");
+  ASSERT_FALSE(one.is_null());
+  ASSERT_FALSE(grid.is_null());
+  ASSERT_EQ(grid["choices"].size(), one["choices"].size());
+  for (size_t c = 0; c < one["choices"].size(); ++c) {
+    EXPECT_EQ(grid["choices"][c]["token_ids"], one["choices"][c]["token_ids"]) << "choice " << c;
+    const auto& lps_one = one["choices"][c]["logprobs"]["token_logprobs"];
+    const auto& lps_grid = grid["choices"][c]["logprobs"]["token_logprobs"];
+    ASSERT_EQ(lps_grid.size(), lps_one.size()) << "choice " << c;
+    for (size_t t = 1; t < lps_one.size(); ++t)  // entry 0: the first prompt token has none
+      EXPECT_NEAR(lps_grid[t].get<double>(), lps_one[t].get<double>(), 1e-4) << "choice " << c << " token " << t;
   }
 }
 

@@ -1,5 +1,6 @@
 // CPU backend: fp32 ops with deterministic matrix products (cpu_matmul) and OpenMP loops. The
-// reference for every GPU op.
+// reference for every GPU op. Matrix weights stay fp32 (a view of the host copy) or are kept as bf16
+// (half the memory and the decode traffic; widened exactly as the products load them).
 #include "worker/cpu/cpu_backend.h"
 
 #include <omp.h>
@@ -22,9 +23,25 @@ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
 }
 
+// Row `row` of a placed matrix (fp32 or bf16) added to (Add) or copied into out[0, cols).
+template <bool Add>
+void widen_row(const TensorView& m, int64_t row, float* out) {
+  const int64_t cols = m.dim(1);
+  if (m.dtype == DType::bf16) {
+    const uint16_t* src = static_cast<const uint16_t*>(m.data) + row * cols;
+    for (int64_t i = 0; i < cols; ++i) out[i] = (Add ? out[i] : 0.0f) + bf16_to_float(src[i]);
+  } else {
+    const float* src = m.f32() + row * cols;
+    for (int64_t i = 0; i < cols; ++i) out[i] = Add ? out[i] + src[i] : src[i];
+  }
+}
+
+const uint16_t* bf16_bits(const TensorView& t) { return static_cast<const uint16_t*>(t.data); }
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads) : pages_(make_host_page_memory()) {
+  CpuBackend(int n_threads, DType weight_dtype)
+      : weight_dtype_(weight_dtype), pages_(make_host_page_memory()) {
     if (n_threads > 0) omp_set_num_threads(n_threads);
   }
 
@@ -41,13 +58,30 @@ class CpuBackend final : public Backend {
   void download(void* dst, const void* src, size_t bytes) override {
     if (dst != src && bytes > 0) std::memcpy(dst, src, bytes);
   }
-  Result<TensorView> place_weight(const std::vector<float>& host, int64_t rows, int64_t cols, bool,
-                                  std::vector<Buffer>*) override {
+  Result<TensorView> place_weight(const std::vector<float>& host, int64_t rows, int64_t cols,
+                                  bool matrix, std::vector<Buffer>* storage) override {
     if (static_cast<int64_t>(host.size()) != rows * cols)
       return internal_error("weight of " + std::to_string(host.size()) + " values placed as [" +
                             std::to_string(rows) + ", " + std::to_string(cols) + "]");
-    return TensorView::of(const_cast<float*>(host.data()), {rows, cols});
+    TensorView view = TensorView::of(const_cast<float*>(host.data()), {rows, cols});
+    if (weight_dtype_ == DType::f32) return view;
+    // Narrow weights own their memory (the host copy is then dropped): matrices as bf16 bits,
+    // vectors copied as they are.
+    if (matrix) view.dtype = DType::bf16;
+    KVMESH_ASSIGN_OR_RETURN(Buffer buffer, alloc(view.nbytes()));
+    view.data = buffer.data();
+    if (matrix) {
+      auto* bits = static_cast<uint16_t*>(view.data);
+      const auto n = static_cast<int64_t>(host.size());
+#pragma omp parallel for if (n > (1 << 20))
+      for (int64_t i = 0; i < n; ++i) bits[i] = float_to_bf16(host[i]);
+    } else {
+      std::copy(host.begin(), host.end(), view.f32());
+    }
+    storage->push_back(std::move(buffer));
+    return view;
   }
+  bool weights_view_host() const override { return weight_dtype_ == DType::f32; }
   PageMemory& page_memory() override { return *pages_; }
   Status status() override { return Status::ok(); }
 
@@ -58,13 +92,11 @@ class CpuBackend final : public Backend {
     for (int64_t t = 0; t < n; ++t) {
       const int64_t row = tokens[t] - vocab_begin;
       if (row >= 0 && row < rows) {
-        std::copy_n(wte.f32() + row * e, e, o + t * e);
+        widen_row<false>(wte, row, o + t * e);
       } else {
         std::fill_n(o + t * e, e, 0.0f);
       }
-      if (wpe == nullptr) continue;
-      const float* p = wpe->f32() + static_cast<int64_t>(positions[t]) * e;
-      for (int64_t i = 0; i < e; ++i) o[t * e + i] += p[i];
+      if (wpe != nullptr) widen_row<true>(*wpe, positions[t], o + t * e);
     }
   }
 
@@ -94,8 +126,11 @@ class CpuBackend final : public Backend {
 
   void linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) override {
     // x [n, in] @ w [in, outc] (+ b [outc]); each row's result is independent of n and threads.
-    matmul_nn(x.f32(), x.dim(0), w.dim(0), w.f32(), w.dim(1), b != nullptr ? b->f32() : nullptr,
-              out.f32());
+    const float* bias = b != nullptr ? b->f32() : nullptr;
+    if (w.dtype == DType::bf16)
+      matmul_nn_bf16(x.f32(), x.dim(0), w.dim(0), bf16_bits(w), w.dim(1), bias, out.f32());
+    else
+      matmul_nn(x.f32(), x.dim(0), w.dim(0), w.f32(), w.dim(1), bias, out.f32());
   }
 
   void activation(TensorView x, Activation act) override {
@@ -132,7 +167,10 @@ class CpuBackend final : public Backend {
 
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override {
     // logits [r, v] = x [r, e] @ wte [v, e]^T, independent of r and threads.
-    matmul_nt(x.f32(), x.dim(0), x.dim(1), wte.f32(), wte.dim(0), logits.f32());
+    if (wte.dtype == DType::bf16)
+      matmul_nt_bf16(x.f32(), x.dim(0), x.dim(1), bf16_bits(wte), wte.dim(0), logits.f32());
+    else
+      matmul_nt(x.f32(), x.dim(0), x.dim(1), wte.f32(), wte.dim(0), logits.f32());
   }
 
   void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override {
@@ -178,6 +216,7 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  DType weight_dtype_;  // of matrix weights: f32 or bf16
   std::unique_ptr<PageMemory> pages_;
 
   static float apply(Activation act, float x) {
@@ -194,8 +233,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
-  return std::make_unique<CpuBackend>(n_threads);
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, DType weight_dtype) {
+  return std::make_unique<CpuBackend>(n_threads, weight_dtype);
 }
 
 }  // namespace kvmesh
