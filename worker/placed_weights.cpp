@@ -6,29 +6,31 @@ namespace {
 
 class Placer {
  public:
-  Placer(Backend& backend, PlacedWeights* out) : backend_(backend), out_(out) {}
-  Status matrix(const std::vector<float>& host, int64_t rows, int64_t cols, TensorView* view) {
+  Placer(Backend& backend, PlacedWeights* out)
+      : backend_(backend), out_(out), release_(!backend.weights_view_host()) {}
+  Status matrix(std::vector<float>& host, int64_t rows, int64_t cols, TensorView* view) {
     return place(host, rows, cols, true, view);
   }
-  Status vector(const std::vector<float>& host, TensorView* view) {
+  Status vector(std::vector<float>& host, TensorView* view) {
     return place(host, 1, static_cast<int64_t>(host.size()), false, view);
   }
 
  private:
-  Status place(const std::vector<float>& host, int64_t rows, int64_t cols, bool is_matrix,
-               TensorView* view) {
+  Status place(std::vector<float>& host, int64_t rows, int64_t cols, bool is_matrix, TensorView* view) {
     auto placed = backend_.place_weight(host, rows, cols, is_matrix, &out_->storage);
     if (!placed.is_ok()) return placed.status();
     *view = *placed;
+    if (release_) std::vector<float>().swap(host);
     return Status::ok();
   }
   Backend& backend_;
   PlacedWeights* out_;
+  bool release_;  // the backend copied what it placed: free each host vector once placed
 };
 
 }  // namespace
 
-Result<PlacedWeights> place_weights(Backend& backend, const ModelWeights& w, const ModelConfig& c,
+Result<PlacedWeights> place_weights(Backend& backend, ModelWeights& w, const ModelConfig& c,
                                     const ParallelLayout& layout) {
   PlacedWeights out;
   Placer p(backend, &out);
@@ -40,7 +42,7 @@ Result<PlacedWeights> place_weights(Backend& backend, const ModelWeights& w, con
     KVMESH_RETURN_IF_ERROR(p.matrix(w.wpe, static_cast<int64_t>(w.wpe.size()) / e, e, &out.wpe));
   out.layers.resize(w.layers.size());
   for (size_t i = 0; i < w.layers.size(); ++i) {
-    const LayerWeights& l = w.layers[i];
+    LayerWeights& l = w.layers[i];
     PlacedLayer& o = out.layers[i];
     KVMESH_RETURN_IF_ERROR(p.vector(l.ln1_w, &o.ln1_w));
     KVMESH_RETURN_IF_ERROR(p.vector(l.ln1_b, &o.ln1_b));

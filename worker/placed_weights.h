@@ -1,5 +1,6 @@
 // PlacedWeights: a rank's weights as the backend's ops read them: views of the host fp32 vectors on
-// CPU; narrow matrices (bf16/f16) and fp32 vectors in device memory on CUDA.
+// CPU with fp32 weights; otherwise the backend's own copies (bf16 matrices on CPU; narrow matrices
+// and fp32 vectors in device memory on CUDA).
 #pragma once
 
 #include <vector>
@@ -33,8 +34,10 @@ struct PlacedWeights {
   std::vector<Buffer> storage;      // what the backend allocated for them
 };
 
-// Places every tensor of `host` (which must outlive the result when backend.host_memory()).
-Result<PlacedWeights> place_weights(Backend& backend, const ModelWeights& host,
-                                    const ModelConfig& config, const ParallelLayout& layout);
+// Places every tensor of `host`. When backend.weights_view_host(), `host` must outlive the result;
+// otherwise each host vector is released as soon as it is placed, so loading never holds a second
+// full copy of the weights.
+Result<PlacedWeights> place_weights(Backend& backend, ModelWeights& host, const ModelConfig& config,
+                                    const ParallelLayout& layout);
 
 }  // namespace kvmesh
