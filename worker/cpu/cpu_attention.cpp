@@ -1,55 +1,176 @@
 // CPU paged attention: K/V writes into pages and causal attention over a ragged batch. Pages hold
 // f32, bf16, f16 or i8 (+ scales); compute is fp32: rows are converted on write and on read.
+//
+// One work item is one head of up to kQueryRows consecutive rows of one sequence. Its keys and
+// values are read from the pages one tile of kKeyTile context positions at a time (converted to
+// fp32 once, the keys transposed) and shared by the item's rows. Each row's arithmetic is the same
+// whatever else its item holds: a score is its dot product summed over head_dim in order and then
+// scaled, the softmax is exact (max, exp, sum in position order) and the output is summed over
+// positions in order. So a token's output does not depend on the batch, the prefill chunking,
+// the page size or the thread count.
 #include "worker/cpu/cpu_attention.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "worker/kv_quant.h"
 
+// The two inner loops are compiled for each x86-64 vector width and picked at load time; the file
+// is built without fused multiply-add (worker/CMakeLists.txt), so every width gives the same bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define KVMESH_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KVMESH_VECTOR_CLONES
+#endif
+
 namespace kvmesh {
 namespace {
+
+constexpr int32_t kKeyTile = 64;    // context positions read and converted together
+constexpr int32_t kQueryRows = 16;  // rows of one sequence and head per work item
+
+// One thread's buffers, grown as needed.
+struct Scratch {
+  std::vector<float> k_tile;          // [head_dim, kKeyTile]: the tile's keys, transposed
+  std::vector<float> v_tile;          // [kKeyTile, head_dim]: its values converted (non-f32 pages)
+  std::vector<const float*> v_rows;   // [kKeyTile]: each position's value row
+  std::vector<float> scores;          // [kQueryRows, context of the item's last row]
+  std::vector<float> head;            // [head_dim]: one converted head
+};
 
 // K (kv = 0) or V (kv = 1) of head h at context position j of a sequence, as fp32: a pointer into
 // the page for f32, else converted into buf (head_dim floats).
 inline const float* load_kv(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int kv,
-                            int32_t j, int32_t h, float* buf) {
+                            int32_t j, int32_t h, int64_t head_bytes, float* buf) {
   const int32_t page = span.block_table[j / pool.block_size];
   const int32_t offset = j % pool.block_size;
   const uint8_t* row = pool.row_ptr(page, layer, kv, offset);
-  const int64_t head_bytes = static_cast<int64_t>(pool.head_dim) * dtype_size(pool.dtype);
   if (pool.dtype == DType::f32) return reinterpret_cast<const float*>(row) + h * pool.head_dim;
   const float scale = pool.dtype == DType::i8 ? pool.scales_ptr(page, layer, kv, offset)[h] : 0.0f;
   kv_load_head(pool.dtype, row + h * head_bytes, scale, pool.head_dim, buf);
   return buf;
 }
 
-// Causal attention of one query head over n_ctx context positions. o: [head_dim]
-void attend_one(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int32_t h,
-                int32_t n_ctx, const float* q, float scale, std::vector<float>& scores,
-                std::vector<float>& buf, float* o) {
+// 16 floats as one value: GCC's vector extension, compiled to whatever registers the clone has
+// (one zmm, two ymm or four xmm), element by element with no reordering.
+typedef float Float16 __attribute__((vector_size(64)));
+
+[[gnu::always_inline]] inline Float16 load16(const float* p) {
+  Float16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+[[gnu::always_inline]] inline void store16(float* p, Float16 v) { std::memcpy(p, &v, sizeof v); }
+
+// dots[i] = sum over c ascending of q[c] * k_tile[c][i], for all kKeyTile lanes (those past the
+// tile's positions hold whatever the buffer held; callers ignore them).
+static_assert(kKeyTile == 64);
+KVMESH_VECTOR_CLONES void tile_dots(const float* q, const float* k_tile, int32_t d, float* dots) {
+  Float16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  for (int32_t c = 0; c < d; ++c) {
+    const float qc = q[c];
+    const float* kc = k_tile + static_cast<int64_t>(c) * kKeyTile;
+    a0 += qc * load16(kc);
+    a1 += qc * load16(kc + 16);
+    a2 += qc * load16(kc + 32);
+    a3 += qc * load16(kc + 48);
+  }
+  store16(dots, a0);
+  store16(dots + 16, a1);
+  store16(dots + 32, a2);
+  store16(dots + 48, a3);
+}
+
+// o[c] += p[i] * v_rows[i][c] for i ascending over n positions, every c < d: 64 or 16 columns at a
+// time held in registers across the positions, then one at a time.
+KVMESH_VECTOR_CLONES void accumulate_values(const float* p, const float* const* v_rows, int32_t n,
+                                            int32_t d, float* o) {
+  int32_t c0 = 0;
+  for (; c0 + 64 <= d; c0 += 64) {
+    Float16 a0 = load16(o + c0), a1 = load16(o + c0 + 16), a2 = load16(o + c0 + 32),
+            a3 = load16(o + c0 + 48);
+    for (int32_t i = 0; i < n; ++i) {
+      const float pi = p[i];
+      const float* v = v_rows[i] + c0;
+      a0 += pi * load16(v);
+      a1 += pi * load16(v + 16);
+      a2 += pi * load16(v + 32);
+      a3 += pi * load16(v + 48);
+    }
+    store16(o + c0, a0);
+    store16(o + c0 + 16, a1);
+    store16(o + c0 + 32, a2);
+    store16(o + c0 + 48, a3);
+  }
+  for (; c0 + 16 <= d; c0 += 16) {
+    Float16 a = load16(o + c0);
+    for (int32_t i = 0; i < n; ++i) a += p[i] * load16(v_rows[i] + c0);
+    store16(o + c0, a);
+  }
+  for (; c0 < d; ++c0) {
+    float a = o[c0];
+    for (int32_t i = 0; i < n; ++i) a += p[i] * v_rows[i][c0];
+    o[c0] = a;
+  }
+}
+
+// Rows [t_begin, t_end) of `span` (batch rows, all of one sequence), head h.
+void attend_rows(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int32_t h,
+                 int32_t t_begin, int32_t t_end, const float* q_all, int64_t e, float scale,
+                 float* o_all, Scratch& s) {
   const int32_t d = pool.head_dim;
-  scores.resize(static_cast<size_t>(n_ctx));
-  buf.resize(static_cast<size_t>(d));
-  float max_score = -INFINITY;
-  for (int32_t j = 0; j < n_ctx; ++j) {
-    const float* k = load_kv(pool, span, layer, 0, j, h, buf.data());
-    float dot = 0.0f;
-    for (int32_t c = 0; c < d; ++c) dot += q[c] * k[c];
-    scores[j] = dot * scale;
-    max_score = std::max(max_score, scores[j]);
+  const int64_t head_bytes = static_cast<int64_t>(d) * dtype_size(pool.dtype);
+  const int32_t n_rows = t_end - t_begin;
+  auto n_ctx = [&](int32_t r) { return span.n_past + (t_begin + r - span.token_begin) + 1; };  // causal
+  const int32_t max_ctx = n_ctx(n_rows - 1);
+  s.k_tile.resize(static_cast<size_t>(d) * kKeyTile);
+  s.v_tile.resize(static_cast<size_t>(kKeyTile) * d);
+  s.v_rows.resize(kKeyTile);
+  s.scores.resize(static_cast<size_t>(n_rows) * max_ctx);
+  s.head.resize(static_cast<size_t>(d));
+  auto query = [&](int32_t r) { return q_all + (t_begin + r) * 3 * e + h * d; };
+  auto scores = [&](int32_t r) { return s.scores.data() + static_cast<int64_t>(r) * max_ctx; };
+
+  float dots[kKeyTile];
+  for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
+    const int32_t n = std::min(kKeyTile, max_ctx - j0);
+    for (int32_t i = 0; i < n; ++i) {
+      const float* k = load_kv(pool, span, layer, 0, j0 + i, h, head_bytes, s.head.data());
+      for (int32_t c = 0; c < d; ++c) s.k_tile[static_cast<size_t>(c) * kKeyTile + i] = k[c];
+    }
+    for (int32_t r = 0; r < n_rows; ++r) {
+      const int32_t n_r = std::min(n, n_ctx(r) - j0);
+      if (n_r <= 0) continue;
+      tile_dots(query(r), s.k_tile.data(), d, dots);
+      for (int32_t i = 0; i < n_r; ++i) scores(r)[j0 + i] = dots[i] * scale;
+    }
   }
-  float sum = 0.0f;
-  for (int32_t j = 0; j < n_ctx; ++j) {
-    scores[j] = std::exp(scores[j] - max_score);
-    sum += scores[j];
+
+  for (int32_t r = 0; r < n_rows; ++r) {
+    float* p = scores(r);
+    const int32_t n_r = n_ctx(r);
+    float max_score = -INFINITY;
+    for (int32_t j = 0; j < n_r; ++j) max_score = std::max(max_score, p[j]);
+    float sum = 0.0f;
+    for (int32_t j = 0; j < n_r; ++j) {
+      p[j] = std::exp(p[j] - max_score);
+      sum += p[j];
+    }
+    for (int32_t j = 0; j < n_r; ++j) p[j] /= sum;
+    std::fill_n(o_all + (t_begin + r) * e + h * d, d, 0.0f);
   }
-  std::fill_n(o, d, 0.0f);
-  for (int32_t j = 0; j < n_ctx; ++j) {
-    const float* v = load_kv(pool, span, layer, 1, j, h, buf.data());
-    const float p = scores[j] / sum;
-    for (int32_t c = 0; c < d; ++c) o[c] += p * v[c];
+
+  for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
+    const int32_t n = std::min(kKeyTile, max_ctx - j0);
+    for (int32_t i = 0; i < n; ++i)  // f32: pointers into the pages; else converted into v_tile
+      s.v_rows[i] = load_kv(pool, span, layer, 1, j0 + i, h, head_bytes,
+                            s.v_tile.data() + static_cast<int64_t>(i) * d);
+    for (int32_t r = 0; r < n_rows; ++r) {
+      const int32_t n_r = std::min(n, n_ctx(r) - j0);
+      if (n_r > 0) accumulate_values(scores(r) + j0, s.v_rows.data(), n_r, d, o_all + (t_begin + r) * e + h * d);
+    }
   }
 }
 
@@ -77,34 +198,30 @@ void cpu_paged_attention(const TensorView& qkv, const BatchLayout& batch, int32_
   const int32_t n_heads = pool.n_heads, d = pool.head_dim;
   const int64_t e = static_cast<int64_t>(n_heads) * d;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  // Work items: (sequence, token, head).
-  struct Item {
+  // Work items: (sequence, first row, end row) x head.
+  struct Rows {
     int32_t seq;
-    int32_t t;  // row in the batch
+    int32_t begin, end;  // rows in the batch
   };
-  std::vector<Item> items;
-  items.reserve(static_cast<size_t>(qkv.dim(0)));
+  std::vector<Rows> blocks;
+  int64_t work_estimate = 0;  // multiply-adds, to skip threading tiny steps
   for (int32_t s = 0; s < static_cast<int32_t>(batch.seqs.size()); ++s) {
     const SeqSpan& span = batch.seqs[s];
-    for (int32_t i = 0; i < span.n_tokens; ++i) items.push_back({s, span.token_begin + i});
+    for (int32_t i = 0; i < span.n_tokens; i += kQueryRows)
+      blocks.push_back({s, span.token_begin + i, span.token_begin + std::min(span.n_tokens, i + kQueryRows)});
+    work_estimate += static_cast<int64_t>(span.n_tokens) * (span.n_past + span.n_tokens) * e;
   }
-  const int64_t n_work = static_cast<int64_t>(items.size()) * n_heads;
+  const int64_t n_work = static_cast<int64_t>(blocks.size()) * n_heads;
   const float* q_all = qkv.f32();
   float* o_all = out.f32();
-  int64_t work_estimate = 0;  // multiply-adds, to skip threading tiny steps
-  for (const SeqSpan& span : batch.seqs)
-    work_estimate += static_cast<int64_t>(span.n_tokens) * (span.n_past + span.n_tokens) * e;
 #pragma omp parallel if (work_estimate > (1 << 18))
   {
-    std::vector<float> scores, buf;
-#pragma omp for schedule(dynamic, 4)
+    thread_local Scratch scratch;  // kept by the pool's threads across calls
+#pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < n_work; ++w) {
-      const Item& item = items[w / n_heads];
-      const int32_t h = static_cast<int32_t>(w % n_heads);
-      const SeqSpan& span = batch.seqs[item.seq];
-      const int32_t n_ctx = span.n_past + (item.t - span.token_begin) + 1;  // causal
-      attend_one(pool, span, layer, h, n_ctx, q_all + item.t * 3 * e + h * d, scale, scores, buf,
-                 o_all + item.t * e + h * d);
+      const Rows& rows = blocks[w / n_heads];
+      attend_rows(pool, batch.seqs[rows.seq], layer, static_cast<int32_t>(w % n_heads), rows.begin,
+                  rows.end, q_all, e, scale, o_all, scratch);
     }
   }
 }
