@@ -12,16 +12,12 @@
 #include <memory>
 
 #include "common/status.h"
+#include "worker/cpu/cpu_activation.h"
 #include "worker/cpu/cpu_attention.h"
 #include "worker/cpu/cpu_matmul.h"
 
 namespace kvmesh {
 namespace {
-
-float gelu_tanh(float x) {
-  constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
-}
 
 // Row `row` of a placed matrix (fp32 or bf16) added to (Add) or copied into out[0, cols).
 template <bool Add>
@@ -136,8 +132,10 @@ class CpuBackend final : public Backend {
   void activation(TensorView x, Activation act) override {
     float* v = x.f32();
     const int64_t n = x.numel();
-#pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) v[i] = apply(act, v[i]);
+    constexpr int64_t kChunk = 16384;  // elements per task (a multiple of the vector width)
+    const int64_t n_chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for if (n_chunks > 4)
+    for (int64_t c = 0; c < n_chunks; ++c) cpu_activation(v + c * kChunk, std::min(kChunk, n - c * kChunk), act);
   }
 
   void add(TensorView x, const TensorView& y) override {
@@ -219,16 +217,6 @@ class CpuBackend final : public Backend {
   DType weight_dtype_;  // of matrix weights: f32 or bf16
   std::unique_ptr<PageMemory> pages_;
 
-  static float apply(Activation act, float x) {
-    switch (act) {
-      case Activation::gelu_new: return gelu_tanh(x);
-      case Activation::gelu: return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
-      case Activation::gelu_fast:
-        return 0.5f * x * (1.0f + std::tanh(x * 0.7978845608f * (1.0f + 0.044715f * x * x)));
-      case Activation::relu: return x > 0.0f ? x : 0.0f;
-    }
-    return x;
-  }
 };
 
 }  // namespace
