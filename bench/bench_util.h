@@ -11,7 +11,8 @@ inline double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Best-of-3 read bandwidth in GB/s over a buffer far larger than the caches, with n_threads.
+// Best-of-four read bandwidth in GB/s with n_threads over a buffer of `bytes` (by default 1 GiB,
+// larger than most caches; the cache share of a smaller buffer counts, as it does for a real working set).
 double measure_read_bandwidth_gbs(int n_threads, size_t bytes = size_t(1) << 30);
 
 // Creates (once) a random checkpoint of a named preset under dir; returns its path or "".

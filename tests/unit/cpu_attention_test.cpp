@@ -123,7 +123,7 @@ TEST(CpuAttention, MatchesDenseAttentionOverARaggedBatch) {
   for (Shape s : {Shape{3, 8}, Shape{2, 64}, Shape{2, 80}, Shape{1, 100}, Shape{1, 128}}) {
     const int64_t e = static_cast<int64_t>(s.n_heads) * s.head_dim;
     Pool pool(s, 16, 64);
-    // A 150-token prompt from scratch (3 key tiles, 10 blocks of query rows), 5 tokens after 70
+    // A 150-token prompt from scratch (3 key tiles, several blocks of query rows), 5 tokens after 70
     // cached, and one decode after 130 cached.
     const auto a = random_qkv(150, s, 1), b = random_qkv(75, s, 2), c = random_qkv(131, s, 3);
     const auto ta = pool.take_pages(150), tb = pool.take_pages(75), tc = pool.take_pages(131);
@@ -135,8 +135,9 @@ TEST(CpuAttention, MatchesDenseAttentionOverARaggedBatch) {
       int row;
     };
     double max_err = 0.0;
-    for (Row r : {Row{&a, 0, 0}, Row{&a, 15, 15}, Row{&a, 16, 16}, Row{&a, 63, 63}, Row{&a, 64, 64},
-                  Row{&a, 149, 149}, Row{&b, 70, 150}, Row{&b, 74, 154}, Row{&c, 130, 155}}) {
+    for (Row r : {Row{&a, 0, 0}, Row{&a, 15, 15}, Row{&a, 16, 16}, Row{&a, 31, 31},
+                  Row{&a, 32, 32}, Row{&a, 63, 63}, Row{&a, 64, 64}, Row{&a, 149, 149},
+                  Row{&b, 70, 150}, Row{&b, 74, 154}, Row{&c, 130, 155}}) {
       const auto want = dense_attention(*r.qkv, s, r.position);
       for (int64_t i = 0; i < e; ++i)
         max_err = std::max(max_err, std::fabs(out[static_cast<size_t>(r.row * e + i)] - want[static_cast<size_t>(i)]));

@@ -6,49 +6,12 @@
 #include <cmath>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KVMESH_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KVMESH_VECTOR_CLONES
-#endif
+#include "worker/cpu/cpu_vector_math.h"
 
 namespace kvmesh {
 namespace {
 
-// 16 floats (or ints) as one value: GCC's vector extension, element by element.
-typedef float Float16 __attribute__((vector_size(64)));
-typedef int32_t Int16 __attribute__((vector_size(64)));
-
-[[gnu::always_inline]] inline Float16 load16(const float* p) {
-  Float16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-[[gnu::always_inline]] inline void store16(float* p, Float16 v) { std::memcpy(p, &v, sizeof v); }
-
-// e^x within about 2 float ulps for x in [-87, 88] (Cody-Waite reduction by ln 2 and a degree-5
-// polynomial on [-ln2 / 2, ln2 / 2]); x is clamped to that range, so large negative x gives about
-// 1e-38 rather than 0 and large positive x a finite 2e38 rather than inf.
-[[gnu::always_inline]] inline Float16 exp16(Float16 x) {
-  const Float16 zero = {};
-  const Float16 hi = zero + 88.3762626647949f, lo = zero - 87.3365447504f;
-  x = x < hi ? x : hi;
-  x = x > lo ? x : lo;
-  // n = round(x / ln 2), by the 1.5 * 2^23 trick (|x / ln 2| < 2^22).
-  const Float16 shifted = x * 1.44269504088896341f + 12582912.0f;
-  const Float16 n = shifted - 12582912.0f;
-  const Float16 r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  Float16 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const Float16 er = p * (r * r) + r + 1.0f;
-  const Int16 bits = (__builtin_convertvector(n, Int16) + 127) << 23;  // 2^n, n in [-126, 127]
-  Float16 scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return er * scale;
-}
+using namespace vector_math;
 
 // GELU as x * sigmoid(2y) = x / (1 + e^(-2y)): y = sqrt(2/pi) (x + 0.044715 x^3) (gelu_new) or
 // x * 0.7978845608 (1 + 0.044715 x^2) (gelu_fast).

@@ -5,9 +5,10 @@
 // values are read from the pages one tile of kKeyTile context positions at a time (converted to
 // fp32 once, the keys transposed) and shared by the item's rows. Each row's arithmetic is the same
 // whatever else its item holds: a score is its dot product summed over head_dim in order and then
-// scaled, the softmax is exact (max, exp, sum in position order) and the output is summed over
-// positions in order. So a token's output does not depend on the batch, the prefill chunking,
-// the page size or the thread count.
+// scaled; the output is the sum over positions in order of e^(score - max) times the value, divided
+// at the end by the sum of those weights, taken in 16 lanes by position and then a fixed tree: all
+// fixed by the row and its context length alone. So a token's output does not depend on the
+// batch, the prefill chunking, the page size or the thread count.
 #include "worker/cpu/cpu_attention.h"
 
 #include <algorithm>
@@ -15,28 +16,24 @@
 #include <cstring>
 #include <vector>
 
+#include "worker/cpu/cpu_vector_math.h"
 #include "worker/kv_quant.h"
-
-// The two inner loops are compiled for each x86-64 vector width and picked at load time; the file
-// is built without fused multiply-add (worker/CMakeLists.txt), so every width gives the same bits.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KVMESH_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KVMESH_VECTOR_CLONES
-#endif
 
 namespace kvmesh {
 namespace {
 
+using namespace vector_math;
+
 constexpr int32_t kKeyTile = 64;    // context positions read and converted together
-constexpr int32_t kQueryRows = 16;  // rows of one sequence and head per work item
+constexpr int32_t kQueryRows = 32;  // rows of one sequence and head per work item
 
 // One thread's buffers, grown as needed.
 struct Scratch {
   std::vector<float> k_tile;          // [head_dim, kKeyTile]: the tile's keys, transposed
   std::vector<float> v_tile;          // [kKeyTile, head_dim]: its values converted (non-f32 pages)
   std::vector<const float*> v_rows;   // [kKeyTile]: each position's value row
-  std::vector<float> scores;          // [kQueryRows, context of the item's last row]
+  std::vector<float> scores;          // [kQueryRows, context of the item's last row, in whole tiles]
+  std::vector<float> sums;            // [kQueryRows]: each row's sum of unnormalised weights
   std::vector<float> head;            // [head_dim]: one converted head
 };
 
@@ -53,21 +50,11 @@ inline const float* load_kv(const KvPoolView& pool, const SeqSpan& span, int32_t
   return buf;
 }
 
-// 16 floats as one value: GCC's vector extension, compiled to whatever registers the clone has
-// (one zmm, two ymm or four xmm), element by element with no reordering.
-typedef float Float16 __attribute__((vector_size(64)));
-
-[[gnu::always_inline]] inline Float16 load16(const float* p) {
-  Float16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-[[gnu::always_inline]] inline void store16(float* p, Float16 v) { std::memcpy(p, &v, sizeof v); }
-
-// dots[i] = sum over c ascending of q[c] * k_tile[c][i], for all kKeyTile lanes (those past the
-// tile's positions hold whatever the buffer held; callers ignore them).
+// out[i] = (sum over c ascending of q[c] * k_tile[c][i]) * scale, for all kKeyTile lanes (those
+// past the tile's positions hold whatever the buffer held; callers ignore them).
 static_assert(kKeyTile == 64);
-KVMESH_VECTOR_CLONES void tile_dots(const float* q, const float* k_tile, int32_t d, float* dots) {
+KVMESH_VECTOR_CLONES void tile_scores(const float* q, const float* k_tile, int32_t d, float scale,
+                                      float* out) {
   Float16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
   for (int32_t c = 0; c < d; ++c) {
     const float qc = q[c];
@@ -77,10 +64,45 @@ KVMESH_VECTOR_CLONES void tile_dots(const float* q, const float* k_tile, int32_t
     a2 += qc * load16(kc + 32);
     a3 += qc * load16(kc + 48);
   }
-  store16(dots, a0);
-  store16(dots + 16, a1);
-  store16(dots + 32, a2);
-  store16(dots + 48, a3);
+  store16(out, a0 * scale);
+  store16(out + 16, a1 * scale);
+  store16(out + 32, a2 * scale);
+  store16(out + 48, a3 * scale);
+}
+
+// p[0, n) = e^(p[0, n) - max) and returns their sum: the sum in 16 lanes (position j in lane
+// j % 16, the lanes added as a fixed tree). p holds n rounded up to 16 floats; the lanes past n are
+// read, ignored and left as zeros.
+KVMESH_VECTOR_CLONES float exp_minus_max(float* p, int32_t n) {
+  const int32_t n_whole = n / 16 * 16;
+  float tail[16];
+  std::fill_n(tail, 16, -INFINITY);
+  std::copy(p + n_whole, p + n, tail);
+  Float16 max16 = load16(tail);
+  for (int32_t j = 0; j < n_whole; j += 16) {
+    const Float16 v = load16(p + j);
+    max16 = v > max16 ? v : max16;
+  }
+  float max_score = -INFINITY;
+  for (int i = 0; i < 16; ++i) max_score = std::max(max_score, max16[i]);
+  Float16 sum = {};
+  for (int32_t j = 0; j < n_whole; j += 16) {
+    const Float16 e = exp16(load16(p + j) - max_score);
+    store16(p + j, e);
+    sum += e;
+  }
+  if (n_whole < n) {  // the tail's lanes past n are e^-inf, clamped to ~1e-38: set to 0
+    const Int16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const Float16 e = exp16(load16(tail) - max_score);
+    Int16 bits;
+    std::memcpy(&bits, &e, sizeof bits);
+    bits &= lane < (n - n_whole);
+    Float16 live;
+    std::memcpy(&live, &bits, sizeof live);
+    store16(p + n_whole, live);
+    sum += live;
+  }
+  return sum16(sum);
 }
 
 // o[c] += p[i] * v_rows[i][c] for i ascending over n positions, every c < d: 64 or 16 columns at a
@@ -128,12 +150,12 @@ void attend_rows(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int
   s.k_tile.resize(static_cast<size_t>(d) * kKeyTile);
   s.v_tile.resize(static_cast<size_t>(kKeyTile) * d);
   s.v_rows.resize(kKeyTile);
-  s.scores.resize(static_cast<size_t>(n_rows) * max_ctx);
+  const int64_t stride = (max_ctx + kKeyTile - 1) / kKeyTile * kKeyTile;  // whole tiles per row
+  s.scores.resize(static_cast<size_t>(n_rows * stride));
   s.head.resize(static_cast<size_t>(d));
   auto query = [&](int32_t r) { return q_all + (t_begin + r) * 3 * e + h * d; };
-  auto scores = [&](int32_t r) { return s.scores.data() + static_cast<int64_t>(r) * max_ctx; };
+  auto scores = [&](int32_t r) { return s.scores.data() + r * stride; };
 
-  float dots[kKeyTile];
   for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
     const int32_t n = std::min(kKeyTile, max_ctx - j0);
     for (int32_t i = 0; i < n; ++i) {
@@ -142,23 +164,14 @@ void attend_rows(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int
     }
     for (int32_t r = 0; r < n_rows; ++r) {
       const int32_t n_r = std::min(n, n_ctx(r) - j0);
-      if (n_r <= 0) continue;
-      tile_dots(query(r), s.k_tile.data(), d, dots);
-      for (int32_t i = 0; i < n_r; ++i) scores(r)[j0 + i] = dots[i] * scale;
+      if (n_r > 0) tile_scores(query(r), s.k_tile.data(), d, scale, scores(r) + j0);
     }
   }
 
+  // Unnormalised weights e^(score - max); each output row is divided by their sum at the end.
+  s.sums.resize(static_cast<size_t>(n_rows));
   for (int32_t r = 0; r < n_rows; ++r) {
-    float* p = scores(r);
-    const int32_t n_r = n_ctx(r);
-    float max_score = -INFINITY;
-    for (int32_t j = 0; j < n_r; ++j) max_score = std::max(max_score, p[j]);
-    float sum = 0.0f;
-    for (int32_t j = 0; j < n_r; ++j) {
-      p[j] = std::exp(p[j] - max_score);
-      sum += p[j];
-    }
-    for (int32_t j = 0; j < n_r; ++j) p[j] /= sum;
+    s.sums[r] = exp_minus_max(scores(r), n_ctx(r));
     std::fill_n(o_all + (t_begin + r) * e + h * d, d, 0.0f);
   }
 
@@ -171,6 +184,10 @@ void attend_rows(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int
       const int32_t n_r = std::min(n, n_ctx(r) - j0);
       if (n_r > 0) accumulate_values(scores(r) + j0, s.v_rows.data(), n_r, d, o_all + (t_begin + r) * e + h * d);
     }
+  }
+  for (int32_t r = 0; r < n_rows; ++r) {
+    float* o = o_all + (t_begin + r) * e + h * d;
+    for (int32_t c = 0; c < d; ++c) o[c] /= s.sums[r];
   }
 }
 
