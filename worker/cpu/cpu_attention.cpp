@@ -30,11 +30,11 @@ constexpr int32_t kQueryRows = 32;  // rows of one sequence and head per work it
 // One thread's buffers, grown as needed.
 struct Scratch {
   std::vector<float> k_tile;          // [head_dim, kKeyTile]: the tile's keys, transposed
-  std::vector<float> v_tile;          // [kKeyTile, head_dim]: its values converted (non-f32 pages)
-  std::vector<const float*> v_rows;   // [kKeyTile]: each position's value row
+  std::vector<float> v_tile;          // [kKeyTile, head_dim]: its keys, then values, converted
+                                      // (pages other than f32)
+  std::vector<const float*> v_rows;   // [kKeyTile]: each position's key, then value, row
   std::vector<float> scores;          // [kQueryRows, context of the item's last row, in whole tiles]
   std::vector<float> sums;            // [kQueryRows]: each row's sum of unnormalised weights
-  std::vector<float> head;            // [head_dim]: one converted head
 };
 
 // K (kv = 0) or V (kv = 1) of head h at context position j of a sequence, as fp32: a pointer into
@@ -48,6 +48,23 @@ inline const float* load_kv(const KvPoolView& pool, const SeqSpan& span, int32_t
   const float scale = pool.dtype == DType::i8 ? pool.scales_ptr(page, layer, kv, offset)[h] : 0.0f;
   kv_load_head(pool.dtype, row + h * head_bytes, scale, pool.head_dim, buf);
   return buf;
+}
+
+// k_tile[c][i] = rows[i][c] for i < n, c < d: 16 x 16 blocks in registers, the edges one by one.
+KVMESH_VECTOR_CLONES void transpose_keys(const float* const* rows, int32_t n, int32_t d, float* k_tile) {
+  const int32_t n16 = n / 16 * 16, d16 = d / 16 * 16;
+  for (int32_t i0 = 0; i0 < n16; i0 += 16) {
+    for (int32_t c0 = 0; c0 < d16; c0 += 16) {
+      Float16 m[16];
+      for (int r = 0; r < 16; ++r) m[r] = load16(rows[i0 + r] + c0);
+      transpose16(m);
+      for (int c = 0; c < 16; ++c) store16(k_tile + static_cast<int64_t>(c0 + c) * kKeyTile + i0, m[c]);
+    }
+    for (int32_t i = i0; i < i0 + 16; ++i)
+      for (int32_t c = d16; c < d; ++c) k_tile[static_cast<int64_t>(c) * kKeyTile + i] = rows[i][c];
+  }
+  for (int32_t i = n16; i < n; ++i)
+    for (int32_t c = 0; c < d; ++c) k_tile[static_cast<int64_t>(c) * kKeyTile + i] = rows[i][c];
 }
 
 // out[i] = (sum over c ascending of q[c] * k_tile[c][i]) * scale, for all kKeyTile lanes (those
@@ -152,16 +169,15 @@ void attend_rows(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int
   s.v_rows.resize(kKeyTile);
   const int64_t stride = (max_ctx + kKeyTile - 1) / kKeyTile * kKeyTile;  // whole tiles per row
   s.scores.resize(static_cast<size_t>(n_rows * stride));
-  s.head.resize(static_cast<size_t>(d));
   auto query = [&](int32_t r) { return q_all + (t_begin + r) * 3 * e + h * d; };
   auto scores = [&](int32_t r) { return s.scores.data() + r * stride; };
 
   for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
     const int32_t n = std::min(kKeyTile, max_ctx - j0);
-    for (int32_t i = 0; i < n; ++i) {
-      const float* k = load_kv(pool, span, layer, 0, j0 + i, h, head_bytes, s.head.data());
-      for (int32_t c = 0; c < d; ++c) s.k_tile[static_cast<size_t>(c) * kKeyTile + i] = k[c];
-    }
+    for (int32_t i = 0; i < n; ++i)  // v_tile is free until the values' pass
+      s.v_rows[i] = load_kv(pool, span, layer, 0, j0 + i, h, head_bytes,
+                            s.v_tile.data() + static_cast<int64_t>(i) * d);
+    transpose_keys(s.v_rows.data(), n, d, s.k_tile.data());
     for (int32_t r = 0; r < n_rows; ++r) {
       const int32_t n_r = std::min(n, n_ctx(r) - j0);
       if (n_r > 0) tile_scores(query(r), s.k_tile.data(), d, scale, scores(r) + j0);

@@ -1,13 +1,16 @@
 // 16-float vector values for the CPU kernels that are compiled once per x86-64 vector width
-// (attention, activations): the type, loads and stores, a fixed-order sum and e^x.
+// (attention, activations): the type, loads and stores, a fixed-order sum, a 16 x 16 transpose
+// and e^x.
 //
 // Float16 is GCC's vector extension: whatever registers the calling clone has (one zmm, two ymm
 // or four xmm), element by element with no reordering. Files that include this are built without
 // fused multiply-add (worker/CMakeLists.txt), so every width gives the same bits.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define KVMESH_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -37,6 +40,36 @@ typedef int32_t Int16 __attribute__((vector_size(64)));
   for (int width = 8; width >= 1; width /= 2)
     for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
   return lanes[0];
+}
+
+namespace detail {
+// The two halves of one round of a 16 x 16 transpose: rows a (= i) and b (= i + H) exchange their
+// off-diagonal H x H blocks.
+template <int H, size_t... L>
+[[gnu::always_inline]] inline Float16 upper_from(Float16 a, Float16 b, std::index_sequence<L...>) {
+  return __builtin_shufflevector(a, b, ((L & H) == 0 ? int(L) : int(16 + L - H))...);
+}
+template <int H, size_t... L>
+[[gnu::always_inline]] inline Float16 lower_from(Float16 a, Float16 b, std::index_sequence<L...>) {
+  return __builtin_shufflevector(a, b, ((L & H) == 0 ? int(L + H) : int(16 + L))...);
+}
+template <int H>
+[[gnu::always_inline]] inline void transpose_round(Float16 (&m)[16]) {
+  for (int i = 0; i < 16; ++i) {
+    if (i & H) continue;
+    const Float16 a = m[i], b = m[i + H];
+    m[i] = upper_from<H>(a, b, std::make_index_sequence<16>());
+    m[i + H] = lower_from<H>(a, b, std::make_index_sequence<16>());
+  }
+}
+}  // namespace detail
+
+// m = m transposed (16 rows of 16 lanes), by four rounds of block exchanges (8, 4, 2, 1).
+[[gnu::always_inline]] inline void transpose16(Float16 (&m)[16]) {
+  detail::transpose_round<8>(m);
+  detail::transpose_round<4>(m);
+  detail::transpose_round<2>(m);
+  detail::transpose_round<1>(m);
 }
 
 // e^x within about 2 float ulps for x in [-87, 88] (Cody-Waite reduction by ln 2 and a degree-5
