@@ -1,7 +1,7 @@
 // matmul_bench: cpu_matmul (deterministic kernels) beside OpenBLAS sgemv/sgemm on GPT-2-124M
-// shapes, and the same kernels with bf16 weights, measured side by side in one run. T = 1 reports weight-streaming GB/s (decode is memory
-// bound), larger T reports GFLOP/s. Weights rotate over copies far larger than the caches, as in a
-// real step.
+// shapes, and the same kernels with bf16 weights, measured side by side in one run. T = 1 reports
+// weight-streaming GB/s (decode is memory bound), larger T reports GFLOP/s. Weights rotate over
+// copies larger than the caches, as in a real step.
 #include <cblas.h>
 #include <omp.h>
 
@@ -15,6 +15,7 @@
 
 #include "bench_util.h"
 #include "common/tensor.h"
+#include "worker/cpu/cpu_isa.h"
 #include "worker/cpu/cpu_matmul.h"
 
 using namespace kvmesh;
@@ -143,7 +144,7 @@ int main(int argc, char** argv) {
   int max_threads = omp_get_num_procs();
   if (argc > 1) max_threads = std::max(1, std::atoi(argv[1]));
   const std::string filter = argc > 2 ? argv[2] : "";
-  std::printf("cpu_matmul isa: %s   OpenBLAS: %s (core %s)\n", matmul_isa_name(matmul_isa()),
+  std::printf("cpu_matmul isa: %s   OpenBLAS: %s (core %s)\n", cpu_isa_name(cpu_isa()),
               openblas_get_config(), openblas_get_corename());
   for (int threads = 1; threads <= max_threads; threads *= 2)
     std::printf("read bandwidth, %d thread(s): %.1f GB/s\n", threads,

@@ -1,13 +1,15 @@
 // CPU activations against the double-precision formulas they stand for, over a dense grid and at
-// the edges (signed zeros, infinities, NaN, overflowing cubes), and independent of where an element
-// sits in the array.
+// the edges (signed zeros, infinities, NaN, overflowing cubes), independent of where an element
+// sits in the array and of the vector width (cpu_isa.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "worker/cpu/cpu_activation.h"
+#include "worker/cpu/cpu_isa.h"
 
 namespace kvmesh {
 namespace {
@@ -72,6 +74,27 @@ TEST(CpuActivation, OtherFormsAndPositionIndependence) {
     std::vector<float> one = {v};
     cpu_activation(one.data(), 1, Activation::gelu_new);
     for (float y : a) EXPECT_EQ(y, one[0]) << n;
+  }
+}
+
+TEST(CpuActivation, EveryVectorWidthGivesTheSameBits) {
+  const CpuIsa best = cpu_isa();
+  std::vector<float> xs = grid();
+  xs.resize(xs.size() - 3);  // a length that leaves a partial vector at the end
+  for (Activation act : {Activation::gelu_new, Activation::gelu_fast}) {
+    std::vector<std::vector<float>> outs;
+    std::vector<CpuIsa> ran;
+    for (CpuIsa isa : {CpuIsa::avx512, CpuIsa::avx2, CpuIsa::scalar}) {
+      if (!cpu_force_isa(isa)) continue;
+      outs.push_back(xs);
+      cpu_activation(outs.back().data(), static_cast<int64_t>(xs.size()), act);
+      ran.push_back(isa);
+    }
+    cpu_force_isa(best);
+    for (size_t i = 1; i < outs.size(); ++i)
+      EXPECT_EQ(0, std::memcmp(outs[0].data(), outs[i].data(), xs.size() * sizeof(float)))
+          << activation_name(act) << ": " << cpu_isa_name(ran[i]) << " against " << cpu_isa_name(ran[0]);
+    if (outs.size() < 2) GTEST_SKIP() << "this CPU runs only " << cpu_isa_name(ran[0]);
   }
 }
 

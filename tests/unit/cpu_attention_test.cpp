@@ -1,6 +1,6 @@
 // CPU paged attention against a dense double-precision softmax attention, and its invariances: a
 // token's output has the same bits whatever the chunking of its prompt, the page size, the
-// sequences sharing its step and the thread count.
+// sequences sharing its step, the thread count and the vector width (cpu_isa.h).
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "worker/cpu/cpu_attention.h"
+#include "worker/cpu/cpu_isa.h"
 #include "worker/kv_quant.h"
 
 namespace kvmesh {
@@ -190,6 +191,30 @@ TEST(CpuAttention, ATokensOutputIsTheSameWhateverItsStepHolds) {
     decoded.insert(decoded.end(), out.begin(), out.end());
   }
   EXPECT_EQ(0, std::memcmp(whole.data(), decoded.data(), whole.size() * sizeof(float)));
+}
+
+TEST(CpuAttention, EveryVectorWidthGivesTheSameBits) {
+  const CpuIsa best = cpu_isa();
+  // Head sizes through the full 16 x 16 blocks and the edges of the key transpose and the value
+  // sums; a ragged step of a prompt, a chunk after cached positions and a decode.
+  for (Shape s : {Shape{3, 8}, Shape{2, 80}, Shape{1, 100}}) {
+    const auto a = random_qkv(150, s, 21), b = random_qkv(75, s, 22), c = random_qkv(131, s, 23);
+    std::vector<std::vector<float>> outs;
+    std::vector<CpuIsa> ran;
+    for (CpuIsa isa : {CpuIsa::avx512, CpuIsa::avx2, CpuIsa::scalar}) {
+      if (!cpu_force_isa(isa)) continue;
+      Pool pool(s, 16, 64);
+      const auto ta = pool.take_pages(150), tb = pool.take_pages(75), tc = pool.take_pages(131);
+      run_step(pool, s, {{&b, &tb, 0, 70}, {&c, &tc, 0, 130}});
+      outs.push_back(run_step(pool, s, {{&a, &ta, 0, 150}, {&b, &tb, 70, 5}, {&c, &tc, 130, 1}}));
+      ran.push_back(isa);
+    }
+    cpu_force_isa(best);
+    for (size_t i = 1; i < outs.size(); ++i)
+      EXPECT_EQ(0, std::memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float)))
+          << cpu_isa_name(ran[i]) << " against " << cpu_isa_name(ran[0]) << ", head_dim " << s.head_dim;
+    if (outs.size() < 2) GTEST_SKIP() << "this CPU runs only " << cpu_isa_name(ran[0]);
+  }
 }
 
 }  // namespace

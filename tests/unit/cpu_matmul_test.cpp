@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/tensor.h"
+#include "worker/cpu/cpu_isa.h"
 
 namespace kvmesh {
 namespace {
@@ -49,18 +50,18 @@ void expect_close(float y, double ref, double sum_abs, int64_t k, const std::str
   ASSERT_LE(std::abs(static_cast<double>(y) - ref), tol) << what << " y=" << y << " ref=" << ref;
 }
 
-class CpuMatmul : public ::testing::TestWithParam<MatmulIsa> {
+class CpuMatmul : public ::testing::TestWithParam<CpuIsa> {
  protected:
   void SetUp() override {
-    best_ = matmul_isa();
-    if (!matmul_force_isa(GetParam())) GTEST_SKIP() << "CPU lacks " << matmul_isa_name(GetParam());
+    best_ = cpu_isa();
+    if (!cpu_force_isa(GetParam())) GTEST_SKIP() << "CPU lacks " << cpu_isa_name(GetParam());
     threads_ = omp_get_max_threads();
   }
   void TearDown() override {
-    matmul_force_isa(best_);
+    cpu_force_isa(best_);
     omp_set_num_threads(threads_);
   }
-  MatmulIsa best_ = MatmulIsa::scalar;
+  CpuIsa best_ = CpuIsa::scalar;
   int threads_ = 1;
 };
 
@@ -210,26 +211,26 @@ TEST_P(CpuMatmul, Bf16WeightsGiveTheFp32ProductOfTheWidenedWeights) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, CpuMatmul,
-                         ::testing::Values(MatmulIsa::avx512, MatmulIsa::avx2, MatmulIsa::scalar),
-                         [](const auto& info) { return std::string(matmul_isa_name(info.param)); });
+                         ::testing::Values(CpuIsa::avx512, CpuIsa::avx2, CpuIsa::scalar),
+                         [](const auto& info) { return std::string(cpu_isa_name(info.param)); });
 
 // AVX-512 and AVX2 run the same FMA chains and sum tree, so they agree to the bit.
-TEST(CpuMatmulIsa, Avx512AndAvx2AreBitIdentical) {
-  if (!matmul_isa_supported(MatmulIsa::avx512) || !matmul_isa_supported(MatmulIsa::avx2))
+TEST(CpuCpuIsa, Avx512AndAvx2AreBitIdentical) {
+  if (!cpu_isa_supported(CpuIsa::avx512) || !cpu_isa_supported(CpuIsa::avx2))
     GTEST_SKIP() << "needs both avx512 and avx2";
-  const MatmulIsa best = matmul_isa();
+  const CpuIsa best = cpu_isa();
   const Shape s{771, 333};
   const auto x = random_vector(20 * s.n_in, 11);
   const auto w = random_vector(s.n_in * s.n_out, 12);
   const auto b = random_vector(s.n_out, 13);
   std::vector<float> out[2][2];
-  const MatmulIsa isas[] = {MatmulIsa::avx512, MatmulIsa::avx2};
+  const CpuIsa isas[] = {CpuIsa::avx512, CpuIsa::avx2};
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(matmul_force_isa(isas[i]));
+    ASSERT_TRUE(cpu_force_isa(isas[i]));
     out[i][0] = run_nn(x, 0, 20, s, w, b.data());
     out[i][1] = run_nt(x, 0, 20, s, w);
   }
-  matmul_force_isa(best);
+  cpu_force_isa(best);
   for (int op = 0; op < 2; ++op)
     EXPECT_EQ(std::memcmp(out[0][op].data(), out[1][op].data(), out[0][op].size() * sizeof(float)),
               0)

@@ -1,11 +1,12 @@
 // CPU activations: GELU (tanh form, gelu_fast, erf form) and ReLU over a contiguous array. The tanh
-// forms run 16 floats at a time with their own exp (compiled for each x86-64 vector width, picked
-// at load time, without fused multiply-add so that every width gives the same bits).
+// forms run 16 floats at a time with their own exp (compiled for each vector width of cpu_isa.h,
+// without fused multiply-add so that every width gives the same bits).
 #include "worker/cpu/cpu_activation.h"
 
 #include <cmath>
 #include <cstring>
 
+#include "worker/cpu/cpu_isa.h"
 #include "worker/cpu/cpu_vector_math.h"
 
 namespace kvmesh {
@@ -36,17 +37,35 @@ template <bool Fast>
   }
 }
 
-KVMESH_VECTOR_CLONES void gelu_new_array(float* x, int64_t n) { gelu_array<false>(x, n); }
-KVMESH_VECTOR_CLONES void gelu_fast_array(float* x, int64_t n) { gelu_array<true>(x, n); }
+// gelu_array for each vector width of cpu_isa.h.
+template <bool Fast>
+KVMESH_TARGET_AVX512 void gelu_avx512(float* x, int64_t n) { gelu_array<Fast>(x, n); }
+template <bool Fast>
+KVMESH_TARGET_AVX2 void gelu_avx2(float* x, int64_t n) { gelu_array<Fast>(x, n); }
+template <bool Fast>
+void gelu_plain(float* x, int64_t n) { gelu_array<Fast>(x, n); }
+
+template <bool Fast>
+void gelu(float* x, int64_t n) {
+  switch (cpu_isa()) {
+    case CpuIsa::avx512:
+      return gelu_avx512<Fast>(x, n);
+    case CpuIsa::avx2:
+      return gelu_avx2<Fast>(x, n);
+    case CpuIsa::scalar:
+      break;
+  }
+  gelu_plain<Fast>(x, n);
+}
 
 }  // namespace
 
 void cpu_activation(float* x, int64_t n, Activation act) {
   switch (act) {
     case Activation::gelu_new:
-      return gelu_new_array(x, n);
+      return gelu<false>(x, n);
     case Activation::gelu_fast:
-      return gelu_fast_array(x, n);
+      return gelu<true>(x, n);
     case Activation::gelu:
       for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.7071067811865476f));
       return;

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "worker/cpu/cpu_isa.h"
 #include "worker/cpu/cpu_vector_math.h"
 #include "worker/kv_quant.h"
 
@@ -51,7 +52,7 @@ inline const float* load_kv(const KvPoolView& pool, const SeqSpan& span, int32_t
 }
 
 // k_tile[c][i] = rows[i][c] for i < n, c < d: 16 x 16 blocks in registers, the edges one by one.
-KVMESH_VECTOR_CLONES void transpose_keys(const float* const* rows, int32_t n, int32_t d, float* k_tile) {
+[[gnu::always_inline]] inline void transpose_keys(const float* const* rows, int32_t n, int32_t d, float* k_tile) {
   const int32_t n16 = n / 16 * 16, d16 = d / 16 * 16;
   for (int32_t i0 = 0; i0 < n16; i0 += 16) {
     for (int32_t c0 = 0; c0 < d16; c0 += 16) {
@@ -70,8 +71,8 @@ KVMESH_VECTOR_CLONES void transpose_keys(const float* const* rows, int32_t n, in
 // out[i] = (sum over c ascending of q[c] * k_tile[c][i]) * scale, for all kKeyTile lanes (those
 // past the tile's positions hold whatever the buffer held; callers ignore them).
 static_assert(kKeyTile == 64);
-KVMESH_VECTOR_CLONES void tile_scores(const float* q, const float* k_tile, int32_t d, float scale,
-                                      float* out) {
+[[gnu::always_inline]] inline void tile_scores(const float* q, const float* k_tile, int32_t d,
+                                                float scale, float* out) {
   Float16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
   for (int32_t c = 0; c < d; ++c) {
     const float qc = q[c];
@@ -90,7 +91,7 @@ KVMESH_VECTOR_CLONES void tile_scores(const float* q, const float* k_tile, int32
 // p[0, n) = e^(p[0, n) - max) and returns their sum: the sum in 16 lanes (position j in lane
 // j % 16, the lanes added as a fixed tree). p holds n rounded up to 16 floats; the lanes past n are
 // read, ignored and left as zeros.
-KVMESH_VECTOR_CLONES float exp_minus_max(float* p, int32_t n) {
+[[gnu::always_inline]] inline float exp_minus_max(float* p, int32_t n) {
   const int32_t n_whole = n / 16 * 16;
   float tail[16];
   std::fill_n(tail, 16, -INFINITY);
@@ -124,8 +125,8 @@ KVMESH_VECTOR_CLONES float exp_minus_max(float* p, int32_t n) {
 
 // o[c] += p[i] * v_rows[i][c] for i ascending over n positions, every c < d: 64 or 16 columns at a
 // time held in registers across the positions, then one at a time.
-KVMESH_VECTOR_CLONES void accumulate_values(const float* p, const float* const* v_rows, int32_t n,
-                                            int32_t d, float* o) {
+[[gnu::always_inline]] inline void accumulate_values(const float* p, const float* const* v_rows,
+                                                      int32_t n, int32_t d, float* o) {
   int32_t c0 = 0;
   for (; c0 + 64 <= d; c0 += 64) {
     Float16 a0 = load16(o + c0), a1 = load16(o + c0 + 16), a2 = load16(o + c0 + 32),
@@ -155,10 +156,19 @@ KVMESH_VECTOR_CLONES void accumulate_values(const float* p, const float* const* 
   }
 }
 
-// Rows [t_begin, t_end) of `span` (batch rows, all of one sequence), head h.
-void attend_rows(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int32_t h,
-                 int32_t t_begin, int32_t t_end, const float* q_all, int64_t e, float scale,
-                 float* o_all, Scratch& s) {
+// One work item: rows [t_begin, t_end) of `span` (batch rows, all of one sequence), head h.
+struct Item {
+  const KvPoolView& pool;
+  const SeqSpan& span;
+  int32_t layer, h, t_begin, t_end;
+  const float* q_all;  // [T, 3E] qkv
+  int64_t e;
+  float scale;
+  float* o_all;  // [T, E]
+};
+
+[[gnu::always_inline]] inline void attend_rows(const Item& item, Scratch& s) {
+  const auto& [pool, span, layer, h, t_begin, t_end, q_all, e, scale, o_all] = item;
   const int32_t d = pool.head_dim;
   const int64_t head_bytes = static_cast<int64_t>(d) * dtype_size(pool.dtype);
   const int32_t n_rows = t_end - t_begin;
@@ -207,6 +217,11 @@ void attend_rows(const KvPoolView& pool, const SeqSpan& span, int32_t layer, int
   }
 }
 
+// attend_rows for each vector width of cpu_isa.h.
+KVMESH_TARGET_AVX512 void attend_rows_avx512(const Item& item, Scratch& s) { attend_rows(item, s); }
+KVMESH_TARGET_AVX2 void attend_rows_avx2(const Item& item, Scratch& s) { attend_rows(item, s); }
+void attend_rows_plain(const Item& item, Scratch& s) { attend_rows(item, s); }
+
 }  // namespace
 
 void cpu_kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) {
@@ -247,14 +262,19 @@ void cpu_paged_attention(const TensorView& qkv, const BatchLayout& batch, int32_
   const int64_t n_work = static_cast<int64_t>(blocks.size()) * n_heads;
   const float* q_all = qkv.f32();
   float* o_all = out.f32();
+  const CpuIsa isa = cpu_isa();
+  auto* attend = isa == CpuIsa::avx512 ? &attend_rows_avx512
+                 : isa == CpuIsa::avx2 ? &attend_rows_avx2
+                                       : &attend_rows_plain;
 #pragma omp parallel if (work_estimate > (1 << 18))
   {
     thread_local Scratch scratch;  // kept by the pool's threads across calls
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < n_work; ++w) {
       const Rows& rows = blocks[w / n_heads];
-      attend_rows(pool, batch.seqs[rows.seq], layer, static_cast<int32_t>(w % n_heads), rows.begin,
-                  rows.end, q_all, e, scale, o_all, scratch);
+      attend({pool, batch.seqs[rows.seq], layer, static_cast<int32_t>(w % n_heads), rows.begin,
+              rows.end, q_all, e, scale, o_all},
+             scratch);
     }
   }
 }

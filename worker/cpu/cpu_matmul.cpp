@@ -1,15 +1,13 @@
-// cpu_matmul entry points: picks the kernel family once from the CPU's features and splits output
+// cpu_matmul entry points: takes the kernel family of cpu_isa() (cpu_isa.h) and splits output
 // columns (never the reduction) over OpenMP threads, so thread count cannot change any result.
 #include "worker/cpu/cpu_matmul.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
+#include "worker/cpu/cpu_isa.h"
 #include "worker/cpu/cpu_matmul_kernels.h"
 
 namespace kvmesh {
@@ -22,29 +20,13 @@ constexpr int64_t kMinMacsPerThread = int64_t(1)
 constexpr int64_t kNnColumnUnit = 32;         // nn thread ranges start at multiples of this
 constexpr int64_t kNtRowUnit = 8;
 
-// The best family the CPU has; KVMESH_MATMUL_ISA=avx2|scalar (debug aid) picks a lesser one.
-MatmulIsa best_isa() {
-  if (const char* name = std::getenv("KVMESH_MATMUL_ISA")) {
-    for (MatmulIsa isa : {MatmulIsa::avx512, MatmulIsa::avx2, MatmulIsa::scalar})
-      if (std::strcmp(name, matmul_isa_name(isa)) == 0 && matmul_isa_supported(isa)) return isa;
-  }
-  if (matmul_isa_supported(MatmulIsa::avx512)) return MatmulIsa::avx512;
-  if (matmul_isa_supported(MatmulIsa::avx2)) return MatmulIsa::avx2;
-  return MatmulIsa::scalar;
-}
-
-std::atomic<MatmulIsa>& active_isa() {
-  static std::atomic<MatmulIsa> isa{best_isa()};
-  return isa;
-}
-
-MatmulKernels kernels_for(MatmulIsa isa) {
+MatmulKernels kernels_for(CpuIsa isa) {
   switch (isa) {
-    case MatmulIsa::avx512:
+    case CpuIsa::avx512:
       return matmul_detail::avx512_kernels();
-    case MatmulIsa::avx2:
+    case CpuIsa::avx2:
       return matmul_detail::avx2_kernels();
-    case MatmulIsa::scalar:
+    case CpuIsa::scalar:
       break;
   }
   return matmul_detail::scalar_kernels();
@@ -56,7 +38,7 @@ float* thread_scratch() {
   return scratch.data();
 }
 
-MatmulKernels active_kernels() { return kernels_for(active_isa().load(std::memory_order_relaxed)); }
+MatmulKernels active_kernels() { return kernels_for(cpu_isa()); }
 
 // Splits [0, n_cols) into contiguous ranges starting at multiples of unit, one per thread
 // (schedule(static)), and calls f(begin, end) on each. macs_per_col sizes the thread count.
@@ -119,39 +101,6 @@ void matmul_nn_bf16(const float* x, int64_t n_rows, int64_t n_in, const uint16_t
 void matmul_nt_bf16(const float* x, int64_t n_rows, int64_t n_embd, const uint16_t* w,
                     int64_t n_vocab, float* y) {
   run_nt(x, n_rows, n_embd, w, n_vocab, y, active_kernels().nt_range_bf16);
-}
-
-MatmulIsa matmul_isa() { return active_isa().load(std::memory_order_relaxed); }
-
-bool matmul_isa_supported(MatmulIsa isa) {
-  __builtin_cpu_init();
-  switch (isa) {
-    case MatmulIsa::avx512:
-      return __builtin_cpu_supports("avx512f");
-    case MatmulIsa::avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case MatmulIsa::scalar:
-      return true;
-  }
-  return false;
-}
-
-bool matmul_force_isa(MatmulIsa isa) {
-  if (!matmul_isa_supported(isa)) return false;
-  active_isa().store(isa, std::memory_order_relaxed);
-  return true;
-}
-
-const char* matmul_isa_name(MatmulIsa isa) {
-  switch (isa) {
-    case MatmulIsa::avx512:
-      return "avx512";
-    case MatmulIsa::avx2:
-      return "avx2";
-    case MatmulIsa::scalar:
-      return "scalar";
-  }
-  return "?";
 }
 
 }  // namespace kvmesh

@@ -27,14 +27,7 @@ void matmul_nn_bf16(const float* x, int64_t n_rows, int64_t n_in, const uint16_t
 void matmul_nt_bf16(const float* x, int64_t n_rows, int64_t n_embd, const uint16_t* w,
                     int64_t n_vocab, float* y);
 
-// Kernel families. avx512 and avx2 use FMA and give bit-identical results; scalar (no FMA) rounds
-// the product separately, so it differs in the last bits. The best one the CPU has is picked once;
-// the environment variable KVMESH_MATMUL_ISA=avx2|scalar selects a lesser one (debug aid).
-enum class MatmulIsa { scalar, avx2, avx512 };
-
-MatmulIsa matmul_isa();                      // the family in use
-bool matmul_isa_supported(MatmulIsa isa);    // whether this CPU (and OS) can run it
-bool matmul_force_isa(MatmulIsa isa);        // tests and benches only; false if unsupported
-const char* matmul_isa_name(MatmulIsa isa);  // "avx512", "avx2", "scalar"
+// Kernel families, one per cpu_isa() (cpu_isa.h). avx512 and avx2 use FMA and give bit-identical
+// results; scalar (no FMA) rounds the product separately, so it differs in the last bits.
 
 }  // namespace kvmesh

@@ -1,22 +1,16 @@
-// 16-float vector values for the CPU kernels that are compiled once per x86-64 vector width
+// 16-float vector values for the CPU kernels that are compiled once per vector width of cpu_isa.h
 // (attention, activations): the type, loads and stores, a fixed-order sum, a 16 x 16 transpose
-// and e^x.
+// and e^x. Every function here is inlined into the per-width variant that calls it.
 //
-// Float16 is GCC's vector extension: whatever registers the calling clone has (one zmm, two ymm
-// or four xmm), element by element with no reordering. Files that include this are built without
-// fused multiply-add (worker/CMakeLists.txt), so every width gives the same bits.
+// Float16 is GCC's vector extension: whatever registers the variant has (one zmm, two ymm or four
+// xmm), element by element with no reordering. Files that include this are built without fused
+// multiply-add (worker/CMakeLists.txt), so every width gives the same bits.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <utility>
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KVMESH_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KVMESH_VECTOR_CLONES
-#endif
 
 namespace kvmesh::vector_math {
 
