@@ -15,6 +15,7 @@ constexpr int kLanes = 16;
 #define KVMESH_INLINE inline __attribute__((always_inline))
 
 KVMESH_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+KVMESH_INLINE int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // Weight loads: fp32 as is; bf16 bits widened by the ISA's load_bf16 (16 lanes; a tail goes
 // through a zero-padded copy, as the masked loads do for fp32).
@@ -272,23 +273,23 @@ KVMESH_INLINE void nt_step(const NtArgsOf<W>& a, const float* xr, const W* wr, i
   }
 }
 
-// Rows [r0, r0 + MR) x vocab rows [v0, v0 + NV). With n_prefetch_rows > 0 (one query row, where
-// no other row tile spreads the prefetch), each step of e also prefetches its share of the next
-// n_prefetch_rows vocab rows (contiguous after these) into L2.
+// Rows [r0, r0 + MR) x vocab rows [v0, v0 + NV). It also brings n_prefetch elements of w from
+// `prefetch` on into L2 (a share of the vocab rows that come next), spread evenly over its steps
+// of e, so that the loads stay in flight beside the arithmetic rather than in one burst.
 template <int MR, int NV, class W>
-void nt_tile(const NtArgsOf<W>& a, int64_t r0, int64_t v0, int64_t n_prefetch_rows = 0) {
+void nt_tile(const NtArgsOf<W>& a, int64_t r0, int64_t v0, const W* prefetch = nullptr,
+             int64_t n_prefetch = 0) {
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NV; ++j) acc[i][j] = zero();
   const float* xr = a.x + r0 * a.n_embd;
   const W* wr = a.w + v0 * a.n_embd;
-  const W* next = wr + NV * a.n_embd;
-  const int64_t n_next = n_prefetch_rows * a.n_embd;
-  int64_t e = 0;
+  const int64_t n_steps = imax(1, a.n_embd / kLanes);
+  const int64_t per_step = (n_prefetch / n_steps + kLineElems<W>) / kLineElems<W> * kLineElems<W>;
+  int64_t e = 0, f = 0;
   for (; e + kLanes <= a.n_embd; e += kLanes) {
-    for (int64_t f = e * n_prefetch_rows; f < imin((e + kLanes) * n_prefetch_rows, n_next);
-         f += kLineElems<W>)
-      __builtin_prefetch(next + f, 0, 2);
+    for (const int64_t f_end = imin(f + per_step, n_prefetch); f < f_end; f += kLineElems<W>)
+      __builtin_prefetch(prefetch + f, 0, 2);
     nt_step<MR, NV, false>(a, xr, wr, e, kLanes, acc);
   }
   if (e < a.n_embd) nt_step<MR, NV, true>(a, xr, wr, e, static_cast<int>(a.n_embd - e), acc);
@@ -297,10 +298,11 @@ void nt_tile(const NtArgsOf<W>& a, int64_t r0, int64_t v0, int64_t n_prefetch_ro
 }
 
 template <int NV, int MR = 1, class W>
-void nt_tile_rem(const NtArgsOf<W>& a, int64_t r0, int n_rem, int64_t v0) {
+void nt_tile_rem(const NtArgsOf<W>& a, int64_t r0, int n_rem, int64_t v0, const W* prefetch,
+                 int64_t n_prefetch) {
   if constexpr (MR < kNtRows) {
-    if (n_rem == MR) return nt_tile<MR, NV>(a, r0, v0);
-    nt_tile_rem<NV, MR + 1>(a, r0, n_rem, v0);
+    if (n_rem == MR) return nt_tile<MR, NV>(a, r0, v0, prefetch, n_prefetch);
+    nt_tile_rem<NV, MR + 1>(a, r0, n_rem, v0, prefetch, n_prefetch);
   }
 }
 
@@ -308,20 +310,19 @@ void nt_tile_rem(const NtArgsOf<W>& a, int64_t r0, int n_rem, int64_t v0) {
 // and each row tile prefetches its share of the next NV rows (contiguous) into L2.
 template <int NV, class W>
 void nt_panel(const NtArgsOf<W>& a, int64_t v0) {
-  constexpr int64_t kLine = kLineElems<W>;
   const int64_t n_next = imin(NV, a.n_vocab - v0 - NV);
   const int64_t n_elems = n_next > 0 ? n_next * a.n_embd : 0;
-  const W* next = n_elems > 0 ? a.w + (v0 + NV) * a.n_embd : a.w;
+  const W* next = a.w + imin(v0 + NV, a.n_vocab) * a.n_embd;
   const int64_t n_tiles = (a.n_rows + kNtRows - 1) / kNtRows;
-  const int64_t share = (n_elems / kLine + n_tiles) / n_tiles * kLine;
-  int64_t r = 0, f = 0;
-  for (; r < a.n_rows; r += kNtRows, f += share) {
-    for (int64_t i = f; i < imin(f + share, n_elems); i += kLine)
-      __builtin_prefetch(next + i, 0, 2);
+  const int64_t share = (n_elems + n_tiles - 1) / n_tiles;
+  int64_t f = 0;
+  for (int64_t r = 0; r < a.n_rows; r += kNtRows, f += share) {
+    const W* mine = next + imin(f, n_elems);
+    const int64_t n_mine = imax(0, imin(share, n_elems - f));
     if (r + kNtRows <= a.n_rows)
-      nt_tile<kNtRows, NV>(a, r, v0);
+      nt_tile<kNtRows, NV>(a, r, v0, mine, n_mine);
     else
-      nt_tile_rem<NV>(a, r, static_cast<int>(a.n_rows - r), v0);
+      nt_tile_rem<NV>(a, r, static_cast<int>(a.n_rows - r), v0, mine, n_mine);
   }
 }
 
@@ -330,7 +331,8 @@ void nt_range(const NtArgsOf<W>& a, int64_t v0, int64_t v1) {
   int64_t v = v0;
   if (a.n_rows == 1) {
     for (; v + kNtVecsOneRow <= v1; v += kNtVecsOneRow)
-      nt_tile<1, kNtVecsOneRow>(a, 0, v, imin(kNtVecsOneRow, a.n_vocab - v - kNtVecsOneRow));
+      nt_tile<1, kNtVecsOneRow>(a, 0, v, a.w + (v + kNtVecsOneRow) * a.n_embd,
+                                imax(0, imin(kNtVecsOneRow, a.n_vocab - v - kNtVecsOneRow)) * a.n_embd);
   } else {
     for (; v + kNtVecs <= v1; v += kNtVecs) nt_panel<kNtVecs>(a, v);
   }
