@@ -47,15 +47,7 @@ void gelu_plain(float* x, int64_t n) { gelu_array<Fast>(x, n); }
 
 template <bool Fast>
 void gelu(float* x, int64_t n) {
-  switch (cpu_isa()) {
-    case CpuIsa::avx512:
-      return gelu_avx512<Fast>(x, n);
-    case CpuIsa::avx2:
-      return gelu_avx2<Fast>(x, n);
-    case CpuIsa::scalar:
-      break;
-  }
-  gelu_plain<Fast>(x, n);
+  for_cpu_isa(&gelu_avx512<Fast>, &gelu_avx2<Fast>, &gelu_plain<Fast>)(x, n);
 }
 
 }  // namespace

@@ -31,9 +31,9 @@ constexpr int32_t kQueryRows = 32;  // rows of one sequence and head per work it
 // One thread's buffers, grown as needed.
 struct Scratch {
   std::vector<float> k_tile;          // [head_dim, kKeyTile]: the tile's keys, transposed
-  std::vector<float> v_tile;          // [kKeyTile, head_dim]: its keys, then values, converted
+  std::vector<float> kv_tile;         // [kKeyTile, head_dim]: its keys, then values, converted
                                       // (pages other than f32)
-  std::vector<const float*> v_rows;   // [kKeyTile]: each position's key, then value, row
+  std::vector<const float*> kv_rows;  // [kKeyTile]: each position's key, then value, row
   std::vector<float> scores;          // [kQueryRows, context of the item's last row, in whole tiles]
   std::vector<float> sums;            // [kQueryRows]: each row's sum of unnormalised weights
 };
@@ -175,19 +175,24 @@ struct Item {
   auto n_ctx = [&](int32_t r) { return span.n_past + (t_begin + r - span.token_begin) + 1; };  // causal
   const int32_t max_ctx = n_ctx(n_rows - 1);
   s.k_tile.resize(static_cast<size_t>(d) * kKeyTile);
-  s.v_tile.resize(static_cast<size_t>(kKeyTile) * d);
-  s.v_rows.resize(kKeyTile);
+  s.kv_tile.resize(static_cast<size_t>(kKeyTile) * d);
+  s.kv_rows.resize(kKeyTile);
   const int64_t stride = (max_ctx + kKeyTile - 1) / kKeyTile * kKeyTile;  // whole tiles per row
   s.scores.resize(static_cast<size_t>(n_rows * stride));
   auto query = [&](int32_t r) { return q_all + (t_begin + r) * 3 * e + h * d; };
   auto scores = [&](int32_t r) { return s.scores.data() + r * stride; };
+  // kv_rows[i] = K (kv = 0) or V (kv = 1) of position j0 + i, i < n: pointers into f32 pages,
+  // else rows converted into kv_tile.
+  auto load_tile = [&](int kv, int32_t j0, int32_t n) {
+    for (int32_t i = 0; i < n; ++i)
+      s.kv_rows[i] = load_kv(pool, span, layer, kv, j0 + i, h, head_bytes,
+                             s.kv_tile.data() + static_cast<int64_t>(i) * d);
+  };
 
   for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
     const int32_t n = std::min(kKeyTile, max_ctx - j0);
-    for (int32_t i = 0; i < n; ++i)  // v_tile is free until the values' pass
-      s.v_rows[i] = load_kv(pool, span, layer, 0, j0 + i, h, head_bytes,
-                            s.v_tile.data() + static_cast<int64_t>(i) * d);
-    transpose_keys(s.v_rows.data(), n, d, s.k_tile.data());
+    load_tile(0, j0, n);
+    transpose_keys(s.kv_rows.data(), n, d, s.k_tile.data());
     for (int32_t r = 0; r < n_rows; ++r) {
       const int32_t n_r = std::min(n, n_ctx(r) - j0);
       if (n_r > 0) tile_scores(query(r), s.k_tile.data(), d, scale, scores(r) + j0);
@@ -203,12 +208,10 @@ struct Item {
 
   for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
     const int32_t n = std::min(kKeyTile, max_ctx - j0);
-    for (int32_t i = 0; i < n; ++i)  // f32: pointers into the pages; else converted into v_tile
-      s.v_rows[i] = load_kv(pool, span, layer, 1, j0 + i, h, head_bytes,
-                            s.v_tile.data() + static_cast<int64_t>(i) * d);
+    load_tile(1, j0, n);
     for (int32_t r = 0; r < n_rows; ++r) {
       const int32_t n_r = std::min(n, n_ctx(r) - j0);
-      if (n_r > 0) accumulate_values(scores(r) + j0, s.v_rows.data(), n_r, d, o_all + (t_begin + r) * e + h * d);
+      if (n_r > 0) accumulate_values(scores(r) + j0, s.kv_rows.data(), n_r, d, o_all + (t_begin + r) * e + h * d);
     }
   }
   for (int32_t r = 0; r < n_rows; ++r) {
@@ -262,10 +265,7 @@ void cpu_paged_attention(const TensorView& qkv, const BatchLayout& batch, int32_
   const int64_t n_work = static_cast<int64_t>(blocks.size()) * n_heads;
   const float* q_all = qkv.f32();
   float* o_all = out.f32();
-  const CpuIsa isa = cpu_isa();
-  auto* attend = isa == CpuIsa::avx512 ? &attend_rows_avx512
-                 : isa == CpuIsa::avx2 ? &attend_rows_avx2
-                                       : &attend_rows_plain;
+  auto* attend = for_cpu_isa(&attend_rows_avx512, &attend_rows_avx2, &attend_rows_plain);
 #pragma omp parallel if (work_estimate > (1 << 18))
   {
     thread_local Scratch scratch;  // kept by the pool's threads across calls

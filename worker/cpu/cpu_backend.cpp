@@ -216,7 +216,6 @@ class CpuBackend final : public Backend {
  private:
   DType weight_dtype_;  // of matrix weights: f32 or bf16
   std::unique_ptr<PageMemory> pages_;
-
 };
 
 }  // namespace

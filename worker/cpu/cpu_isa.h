@@ -13,6 +13,20 @@ bool cpu_isa_supported(CpuIsa isa);    // whether this CPU (and OS) can run it
 bool cpu_force_isa(CpuIsa isa);        // tests and benches only; false if unsupported
 const char* cpu_isa_name(CpuIsa isa);  // "avx512", "avx2", "scalar"
 
+// The one of a kernel's per-width variants (function pointers, usually) that cpu_isa() runs.
+template <class T>
+T for_cpu_isa(T avx512, T avx2, T scalar) {
+  switch (cpu_isa()) {
+    case CpuIsa::avx512:
+      return avx512;
+    case CpuIsa::avx2:
+      return avx2;
+    case CpuIsa::scalar:
+      break;
+  }
+  return scalar;
+}
+
 }  // namespace kvmesh
 
 // Function attributes for a kernel's per-width variants (empty off x86-64 GCC, where each variant

@@ -20,25 +20,16 @@ constexpr int64_t kMinMacsPerThread = int64_t(1)
 constexpr int64_t kNnColumnUnit = 32;         // nn thread ranges start at multiples of this
 constexpr int64_t kNtRowUnit = 8;
 
-MatmulKernels kernels_for(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::avx512:
-      return matmul_detail::avx512_kernels();
-    case CpuIsa::avx2:
-      return matmul_detail::avx2_kernels();
-    case CpuIsa::scalar:
-      break;
-  }
-  return matmul_detail::scalar_kernels();
-}
-
 // Per-thread scratch for packed weight blocks; OpenMP pool threads keep theirs across calls.
 float* thread_scratch() {
   thread_local std::vector<float> scratch(static_cast<size_t>(matmul_detail::kNnScratchFloats));
   return scratch.data();
 }
 
-MatmulKernels active_kernels() { return kernels_for(cpu_isa()); }
+MatmulKernels active_kernels() {
+  return for_cpu_isa(&matmul_detail::avx512_kernels, &matmul_detail::avx2_kernels,
+                     &matmul_detail::scalar_kernels)();
+}
 
 // Splits [0, n_cols) into contiguous ranges starting at multiples of unit, one per thread
 // (schedule(static)), and calls f(begin, end) on each. macs_per_col sizes the thread count.
