@@ -1,10 +1,12 @@
 // Inputs of the sample_rows tests (CPU default and CUDA): random logits with ties and a mix of
-// draws (greedy, temperature, top-k, top-p, min-p, combined) with many seeds and n_top -1..32.
+// draws (greedy, temperature, top-k, top-p, min-p, combined) with many seeds and n_top -1..32, and
+// logit edits for them (biases, penalties, bans).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -74,10 +76,44 @@ inline std::vector<RowDraw> draw_mix(int n_rows, int call) {
   return draws;
 }
 
-// What the host sampler gives for one row: sample_token, then log_softmax and position_logprobs.
+// Logit edits on draws of rows [r, v] (v > 2): every draw but each fourth gets some of a bias
+// forcing a low-ranked token (+100), biases that move tokens past the top (+-3.5), the row's argmax
+// banned, and penalties (repetition, frequency, presence) over a history that holds the top tokens.
+inline void add_edits(std::vector<RowDraw>& draws, const std::vector<float>& logits, int64_t v, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const auto vi = static_cast<int32_t>(v);
+  for (size_t i = 0; i < draws.size(); ++i) {
+    if (i % 4 == 3) continue;
+    RowDraw& d = draws[i];
+    const float* row = logits.data() + i * v;
+    const auto best = static_cast<int32_t>(std::max_element(row, row + v) - row);
+    const auto kind = static_cast<int>(i % 5);
+    std::map<int32_t, float> bias;
+    if (kind == 0) bias[static_cast<int32_t>(std::min_element(row, row + v) - row)] = 100.0f;
+    if (kind == 1 || kind == 4)
+      for (int k = 0; k < 8; ++k) bias[static_cast<int32_t>(rng() % vi)] = k % 2 == 0 ? 3.5f : -3.5f;
+    for (const auto& [t, b] : bias) d.params.logit_bias.push_back({t, b});
+    std::vector<int32_t> history, banned;
+    int32_t n_prompt = 0;
+    if (kind == 2 || kind == 4) {
+      d.params.repetition_penalty = 1.3f;
+      d.params.frequency_penalty = 0.4f;
+      d.params.presence_penalty = kind == 4 ? 0.0f : 0.7f;
+      for (int k = 0; k < 40; ++k) history.push_back(k % 3 == 0 ? best : static_cast<int32_t>(rng() % vi));
+      n_prompt = 15;
+    }
+    if (kind == 3 || kind == 4) banned = {best, vi - 1, best};
+    d.edits = logit_edits(d.params, history, n_prompt, banned, vi);
+  }
+}
+
+// What the host sampler gives for one row: sample_token on the edited row, then log_softmax and
+// position_logprobs of the raw row.
 inline RowSample host_sample(const RowDraw& d, const float* row, int32_t v) {
+  std::vector<float> edited(row, row + v);
+  apply_logit_edits(d.params, d.edits, edited.data(), v);
   RowSample s;
-  s.token = sample_token(d.params, row, v, d.position);
+  s.token = sample_token(d.params, edited.data(), v, d.position);
   if (d.n_top >= 0) {
     std::vector<double> logprobs;
     log_softmax(row, v, &logprobs);

@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "common/tensor.h"
 #include "worker/buffer.h"
+#include "worker/logit_edit.h"
 #include "worker/page_memory.h"
 
 namespace kvmesh {
@@ -87,12 +88,14 @@ struct RowStats {
   float log_sum_exp = 0;  // log(sum exp(logit)); a token's log-prob is logit - log_sum_exp
 };
 
-// One row's draw for sample_rows: plain sampling (no penalties or banned tokens; greedy when
-// params.greedy()) of the token at `position`, which is the random draw's counter.
+// One row's draw for sample_rows of the token at `position`, which is the random draw's counter:
+// the edits (logit bias, penalties, banned tokens) applied to a copy of the row, then greedy when
+// params.greedy(), else temperature, top-k, top-p and min-p. Log-probs are the raw row's.
 struct RowDraw {
-  SamplingParams params;  // temperature, top_k, top_p, min_p, seed (penalties and logit bias are not applied)
+  SamplingParams params;  // temperature, top_k, top_p, min_p, seed and the penalties' factors
   int64_t position = 0;
   int32_t n_top = -1;     // log-probs wanted: -1 none, 0 the token's alone, up to kMaxTopLogprobs
+  std::vector<LogitEdit> edits;  // logit_edits (worker/sampler.h): by ascending token, in [0, V)
 };
 
 // What sample_rows gives back for one row (host memory).

@@ -1,5 +1,6 @@
 // host_sample_rows: the host sampler over each row of logits (downloaded first when the backend's
-// memory is not host memory), exactly what the worker's host path computes.
+// memory is not host memory): each draw's logit edits on a copy of its row, the draw from that copy,
+// the log-probs from the raw row.
 #include <vector>
 
 #include "worker/backend.h"
@@ -26,7 +27,14 @@ void host_sample_rows(Backend& backend, const TensorView& logits, const std::vec
   for (int64_t i = 0; i < r; ++i) {
     const RowDraw& draw = draws[static_cast<size_t>(i)];
     const float* row = rows + i * v;
-    out[i].token = sample_token(draw.params, row, static_cast<int32_t>(v), draw.position);
+    const float* to_sample = row;
+    std::vector<float> edited;
+    if (!draw.edits.empty()) {
+      edited.assign(row, row + v);
+      apply_logit_edits(draw.params, draw.edits, edited.data(), static_cast<int32_t>(v));
+      to_sample = edited.data();
+    }
+    out[i].token = sample_token(draw.params, to_sample, static_cast<int32_t>(v), draw.position);
     out[i].logprobs = {};
     if (draw.n_top >= 0) {
       std::vector<double> logprobs;

@@ -18,7 +18,7 @@ enum class RowRoute : uint8_t {
   none,    // no logit rows this step
   greedy,  // one plain greedy draw: the argmax alone (HeadWork::greedy)
   device,  // one draw sampled where the logits are (HeadWork::samples)
-  host,    // full logits (HeadWork::logits): penalties, banned tokens or prompt log-probs
+  host,    // full logits (HeadWork::logits): prompt log-probs (and the draw after them)
 };
 
 struct SeqRows {
@@ -37,7 +37,8 @@ struct MicroBatch {
 
 // Fills mb->seq_rows and mb->head's rows and draws from the plan's sequences of the micro-batch
 // (mb->batch already laid out): plain greedy draws first, then the draws a backend samples where
-// the logits are, then the rows that need full logits on the host.
-void route_logit_rows(const StepPlan& plan, MicroBatch* mb);
+// the logits are (with their logit edits over [0, vocab_size)), then the rows that need full logits
+// on the host.
+void route_logit_rows(const StepPlan& plan, int32_t vocab_size, MicroBatch* mb);
 
 }  // namespace kvmesh

@@ -1,5 +1,5 @@
-// Sampling from full-vocabulary logits: penalties, greedy/temperature/top-k/top-p/min-p, log-probs,
-// and the counter-based random draw keyed by (seed, position).
+// Sampling from full-vocabulary logits: logit edits (bias, penalties, bans), greedy, temperature,
+// top-k, top-p, min-p, log-probs, and the counter-based random draw keyed by (seed, position).
 #include "worker/sampler.h"
 
 #include "common/hashing.h"
@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
-#include <unordered_map>
 
 namespace kvmesh {
 namespace {
@@ -55,28 +55,49 @@ PositionLogprobs position_logprobs(const std::vector<double>& logprobs, int32_t 
   return result;
 }
 
-void apply_logit_bias(const SamplingParams& p, float* logits, int32_t n) {
-  for (const TokenBias& b : p.logit_bias)
-    if (b.token >= 0 && b.token < n) logits[b.token] += b.bias;
+std::vector<LogitEdit> logit_edits(const SamplingParams& p, const std::vector<int32_t>& history_ids,
+                                   int32_t n_history_prompt, const std::vector<int32_t>& banned, int32_t n) {
+  std::map<int32_t, LogitEdit> by_token;
+  auto edit_of = [&](int32_t t) -> LogitEdit& {
+    LogitEdit& e = by_token[t];
+    e.token = t;
+    return e;
+  };
+  for (const TokenBias& b : p.logit_bias) {
+    if (b.token < 0 || b.token >= n) continue;
+    LogitEdit& e = edit_of(b.token);
+    e.flags |= kEditBias;
+    e.bias = b.bias;
+  }
+  if (p.has_penalties()) {
+    for (size_t i = 0; i < history_ids.size(); ++i) {
+      const int32_t t = history_ids[i];
+      if (t < 0 || t >= n) continue;
+      LogitEdit& e = edit_of(t);
+      if (p.repetition_penalty != 1.0f) e.flags |= kEditRepeated;
+      if (static_cast<int32_t>(i) >= n_history_prompt) ++e.output_count;
+    }
+  }
+  for (int32_t t : banned)
+    if (t >= 0 && t < n) edit_of(t).flags |= kEditBanned;
+  std::vector<LogitEdit> edits;
+  edits.reserve(by_token.size());
+  for (const auto& [token, e] : by_token)
+    if (e.flags != 0 || e.output_count > 0) edits.push_back(e);
+  return edits;
 }
 
-void apply_penalties(const SamplingParams& p, const std::vector<int32_t>& history_ids,
-                     int32_t n_history_prompt, float* logits, int32_t n) {
-  if (!p.has_penalties()) return;
-  std::unordered_map<int32_t, int32_t> output_counts;
-  std::unordered_map<int32_t, bool> seen;
-  for (size_t i = 0; i < history_ids.size(); ++i) {
-    const int32_t t = history_ids[i];
-    if (t < 0 || t >= n) continue;
-    seen[t] = true;
-    if (static_cast<int32_t>(i) >= n_history_prompt) ++output_counts[t];
-  }
-  if (p.repetition_penalty != 1.0f) {
-    for (const auto& [t, unused] : seen)
-      logits[t] = logits[t] > 0 ? logits[t] / p.repetition_penalty : logits[t] * p.repetition_penalty;
-  }
-  for (const auto& [t, count] : output_counts)
-    logits[t] -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
+float edited_logit(const SamplingParams& p, const LogitEdit& e, float x) {
+  if ((e.flags & kEditBias) != 0) x += e.bias;
+  if ((e.flags & kEditRepeated) != 0) x = x > 0 ? x / p.repetition_penalty : x * p.repetition_penalty;
+  if (e.output_count > 0) x -= p.frequency_penalty * static_cast<float>(e.output_count) + p.presence_penalty;
+  if ((e.flags & kEditBanned) != 0) x = -INFINITY;
+  return x;
+}
+
+void apply_logit_edits(const SamplingParams& p, const std::vector<LogitEdit>& edits, float* logits, int32_t n) {
+  for (const LogitEdit& e : edits)
+    if (e.token >= 0 && e.token < n) logits[e.token] = edited_logit(p, e, logits[e.token]);
 }
 
 int32_t sample_token(const SamplingParams& p, const float* logits, int32_t n, int64_t position) {

@@ -412,7 +412,7 @@ void Worker::build_micro_batches(const StepPlan& plan) {
         mb.batch.slots.push_back(seq.block_table[pos / bs] * bs + pos % bs);
       }
     }
-    route_logit_rows(plan, &mb);
+    route_logit_rows(plan, model_->config().vocab_size, &mb);
   }
 }
 

@@ -1,6 +1,6 @@
 // Sampling on the sampling rank: which way each sequence's logit rows come back (route_logit_rows),
-// and Worker::sample_results turning them into tokens and log-probs in plan order (prompt
-// log-probs, logit bias, penalties and banned tokens on the host's full logits).
+// and Worker::sample_results turning them into tokens and log-probs in plan order (prompt log-probs,
+// and the draw after them, on the host's full logits; every other draw where the logits are).
 #include <cmath>
 
 #include "worker/micro_batch.h"
@@ -11,15 +11,14 @@
 namespace kvmesh {
 namespace {
 
-// The draw needs the logits changed first (on the host).
+// The draw needs the logits changed first (logit_edits).
 bool edits_logits(const SeqWork& seq) { return seq.sampling.edits_logits() || !seq.banned_token_ids.empty(); }
 
 RowRoute route_of(const SeqWork& seq) {
   if (seq.prompt_logprobs >= 0) return RowRoute::host;
   if (!seq.sample) return RowRoute::none;
-  if (edits_logits(seq)) return RowRoute::host;
   // A plain greedy draw needs the argmax of the raw logits alone.
-  if (seq.sampling.greedy() && seq.sampling.n_logprobs < 0) return RowRoute::greedy;
+  if (seq.sampling.greedy() && seq.sampling.n_logprobs < 0 && !edits_logits(seq)) return RowRoute::greedy;
   return RowRoute::device;
 }
 
@@ -42,18 +41,21 @@ void prompt_logprobs_on_host(const SeqWork& seq, const float* logits_rows, int32
     if (has_target[static_cast<size_t>(i)]) out->prompt_logprobs.push_back(std::move(rows[static_cast<size_t>(i)]));
 }
 
-// The draw after the sequence's last row: logit bias, penalties and banned tokens applied to a
-// copy of the raw logits first; log-probs stay those of the raw logits.
+// The edits of a sequence's draw (none when it makes none).
+std::vector<LogitEdit> edits_of(const SeqWork& seq, int32_t v) {
+  if (!edits_logits(seq)) return {};
+  return logit_edits(seq.sampling, seq.history_ids, seq.n_history_prompt, seq.banned_token_ids, v);
+}
+
+// The draw after the sequence's last row: its logit edits applied to a copy of the raw logits
+// first; log-probs stay those of the raw logits.
 void draw_on_host(const SeqWork& seq, const float* logits, int32_t v, SeqResult* out) {
+  const std::vector<LogitEdit> edits = edits_of(seq, v);
   std::vector<float> edited_logits;
   const float* to_sample = logits;
-  if (edits_logits(seq)) {
-    // The bias first, then the penalties, as vLLM.
+  if (!edits.empty()) {
     edited_logits.assign(logits, logits + v);
-    apply_logit_bias(seq.sampling, edited_logits.data(), v);
-    apply_penalties(seq.sampling, seq.history_ids, seq.n_history_prompt, edited_logits.data(), v);
-    for (int32_t t : seq.banned_token_ids)
-      if (t >= 0 && t < v) edited_logits[t] = -INFINITY;
+    apply_logit_edits(seq.sampling, edits, edited_logits.data(), v);
     to_sample = edited_logits.data();
   }
   const int64_t position = static_cast<int64_t>(seq.n_past) + seq.n_tokens();
@@ -75,7 +77,7 @@ void sample_on_host(const SeqWork& seq, const float* logits_rows, int32_t v, Seq
 
 }  // namespace
 
-void route_logit_rows(const StepPlan& plan, MicroBatch* mb) {
+void route_logit_rows(const StepPlan& plan, int32_t vocab_size, MicroBatch* mb) {
   HeadWork& head = mb->head;
   head.rows.clear();
   head.draws.clear();
@@ -98,7 +100,7 @@ void route_logit_rows(const StepPlan& plan, MicroBatch* mb) {
         rows.first = static_cast<int32_t>(sampled.size());
         sampled.push_back(last);
         head.draws.push_back({seq.sampling, static_cast<int64_t>(seq.n_past) + seq.n_tokens(),
-                              seq.sampling.n_logprobs});
+                              seq.sampling.n_logprobs, edits_of(seq, vocab_size)});
         break;
       case RowRoute::host:
         rows.first = static_cast<int32_t>(host.size());

@@ -1,13 +1,14 @@
 // The CUDA engine (bf16 weights and KV pages, or f16 ones; fp32 compute) reproduces Hugging Face
 // transformers' GPT-2 numbers (tests/data/hf-gpt2-4l32d) within bf16 tolerances (narrow_weights_golden.h):
 // log-probs within 0.1 of the fixture (fp32 CPU: 1e-4), greedy tokens identical where HF's margin
-// exceeds 0.1.
+// exceeds 0.1; logit edits (bias, bans, penalties) take effect on the device.
 // Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "engine_fixture.h"
+#include "logit_edit_checks.h"
 #include "narrow_weights_golden.h"
 #include "worker/cuda/cuda_backend.h"
 
@@ -40,6 +41,10 @@ TEST_P(CudaHfGolden, PromptLogprobs) { expect_golden_prompt_logprobs(*engine_, g
 TEST_P(CudaHfGolden, GreedyTokensWhereMarginIsClear) {
   expect_golden_greedy(*engine_, golden_, kClearMargin, kLogprobTolerance);
 }
+
+// Logit bias, banned stop tokens and penalties, all drawn on the device (sample_rows.cu); two of the
+// fixture's cases (each step sorts a 50257-entry row, which the emulated device does slowly).
+TEST_P(CudaHfGolden, LogitEditsTakeEffect) { expect_logit_edits_take_effect(*engine_, golden_, 0.02, 2); }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaHfGolden, ::testing::Values(DType::bf16, DType::f16),
                          [](const ::testing::TestParamInfo<DType>& info) {

@@ -195,6 +195,24 @@ TEST_F(CudaOps, SampleRowsMatchesTheHostSampler) {
   }
 }
 
+// Logit biases, penalties and bans (add_edits) on most rows of every kind of draw, greedy ones too:
+// the draw is made from the edited copy, the log-probs (top n_top too) from the raw logits.
+TEST_F(CudaOps, SampleRowsWithLogitEditsMatchesTheHostSampler) {
+  for (const int64_t v : {7, 1000, 50257}) {
+    const int n_rows = 24, calls = v == 50257 ? 4 : 8;
+    for (int call = 0; call < calls; ++call) {
+      std::vector<float> logits = testing::logits_with_ties(n_rows, v, 700 + static_cast<uint32_t>(call));
+      std::vector<RowDraw> draws = testing::draw_mix(n_rows, call);
+      testing::add_edits(draws, logits, v, 800 + static_cast<uint32_t>(call));
+      std::vector<RowSample> want(draws.size()), got(draws.size());
+      cpu_->sample_rows(TensorView::of(logits.data(), {n_rows, v}), draws, want.data());
+      gpu_->sample_rows(device(logits, n_rows, v), draws, got.data());
+      ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+      expect_samples_match(got, want, draws, "edits, v " + std::to_string(v) + " call " + std::to_string(call));
+    }
+  }
+}
+
 // Greedy rows that want at most the token's own log-prob sort nothing (the usual decode step): the
 // first argmax and its log-prob, at GPT-2's vocabulary; then the same after a larger sorted call
 // left bigger scratch behind, on fewer rows of a smaller vocabulary.

@@ -5,6 +5,7 @@
 
 #include "engine_fixture.h"
 #include "fixture_checks.h"
+#include "logit_edit_checks.h"
 
 namespace kvmesh::testing {
 namespace {
@@ -20,6 +21,8 @@ class HfGolden : public ::testing::Test {
   nlohmann::json golden_;
   std::unique_ptr<Engine> engine_;
 };
+
+TEST_F(HfGolden, LogitEditsTakeEffect) { expect_logit_edits_take_effect(*engine_, golden_, 1e-5); }
 
 TEST_F(HfGolden, PromptLogprobsAndLastTop20) {
   for (const auto& c : golden_["cases"]) {

@@ -1,5 +1,6 @@
-// route_logit_rows: plain greedy rows first, then the draws sampled where the logits are, then the
-// rows that need full logits on the host; each sequence knows where its rows come back.
+// route_logit_rows: plain greedy rows first, then the draws sampled where the logits are (with their
+// logit edits), then the rows that need full logits on the host; each sequence knows where its rows
+// come back.
 #include <gtest/gtest.h>
 
 #include "worker/micro_batch.h"
@@ -40,6 +41,8 @@ StepPlan mixed_plan() {
   plan.seqs.push_back(seq(4, false));  // 2: a prefill chunk, no draw    rows 2..5
   SeqWork penalised = seq(1, true);    // 3: penalties                    row 6
   penalised.sampling.repetition_penalty = 1.2f;
+  penalised.history_ids = {11, 12, 12};
+  penalised.n_history_prompt = 1;
   plan.seqs.push_back(penalised);
   SeqWork greedy_logprobs = seq(2, true);  // 4: greedy with log-probs    rows 7..8
   greedy_logprobs.sampling.n_logprobs = 3;
@@ -58,28 +61,72 @@ StepPlan mixed_plan() {
   return plan;
 }
 
+constexpr int32_t kVocab = 50257;
+
 TEST(LogitRoutes, GreedyThenDeviceThenHostRows) {
   const StepPlan plan = mixed_plan();
   MicroBatch mb = lay_out(plan);
-  route_logit_rows(plan, &mb);
+  route_logit_rows(plan, kVocab, &mb);
   EXPECT_EQ(mb.head.n_greedy, 2);
-  ASSERT_EQ(mb.head.draws.size(), 2u);
-  EXPECT_EQ(mb.head.rows, (std::vector<int32_t>{0, 13, 1, 8, 6, 9, 10, 11, 12, 14}));
-  EXPECT_EQ(mb.head.n_host_rows(), 6);
+  ASSERT_EQ(mb.head.draws.size(), 5u);
+  EXPECT_EQ(mb.head.rows, (std::vector<int32_t>{0, 13, 1, 6, 8, 12, 14, 9, 10, 11}));
+  EXPECT_EQ(mb.head.n_host_rows(), 3);
   EXPECT_EQ(mb.head.draws[0].params.seed, 7u);
   EXPECT_EQ(mb.head.draws[0].position, 11);
   EXPECT_EQ(mb.head.draws[0].n_top, -1);
-  EXPECT_EQ(mb.head.draws[1].position, 12);
-  EXPECT_EQ(mb.head.draws[1].n_top, 3);
+  EXPECT_TRUE(mb.head.draws[0].edits.empty());
+  EXPECT_EQ(mb.head.draws[2].position, 12);
+  EXPECT_EQ(mb.head.draws[2].n_top, 3);
   const std::vector<std::pair<RowRoute, int32_t>> want = {
-      {RowRoute::greedy, 0}, {RowRoute::device, 0}, {RowRoute::none, 0}, {RowRoute::host, 0},
-      {RowRoute::device, 1}, {RowRoute::host, 1},   {RowRoute::host, 4}, {RowRoute::greedy, 1},
-      {RowRoute::host, 5}};
+      {RowRoute::greedy, 0}, {RowRoute::device, 0}, {RowRoute::none, 0}, {RowRoute::device, 1},
+      {RowRoute::device, 2}, {RowRoute::host, 0},   {RowRoute::device, 3}, {RowRoute::greedy, 1},
+      {RowRoute::device, 4}};
   ASSERT_EQ(mb.seq_rows.size(), want.size());
   for (size_t k = 0; k < want.size(); ++k) {
     EXPECT_EQ(mb.seq_rows[k].route, want[k].first) << k;
     EXPECT_EQ(mb.seq_rows[k].first, want[k].second) << k;
   }
+}
+
+// Penalties, banned tokens and a logit bias travel with their draws as edits.
+TEST(LogitRoutes, DrawsCarryTheirLogitEdits) {
+  const StepPlan plan = mixed_plan();
+  MicroBatch mb = lay_out(plan);
+  route_logit_rows(plan, kVocab, &mb);
+  ASSERT_EQ(mb.head.draws.size(), 5u);
+  const std::vector<LogitEdit>& penalised = mb.head.draws[1].edits;
+  ASSERT_EQ(penalised.size(), 2u);
+  EXPECT_EQ(penalised[0].token, 11);  // the prompt token: repetition only
+  EXPECT_EQ(penalised[0].flags, kEditRepeated);
+  EXPECT_EQ(penalised[0].output_count, 0);
+  EXPECT_EQ(penalised[1].token, 12);  // twice in the output
+  EXPECT_EQ(penalised[1].flags, kEditRepeated);
+  EXPECT_EQ(penalised[1].output_count, 2);
+  EXPECT_FLOAT_EQ(mb.head.draws[1].params.repetition_penalty, 1.2f);
+  ASSERT_EQ(mb.head.draws[3].edits.size(), 1u);
+  EXPECT_EQ(mb.head.draws[3].edits[0].token, 50256);
+  EXPECT_EQ(mb.head.draws[3].edits[0].flags, kEditBanned);
+  ASSERT_EQ(mb.head.draws[4].edits.size(), 1u);  // greedy, yet sampled with its bias
+  EXPECT_EQ(mb.head.draws[4].edits[0].flags, kEditBias);
+  EXPECT_FLOAT_EQ(mb.head.draws[4].edits[0].bias, 5.0f);
+  EXPECT_TRUE(mb.head.draws[4].params.greedy());
+}
+
+// A token outside the vocabulary (a bias or ban sent for a larger model) is left out of the edits.
+TEST(LogitRoutes, EditsStayInsideTheVocabulary) {
+  StepPlan plan;
+  SeqWork s = seq(1, true);
+  s.banned_token_ids = {3, 999};
+  s.sampling.logit_bias = {{1000, 2.0f}, {2, -1.0f}};
+  plan.seqs.push_back(s);
+  MicroBatch mb = lay_out(plan);
+  route_logit_rows(plan, 1000, &mb);
+  ASSERT_EQ(mb.head.draws.size(), 1u);
+  const std::vector<LogitEdit>& edits = mb.head.draws[0].edits;
+  ASSERT_EQ(edits.size(), 3u);
+  EXPECT_EQ(edits[0].token, 2);
+  EXPECT_EQ(edits[1].token, 3);
+  EXPECT_EQ(edits[2].token, 999);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// host_sample_rows (the CPU backend's sample_rows): per row exactly sample_token, log_softmax and
-// position_logprobs, on random logits with ties, for every kind of draw and n_top -1..32; also
-// through a backend whose memory is not host memory (the rows are downloaded first).
+// host_sample_rows (the CPU backend's sample_rows): per row exactly sample_token (after the draw's
+// logit edits), log_softmax and position_logprobs, on random logits with ties, for every kind of
+// draw and n_top -1..32; also through a backend whose memory is not host memory (the rows are
+// downloaded first).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -23,12 +24,14 @@ void expect_same(const RowSample& got, const RowSample& want, const std::string&
   }
 }
 
-// Samples `calls` batches of rows of v logits with `backend` and compares each with the host sampler.
-void check_against_host(Backend& backend, int64_t v, int calls) {
+// Samples `calls` batches of rows of v logits with `backend` and compares each with the host sampler
+// (with logit edits on most draws when `edits`).
+void check_against_host(Backend& backend, int64_t v, int calls, bool edits = false) {
   const int n_rows = 13;
   for (int call = 0; call < calls; ++call) {
     std::vector<float> logits = logits_with_ties(n_rows, v, 100 + static_cast<uint32_t>(call));
-    const std::vector<RowDraw> draws = draw_mix(n_rows, call);
+    std::vector<RowDraw> draws = draw_mix(n_rows, call);
+    if (edits) add_edits(draws, logits, v, 300 + static_cast<uint32_t>(call));
     std::vector<RowSample> got(draws.size());
     backend.sample_rows(TensorView::of(logits.data(), {n_rows, v}), draws, got.data());
     ASSERT_TRUE(backend.status().is_ok());
@@ -51,6 +54,41 @@ TEST(SampleRows, DefaultIsTheHostSampler) {
   check_against_host(*cpu, 1000, 6);
   check_against_host(*cpu, 7, 6);
   check_against_host(*cpu, 1, 2);
+}
+
+TEST(SampleRows, DefaultAppliesLogitEditsToTheDrawOnly) {
+  auto cpu = make_cpu_backend(1);
+  check_against_host(*cpu, 50257, 2, true);
+  check_against_host(*cpu, 1000, 6, true);
+  check_against_host(*cpu, 7, 6, true);
+}
+
+// A banned argmax is never drawn, a +100 bias all but forces its token, and the log-probs stay the
+// raw row's: the banned token keeps its log-prob and its place at the top.
+TEST(SampleRows, EditsMoveTheDrawButNotTheLogprobs) {
+  auto cpu = make_cpu_backend(1);
+  std::vector<float> logits = {1.0f, 5.0f, 2.0f, -3.0f};
+  RowDraw banned;
+  banned.params.temperature = 0.0f;
+  banned.n_top = 2;
+  banned.edits = logit_edits(banned.params, {}, 0, {1}, 4);
+  RowDraw forced;
+  forced.params.seed = 3;
+  forced.params.logit_bias = {{3, 100.0f}};
+  forced.n_top = 0;
+  forced.edits = logit_edits(forced.params, {}, 0, {}, 4);
+  std::vector<float> rows = logits;
+  rows.insert(rows.end(), logits.begin(), logits.end());
+  RowSample got[2];
+  cpu->sample_rows(TensorView::of(rows.data(), {2, 4}), {banned, forced}, got);
+  EXPECT_EQ(got[0].token, 2);
+  ASSERT_EQ(got[0].logprobs.top.size(), 2u);
+  EXPECT_EQ(got[0].logprobs.top[0].token, 1);
+  EXPECT_EQ(got[0].logprobs.top[1].token, 2);
+  EXPECT_EQ(got[1].token, 3);
+  std::vector<double> raw;
+  log_softmax(logits.data(), 4, &raw);
+  EXPECT_FLOAT_EQ(got[1].logprobs.chosen.logprob, static_cast<float>(raw[3]));
 }
 
 TEST(SampleRows, TopLogprobsAreSortedWithTiesByLowerId) {

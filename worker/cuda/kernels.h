@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "worker/logit_edit.h"
+
 namespace kvmesh {
 
 enum class KernelDType : int { f32 = 0, f16 = 1, bf16 = 2 };
@@ -117,7 +119,8 @@ cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, i
 cudaError_t launch_row_stats(const float* logits, int64_t r, int64_t v, float* max, int32_t* argmax,
                              float* log_sum_exp, cudaStream_t stream);
 
-// One row's draw for launch_sample_rows: SamplingParams without penalties (worker/sampler.cpp).
+// One row's draw for launch_sample_rows: SamplingParams (worker/sampler.cpp) and where its logit
+// edits sit in the edits array.
 struct SampleDraw {
   float temperature = 1.0f;
   float top_p = 1.0f;
@@ -127,7 +130,12 @@ struct SampleDraw {
   int64_t position = 0;  // the random draw's counter
   int32_t greedy = 0;    // nonzero: the argmax (SamplingParams::greedy())
   int32_t n_top = -1;    // top log-probs wanted: -1 none, at most kMaxSampleTop
-  int32_t sorted = 0;    // nonzero: the row takes part in the sort (a draw or n_top > 0, v > 1)
+  int32_t sorted = 0;    // nonzero: the row takes part in the sort (a draw, n_top > 0 or edits; v > 1)
+  float repetition_penalty = 1.0f;
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  int32_t edit_begin = 0;  // edits [edit_begin, edit_begin + n_edits), tokens in [0, v)
+  int32_t n_edits = 0;
 };
 constexpr int kMaxSampleTop = 32;
 
@@ -155,13 +163,15 @@ struct SampleScratch {
 cudaError_t sample_rows_temp_bytes(int64_t r, int64_t v, size_t* bytes);
 
 // Per row of logits [r, v], the draw draws[i] (device memory): rows whose draw has `sorted` are
-// sorted by (logit descending, id ascending), then one block per row takes top-k, temperature,
-// min-p, top-p and the counter-based draw as sample_token does, and the log-probs as log_softmax
-// and position_logprobs do, into out[i] (device memory). With sort false no row is sorted and
-// scratch is not used.
+// copied, their logit edits applied to the copy (edited_logit in worker/sampler.cpp), and sorted by
+// (logit descending, id ascending); then one block per row takes the greedy token, or top-k,
+// temperature, min-p, top-p and the counter-based draw as sample_token does, and the log-probs of
+// the raw logits as log_softmax and position_logprobs do, into out[i] (device memory). With sort
+// false no row is sorted and scratch is not used; edits (device memory) may be null when no draw
+// has any.
 cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const SampleDraw* draws,
-                               bool sort, const SampleScratch& scratch, SampleOut* out,
-                               cudaStream_t stream);
+                               const LogitEdit* edits, bool sort, const SampleScratch& scratch,
+                               SampleOut* out, cudaStream_t stream);
 
 // dst = src rounded to nearest even in dtype (f16 or bf16), n elements.
 cudaError_t launch_cast(const float* src, void* dst, KernelDType dtype, int64_t n, cudaStream_t stream);

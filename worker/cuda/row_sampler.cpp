@@ -1,4 +1,4 @@
-// RowSampler: draws to the device, launch_sample_rows, results back to RowSample.
+// RowSampler: draws and their logit edits to the device, launch_sample_rows, results back to RowSample.
 #include "worker/cuda/row_sampler.h"
 
 #include <algorithm>
@@ -32,6 +32,7 @@ Status RowSampler::sample(Backend& backend, HostStaging& staging, cudaStream_t s
 Status RowSampler::sample_chunk(Backend& backend, HostStaging& staging, cudaStream_t stream, const float* logits,
                                 int64_t v, const RowDraw* draws, int64_t r, RowSample* out) {
   draws_host_.resize(static_cast<size_t>(r));
+  edits_host_.clear();
   bool sort = false;
   for (int64_t i = 0; i < r; ++i) {
     const RowDraw& in = draws[i];
@@ -45,7 +46,13 @@ Status RowSampler::sample_chunk(Backend& backend, HostStaging& staging, cudaStre
     d.position = in.position;
     d.greedy = in.params.greedy() ? 1 : 0;
     d.n_top = in.n_top < 0 ? -1 : in.n_top;
-    d.sorted = v > 1 && (d.greedy == 0 || d.n_top > 0) ? 1 : 0;
+    d.repetition_penalty = in.params.repetition_penalty;
+    d.frequency_penalty = in.params.frequency_penalty;
+    d.presence_penalty = in.params.presence_penalty;
+    d.edit_begin = static_cast<int32_t>(edits_host_.size());
+    d.n_edits = static_cast<int32_t>(in.edits.size());
+    edits_host_.insert(edits_host_.end(), in.edits.begin(), in.edits.end());
+    d.sorted = v > 1 && (d.greedy == 0 || d.n_top > 0 || d.n_edits > 0) ? 1 : 0;
     sort = sort || d.sorted != 0;
   }
   if (sort && r * v > INT32_MAX)
@@ -74,8 +81,15 @@ Status RowSampler::sample_chunk(Backend& backend, HostStaging& staging, cudaStre
   auto* out_dev = static_cast<SampleOut*>(out_.data());
   KVMESH_RETURN_IF_ERROR(
       staging.upload(draws_dev, draws_host_.data(), static_cast<size_t>(r) * sizeof(SampleDraw), stream));
+  LogitEdit* edits_dev = nullptr;
+  if (!edits_host_.empty()) {
+    const size_t bytes = edits_host_.size() * sizeof(LogitEdit);
+    KVMESH_RETURN_IF_ERROR(reserve(backend, &edits_, bytes));
+    edits_dev = static_cast<LogitEdit*>(edits_.data());
+    KVMESH_RETURN_IF_ERROR(staging.upload(edits_dev, edits_host_.data(), bytes, stream));
+  }
   KVMESH_CUDA_RETURN_IF_ERROR(
-      launch_sample_rows(logits, r, v, draws_dev, sort, scratch, out_dev, stream), "sample_rows");
+      launch_sample_rows(logits, r, v, draws_dev, edits_dev, sort, scratch, out_dev, stream), "sample_rows");
   out_host_.resize(static_cast<size_t>(r));
   KVMESH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out_host_.data(), out_dev,
                                               static_cast<size_t>(r) * sizeof(SampleOut),

@@ -1,6 +1,6 @@
-// RowSampler: the host side of the CUDA backend's sample_rows: the draws staged to the device, the
-// sort's scratch grown as needed (never shrunk), one launch (sample_rows.cu) and one download of
-// the few numbers each row gives back.
+// RowSampler: the host side of the CUDA backend's sample_rows: the draws and their logit edits
+// staged to the device, the sort's scratch grown as needed (never shrunk), one launch
+// (sample_rows.cu) and one download of the few numbers each row gives back.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -30,7 +30,9 @@ class RowSampler {
 
   std::vector<SampleDraw> draws_host_;
   std::vector<SampleOut> out_host_;
+  std::vector<LogitEdit> edits_host_;  // every draw's edits, one after another
   Buffer draws_;    // [R] SampleDraw
+  Buffer edits_;    // edits_host_ on the device
   Buffer out_;      // [R] SampleOut
   Buffer offsets_;  // [2R] sort segments
   Buffer keys_[2];  // [R, V] each

@@ -1,10 +1,11 @@
 // Logits to sampling on the device, the CUDA side of Backend::sample_rows and the twin of the host
-// sampler (worker/sampler.cpp: sample_token, log_softmax, position_logprobs). Rows that draw or
-// report top log-probs are sorted by (logit descending, id ascending) with CUB's stable segmented
-// radix sort over ids in ascending order; then one block per row takes the first argmax and the
-// log-sum-exp of the raw logits, applies top-k, temperature, min-p and top-p and draws
-// u = counter_uniform(seed, position) as sample_token does, and writes the token, its log-prob and
-// the top n_top.
+// sampler (worker/sampler.cpp: edited_logit, sample_token, log_softmax, position_logprobs). Rows
+// that draw, report top log-probs or edit their logits are copied, the copy edited (logit bias,
+// penalties, bans) and sorted by (logit descending, id ascending) with CUB's stable segmented radix
+// sort over ids in ascending order; then one block per row takes the first argmax and the
+// log-sum-exp of the raw logits, applies top-k, temperature, min-p and top-p to the sorted copy and
+// draws u = counter_uniform(seed, position) as sample_token does, and writes the token, its
+// log-prob and the top n_top (from the raw logits: with edits, by n_top rounds of a block argmax).
 //
 // Exactness: the same operations in the same order, in double, each product and difference
 // rounded on its own (no fused multiply-add) as on the host. What still differs: CUDA's exp and
@@ -190,6 +191,57 @@ __device__ int32_t draw_token(const SampleDraw& d, const float* keys, const int3
   return ids != nullptr ? ids[at] : at;
 }
 
+// edited_logit (worker/sampler.cpp) on the device, each step rounded on its own as on the host.
+__device__ __forceinline__ float edited_logit_device(const SampleDraw& d, const LogitEdit& e, float x) {
+  if ((e.flags & kEditBias) != 0) x = __fadd_rn(x, e.bias);
+  if ((e.flags & kEditRepeated) != 0)
+    x = x > 0 ? __fdiv_rn(x, d.repetition_penalty) : __fmul_rn(x, d.repetition_penalty);
+  if (e.output_count > 0)
+    x = __fsub_rn(x, __fadd_rn(__fmul_rn(d.frequency_penalty, static_cast<float>(e.output_count)),
+                               d.presence_penalty));
+  if ((e.flags & kEditBanned) != 0) x = -INFINITY;
+  return x;
+}
+
+// Each sorted row's edits on its copy of the logits (tokens are distinct, so no two threads touch
+// one key).  grid: r
+__global__ void edit_keys_kernel(const SampleDraw* draws, const LogitEdit* edits, int64_t v, float* keys) {
+  const int64_t row = blockIdx.x;
+  const SampleDraw d = draws[row];
+  if (d.sorted == 0) return;
+  for (int32_t i = static_cast<int32_t>(threadIdx.x); i < d.n_edits; i += static_cast<int32_t>(blockDim.x)) {
+    const LogitEdit e = edits[d.edit_begin + i];
+    if (e.token < 0 || e.token >= v) continue;
+    float& key = keys[row * v + e.token];
+    key = edited_logit_device(d, e, key);
+  }
+}
+
+// The top n_top of a raw row by (logit descending, id ascending), NaNs left out, as position_logprobs
+// orders them: round j takes the block's best of the logits after round j - 1's pick.
+__device__ void top_of_raw_row(const float* row, int32_t v, int32_t n_top, double log_z, SampleOut& o,
+                               Shared& sh) {
+  Best prev{0.0f, kNone};
+  for (int32_t j = 0; j < n_top; ++j) {
+    Best mine{0.0f, kNone};
+    for (int32_t i = static_cast<int32_t>(threadIdx.x); i < v; i += kThreads) {
+      const float x = row[i];
+      const bool after_prev = prev.index == kNone || x < prev.value || (x == prev.value && i > prev.index);
+      if (!isnan(x) && after_prev && (mine.index == kNone || x > mine.value)) mine = {x, i};
+    }
+    const Best reduced = ReduceBest(sh.best_temp).Reduce(mine, BetterOf{});
+    if (threadIdx.x == 0) sh.best = reduced;
+    __syncthreads();
+    prev = sh.best;
+    __syncthreads();
+    if (prev.index == kNone) prev = {0.0f, 0};  // fewer numbers than n_top: a row of NaNs
+    if (threadIdx.x == 0) {
+      o.top_ids[j] = prev.index;
+      o.top_logprobs[j] = static_cast<float>(static_cast<double>(row[prev.index]) - log_z);
+    }
+  }
+}
+
 // Keys and ids of the rows taking part in the sort, and every row's sort segment (empty for the
 // others).  grid: (r, column blocks)
 __global__ void prepare_sort_kernel(const float* logits, int64_t v, const SampleDraw* draws,
@@ -245,7 +297,10 @@ __global__ void __launch_bounds__(kThreads)
   const bool sorted = d.sorted != 0;  // else only a row of one needs candidates: itself
   const float* keys = sorted ? sorted_keys + r * v : row;
   const int32_t* ids = sorted ? sorted_ids + r * v : nullptr;
-  const int32_t token = d.greedy != 0 ? best.index : draw_token(d, keys, ids, v, sh);
+  const bool edited = d.n_edits > 0;
+  // A greedy draw after edits: the first of the edited copy's order, the host's first argmax.
+  const int32_t greedy_token = edited && sorted ? ids[0] : best.index;
+  const int32_t token = d.greedy != 0 ? greedy_token : draw_token(d, keys, ids, v, sh);
 
   SampleOut& o = out[r];
   const int32_t cap = v < kMaxSampleTop ? v : kMaxSampleTop;
@@ -255,6 +310,7 @@ __global__ void __launch_bounds__(kThreads)
     o.logprob = static_cast<float>(static_cast<double>(row[token]) - log_z);
     o.n_top = n_top;
   }
+  if (edited && n_top > 0) return top_of_raw_row(row, v, n_top, log_z, o, sh);
   const int32_t j = static_cast<int32_t>(threadIdx.x);
   if (j < n_top) {
     o.top_ids[j] = ids != nullptr ? ids[j] : j;
@@ -276,8 +332,8 @@ cudaError_t sample_rows_temp_bytes(int64_t r, int64_t v, size_t* bytes) {
 }
 
 cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const SampleDraw* draws,
-                               bool sort, const SampleScratch& scratch, SampleOut* out,
-                               cudaStream_t stream) {
+                               const LogitEdit* edits, bool sort, const SampleScratch& scratch,
+                               SampleOut* out, cudaStream_t stream) {
   if (r <= 0) return cudaSuccess;
   if (v <= 0 || v > INT32_MAX || r > INT32_MAX) return cudaErrorInvalidValue;
   const float* sorted_keys = nullptr;
@@ -292,6 +348,11 @@ cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const 
                                                        scratch.ids[0], begins, ends);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
+    if (edits != nullptr) {
+      edit_keys_kernel<<<static_cast<unsigned>(r), kThreads, 0, stream>>>(draws, edits, v, scratch.keys[0]);
+      err = cudaGetLastError();
+      if (err != cudaSuccess) return err;
+    }
     cub::DoubleBuffer<float> keys(scratch.keys[0], scratch.keys[1]);
     cub::DoubleBuffer<int32_t> ids(scratch.ids[0], scratch.ids[1]);
     size_t temp_bytes = scratch.temp_bytes;

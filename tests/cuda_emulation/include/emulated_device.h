@@ -107,6 +107,10 @@ inline double __dmul_rn(double a, double b) { volatile double r = a * b; return 
 inline double __dadd_rn(double a, double b) { volatile double r = a + b; return r; }
 inline double __dsub_rn(double a, double b) { volatile double r = a - b; return r; }
 inline double __ddiv_rn(double a, double b) { volatile double r = a / b; return r; }
+inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
+inline float __fsub_rn(float a, float b) { volatile float r = a - b; return r; }
+inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 // Blocks run one after another, their threads fibers on one host thread: plain host atomics.
 inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
