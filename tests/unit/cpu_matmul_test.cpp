@@ -93,6 +93,35 @@ TEST_P(CpuMatmul, NnMatchesDoubleReference) {
   }
 }
 
+// n_in a multiple of 1024: the tiles read copies of x's rows, a chunk of row tiles at a time.
+// Enough rows for several chunks at every width; each row as the double reference and bit for bit
+// as that row alone.
+TEST_P(CpuMatmul, NnOverCopiedRowsMatchesReferenceAndRowsAlone) {
+  const Shape s{2048, 40};
+  const int64_t t = 250;
+  const auto x = random_vector(t * s.n_in, 11);
+  const auto w = random_vector(s.n_in * s.n_out, 12);
+  const auto b = random_vector(s.n_out, 13);
+  const auto y = run_nn(x, 0, t, s, w, b.data());
+  for (int64_t r = 0; r < t; ++r) {
+    for (int64_t n = 0; n < s.n_out; ++n) {
+      double ref = b[n], sum_abs = std::abs(b[n]);
+      for (int64_t k = 0; k < s.n_in; ++k) {
+        const double term = double(x[r * s.n_in + k]) * double(w[k * s.n_out + n]);
+        ref += term;
+        sum_abs += std::abs(term);
+      }
+      expect_close(y[r * s.n_out + n], ref, sum_abs, s.n_in,
+                   "nn 2048x40 T=250 row " + std::to_string(r) + " col " + std::to_string(n));
+    }
+  }
+  for (int64_t r : {int64_t(0), int64_t(63), int64_t(64), int64_t(100), int64_t(191), int64_t(192), int64_t(249)}) {
+    const auto alone = run_nn(x, r, 1, s, w, b.data());
+    ASSERT_EQ(std::memcmp(alone.data(), y.data() + r * s.n_out, static_cast<size_t>(s.n_out) * sizeof(float)), 0)
+        << "row " << r;
+  }
+}
+
 TEST_P(CpuMatmul, NtMatchesDoubleReference) {
   const Shape shapes[] = {{33, 97}, {768, 500}, {5, 3}, {16, 16}, {100, 1}};
   for (const Shape& s : shapes) {

@@ -20,9 +20,11 @@ constexpr int64_t kMinMacsPerThread = int64_t(1)
 constexpr int64_t kNnColumnUnit = 32;         // nn thread ranges start at multiples of this
 constexpr int64_t kNtRowUnit = 8;
 
-// Per-thread scratch for packed weight blocks; OpenMP pool threads keep theirs across calls.
+// Per-thread scratch for packed blocks of w and rows of x; OpenMP pool threads keep theirs across
+// calls.
 float* thread_scratch() {
-  thread_local std::vector<float> scratch(static_cast<size_t>(matmul_detail::kNnScratchFloats));
+  thread_local std::vector<float> scratch(
+      static_cast<size_t>(matmul_detail::kNnScratchFloats + matmul_detail::kNnXScratchFloats));
   return scratch.data();
 }
 

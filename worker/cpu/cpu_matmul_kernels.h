@@ -31,12 +31,13 @@ using NtArgs = NtArgsOf<float>;
 using NnArgsBf16 = NnArgsOf<uint16_t>;
 using NtArgsBf16 = NtArgsOf<uint16_t>;
 
-// Floats of per-thread scratch that nn_range may use (packed blocks of w).
+// Floats of per-thread scratch that nn_range may use: packed blocks of w, then packed rows of x.
 constexpr int64_t kNnScratchFloats = int64_t(256) * 256;
+constexpr int64_t kNnXScratchFloats = int64_t(16) * 12 * (256 + 16);
 
 struct MatmulKernels {
   // y[:, col_begin:col_end] of matmul_nn over all rows; col_begin is a multiple of 16;
-  // scratch holds kNnScratchFloats floats owned by the calling thread.
+  // scratch holds kNnScratchFloats + kNnXScratchFloats floats owned by the calling thread.
   void (*nn_range)(const NnArgs& a, int64_t col_begin, int64_t col_end, float* scratch);
   // y[:, v_begin:v_end] of matmul_nt over all rows.
   void (*nt_range)(const NtArgs& a, int64_t v_begin, int64_t v_end);

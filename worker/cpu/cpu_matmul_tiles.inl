@@ -36,22 +36,33 @@ constexpr int64_t kLineElems = 64 / static_cast<int64_t>(sizeof(W));
 // w is copied block by block (kc rows of k x some columns: square blocks for many rows, slabs of
 // whole rows of the range for few) into panels of kPanelCols columns, [depth][16 * nv] each,
 // zero-padded, so tiles read it sequentially from L1/L2 while the next block is prefetched.
+// Tiles broadcast x from its rows in place, except where rows lie a multiple of 4 KiB apart
+// (n_in a multiple of 1024, as the MLP's second product): there every row of a tile would fall in
+// one L1 set, so each chunk of kXChunkTiles row tiles has its k block copied first, rows one
+// 64-byte line more than the block apart (kXPadFloats).
 // Between k blocks the partial sums rest in y; reloading a stored float is exact.
 
 constexpr int64_t kPanelCols = kLanes * kNnVecs;
+constexpr int64_t kXChunkTiles = 16;
+constexpr int64_t kXPadFloats = 16;
 static_assert(kNnVecs == 1 || kNnVecs == 2, "nn_panel_rows dispatches on 1 or 2 vectors");
 static_assert(kPackCols % kPanelCols == 0 && kPackDepth * kPackCols <= kNnScratchFloats,
               "pack size");
 static_assert(kSlabMaxCols % kPanelCols == 0 && kSlabMaxCols * 8 <= kNnScratchFloats, "slab size");
+static_assert(kXChunkTiles * kNnRows * (kPackDepth + kXPadFloats) <= kNnXScratchFloats, "x chunk size");
 
-// One packed panel of w and where the next k block of the same columns starts (to prefetch).
+// One packed panel of w over one chunk of packed rows of x, and the rows of the next k block of
+// the same columns that this chunk prefetches.
 template <class W>
 struct Panel {
   const float* packed;  // [depth][16 * nv], zero-padded
   int64_t k0, depth;    // k range [k0, k0 + depth)
   int64_t c0, cols;     // columns [c0, c0 + cols), cols <= kPanelCols
+  const float* xs;      // x[r, k0 + k] of rows [r0, r1) at xs[(r - r0) * x_stride + k]
+  int64_t x_stride;
+  int64_t r0, r1;
   const W* next;        // &w[k0 + depth, c0], or null on the last k block
-  int64_t next_depth;
+  int64_t next_begin, next_end;  // rows of the next k block this chunk prefetches
 };
 
 // Brings rows [k_begin, k_end) of the panel's next k block into L2 while this block computes.
@@ -59,7 +70,7 @@ template <class W>
 KVMESH_INLINE void nn_prefetch_next(const NnArgsOf<W>& a, const Panel<W>& p, int64_t k_begin,
                                     int64_t k_end) {
   if (p.next == nullptr) return;
-  for (int64_t k = k_begin; k < imin(k_end, p.next_depth); ++k)
+  for (int64_t k = k_begin; k < imin(k_end, p.next_end); ++k)
     for (int64_t j = 0; j < p.cols; j += kLineElems<W>)
       __builtin_prefetch(p.next + k * a.n_out + j, 0, 2);
 }
@@ -81,13 +92,13 @@ void nn_tile(const NnArgsOf<W>& a, const Panel<W>& p, int64_t r0, int n_last) {
             (Tail && j == NV - 1) ? load_n(src + kLanes * j, n_last) : load(src + kLanes * j);
     }
   }
-  const float* xr = a.x + r0 * a.n_in + p.k0;
+  const float* xr = p.xs + (r0 - p.r0) * p.x_stride;
   const float* wk = p.packed;
   for (int64_t k = 0; k < p.depth; ++k, wk += kLanes * NV) {
     V wv[NV];
     for (int j = 0; j < NV; ++j) wv[j] = load(wk + kLanes * j);
     for (int i = 0; i < MR; ++i) {
-      const V xb = bcast(xr[i * a.n_in + k]);
+      const V xb = bcast(xr[i * p.x_stride + k]);
       for (int j = 0; j < NV; ++j) acc[i][j] = fmadd(xb, wv[j], acc[i][j]);
     }
   }
@@ -111,19 +122,20 @@ void nn_tile_rem(const NnArgsOf<W>& a, const Panel<W>& p, int64_t r0, int n_rem,
   }
 }
 
-// All rows over one panel; each row tile also prefetches its share of the next k block.
+// The chunk's rows over one panel; each row tile also prefetches its share of the chunk's rows of
+// the next k block.
 template <int NV, bool Tail, class W>
 void nn_panel_rows(const NnArgsOf<W>& a, const Panel<W>& p, int n_last) {
-  const int64_t n_tiles = (a.n_rows + kNnRows - 1) / kNnRows;
-  const int64_t share = (p.next_depth + n_tiles - 1) / n_tiles;
-  int64_t r = 0, k = 0;
-  for (; r + kNnRows <= a.n_rows; r += kNnRows, k += share) {
+  const int64_t n_tiles = (p.r1 - p.r0 + kNnRows - 1) / kNnRows;
+  const int64_t share = (p.next_end - p.next_begin + n_tiles - 1) / n_tiles;
+  int64_t r = p.r0, k = p.next_begin;
+  for (; r + kNnRows <= p.r1; r += kNnRows, k += share) {
     nn_prefetch_next(a, p, k, k + share);
     nn_tile<kNnRows, NV, Tail>(a, p, r, n_last);
   }
-  if (r < a.n_rows) {
+  if (r < p.r1) {
     nn_prefetch_next(a, p, k, k + share);
-    nn_tile_rem<NV, Tail>(a, p, r, static_cast<int>(a.n_rows - r), n_last);
+    nn_tile_rem<NV, Tail>(a, p, r, static_cast<int>(p.r1 - r), n_last);
   }
 }
 
@@ -158,22 +170,48 @@ void nn_pack(const NnArgsOf<W>& a, int64_t k0, int64_t depth, int64_t kc, int64_
   }
 }
 
-// Columns [c0, c1) for all rows, kc values of k at a time; (c1 - c0) * kc fits in buf.
+// xs <- x[r0:r1, k0:k0+depth], row r at xs + (r - r0) * stride.
 template <class W>
-void nn_block(const NnArgsOf<W>& a, int64_t c0, int64_t c1, int64_t kc, float* buf) {
+void nn_copy_x(const NnArgsOf<W>& a, int64_t r0, int64_t r1, int64_t k0, int64_t depth, int64_t stride,
+               float* xs) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* src = a.x + r * a.n_in + k0;
+    float* dst = xs + (r - r0) * stride;
+    for (int64_t k = 0; k < depth; ++k) dst[k] = src[k];
+  }
+}
+
+// Columns [c0, c1) for all rows, kc values of k at a time; (c1 - c0) * kc fits in buf, a chunk of
+// copied rows of x in xs.
+template <class W>
+void nn_block(const NnArgsOf<W>& a, int64_t c0, int64_t c1, int64_t kc, float* buf, float* xs) {
+  const bool copy_x = a.n_in % 1024 == 0;
+  const int64_t chunk_rows = copy_x ? kXChunkTiles * kNnRows : a.n_rows;
+  const int64_t n_chunks = (a.n_rows + chunk_rows - 1) / chunk_rows;
   for (int64_t k0 = 0; k0 < a.n_in; k0 += kc) {
     const int64_t depth = imin(kc, a.n_in - k0);
     nn_pack(a, k0, depth, kc, c0, c1, buf);
     const int64_t next_k0 = k0 + depth;
-    for (int64_t c = c0; c < c1; c += kPanelCols) {
-      const Panel<W> p{buf + (c - c0) * kc,
-                    k0,
-                    depth,
-                    c,
-                    imin(kPanelCols, c1 - c),
-                    next_k0 < a.n_in ? a.w + next_k0 * a.n_out + c : nullptr,
-                    imin(kc, a.n_in - next_k0)};
-      nn_panel(a, p);
+    const int64_t next_depth = imin(kc, a.n_in - next_k0);
+    const int64_t x_stride = copy_x ? depth + kXPadFloats : a.n_in;
+    for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+      const int64_t r0 = chunk * chunk_rows, r1 = imin(r0 + chunk_rows, a.n_rows);
+      if (copy_x) nn_copy_x(a, r0, r1, k0, depth, x_stride, xs);
+      for (int64_t c = c0; c < c1; c += kPanelCols) {
+        const Panel<W> p{buf + (c - c0) * kc,
+                         k0,
+                         depth,
+                         c,
+                         imin(kPanelCols, c1 - c),
+                         copy_x ? xs : a.x + r0 * a.n_in + k0,
+                         x_stride,
+                         r0,
+                         r1,
+                         next_k0 < a.n_in ? a.w + next_k0 * a.n_out + c : nullptr,
+                         next_depth * chunk / n_chunks,
+                         next_depth * (chunk + 1) / n_chunks};
+        nn_panel(a, p);
+      }
     }
   }
 }
@@ -255,7 +293,8 @@ void nn_range(const NnArgsOf<W>& a, int64_t c0, int64_t c1, float* scratch) {
     cols = imin(c1 - c0, kSlabMaxCols);
     kc = imin(kPackDepth, kNnScratchFloats / cols / 8 * 8);
   }
-  for (int64_t b = c0; b < c1; b += cols) nn_block(a, b, imin(b + cols, c1), kc, scratch);
+  for (int64_t b = c0; b < c1; b += cols)
+    nn_block(a, b, imin(b + cols, c1), kc, scratch, scratch + kNnScratchFloats);
 }
 
 // ---- nt: dot products (LM head) ---------------------------------------------------------------
