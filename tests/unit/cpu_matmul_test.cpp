@@ -148,7 +148,7 @@ TEST_P(CpuMatmul, NtMatchesDoubleReference) {
 }
 
 constexpr int64_t kPoolRows = 64;
-const int64_t kBatchSizes[] = {1, 2, 3, 7, 16, 33};
+const int64_t kBatchSizes[] = {1, 2, 3, 7, 8, 9, 16, 33};
 
 // Every row of every batch (several positions in the pool, 1-3 threads) equals that row alone.
 template <class Run>

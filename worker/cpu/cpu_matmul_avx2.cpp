@@ -60,7 +60,7 @@ constexpr int64_t kPackCols = 256;
 constexpr int64_t kPackDepth = 256;
 constexpr int64_t kSlabMaxRows = 32;  // up to this many rows, w is packed in row slabs
 constexpr int64_t kSlabMaxCols = 4096;
-constexpr int kStreamRows = 2;
+constexpr int kStreamRows = 8;
 constexpr int kStreamDepth = 4;
 constexpr int64_t kStreamFloats = 4096;  // y floats kept in L1 while w streams past
 constexpr int kNtRows = 2;               // nt tile: 2 rows x 2 vocab rows = 8 ymm accumulators

@@ -50,7 +50,7 @@ constexpr int64_t kPackCols = 256;  // packed w block: 256 columns x 256 k = 256
 constexpr int64_t kPackDepth = 256;
 constexpr int64_t kSlabMaxRows = 32;  // up to this many rows, w is packed in row slabs
 constexpr int64_t kSlabMaxCols = 4096;
-constexpr int kStreamRows = 4;           // up to this many rows stream w instead of tiling
+constexpr int kStreamRows = 8;           // up to this many rows stream w instead of tiling
 constexpr int kStreamDepth = 4;          // k values applied per pass over y
 constexpr int64_t kStreamFloats = 4096;  // y floats kept in L1 while w streams past
 constexpr int kNtRows = 6;               // nt tile: 6 rows x 4 vocab rows = 24 accumulators
