@@ -11,8 +11,9 @@
 namespace kvmesh::bench {
 
 // How the requests pick each token: the most likely one, or a draw (temperature 1, top-p 0.95,
-// a seed per request), as chat traffic usually asks.
-enum class Picking { greedy, sampled };
+// a seed per request), as chat traffic usually asks, or such a draw with penalties (repetition 1.1,
+// frequency and presence 0.5: every prompt and output token's logit is edited before the draw).
+enum class Picking { greedy, sampled, penalised };
 
 // A request over a made-up prompt of n_prompt token ids (different per salt) that always
 // generates exactly max_tokens tokens.
@@ -22,10 +23,15 @@ inline GenerationRequest synthetic_request(int n_prompt, int max_tokens, int sal
   r.max_tokens = max_tokens;
   r.ignore_eos = true;
   r.sampling.temperature = 0.0f;
-  if (picking == Picking::sampled) {
+  if (picking != Picking::greedy) {
     r.sampling.temperature = 1.0f;
     r.sampling.top_p = 0.95f;
     r.sampling.seed = static_cast<uint64_t>(salt);
+  }
+  if (picking == Picking::penalised) {
+    r.sampling.repetition_penalty = 1.1f;
+    r.sampling.frequency_penalty = 0.5f;
+    r.sampling.presence_penalty = 0.5f;
   }
   return r;
 }

@@ -65,7 +65,15 @@ std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs, cons
                                   std::shared_ptr<const Tokenizer>(std::move(tok).value()));
 }
 
-constexpr char kSampledColumn[] = "graphs, sampled: T 1, top-p 0.95";
+// The columns of the graphs engine with requests that draw their tokens.
+struct DrawColumn {
+  bench::Picking picking;
+  const char* name;
+};
+constexpr DrawColumn kDrawColumns[] = {
+    {bench::Picking::sampled, "graphs, sampled: T 1, top-p 0.95"},
+    {bench::Picking::penalised, "graphs, sampled with penalties: repetition 1.1, frequency and presence 0.5"}};
+constexpr size_t kDrawKinds = sizeof(kDrawColumns) / sizeof(kDrawColumns[0]);
 
 // "1,8,32" as {1, 8, 32}; empty when any item is not a batch size from 1 to 128 (the engine's
 // most sequences).
@@ -195,7 +203,7 @@ int main(int argc, char** argv) {
                               {"eager", false, true}};
   constexpr size_t kVariants = sizeof(variants) / sizeof(variants[0]);
   std::vector<double> tps[kVariants];
-  std::vector<double> sampled_tps;  // the first variant's engine, requests drawing their tokens
+  std::vector<double> draw_tps[kDrawKinds];  // the first variant's engine, requests drawing their tokens
   std::vector<OpTimes> op_times[kVariants];  // per batch size, for the timed variants
   const auto timed = [](size_t k) { return k == 0 || k == 2; };  // graphs and eager
   for (size_t k = 0; k < kVariants; ++k) {
@@ -203,17 +211,20 @@ int main(int argc, char** argv) {
     auto engine = make_engine(model, 128, variants[k]);
     if (!engine) {
       tps[k].assign(batches.size(), 0.0);  // the table still prints, with zeros for this variant
-      if (k == 0) sampled_tps.assign(batches.size(), 0.0);
+      if (k == 0)
+        for (auto& column : draw_tps) column.assign(batches.size(), 0.0);
       continue;
     }
     for (int batch : batches) (void)bench::decode_tokens_per_s(*engine, batch, 4);
     for (int batch : batches) tps[k].push_back(bench::decode_tokens_per_s(*engine, batch, n_new));
     print_progress(variants[k].name, batches, tps[k]);
     if (k == 0) {
-      for (int batch : batches) (void)bench::decode_tokens_per_s(*engine, batch, 4, bench::Picking::sampled);
-      for (int batch : batches)
-        sampled_tps.push_back(bench::decode_tokens_per_s(*engine, batch, n_new, bench::Picking::sampled));
-      print_progress(kSampledColumn, batches, sampled_tps);
+      for (size_t d = 0; d < kDrawKinds; ++d) {
+        const bench::Picking picking = kDrawColumns[d].picking;
+        for (int batch : batches) (void)bench::decode_tokens_per_s(*engine, batch, 4, picking);
+        for (int batch : batches) draw_tps[d].push_back(bench::decode_tokens_per_s(*engine, batch, n_new, picking));
+        print_progress(kDrawColumns[d].name, batches, draw_tps[d]);
+      }
     }
     if (timed(k)) op_times[k] = time_ops(*engine, batches);
   }
@@ -226,21 +237,23 @@ int main(int argc, char** argv) {
               model.c_str(), config->n_params() / 1e9, weight_bytes / 1e9, *bw);
   std::printf("| batch |");
   for (const Variant& v : variants) std::printf(" decode tok/s (%s) |", v.name);
-  std::printf(" decode tok/s (%s) | roofline tok/s (batch x weight-bytes bound) | %% of roofline (graphs) |\n|---|",
-              kSampledColumn);
-  for (size_t k = 0; k <= kVariants; ++k) std::printf("---|");
+  for (const DrawColumn& column : kDrawColumns) std::printf(" decode tok/s (%s) |", column.name);
+  std::printf(" roofline tok/s (batch x weight-bytes bound) | %% of roofline (graphs) |\n|---|");
+  for (size_t k = 0; k < kVariants + kDrawKinds; ++k) std::printf("---|");
   std::printf("---|---|\n");
   for (size_t i = 0; i < batches.size(); ++i) {
     const double bound = roofline * batches[i];
     std::printf("| %d |", batches[i]);
     for (size_t k = 0; k < kVariants; ++k) std::printf(" %.1f |", tps[k][i]);
-    std::printf(" %.1f | %.1f | %.0f%% |\n", sampled_tps[i], bound, 100.0 * tps[0][i] / bound);
+    for (const auto& column : draw_tps) std::printf(" %.1f |", column[i]);
+    std::printf(" %.1f | %.0f%% |\n", bound, 100.0 * tps[0][i] / bound);
   }
   // A 0 is a run that failed (its reason is on stderr): the table stands, the exit status says so.
   for (const auto& row : tps)
     for (double v : row)
       if (v <= 0.0) return 1;
-  for (double v : sampled_tps)
-    if (v <= 0.0) return 1;
+  for (const auto& column : draw_tps)
+    for (double v : column)
+      if (v <= 0.0) return 1;
   return 0;
 }
