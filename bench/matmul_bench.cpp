@@ -17,6 +17,7 @@
 #include "common/tensor.h"
 #include "worker/cpu/cpu_isa.h"
 #include "worker/cpu/cpu_matmul.h"
+#include "worker/host_memory.h"
 
 using namespace kvmesh;
 
@@ -31,11 +32,23 @@ struct Case {
   int64_t n_in, n_out;
 };
 
+// Weight copies live in the memory the CPU backend keeps its weights in (host_memory.h).
 struct Buffers {
-  std::vector<std::vector<float>> w_copies;
-  std::vector<std::vector<uint16_t>> w_bf16_copies;  // the same weights rounded to bf16
+  std::vector<Buffer> w_copies;
+  std::vector<Buffer> w_bf16_copies;  // the same weights rounded to bf16
   std::vector<float> x, y;
 };
+
+Buffer alloc_or_exit(size_t bytes) {
+  auto block = alloc_host_memory(bytes, "weight copies");
+  if (!block.is_ok()) {
+    std::fprintf(stderr, "matmul_bench: %s\n", block.status().message().c_str());
+    std::exit(1);
+  }
+  return std::move(block).value();
+}
+
+const uint16_t* bf16_of(const Buffer& b) { return static_cast<const uint16_t*>(b.data()); }
 
 Buffers make_buffers(const Case& c, int64_t t) {
   std::mt19937 rng(1);
@@ -43,12 +56,14 @@ Buffers make_buffers(const Case& c, int64_t t) {
   Buffers b;
   const size_t w_elems = static_cast<size_t>(c.n_in * c.n_out);
   const size_t n_copies = std::max<size_t>(1, kRotateBytes / (w_elems * sizeof(float)));
-  b.w_copies.resize(n_copies);
-  for (auto& w : b.w_copies) {
-    w.resize(w_elems);
-    for (float& v : w) v = dist(rng);
-    auto& w16 = b.w_bf16_copies.emplace_back(w_elems);
-    for (size_t i = 0; i < w_elems; ++i) w16[i] = float_to_bf16(w[i]);
+  for (size_t copy = 0; copy < n_copies; ++copy) {
+    float* w = b.w_copies.emplace_back(alloc_or_exit(w_elems * sizeof(float))).f32();
+    auto* w16 = static_cast<uint16_t*>(
+        b.w_bf16_copies.emplace_back(alloc_or_exit(w_elems * sizeof(uint16_t))).data());
+    for (size_t i = 0; i < w_elems; ++i) {
+      w[i] = dist(rng);
+      w16[i] = float_to_bf16(w[i]);
+    }
   }
   b.x.resize(static_cast<size_t>(t * c.n_in));
   for (float& v : b.x) v = dist(rng);
@@ -115,13 +130,13 @@ void bench_case(const Case& c, int64_t t, int threads) {
   double ours = 1e30, blas = 1e30, bf16 = 1e30;
   for (int rep = 0; rep < kReps; ++rep) {  // interleaved, so all see the same machine load
     ours = std::min(ours, seconds_per_call(b, [&](size_t i) {
-                      run_ours(c, t, b, b.w_copies[i].data());
+                      run_ours(c, t, b, b.w_copies[i].f32());
                     }));
     blas = std::min(blas, seconds_per_call(b, [&](size_t i) {
-                      run_blas(c, t, b, b.w_copies[i].data());
+                      run_blas(c, t, b, b.w_copies[i].f32());
                     }));
     bf16 = std::min(bf16, seconds_per_call(b, [&](size_t i) {
-                      run_ours_bf16(c, t, b, b.w_bf16_copies[i].data());
+                      run_ours_bf16(c, t, b, bf16_of(b.w_bf16_copies[i]));
                     }));
   }
   // T = 1: GB/s of the weights each variant reads (bf16 reads half the bytes); else GFLOP/s.
@@ -139,11 +154,25 @@ void bench_case(const Case& c, int64_t t, int threads) {
 
 }  // namespace
 
-// Usage: matmul_bench [max_threads] [shape filter, e.g. "768x3072"]
+// Usage: matmul_bench [max_threads] [shape filter, e.g. "768x3072"] [rows, e.g. "8,16,32"]
 int main(int argc, char** argv) {
   int max_threads = omp_get_num_procs();
   if (argc > 1) max_threads = std::max(1, std::atoi(argv[1]));
   const std::string filter = argc > 2 ? argv[2] : "";
+  std::vector<int64_t> row_counts = {1, 16, 128, 512};
+  if (argc > 3) {
+    row_counts.clear();
+    for (const char* p = argv[3]; *p != '\0';) {
+      char* end = nullptr;
+      const long t = std::strtol(p, &end, 10);
+      if (end == p || t < 1) {
+        std::fprintf(stderr, "matmul_bench: rows must be a comma-separated list of counts >= 1\n");
+        return 2;
+      }
+      row_counts.push_back(t);
+      p = *end == ',' ? end + 1 : end;
+    }
+  }
   std::printf("cpu_matmul isa: %s   OpenBLAS: %s (core %s)\n", cpu_isa_name(cpu_isa()),
               openblas_get_config(), openblas_get_corename());
   for (int threads = 1; threads <= max_threads; threads *= 2)
@@ -159,7 +188,7 @@ int main(int argc, char** argv) {
   for (const Case& c : cases) {
     const std::string shape = std::to_string(c.n_in) + "x" + std::to_string(c.n_out);
     if (shape.find(filter) == std::string::npos) continue;
-    for (int64_t t : {1, 16, 128, 512})
+    for (int64_t t : row_counts)
       for (int threads = 1; threads <= max_threads; threads *= 2) bench_case(c, t, threads);
   }
   return 0;

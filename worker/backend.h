@@ -125,12 +125,9 @@ class Backend {
   virtual void download(void* dst, const void* src, size_t bytes) = 0;
   // A weight as the ops read it: [rows, cols] fp32 host values; `matrix` weights (linear, embedding,
   // LM head) may be stored narrower (bf16/f16 on CUDA, bf16 on CPU); vectors (biases, LayerNorm)
-  // stay fp32. CPU with fp32 weights: a view of `host` itself, which must then outlive the
-  // backend's use (weights_view_host()). New memory goes to storage.
+  // stay fp32. The placed weight owns its memory, which goes to storage; `host` may be freed.
   virtual Result<TensorView> place_weight(const std::vector<float>& host, int64_t rows, int64_t cols,
                                           bool matrix, std::vector<Buffer>* storage) = 0;
-  // Whether placed weights point into the host vectors (which must then be kept).
-  virtual bool weights_view_host() const { return false; }
   // Where the KV tiers live and how pages move between them.
   virtual PageMemory& page_memory() = 0;
   // The first error an op met (device errors are sticky: later ops do nothing); ok on CPU. Waits

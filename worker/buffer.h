@@ -1,5 +1,5 @@
 // Buffer: one owned block of memory a backend's ops read and write (host RAM on the CPU backend,
-// device memory on CUDA), freed by the function of whoever allocated it. Move-only.
+// device memory on CUDA), freed by the function of whoever allocated it (given the block and its size). Move-only.
 #pragma once
 
 #include <cstddef>
@@ -9,7 +9,7 @@ namespace kvmesh {
 
 class Buffer {
  public:
-  using FreeFn = void (*)(void*);
+  using FreeFn = void (*)(void* data, size_t bytes);
 
   Buffer() = default;
   Buffer(void* data, size_t bytes, FreeFn free_fn) : data_(data), bytes_(bytes), free_(free_fn) {}
@@ -22,7 +22,7 @@ class Buffer {
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   ~Buffer() {
-    if (data_ != nullptr && free_ != nullptr) free_(data_);
+    if (data_ != nullptr && free_ != nullptr) free_(data_, bytes_);
   }
 
   void* data() const { return data_; }

@@ -29,9 +29,7 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const Pa
                                              ModelWeights weights, std::unique_ptr<Backend> backend,
                                              Collectives* collectives) {
   auto model = std::unique_ptr<Model>(new Model(config, layout, std::move(backend), collectives));
-  model->host_ = std::move(weights);
-  KVMESH_ASSIGN_OR_RETURN(model->w_, place_weights(*model->backend_, model->host_, config, layout));
-  if (!model->backend_->weights_view_host()) model->host_ = ModelWeights{};
+  KVMESH_ASSIGN_OR_RETURN(model->w_, place_weights(*model->backend_, weights, config, layout));
   KVMESH_RETURN_IF_ERROR(model->backend_->status());
   return model;
 }

@@ -86,7 +86,6 @@ class Model {
 
   ModelConfig config_;
   ParallelLayout layout_;
-  ModelWeights host_;  // kept while w_ views it (CPU)
   std::unique_ptr<Backend> backend_;
   PlacedWeights w_;
   Collectives* collectives_;

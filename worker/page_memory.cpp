@@ -1,17 +1,19 @@
-// The host PageMemory: calloc'd pools (committed lazily) and memcpy page moves.
+// The host PageMemory: pools from alloc_host_memory (committed lazily) and memcpy page moves.
 #include "worker/page_memory.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <string>
+
+#include "worker/host_memory.h"
 
 namespace kvmesh {
 namespace {
 
 class HostPageMemory final : public PageMemory {
  public:
-  Result<Buffer> alloc_device(size_t bytes) override { return alloc(bytes, "KV pool"); }
-  Result<Buffer> alloc_host(size_t bytes) override { return alloc(bytes, "host KV pool"); }
+  Result<Buffer> alloc_device(size_t bytes) override { return alloc_host_memory(bytes, "KV pool"); }
+  Result<Buffer> alloc_host(size_t bytes) override {
+    return alloc_host_memory(bytes, "host KV pool");
+  }
   Status copy_to_host(void* host_dst, const void* device_src, size_t bytes) override {
     std::memcpy(host_dst, device_src, bytes);
     return Status::ok();
@@ -26,15 +28,6 @@ class HostPageMemory final : public PageMemory {
   }
   Status fence() override { return Status::ok(); }
   Status wait_copies() override { return Status::ok(); }
-
- private:
-  static Result<Buffer> alloc(size_t bytes, const char* what) {
-    void* p = std::calloc(bytes > 0 ? bytes : 1, 1);
-    if (p == nullptr)
-      return resource_exhausted(std::string("cannot allocate ") + std::to_string(bytes) +
-                                " bytes for the " + what);
-    return Buffer(p, bytes, [](void* q) { std::free(q); });
-  }
 };
 
 }  // namespace

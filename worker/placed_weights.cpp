@@ -7,7 +7,7 @@ namespace {
 class Placer {
  public:
   Placer(Backend& backend, PlacedWeights* out)
-      : backend_(backend), out_(out), release_(!backend.weights_view_host()) {}
+      : backend_(backend), out_(out) {}
   Status matrix(std::vector<float>& host, int64_t rows, int64_t cols, TensorView* view) {
     return place(host, rows, cols, true, view);
   }
@@ -20,12 +20,11 @@ class Placer {
     auto placed = backend_.place_weight(host, rows, cols, is_matrix, &out_->storage);
     if (!placed.is_ok()) return placed.status();
     *view = *placed;
-    if (release_) std::vector<float>().swap(host);
+    std::vector<float>().swap(host);
     return Status::ok();
   }
   Backend& backend_;
   PlacedWeights* out_;
-  bool release_;  // the backend copied what it placed: free each host vector once placed
 };
 
 }  // namespace

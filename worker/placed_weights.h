@@ -34,9 +34,8 @@ struct PlacedWeights {
   std::vector<Buffer> storage;      // what the backend allocated for them
 };
 
-// Places every tensor of `host`. When backend.weights_view_host(), `host` must outlive the result;
-// otherwise each host vector is released as soon as it is placed, so loading never holds a second
-// full copy of the weights.
+// Places every tensor of `host`, releasing each host vector as soon as it is placed, so loading
+// never holds a second full copy of the weights.
 Result<PlacedWeights> place_weights(Backend& backend, ModelWeights& host, const ModelConfig& config,
                                     const ParallelLayout& layout);
 

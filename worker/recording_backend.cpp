@@ -16,7 +16,6 @@ class RecordingBackend final : public Backend {
 
   std::string describe() const override { return inner_->describe() + " (recorded graphs)"; }
   bool host_memory() const override { return inner_->host_memory(); }
-  bool weights_view_host() const override { return inner_->weights_view_host(); }
   Result<Buffer> alloc(size_t bytes) override { return inner_->alloc(bytes); }
   void upload(void* dst, const void* src, size_t bytes) override { inner_->upload(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { inner_->download(dst, src, bytes); }

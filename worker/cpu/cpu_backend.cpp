@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -15,6 +14,7 @@
 #include "worker/cpu/cpu_activation.h"
 #include "worker/cpu/cpu_attention.h"
 #include "worker/cpu/cpu_matmul.h"
+#include "worker/host_memory.h"
 
 namespace kvmesh {
 namespace {
@@ -43,11 +43,7 @@ class CpuBackend final : public Backend {
 
   std::string describe() const override { return "cpu"; }
   bool host_memory() const override { return true; }
-  Result<Buffer> alloc(size_t bytes) override {
-    void* p = std::malloc(bytes > 0 ? bytes : 1);
-    if (p == nullptr) return resource_exhausted("cannot allocate " + std::to_string(bytes) + " bytes");
-    return Buffer(p, bytes, [](void* q) { std::free(q); });
-  }
+  Result<Buffer> alloc(size_t bytes) override { return alloc_host_memory(bytes, "CPU backend"); }
   void upload(void* dst, const void* src, size_t bytes) override {
     if (dst != src && bytes > 0) std::memcpy(dst, src, bytes);
   }
@@ -59,25 +55,25 @@ class CpuBackend final : public Backend {
     if (static_cast<int64_t>(host.size()) != rows * cols)
       return internal_error("weight of " + std::to_string(host.size()) + " values placed as [" +
                             std::to_string(rows) + ", " + std::to_string(cols) + "]");
-    TensorView view = TensorView::of(const_cast<float*>(host.data()), {rows, cols});
-    if (weight_dtype_ == DType::f32) return view;
-    // Narrow weights own their memory (the host copy is then dropped): matrices as bf16 bits,
-    // vectors copied as they are.
-    if (matrix) view.dtype = DType::bf16;
+    // Weights own their memory (huge pages where large; the host copy is then dropped): bf16
+    // matrices as their bits, everything else copied as it is.
+    TensorView view = TensorView::of(nullptr, {rows, cols});
+    if (matrix && weight_dtype_ == DType::bf16) view.dtype = DType::bf16;
     KVMESH_ASSIGN_OR_RETURN(Buffer buffer, alloc(view.nbytes()));
     view.data = buffer.data();
-    if (matrix) {
+    const auto n = static_cast<int64_t>(host.size());
+    if (view.dtype == DType::bf16) {
       auto* bits = static_cast<uint16_t*>(view.data);
-      const auto n = static_cast<int64_t>(host.size());
 #pragma omp parallel for if (n > (1 << 20))
       for (int64_t i = 0; i < n; ++i) bits[i] = float_to_bf16(host[i]);
     } else {
-      std::copy(host.begin(), host.end(), view.f32());
+      float* out = view.f32();
+#pragma omp parallel for if (n > (1 << 20))
+      for (int64_t i = 0; i < n; ++i) out[i] = host[i];
     }
     storage->push_back(std::move(buffer));
     return view;
   }
-  bool weights_view_host() const override { return weight_dtype_ == DType::f32; }
   PageMemory& page_memory() override { return *pages_; }
   Status status() override { return Status::ok(); }
 

@@ -79,7 +79,7 @@ class CudaBackend final : public Backend {
     void* p = nullptr;
     KVMESH_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes > 0 ? bytes : 1),
                                 ("cudaMalloc of " + std::to_string(bytes) + " bytes").c_str());
-    return Buffer(p, bytes, [](void* q) { (void)cudaFree(q); });
+    return Buffer(p, bytes, [](void* q, size_t) { (void)cudaFree(q); });
   }
   void upload(void* dst, const void* src, size_t bytes) override {
     const TimedOp timed = time_op("upload");

@@ -74,7 +74,7 @@ Result<void*> CudaGraphs::scratch(const void* role, size_t bytes) {
   void* p = nullptr;
   KVMESH_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes > 0 ? bytes : 1),
                               ("cudaMalloc of " + std::to_string(bytes) + " bytes of graph scratch").c_str());
-  block = Buffer(p, bytes, [](void* q) { (void)cudaFree(q); });
+  block = Buffer(p, bytes, [](void* q, size_t) { (void)cudaFree(q); });
   return p;
 }
 

@@ -44,7 +44,7 @@ class DevicePageMemory final : public PageMemory {
     void* p = nullptr;
     KVMESH_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes > 0 ? bytes : 1),
                                 ("cudaMalloc of the KV device pool (" + std::to_string(bytes) + " bytes)").c_str());
-    Buffer buffer(p, bytes, [](void* q) { (void)cudaFree(q); });
+    Buffer buffer(p, bytes, [](void* q, size_t) { (void)cudaFree(q); });
     KVMESH_CUDA_RETURN_IF_ERROR(cudaMemset(p, 0, bytes), "zeroing the KV device pool");
     KVMESH_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), "zeroing the KV device pool");
     return buffer;
@@ -56,7 +56,7 @@ class DevicePageMemory final : public PageMemory {
     KVMESH_CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, bytes > 0 ? bytes : 1),
                                 ("cudaMallocHost of the KV host pool (" + std::to_string(bytes) + " bytes)").c_str());
     std::memset(p, 0, bytes);
-    return Buffer(p, bytes, [](void* q) { (void)cudaFreeHost(q); });
+    return Buffer(p, bytes, [](void* q, size_t) { (void)cudaFreeHost(q); });
   }
 
   Status copy_to_host(void* host_dst, const void* device_src, size_t bytes) override {

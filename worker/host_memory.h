@@ -1,0 +1,24 @@
+// Host memory blocks of the CPU backend (weights, activations, KV pool) and of host KV tiers:
+// zero-filled and committed page by page as first touched. Blocks of at least kHugePageBytes come
+// straight from mmap, aligned to 2 MiB and advised for transparent huge pages, so a decode step
+// that streams the weights takes one TLB entry per 2 MiB instead of one per 4 KiB (Linux
+// distributions commonly enable them only where advised).
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "common/status.h"
+#include "worker/buffer.h"
+
+namespace kvmesh {
+
+constexpr size_t kHugePageBytes = size_t(2) << 20;
+
+// `what` names the block in the error when the memory cannot be had.
+Result<Buffer> alloc_host_memory(size_t bytes, std::string_view what);
+
+// Whether a block of `bytes` from alloc_host_memory is advised for huge pages.
+bool host_memory_uses_huge_pages(size_t bytes);
+
+}  // namespace kvmesh
