@@ -5,6 +5,8 @@
 # bench/gpu_check.sh without building. The GPU machine must provide the CUDA runtime and cuBLAS
 # (libcudart.so.13, libcublas.so.13, libcublasLt.so.13). The programs read the test data and
 # tokenizer from this source tree's path, which gpu_check.sh links to wherever the tree lands.
+# gpu-bundle.tar.gz holds the same, compressed (about a quarter of the size): the copy of the tree
+# sent to a GPU machine can carry that file alone, and gpu_check.sh unpacks it.
 # Usage: bench/gpu_bundle.sh [build-dir]    Environment: KVMESH_BUILD_JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +32,6 @@ pwd >"$bundle/source_root"
 # The commit, marked when the tree had changes it does not hold (gpu_check.sh then warns).
 { git rev-parse HEAD 2>/dev/null | tr -d '\n'; [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || printf '+changes'; echo; } \
   >"$bundle/commit" || true
-echo "gpu_bundle: $(du -sh "$bundle" | cut -f1) in $bundle (commit $(cat "$bundle/commit" 2>/dev/null))"
+tar -czf "$bundle.tar.gz" "$bundle"
+echo "gpu_bundle: $(du -sh "$bundle" | cut -f1) in $bundle, $(du -sh "$bundle.tar.gz" | cut -f1) in $bundle.tar.gz" \
+  "(commit $(cat "$bundle/commit" 2>/dev/null))"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # gpu_check: on a GPU machine, runs the gpu tests (each CUDA op against its CPU twin, the matrix
-# products with and without fused epilogues, the HF fixture end to end in bf16, decode graphs
-# against eager steps, TP/PP over NCCL when there are GPUs enough), then the decode benchmark for
-# the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128 (graphs, graphs with the
-# epilogues apart, eager, graphs with sampled tokens) beside the weight-bytes roofline, and the
-# device time of each op per decode step (graphs and eager engines). Prints a short table last,
-# also when a step fails or runs out of time. The programs come from
-# gpu-bundle/ when it is there (made by bench/gpu_bundle.sh on a build machine: for GPU images
-# without kvmesh's build dependencies), else they are built here (Release, CUDA ON, sm_90) into
-# build-gpu.
+# products with and without fused epilogues and the few-rows kernels, the HF fixture end to end in
+# bf16, decode graphs against eager steps, TP/PP over NCCL when there are GPUs enough), then the
+# decode benchmark for the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128
+# (graphs, graphs with products through cuBLAS, graphs with the epilogues apart, eager, graphs with
+# sampled tokens) beside the weight-bytes roofline, and the device time of each op per decode step
+# (graphs and eager engines). Prints a short table last, also when a step fails or runs out of time.
+# The programs come from gpu-bundle/ (or gpu-bundle.tar.gz, unpacked first) when it is there (made
+# by bench/gpu_bundle.sh on a build machine: for GPU images without kvmesh's build dependencies),
+# else they are built here (Release, CUDA ON, sm_90) into build-gpu.
 # Time: the tests and the benchmark share one deadline, GPU_CHECK_SECONDS (default 420) after the
 # programs are ready; each step gets at most its own cap and what is left of the deadline.
 # Usage: bench/gpu_check.sh [build-dir]     Environment: GPU_CHECK_BUILD=1 (build even with a
@@ -64,6 +64,9 @@ except Exception:
 PY
 }
 
+if [ ! -d gpu-bundle ] && [ -f gpu-bundle.tar.gz ] && [ -z "${GPU_CHECK_BUILD:-}" ]; then
+  tar -xzf gpu-bundle.tar.gz || { verdict="gpu check FAILED: gpu-bundle.tar.gz does not unpack"; exit 1; }
+fi
 if [ -d gpu-bundle ] && [ -z "${GPU_CHECK_BUILD:-}" ]; then
   stamp "programs from gpu-bundle (commit $(cat gpu-bundle/commit 2>/dev/null || echo unknown))"
   head="$(git rev-parse HEAD 2>/dev/null || true)"
@@ -114,7 +117,8 @@ deadline=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-420} ))
 # Seconds a step may take: its cap, or what the deadline leaves after `reserve` seconds kept for
 # the steps after it (at least 10).
 budget() {
-  local cap=$1 reserve=$2 left=$(( deadline - $(date +%s) - $2 ))
+  local cap=$1 reserve=$2
+  local left=$(( deadline - $(date +%s) - reserve ))
   if [ "$left" -lt 10 ]; then left=10; fi
   if [ "$left" -lt "$cap" ]; then echo "$left"; else echo "$cap"; fi
 }

@@ -1,7 +1,8 @@
 // gpu_decode_bench: decode tokens/s of the CUDA engine for a synthetic model (default the GPT-2 XL
 // shape: 48 layers, 1600 wide, 25 heads) in bf16 at several batch sizes, beside the roofline
 // (bf16 weight bytes read per step / measured device copy bandwidth) and the share of it reached,
-// with decode steps replayed from CUDA graphs and, beside them, the same graphs with biases and
+// with decode steps replayed from CUDA graphs and, beside them, the same graphs with the products of
+// up to 8 rows through cuBLAS instead of the few-rows kernel, the same graphs with biases and
 // activations as kernels of their own instead of cuBLASLt epilogues, steps launched op by op
 // (--enforce-eager), and the graphs again with every request drawing its tokens (temperature 1,
 // top-p 0.95: the sampler's sort of each row's vocabulary) instead of taking the most likely.
@@ -33,17 +34,20 @@ using namespace kvmesh;
 
 namespace {
 
-// One engine variant of the table: decode graphs or not, fused product epilogues or not.
+// One engine variant of the table: decode graphs or not, fused product epilogues or not, the
+// few-rows kernel or cuBLAS for decode batches' products.
 struct Variant {
   const char* name;
   bool graphs;
   bool fused_epilogues;
+  bool few_rows_kernel;
 };
 
 std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs, const Variant& variant) {
   WorkerOptions wo;
   wo.decode_graphs = variant.graphs;
   wo.fused_epilogues = variant.fused_epilogues;
+  wo.few_rows_kernel = variant.few_rows_kernel;
   wo.model_dir = model;
   wo.device = DeviceKind::cuda;
   wo.weight_dtype = DType::bf16;
@@ -199,13 +203,15 @@ int main(int argc, char** argv) {
   const double roofline = *bw * 1e9 / weight_bytes;  // steps/s, so tokens/s per sequence
   // Tokens/s per variant and batch size; each engine is warmed at every batch size first (cuBLAS
   // heuristics, allocations, and with graphs the recording of each size's graph).
-  const Variant variants[] = {{"graphs", true, true}, {"graphs, epilogues apart", true, false},
-                              {"eager", false, true}};
+  const Variant variants[] = {{"graphs", true, true, true},
+                              {"graphs, products through cuBLAS", true, true, false},
+                              {"graphs, epilogues apart", true, false, true},
+                              {"eager", false, true, true}};
   constexpr size_t kVariants = sizeof(variants) / sizeof(variants[0]);
   std::vector<double> tps[kVariants];
   std::vector<double> draw_tps[kDrawKinds];  // the first variant's engine, requests drawing their tokens
   std::vector<OpTimes> op_times[kVariants];  // per batch size, for the timed variants
-  const auto timed = [](size_t k) { return k == 0 || k == 2; };  // graphs and eager
+  const auto timed = [](size_t k) { return k == 0 || k == 3; };  // graphs and eager
   for (size_t k = 0; k < kVariants; ++k) {
     std::fprintf(stderr, "gpu_decode_bench: %s: building the engine, warming up, running\n", variants[k].name);
     auto engine = make_engine(model, 128, variants[k]);

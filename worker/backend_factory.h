@@ -23,6 +23,7 @@ struct BackendOptions {
   int device_index = -1;            // CUDA: GPU to use; -1 = this process's local MPI rank modulo
                                     // the visible GPUs (0 without MPI)
   bool fused_epilogues = true;      // CUDA: biases and activations in cuBLASLt's product epilogues
+  bool few_rows_kernel = true;      // CUDA: products of up to 8 rows by kvmesh's own kernel, not cuBLAS
 };
 
 // "cpu" / "cuda"; false for anything else.

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "worker/backend.h"
@@ -43,18 +44,47 @@ inline double rel_error(const std::vector<float>& got, const std::vector<float>&
   return err / scale;
 }
 
-// Elements of got (bf16 values) more than one bf16 step of want's magnitude away from want (fp32):
-// 0 when got is want rounded, up to one rounding's difference (the values the device rounded may
-// straddle a rounding boundary). NaN counts.
-inline int64_t beyond_one_bf16_step(const std::vector<float>& got, const std::vector<float>& want) {
+// max(1, max |want|): the scale the products' tolerances are relative to.
+inline double output_scale(const std::vector<float>& want) {
+  double scale = 1.0;
+  for (float v : want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+  return scale;
+}
+
+// Elements of got (bf16 values) more than one bf16 step of want's magnitude (plus `slack`) away
+// from want (fp32): 0 when got is want rounded, up to one rounding's difference (the values the
+// device rounded may straddle a rounding boundary). NaN counts.
+inline int64_t beyond_one_bf16_step(const std::vector<float>& got, const std::vector<float>& want,
+                                    double slack = 1e-7) {
   int64_t n = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     int exponent = 0;
     (void)std::frexp(want[i], &exponent);  // |want| in [2^(exponent-1), 2^exponent)
     const double step = want[i] != 0.0f ? std::ldexp(1.0, exponent - 8) : 0.0;  // 8 significant bits
-    if (!(std::fabs(static_cast<double>(got[i]) - want[i]) <= step + 1e-7)) ++n;
+    if (!(std::fabs(static_cast<double>(got[i]) - want[i]) <= step + slack)) ++n;
   }
   return n;
+}
+
+// The element of got furthest past what beyond_one_bf16_step allows, as "element i: got g, want w
+// (allowed d)", for a failure's message; empty when none is past it.
+inline std::string worst_bf16_miss(const std::vector<float>& got, const std::vector<float>& want,
+                                   double slack = 1e-7) {
+  double worst = 0.0;
+  std::string text;
+  for (size_t i = 0; i < want.size(); ++i) {
+    int exponent = 0;
+    (void)std::frexp(want[i], &exponent);
+    const double allowed = (want[i] != 0.0f ? std::ldexp(1.0, exponent - 8) : 0.0) + slack;
+    const double diff = std::fabs(static_cast<double>(got[i]) - want[i]);
+    const double past = std::isnan(diff) ? INFINITY : diff - allowed;
+    if (past > worst || (std::isnan(diff) && text.empty())) {
+      worst = past;
+      text = "element " + std::to_string(i) + ": got " + std::to_string(got[i]) + ", want " +
+             std::to_string(want[i]) + " (allowed " + std::to_string(allowed) + ")";
+    }
+  }
+  return text;
 }
 
 class CudaOps : public ::testing::Test {
@@ -64,10 +94,11 @@ class CudaOps : public ::testing::Test {
     use_gpu_backend(true);
     cpu_ = make_cpu_backend(2);
   }
-  // A new bf16 CUDA backend for the next ops, with products' epilogues fused or not (tensors made
-  // before stay valid: they are device memory of the same GPU).
-  void use_gpu_backend(bool fused_epilogues) {
-    auto gpu = make_cuda_backend(0, DType::bf16, fused_epilogues);
+  // A new bf16 CUDA backend for the next ops, with products' epilogues fused or not and products of
+  // a few rows by the few-rows kernel or cuBLAS (tensors made before stay valid: they are device
+  // memory of the same GPU).
+  void use_gpu_backend(bool fused_epilogues, bool few_rows_kernel = true) {
+    auto gpu = make_cuda_backend(0, DType::bf16, fused_epilogues, few_rows_kernel);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     gpu_ = std::move(gpu).value();
   }

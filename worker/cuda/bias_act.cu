@@ -6,19 +6,6 @@
 namespace kvmesh {
 namespace {
 
-__device__ __forceinline__ float activate(int act, float x) {
-  switch (act) {
-    case 0: {  // gelu_new
-      constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
-      return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-    }
-    case 1: return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-    case 2: return 0.5f * x * (1.0f + tanhf(x * 0.7978845608f * (1.0f + 0.044715f * x * x)));
-    case 3: return x > 0.0f ? x : 0.0f;
-    default: return x;
-  }
-}
-
 __global__ void bias_act_kernel(const float* x, const float* bias, int act, int64_t total, int64_t e,
                                 void* out, KernelDType out_dtype) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;

@@ -125,7 +125,8 @@ std::string cuda_no_device_reason() {
   return n == 0 ? "no device visible" : "";
 }
 
-Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype, bool fused_epilogues) {
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype, bool fused_epilogues,
+                                                   bool few_rows_kernel) {
   const int n = cuda_device_count();
   if (n == 0) return unavailable("--device cuda: no usable CUDA GPU (" + cuda_no_device_reason() + ")");
   if (device < 0) device = local_rank() % n;
@@ -133,7 +134,7 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtyp
     return invalid_argument("CUDA device " + std::to_string(device) + " does not exist (" +
                             std::to_string(n) + " visible)");
   auto backend = std::make_unique<CudaBackend>();
-  KVMESH_RETURN_IF_ERROR(backend->init(device, weight_dtype, fused_epilogues));
+  KVMESH_RETURN_IF_ERROR(backend->init(device, weight_dtype, fused_epilogues, few_rows_kernel));
   return std::unique_ptr<Backend>(std::move(backend));
 }
 

@@ -46,8 +46,9 @@ class CudaBackend final : public Backend {
     if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
   }
 
-  Status init(int device, DType weight_dtype, bool fused_epilogues) {
+  Status init(int device, DType weight_dtype, bool fused_epilogues, bool few_rows_kernel) {
     device_ = device;
+    few_rows_kernel_ = few_rows_kernel;
     KVMESH_ASSIGN_OR_RETURN(weight_dtype_, kernel_dtype(weight_dtype));
     KVMESH_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
     cudaDeviceProp prop{};
@@ -271,8 +272,13 @@ class CudaBackend final : public Backend {
   // products are off or cuBLASLt has none for this one (true too when it noted an error).
   bool fused_product(const TensorView& x, const TensorView& w, const TensorView& b, Epilogue epilogue,
                      const TensorView& out, KernelDType out_dtype);
+  // out = act(x @ w + b) (b may be null) by the few-rows kernel; false, with nothing issued, when it
+  // is off or does not serve the shape (true too when it noted an error).
+  bool few_rows_product(const TensorView& x, const TensorView& w, const TensorView* b, int act,
+                        const TensorView& out, KernelDType out_dtype);
 
   int device_ = 0;
+  bool few_rows_kernel_ = true;  // products and LM heads of up to kFewRowsMax rows by the few-rows kernels
   std::string name_;
   KernelDType weight_dtype_ = KernelDType::bf16;
   cudaStream_t stream_ = nullptr;
@@ -302,7 +308,8 @@ class CudaBackend final : public Backend {
   Buffer narrow_;     // activations narrowed for a matrix product
   Buffer wide_;       // a product's fp32 result before it is written narrow
   Buffer partial_;    // attention split partials
-  Buffer arrivals_;   // attention splits' counters: kMaxSplitPairs int32, zero between launches
+  Buffer product_partial_;  // the few-rows products' chunk sums
+  Buffer arrivals_;   // attention splits' and few-rows products' counters: kMaxSplitPairs int32, zero between launches
   Buffer stats_;      // row_stats results [3R]
   RowSampler sampler_;  // sample_rows: its scratch and staging
 };

@@ -1,5 +1,7 @@
-// CudaBackend's matrix products: linear layers (with the bias and activation in a cuBLASLt epilogue
-// where it offers one), the LM head, and the narrowing of fp32 activations into their operands.
+// CudaBackend's matrix products: linear layers (decode batches of up to kFewRowsMax rows by the
+// few-rows kernel with the bias and activation in it; larger ones through cuBLAS, the bias and
+// activation in a cuBLASLt epilogue where it offers one), the LM head (a few rows by the few-rows
+// LM head kernel, more through cuBLAS), and the narrowing of fp32 activations into their operands.
 #include <string>
 
 #include "worker/cuda/cuda_backend_impl.h"
@@ -77,10 +79,30 @@ bool CudaBackend::fused_product(const TensorView& x, const TensorView& w, const 
   return fused;
 }
 
+bool CudaBackend::few_rows_product(const TensorView& x, const TensorView& w, const TensorView* b, int act,
+                                   const TensorView& out, KernelDType out_dtype) {
+  if (!few_rows_kernel_) return false;
+  auto wd = kernel_dtype(w.dtype);
+  const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(1);
+  if (!wd.is_ok() || !few_rows_product_serves(m, k, n, *wd, w.data)) return false;
+  const void* xn = narrow_operand(x, *wd);
+  if (xn == nullptr) return true;
+  float* partial = nullptr;
+  if (const int64_t floats = few_rows_partial_floats(m, k, n); floats > 0) {
+    partial = static_cast<float*>(scratch(product_partial_, static_cast<size_t>(floats) * sizeof(float)));
+    if (partial == nullptr) return true;
+  }
+  check(launch_few_rows_product(xn, w.data, *wd, m, k, n, b != nullptr ? b->f32() : nullptr, act, out.data, out_dtype,
+                                partial, static_cast<int32_t*>(arrivals_.data()), stream_),
+        "a few-rows product");
+  return true;
+}
+
 // With a bias: one cuBLASLt product with the bias in its epilogue where cuBLASLt offers one.
 void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) {
   const TimedOp timed = time_op("linear", w.dim(0), w.dim(1), static_cast<double>(w.nbytes()));
   if (!product_shapes(x, w, b, out, false, "a CUDA linear product")) return;
+  if (enter() && out.dtype == DType::f32 && few_rows_product(x, w, b, kNoActivation, out, KernelDType::f32)) return;
   if (b != nullptr && enter() && out.dtype == DType::f32 &&
       fused_product(x, w, *b, Epilogue::bias, out, KernelDType::f32))
     return;
@@ -98,6 +120,7 @@ void CudaBackend::linear_act(const TensorView& x, const TensorView& w, const Ten
   KernelDType od;
   if (!enter() || !activation_dtype(out, &od) || !product_shapes(x, w, &b, out, false, "a CUDA linear product"))
     return;
+  if (few_rows_product(x, w, &b, static_cast<int>(act), out, od)) return;
   Epilogue epilogue;
   if (od != KernelDType::f32 && fused_epilogue(act, &epilogue) && fused_product(x, w, b, epilogue, out, od))
     return;
@@ -121,7 +144,13 @@ void CudaBackend::lm_head(const TensorView& x, const TensorView& wte, TensorView
       !product_shapes(x, wte, nullptr, logits, true, "the CUDA LM head"))
     return;
   const void* xn = narrow_operand(x, wd);
-  if (xn != nullptr) note(gemm_->nt(xn, wte.data, wd, x.dim(0), x.dim(1), wte.dim(0), logits.f32()));
+  if (xn == nullptr) return;
+  if (few_rows_kernel_ && few_rows_lm_head_serves(x.dim(0), wte.dim(0), x.dim(1), wd, xn, wte.data)) {
+    check(launch_few_rows_lm_head(xn, wte.data, wd, x.dim(0), wte.dim(0), x.dim(1), logits.f32(), stream_),
+          "the few-rows LM head");
+    return;
+  }
+  note(gemm_->nt(xn, wte.data, wd, x.dim(0), x.dim(1), wte.dim(0), logits.f32()));
 }
 
 }  // namespace kvmesh

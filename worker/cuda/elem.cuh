@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "worker/cuda/kernels.h"
 
@@ -37,10 +38,49 @@ __device__ __forceinline__ void store_from_float(void* base, KernelDType dtype, 
   }
 }
 
+// act(x) for the activations of kernels.h (kNoActivation and unknown values: x itself).
+__device__ __forceinline__ float activate(int act, float x) {
+  switch (act) {
+    case 0: {  // gelu_new
+      constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
+      return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+    }
+    case 1: return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case 2: return 0.5f * x * (1.0f + tanhf(x * 0.7978845608f * (1.0f + 0.044715f * x * x)));
+    case 3: return x > 0.0f ? x : 0.0f;
+    default: return x;
+  }
+}
+
 // One stored element as fp32, by its C++ type.
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// The raw bits of a stored f16/bf16 element, which construct it.
+template <typename T>
+struct RawElement;
+template <>
+struct RawElement<__half> {
+  using type = __half_raw;
+};
+template <>
+struct RawElement<__nv_bfloat16> {
+  using type = __nv_bfloat16_raw;
+};
+
+// The 8 f16/bf16 elements of one 16-byte load as fp32 (through their bits: no type punning).
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& packed, float (&out)[8]) {
+  uint16_t bits[8];
+  memcpy(bits, &packed, sizeof(bits));
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    typename RawElement<T>::type raw;
+    raw.x = bits[j];
+    out[j] = to_float(T(raw));
+  }
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

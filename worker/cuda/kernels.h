@@ -77,6 +77,26 @@ cudaError_t launch_bias_act(float* x, const float* bias, int act, int64_t n, int
 cudaError_t launch_bias_act_into(const float* x, const float* bias, int act, int64_t n, int64_t e, void* out,
                                  KernelDType out_dtype, cudaStream_t stream);
 
+// out = act(x @ w + bias[col]) (bias may be null, act kNoActivation) for a product of at most
+// kFewRowsMax rows, stored in out_dtype (fp32, or the next product's f16/bf16 operand). x and w in
+// dtype; w is [k, n] row-major (Conv1D layout), 16-byte aligned, n a multiple of 8
+// (few_rows_product_serves). partial: few_rows_partial_floats(m, k, n) floats of device scratch
+// (none when 0); arrivals: the zeroed counters launch_paged_attention uses (zero again after).
+// A row's result is the same for any m.    x: [m, k], out: [m, n]
+constexpr int kFewRowsMax = 8;
+bool few_rows_product_serves(int64_t m, int64_t k, int64_t n, KernelDType dtype, const void* w);
+int64_t few_rows_partial_floats(int64_t m, int64_t k, int64_t n);
+cudaError_t launch_few_rows_product(const void* x, const void* w, KernelDType dtype, int64_t m, int64_t k, int64_t n,
+                                    const float* bias, int act, void* out, KernelDType out_dtype, float* partial,
+                                    int32_t* arrivals, cudaStream_t stream);
+
+// logits = x @ wte^T for at most kFewRowsMax rows; x and wte in dtype, both 16-byte aligned, e a
+// multiple of 8 from 256 to 2048 (few_rows_lm_head_serves). A row's logits are the same for any m.
+// x: [m, e], wte: [v, e], logits: [m, v] fp32
+bool few_rows_lm_head_serves(int64_t m, int64_t v, int64_t e, KernelDType dtype, const void* x, const void* wte);
+cudaError_t launch_few_rows_lm_head(const void* x, const void* wte, KernelDType dtype, int64_t m, int64_t v, int64_t e,
+                                    float* logits, cudaStream_t stream);
+
 // x += (y + bias[col]) (bias may be null).      x, y: [n, e]
 cudaError_t launch_bias_residual(float* x, const float* y, const float* bias, int64_t n, int64_t e,
                                  cudaStream_t stream);

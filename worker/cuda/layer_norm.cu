@@ -2,7 +2,9 @@
 // of CpuBackend::layer_norm (which accumulates in double). The output may be fp32 (safe in place,
 // out == x) or the bf16/f16 operand of the next matrix product. A second kernel first adds a
 // residual (x += y + bias, as bias_residual) and normalises the sum: the end of one block and the
-// start of the next in one pass.
+// start of the next in one pass. Rows of up to kThreads * kMaxPerThread values stay in registers:
+// every load of a thread is issued before the first is used (a decode row is one memory latency,
+// not one per element); longer rows loop over memory.
 #include "worker/cuda/elem.cuh"
 
 namespace kvmesh {
@@ -26,6 +28,114 @@ __device__ __forceinline__ void normalise_row(const float* row, const float* w, 
   for (int64_t i = threadIdx.x; i < e; i += blockDim.x)
     store_from_float(out, out_dtype, out_at + i, (row[i] - mean) * inv * w[i] + b[i]);
 }
+
+// The same normalisation for a row held in registers: thread t holds elements t + j * kThreads of
+// it in v[j] (0 past e), and stores them normalised into out's row.
+template <int kPer>
+__device__ __forceinline__ void normalise_held(const float (&v)[kPer], const float (&wv)[kPer], const float (&bv)[kPer],
+                                               float eps, int64_t e, void* out, KernelDType out_dtype,
+                                               int64_t out_at, float* scratch) {
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) sum += v[j];
+  const float mean = block_sum(sum, scratch) / static_cast<float>(e);
+  float sq = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const float d = threadIdx.x + j * kThreads < e ? v[j] - mean : 0.0f;
+    sq += d * d;
+  }
+  const float var = block_sum(sq, scratch) / static_cast<float>(e);
+  const float inv = rsqrtf(var + eps);
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int64_t i = threadIdx.x + j * kThreads;
+    if (i < e) store_from_float(out, out_dtype, out_at + i, (v[j] - mean) * inv * wv[j] + bv[j]);
+  }
+}
+
+template <int kPer>
+__global__ void __launch_bounds__(kThreads)
+    layer_norm_held_kernel(const float* x, const float* w, const float* b, float eps, int64_t e, void* out,
+                           KernelDType out_dtype) {
+  __shared__ float scratch[32];
+  const float* row = x + blockIdx.x * e;
+  float v[kPer], wv[kPer], bv[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int64_t i = threadIdx.x + j * kThreads;
+    const bool in = i < e;
+    v[j] = in ? row[i] : 0.0f;
+    wv[j] = in ? w[i] : 0.0f;
+    bv[j] = in ? b[i] : 0.0f;
+  }
+  normalise_held<kPer>(v, wv, bv, eps, e, out, out_dtype, blockIdx.x * e, scratch);
+}
+
+// x += (y + bias[col]); out = LayerNorm(x), the row in registers.
+template <int kPer>
+__global__ void __launch_bounds__(kThreads)
+    residual_layer_norm_held_kernel(float* x, const float* y, const float* bias, const float* w, const float* b,
+                                    float eps, int64_t e, void* out, KernelDType out_dtype) {
+  __shared__ float scratch[32];
+  float* row = x + blockIdx.x * e;
+  const float* y_row = y + blockIdx.x * e;
+  float v[kPer], wv[kPer], bv[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int64_t i = threadIdx.x + j * kThreads;
+    const bool in = i < e;
+    const float yb = in ? (bias != nullptr ? y_row[i] + bias[i] : y_row[i]) : 0.0f;
+    v[j] = in ? row[i] + yb : 0.0f;
+    wv[j] = in ? w[i] : 0.0f;
+    bv[j] = in ? b[i] : 0.0f;
+  }
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int64_t i = threadIdx.x + j * kThreads;
+    if (i < e) row[i] = v[j];
+  }
+  normalise_held<kPer>(v, wv, bv, eps, e, out, out_dtype, blockIdx.x * e, scratch);
+}
+
+// Per-thread elements of a held row of e values: the smallest of 2, 4, ..., kMaxPerThread that
+// fits, or 0 when the row is longer.
+constexpr int kMaxPerThread = 32;
+int held_per_thread(int64_t e) {
+  for (int per = 2; per <= kMaxPerThread; per *= 2)
+    if (e <= static_cast<int64_t>(per) * kThreads) return per;
+  return 0;
+}
+
+// Launches kernel<per>, per from held_per_thread, through a switch over the instantiated sizes.
+template <template <int> class Launch, typename... Args>
+bool launch_held(int64_t e, Args... args) {
+  switch (held_per_thread(e)) {
+    case 2: Launch<2>::run(args...); return true;
+    case 4: Launch<4>::run(args...); return true;
+    case 8: Launch<8>::run(args...); return true;
+    case 16: Launch<16>::run(args...); return true;
+    case 32: Launch<32>::run(args...); return true;
+    default: return false;
+  }
+}
+
+template <int kPer>
+struct LayerNormHeld {
+  static void run(const float* x, const float* w, const float* b, float eps, int64_t n, int64_t e, void* out,
+                  KernelDType out_dtype, cudaStream_t stream) {
+    layer_norm_held_kernel<kPer><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, eps, e, out, out_dtype);
+  }
+};
+
+template <int kPer>
+struct ResidualLayerNormHeld {
+  static void run(float* x, const float* y, const float* bias, const float* w, const float* b, float eps, int64_t n,
+                  int64_t e, void* out, KernelDType out_dtype, cudaStream_t stream) {
+    residual_layer_norm_held_kernel<kPer>
+        <<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, y, bias, w, b, eps, e, out, out_dtype);
+  }
+};
 
 __global__ void layer_norm_kernel(const float* x, const float* w, const float* b, float eps, int64_t e,
                                   void* out, KernelDType out_dtype) {
@@ -58,7 +168,8 @@ cudaError_t launch_layer_norm(const float* x, const float* w, const float* b, fl
                               int64_t e, void* out, KernelDType out_dtype, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   if (out_dtype != KernelDType::f32 && static_cast<const void*>(x) == out) return cudaErrorInvalidValue;
-  layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, eps, e, out, out_dtype);
+  if (!launch_held<LayerNormHeld>(e, x, w, b, eps, n, e, out, out_dtype, stream))
+    layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, eps, e, out, out_dtype);
   return cudaGetLastError();
 }
 
@@ -67,8 +178,9 @@ cudaError_t launch_residual_layer_norm(float* x, const float* y, const float* bi
                                        KernelDType out_dtype, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   if (out == static_cast<void*>(x) || out == static_cast<const void*>(y)) return cudaErrorInvalidValue;
-  residual_layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, y, bias, w, b, eps, e,
-                                                                                out, out_dtype);
+  if (!launch_held<ResidualLayerNormHeld>(e, x, y, bias, w, b, eps, n, e, out, out_dtype, stream))
+    residual_layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, y, bias, w, b, eps, e, out,
+                                                                                  out_dtype);
   return cudaGetLastError();
 }
 

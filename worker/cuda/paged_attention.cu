@@ -1,7 +1,7 @@
 // Paged attention for prefill (many query rows per sequence, causal) and decode (one row), the twin
 // of cpu_paged_attention. One block per (row, head, split of the row's context); each warp scores
-// kKeysPerWarp keys at once (their page loads in flight together, so a short context costs about
-// one memory latency per kKeysPerWarp keys rather than one per key), runs an online softmax in
+// keys_per_warp keys at once (their page loads in flight together, so a short context costs about
+// one memory latency per kWarps * keys_per_warp keys rather than one per key), runs an online softmax in
 // fp32, and the warps then combine. A split takes an equal share of its own row's context, so a
 // graph recorded for a long context bound still spreads a short context over all its splits; each
 // split leaves its (max, sum, unnormalised output), and the last split of a (row, head) to finish
@@ -15,8 +15,10 @@
 namespace kvmesh {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kKeysPerWarp = 4;  // keys one warp loads and scores together
+constexpr int kWarps = 8;
+// Keys one warp loads and scores together: 8 while a lane owns at most 2 elements of a head (64
+// wide), else 4 (the loads stay in registers).
+constexpr int keys_per_warp(int per_lane) { return per_lane <= 2 ? 8 : 4; }
 
 // The splits' partials of one (row, head), [n_splits][d + 2] as (max, sum, output[d]), reduced
 // into out at `at` by the block's threads. They were written by other blocks of this kernel: read
@@ -104,6 +106,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     acc[i] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
+  constexpr int kKeysPerWarp = keys_per_warp(kPerLane);
   for (int32_t j0 = begin + warp * kKeysPerWarp; j0 < end; j0 += kWarps * kKeysPerWarp) {
     // Every load first (keys past `end` read nothing), then the scores: warp-uniform branches.
     float k[kKeysPerWarp][kPerLane], v[kKeysPerWarp][kPerLane];

@@ -1,6 +1,8 @@
 // Logits to sampling: per row, the max, its first index (greedy token) and log(sum(exp(logit)))
-// (a token's log-prob is logit - log_sum_exp); one block per row. The twin of CpuBackend::row_stats,
-// NaNs included: a NaN first logit is the row's max (nothing compares greater), a later NaN never is.
+// (a token's log-prob is logit - log_sum_exp); one block per row, each thread with kLoads loads in
+// flight (a row is a few memory latencies, not one per kThreads elements). The twin of
+// CpuBackend::row_stats, NaNs included: a NaN first logit is the row's max (nothing compares
+// greater), a later NaN never is.
 #include <cfloat>
 
 #include "worker/cuda/elem.cuh"
@@ -8,7 +10,8 @@
 namespace kvmesh {
 namespace {
 
-constexpr int kThreads = 512;
+constexpr int kThreads = 1024;
+constexpr int kLoads = 8;  // logits a thread loads before it compares or sums them
 
 __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out, int32_t* argmax_out,
                                  float* lse_out) {
@@ -18,11 +21,20 @@ __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out,
   const float* row = logits + blockIdx.x * v;
   float bv = -FLT_MAX;
   int64_t bi = v;  // past the end: no element seen
-  for (int64_t i = threadIdx.x; i < v; i += blockDim.x) {
-    const bool first_number = bi == v && !isnan(row[i]);
-    if (first_number || row[i] > bv) {  // strictly greater keeps the first index within a thread
-      bv = row[i];
-      bi = i;
+  // A thread's indices rise through the loads and the passes: strictly greater keeps the first.
+  for (int64_t base = threadIdx.x; base < v; base += kLoads * kThreads) {
+    float got[kLoads];
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) got[u] = base + u * kThreads < v ? row[base + u * kThreads] : 0.0f;
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) {
+      const int64_t i = base + u * kThreads;
+      if (i >= v) break;
+      const bool first_number = bi == v && !isnan(got[u]);
+      if (first_number || got[u] > bv) {
+        bv = got[u];
+        bi = i;
+      }
     }
   }
   best_v[threadIdx.x] = bv;
@@ -45,7 +57,14 @@ __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out,
   const float m = nan_first ? row[0] : best_v[0];
   const int64_t argmax = nan_first ? 0 : best_i[0];
   float s = 0.0f;
-  for (int64_t i = threadIdx.x; i < v; i += blockDim.x) s += expf(row[i] - m);
+  for (int64_t base = threadIdx.x; base < v; base += kLoads * kThreads) {
+    float got[kLoads];
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) got[u] = base + u * kThreads < v ? row[base + u * kThreads] : m;
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u)
+      if (base + u * kThreads < v) s += expf(got[u] - m);
+  }
   const float total = block_sum(s, scratch);
   if (threadIdx.x == 0) {
     max_out[blockIdx.x] = m;

@@ -1,0 +1,191 @@
+// Products of a few rows (decode batches of up to kFewRowsMax): out = act(x @ w + bias) with the
+// weights [k, n] streamed once in 16-byte loads, the twin of CpuBackend::linear_act on the same
+// f16/bf16 operands. cuBLAS treats such a product as a general one and reads the weights at about a
+// third of the device's bandwidth; here every byte of them is loaded once, by many blocks at once.
+// Block (tile, split): 64 columns of w over one chunk of its rows. Each lane loads 8 columns of one
+// row (lanes 0-7 a row's 128 bytes, four rows per warp), multiplies them with the rows of x (staged
+// in shared memory as fp32) and accumulates in fp32; the lanes' and warps' sums are added in a
+// fixed order, and the chunks' sums by the last block of a tile to finish (a counter per tile), which
+// then adds the bias, applies the activation and writes out. A row's result never depends on how
+// many rows the product has, so a graph's padded batch gives the same numbers as the rows alone.
+#include "worker/cuda/elem.cuh"
+
+namespace kvmesh {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kColsPerLane = 8;                        // one 16-byte load of f16/bf16
+constexpr int kLanesPerRow = 8;                        // lanes sharing one row of a tile
+constexpr int kTileCols = kColsPerLane * kLanesPerRow;  // 64
+constexpr int kRowsPerPass = kThreads / kLanesPerRow;  // 32 rows of w in flight per block step
+constexpr int kUnroll = 4;                             // loads a lane issues before using them
+constexpr int kMaxChunk = 512;                         // rows of w (and of x staged) per block
+constexpr int kTargetBlocks = 512;                     // enough blocks to keep every SM loading
+
+// Rows of w per block for a product of k rows and n columns: a multiple of kRowsPerPass, small
+// enough that the tiles times the chunks reach about kTargetBlocks blocks.
+int32_t chunk_rows(int64_t k, int64_t n) {
+  const int64_t tiles = (n + kTileCols - 1) / kTileCols;
+  const int64_t want_splits = (kTargetBlocks + tiles - 1) / tiles;
+  int64_t chunk = (k + want_splits - 1) / want_splits;
+  chunk = (chunk + kRowsPerPass - 1) / kRowsPerPass * kRowsPerPass;
+  if (chunk > kMaxChunk) chunk = kMaxChunk;
+  return static_cast<int32_t>(chunk < kRowsPerPass ? kRowsPerPass : chunk);
+}
+
+__device__ __forceinline__ void store_result(float sum, int64_t at, int64_t col, const float* bias, int act,
+                                             void* out, KernelDType out_dtype) {
+  const float v = bias != nullptr ? sum + bias[col] : sum;
+  store_from_float(out, out_dtype, at, activate(act, v));
+}
+
+template <int M, typename T>
+__global__ void __launch_bounds__(kThreads)
+    few_rows_kernel(const T* __restrict__ x, const T* __restrict__ w, int64_t k, int64_t n, int32_t chunk,
+                    const float* __restrict__ bias, int act, void* out, KernelDType out_dtype, float* partial,
+                    int32_t* arrivals) {
+  __shared__ float xs[M][kMaxChunk];
+  __shared__ float warp_sums[kWarps][M][kTileCols];
+  __shared__ int32_t last_chunk;  // nonzero: this block is the last of its tile to finish
+  const int tile = static_cast<int>(blockIdx.x), split = static_cast<int>(blockIdx.y);
+  const int n_splits = static_cast<int>(gridDim.y);
+  const int64_t row0 = static_cast<int64_t>(split) * chunk;
+  const int32_t rows = static_cast<int32_t>(min(static_cast<int64_t>(chunk), k - row0));
+  for (int i = threadIdx.x; i < M * chunk; i += kThreads) {
+    const int m = i / chunk, r = i % chunk;
+    xs[m][r] = r < rows ? to_float(x[m * k + row0 + r]) : 0.0f;
+  }
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int group = lane % kLanesPerRow;                              // which 8 columns of the tile
+  const int first_row = warp * (32 / kLanesPerRow) + lane / kLanesPerRow;  // 0..31
+  const int64_t col = static_cast<int64_t>(tile) * kTileCols + group * kColsPerLane;
+  const bool col_in = col < n;  // n is a multiple of 8: a lane's 8 columns are all in or all out
+  float acc[M][kColsPerLane];
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int j = 0; j < kColsPerLane; ++j) acc[m][j] = 0.0f;
+
+  const T* w_col = w + row0 * n + col;
+  for (int r0 = first_row; r0 < rows; r0 += kRowsPerPass * kUnroll) {
+    uint4 loaded[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int r = r0 + u * kRowsPerPass;
+      loaded[u] = col_in && r < rows ? *reinterpret_cast<const uint4*>(w_col + static_cast<int64_t>(r) * n)
+                                     : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int r = r0 + u * kRowsPerPass;
+      if (r >= rows) break;
+      float wf[kColsPerLane];
+      unpack8<T>(loaded[u], wf);
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const float xv = xs[m][r];
+#pragma unroll
+        for (int j = 0; j < kColsPerLane; ++j) acc[m][j] += xv * wf[j];
+      }
+    }
+  }
+  // The warp's four rows per column, then the warps, in a fixed order.
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int j = 0; j < kColsPerLane; ++j) {
+      float v = acc[m][j];
+      v += __shfl_xor_sync(0xffffffffu, v, 8);
+      v += __shfl_xor_sync(0xffffffffu, v, 16);
+      acc[m][j] = v;
+    }
+  if (lane < kLanesPerRow) {
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+      for (int j = 0; j < kColsPerLane; ++j) warp_sums[warp][m][group * kColsPerLane + j] = acc[m][j];
+  }
+  __syncthreads();
+  const int64_t tile_col = static_cast<int64_t>(tile) * kTileCols;
+  for (int i = threadIdx.x; i < M * kTileCols; i += kThreads) {
+    const int m = i / kTileCols, c = i % kTileCols;
+    if (tile_col + c >= n) continue;
+    float sum = 0.0f;
+    for (int v = 0; v < kWarps; ++v) sum += warp_sums[v][m][c];
+    if (n_splits == 1)
+      store_result(sum, m * n + tile_col + c, tile_col + c, bias, act, out, out_dtype);
+    else
+      partial[(static_cast<int64_t>(split) * M + m) * n + tile_col + c] = sum;
+  }
+  if (n_splits == 1) return;
+  __threadfence();  // this block's sums are visible to every block before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last_chunk = atomicAdd(arrivals + tile, 1) == n_splits - 1;
+    if (last_chunk) arrivals[tile] = 0;  // every chunk has counted: ready for the next launch
+  }
+  __syncthreads();
+  if (!last_chunk) return;
+  __threadfence();
+  for (int i = threadIdx.x; i < M * kTileCols; i += kThreads) {
+    const int m = i / kTileCols, c = i % kTileCols;
+    if (tile_col + c >= n) continue;
+    float sum = 0.0f;
+    for (int s = 0; s < n_splits; ++s) sum += __ldcg(partial + (static_cast<int64_t>(s) * M + m) * n + tile_col + c);
+    store_result(sum, m * n + tile_col + c, tile_col + c, bias, act, out, out_dtype);
+  }
+}
+
+template <typename T, int M>
+cudaError_t launch_rows(const void* x, const void* w, int64_t k, int64_t n, const float* bias, int act, void* out,
+                        KernelDType out_dtype, float* partial, int32_t* arrivals, cudaStream_t stream) {
+  const int32_t chunk = chunk_rows(k, n);
+  const dim3 grid(static_cast<unsigned>((n + kTileCols - 1) / kTileCols), static_cast<unsigned>((k + chunk - 1) / chunk));
+  few_rows_kernel<M, T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w), k, n, chunk,
+                                                       bias, act, out, out_dtype, partial, arrivals);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_typed(int64_t m, const void* x, const void* w, int64_t k, int64_t n, const float* bias, int act,
+                         void* out, KernelDType out_dtype, float* partial, int32_t* arrivals, cudaStream_t stream) {
+  switch (m) {
+    case 1: return launch_rows<T, 1>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+    case 2: return launch_rows<T, 2>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+    case 3: return launch_rows<T, 3>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+    case 4: return launch_rows<T, 4>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+    case 5: return launch_rows<T, 5>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+    case 6: return launch_rows<T, 6>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+    case 7: return launch_rows<T, 7>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+    default: return launch_rows<T, 8>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+  }
+}
+
+}  // namespace
+
+bool few_rows_product_serves(int64_t m, int64_t k, int64_t n, KernelDType dtype, const void* w) {
+  return m >= 1 && m <= kFewRowsMax && k >= 1 && n >= kColsPerLane && n % kColsPerLane == 0 &&
+         (n + kTileCols - 1) / kTileCols <= kMaxSplitPairs && dtype != KernelDType::f32 &&
+         reinterpret_cast<uintptr_t>(w) % 16 == 0;
+}
+
+int64_t few_rows_partial_floats(int64_t m, int64_t k, int64_t n) {
+  const int64_t splits = (k + chunk_rows(k, n) - 1) / chunk_rows(k, n);
+  return splits > 1 ? splits * m * n : 0;
+}
+
+cudaError_t launch_few_rows_product(const void* x, const void* w, KernelDType dtype, int64_t m, int64_t k, int64_t n,
+                                    const float* bias, int act, void* out, KernelDType out_dtype, float* partial,
+                                    int32_t* arrivals, cudaStream_t stream) {
+  if (!few_rows_product_serves(m, k, n, dtype, w) || (few_rows_partial_floats(m, k, n) > 0 && partial == nullptr) ||
+      (k + chunk_rows(k, n) - 1) / chunk_rows(k, n) > 65535)
+    return cudaErrorInvalidValue;
+  if (dtype == KernelDType::f16)
+    return launch_typed<__half>(m, x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+  return launch_typed<__nv_bfloat16>(m, x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+}
+
+}  // namespace kvmesh
