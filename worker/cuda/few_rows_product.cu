@@ -40,6 +40,18 @@ __device__ __forceinline__ void store_result(float sum, int64_t at, int64_t col,
   store_from_float(out, out_dtype, at, activate(act, v));
 }
 
+// A lane's next kUnroll rows of w from row r0 (rows r0, r0 + kRowsPerPass, ...), zeros past `rows`.
+template <typename T>
+__device__ __forceinline__ void load_rows(const T* w_col, int64_t n, int r0, int rows, bool col_in,
+                                          uint4 (&into)[kUnroll]) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int r = r0 + u * kRowsPerPass;
+    into[u] = col_in && r < rows ? *reinterpret_cast<const uint4*>(w_col + static_cast<int64_t>(r) * n)
+                                 : make_uint4(0, 0, 0, 0);
+  }
+}
+
 template <int M, typename T>
 __global__ void __launch_bounds__(kThreads)
     few_rows_kernel(const T* __restrict__ x, const T* __restrict__ w, int64_t k, int64_t n, int32_t chunk,
@@ -52,32 +64,33 @@ __global__ void __launch_bounds__(kThreads)
   const int n_splits = static_cast<int>(gridDim.y);
   const int64_t row0 = static_cast<int64_t>(split) * chunk;
   const int32_t rows = static_cast<int32_t>(min(static_cast<int64_t>(chunk), k - row0));
-  for (int i = threadIdx.x; i < M * chunk; i += kThreads) {
-    const int m = i / chunk, r = i % chunk;
-    xs[m][r] = r < rows ? to_float(x[m * k + row0 + r]) : 0.0f;
-  }
-  __syncthreads();
-
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int group = lane % kLanesPerRow;                              // which 8 columns of the tile
   const int first_row = warp * (32 / kLanesPerRow) + lane / kLanesPerRow;  // 0..31
   const int64_t col = static_cast<int64_t>(tile) * kTileCols + group * kColsPerLane;
   const bool col_in = col < n;  // n is a multiple of 8: a lane's 8 columns are all in or all out
+  const T* w_col = w + row0 * n + col;
+  // The first rows of w are in flight while x is staged, and each later batch while the one
+  // before it is multiplied.
+  uint4 next[kUnroll];
+  load_rows(w_col, n, first_row, rows, col_in, next);
+  for (int i = threadIdx.x; i < M * chunk; i += kThreads) {
+    const int m = i / chunk, r = i % chunk;
+    xs[m][r] = r < rows ? to_float(x[m * k + row0 + r]) : 0.0f;
+  }
+  __syncthreads();
   float acc[M][kColsPerLane];
 #pragma unroll
   for (int m = 0; m < M; ++m)
 #pragma unroll
     for (int j = 0; j < kColsPerLane; ++j) acc[m][j] = 0.0f;
 
-  const T* w_col = w + row0 * n + col;
-  for (int r0 = first_row; r0 < rows; r0 += kRowsPerPass * kUnroll) {
+  constexpr int kStep = kRowsPerPass * kUnroll;
+  for (int r0 = first_row; r0 < rows; r0 += kStep) {
     uint4 loaded[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int r = r0 + u * kRowsPerPass;
-      loaded[u] = col_in && r < rows ? *reinterpret_cast<const uint4*>(w_col + static_cast<int64_t>(r) * n)
-                                     : make_uint4(0, 0, 0, 0);
-    }
+    for (int u = 0; u < kUnroll; ++u) loaded[u] = next[u];
+    if (r0 + kStep < rows) load_rows(w_col, n, r0 + kStep, rows, col_in, next);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int r = r0 + u * kRowsPerPass;
