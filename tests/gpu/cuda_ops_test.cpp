@@ -419,6 +419,16 @@ TEST_F(CudaOps, KvWriteAttentionInOneKernelForDecodeRowsF16) {
 TEST_F(CudaOps, KvWriteAttentionInOneKernelForDecodeRowsF32HeadDim80) {
   check_paged(this, *cpu_, *gpu_, DType::f32, 80, kDecodeSeqs, 211, true);
 }
+// Each lane loads its consecutive elements of a head at once where the head's width is a multiple
+// of them, element by element where it is not: widths of each lane count (2, 4 and 8 elements), a
+// multiple and not, decode rows (one kernel) and prefill chunks (the row kernel takes them).
+TEST_F(CudaOps, PagedAttentionAtHeadWidthsOfEveryLaneLoad) {
+  for (const int32_t head_dim : {50, 66, 128, 200, 250}) {
+    SCOPED_TRACE("head_dim " + std::to_string(head_dim));
+    check_paged(this, *cpu_, *gpu_, DType::bf16, head_dim, kDecodeSeqs, 211, true);
+    check_paged(this, *cpu_, *gpu_, DType::f32, head_dim, {{40, 25}, {3, 1}}, 211, false);
+  }
+}
 // A batch with prefill chunks: the one op is the two ops (the tiles read rows the chunk writes).
 TEST_F(CudaOps, KvWriteAttentionOverPrefillChunks) {
   check_paged(this, *cpu_, *gpu_, DType::bf16, 64, kMixedSeqs, 211, true);

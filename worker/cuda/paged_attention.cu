@@ -62,7 +62,7 @@ __device__ __forceinline__ void write_own_kv(const KvPoolGeometry& pool, int32_t
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
-    const int c = lane + 32 * i;
+    const int c = lane * kPerLane + i;
     k[i] = v[i] = 0.0f;
     if (c >= pool.head_dim) continue;
     const T kt = from_float<T>(own_kv[c]), vt = from_float<T>(own_kv[e + c]);
@@ -73,7 +73,35 @@ __device__ __forceinline__ void write_own_kv(const KvPoolGeometry& pool, int32_t
   }
 }
 
-// kPerLane: head elements each lane owns (head_dim <= 32 * kPerLane).
+// A lane's kPer consecutive elements of a head as one load.
+template <typename T, int kPer>
+struct alignas(sizeof(T) * kPer) HeadPart {
+  T e[kPer];
+};
+
+// Lane `lane`'s elements [lane * kPer, lane * kPer + kPer) of one head's row in the pages as fp32
+// (0 past head_dim d, and everywhere when !real). whole: d is a multiple of kPer, so a lane's
+// elements are all in the head or all past it and aligned for one load of them all.
+template <typename T, int kPer>
+__device__ __forceinline__ void load_head_part(const T* row, int lane, int d, bool whole, bool real,
+                                               float (&out)[kPer]) {
+  const int c0 = lane * kPer;
+  if (whole) {
+    if (real && c0 < d) {
+      const HeadPart<T, kPer> part = *reinterpret_cast<const HeadPart<T, kPer>*>(row + c0);
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) out[i] = to_float(part.e[i]);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) out[i] = 0.0f;
+    }
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) out[i] = real && c0 + i < d ? to_float(row[c0 + i]) : 0.0f;
+}
+
+// kPerLane: consecutive head elements each lane owns (head_dim <= 32 * kPerLane).
 template <typename T, int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
@@ -97,11 +125,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int32_t own_slot = rows.write_slots != nullptr ? rows.write_slots[t] : -1;
   const int32_t own = own_slot >= 0 ? n_ctx - 1 : -1;
   const float* own_kv = qkv + t * 3 * e + e + h * d;  // K; V follows E later
+  const bool whole_parts = d % kPerLane == 0;
 
   float q[kPerLane], acc[kPerLane];
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
-    const int c = lane + 32 * i;
+    const int c = lane * kPerLane + i;
     q[i] = c < d ? qkv[t * 3 * e + h * d + c] * scale : 0.0f;
     acc[i] = 0.0f;
   }
@@ -120,13 +149,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
       const int64_t k_row = key_row(pool, layer, real ? table[j / bs] : 0, j % bs, h);
       const int64_t v_row = k_row + static_cast<int64_t>(bs) * e;  // V rows follow the layer's K rows
-#pragma unroll
-      for (int i = 0; i < kPerLane; ++i) {
-        const int c = lane + 32 * i;
-        const bool load = real && c < d;
-        k[u][i] = load ? to_float(kv[k_row + c]) : 0.0f;
-        v[u][i] = load ? to_float(kv[v_row + c]) : 0.0f;
-      }
+      load_head_part<T, kPerLane>(kv + k_row, lane, d, whole_parts, real, k[u]);
+      load_head_part<T, kPerLane>(kv + v_row, lane, d, whole_parts, real, v[u]);
     }
     float s[kKeysPerWarp];
     float m_new = m;
@@ -157,7 +181,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
-    const int c = lane + 32 * i;
+    const int c = lane * kPerLane + i;
     if (c < d) warp_acc[warp][c] = acc[i];
   }
   __syncthreads();
