@@ -1,21 +1,27 @@
-// Row gather: out[i] = x[rows[i]] (the rows that need logits); the twin of CpuBackend::gather_rows.
+// Row gather: out[i] = x[rows[i]] (the rows that need logits), blocks of kThreads elements of a row,
+// one element per thread; the twin of CpuBackend::gather_rows.
 #include "worker/cuda/elem.cuh"
 
 namespace kvmesh {
 namespace {
 
+constexpr int kThreads = 256;
+
 __global__ void gather_rows_kernel(const float* x, const int32_t* rows, int64_t e, float* out) {
   const int64_t i = blockIdx.x;
-  const float* src = x + static_cast<int64_t>(rows[i]) * e;
-  for (int64_t c = threadIdx.x; c < e; c += blockDim.x) out[i * e + c] = src[c];
+  const int64_t c = static_cast<int64_t>(blockIdx.y) * kThreads + threadIdx.x;
+  if (c < e) out[i * e + c] = x[static_cast<int64_t>(rows[i]) * e + c];
 }
 
 }  // namespace
 
 cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, int64_t e, float* out,
                                cudaStream_t stream) {
-  if (r <= 0) return cudaSuccess;
-  gather_rows_kernel<<<static_cast<unsigned>(r), 256, 0, stream>>>(x, rows, e, out);
+  if (r <= 0 || e <= 0) return cudaSuccess;
+  const int64_t parts = (e + kThreads - 1) / kThreads;
+  if (parts > 65535 || r > 0x7fffffff) return cudaErrorInvalidValue;
+  gather_rows_kernel<<<dim3(static_cast<unsigned>(r), static_cast<unsigned>(parts)), kThreads, 0, stream>>>(x, rows, e,
+                                                                                                          out);
   return cudaGetLastError();
 }
 
