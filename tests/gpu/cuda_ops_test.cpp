@@ -42,18 +42,22 @@ TEST_F(CudaOps, EmbedWithPositions) {
   EXPECT_LT(rel_error(host(out), want), 1e-6);
 }
 
+// Rows of 300 and 1600 (held in registers, 2 and 8 values a thread) and of 9000 (past what a block
+// holds: the kernel that loops over memory).
 TEST_F(CudaOps, LayerNormInPlaceAndNot) {
-  const int64_t n = 9, e = 1600;
-  auto x = random_values(n * e, 3, 3.0f), w = random_values(e, 4), b = random_values(e, 5);
-  std::vector<float> want(n * e);
-  TensorView wv = TensorView::of(w.data(), {1, e}), bv = TensorView::of(b.data(), {1, e});
-  cpu_->layer_norm(TensorView::of(x.data(), {n, e}), wv, bv, 1e-5f, TensorView::of(want.data(), {n, e}));
-  TensorView xg = device(x, n, e), out = device_poisoned(n, e);
-  TensorView wg = weight(w, 1, e, false), bg = weight(b, 1, e, false);
-  gpu_->layer_norm(xg, wg, bg, 1e-5f, out);
-  EXPECT_LT(rel_error(host(out), want), 1e-5);
-  gpu_->layer_norm(xg, wg, bg, 1e-5f, xg);
-  EXPECT_LT(rel_error(host(xg), want), 1e-5);
+  for (const int64_t e : {300, 1600, 9000}) {
+    const int64_t n = 9;
+    auto x = random_values(n * e, 3, 3.0f), w = random_values(e, 4), b = random_values(e, 5);
+    std::vector<float> want(n * e);
+    TensorView wv = TensorView::of(w.data(), {1, e}), bv = TensorView::of(b.data(), {1, e});
+    cpu_->layer_norm(TensorView::of(x.data(), {n, e}), wv, bv, 1e-5f, TensorView::of(want.data(), {n, e}));
+    TensorView xg = device(x, n, e), out = device_poisoned(n, e);
+    TensorView wg = weight(w, 1, e, false), bg = weight(b, 1, e, false);
+    gpu_->layer_norm(xg, wg, bg, 1e-5f, out);
+    EXPECT_LT(rel_error(host(out), want), 1e-5) << "rows of " << e;
+    gpu_->layer_norm(xg, wg, bg, 1e-5f, xg);
+    EXPECT_LT(rel_error(host(xg), want), 1e-5) << "rows of " << e << ", in place";
+  }
 }
 
 // LayerNorm straight into the bf16 operand of a matrix product: the CPU's values rounded to bf16,
@@ -69,6 +73,30 @@ TEST_F(CudaOps, LayerNormIntoBf16Operand) {
   out.dtype = DType::bf16;
   gpu_->layer_norm(device(x, n, e), weight(w, 1, e, false), weight(b, 1, e, false), 1e-5f, out);
   EXPECT_LT(rel_error(host_bf16(out), bf16_rounded(want)), 1.0 / 64);
+}
+
+// The fused residual + LayerNorm for rows held in registers and rows past that (9000), without a
+// bias too: x exactly as bias + residual leaves it, out as LayerNorm of it.
+TEST_F(CudaOps, ResidualLayerNormHeldAndNot) {
+  for (const int64_t e : {768, 9000}) {
+    for (const bool with_bias : {true, false}) {
+      const int64_t n = 3;
+      auto x = random_values(n * e, 31), y = random_values(n * e, 32), b = random_values(e, 33);
+      auto lw = random_values(e, 34), lb = random_values(e, 35);
+      if (!with_bias) std::fill(b.begin(), b.end(), 0.0f);
+      std::vector<float> x_want = x, y_copy = y, ln_want(n * e);
+      cpu_->add_bias_residual_layer_norm(TensorView::of(x_want.data(), {n, e}), TensorView::of(y_copy.data(), {n, e}),
+                                         TensorView::of(b.data(), {1, e}), TensorView::of(lw.data(), {1, e}),
+                                         TensorView::of(lb.data(), {1, e}), 1e-5f,
+                                         TensorView::of(ln_want.data(), {n, e}));
+      TensorView xg = device(x, n, e), yg = device(y, n, e), ln = device_poisoned(n, e);
+      const TensorView bg = weight(b, 1, e, false);
+      gpu_->add_bias_residual_layer_norm(xg, yg, with_bias ? bg : TensorView{}, weight(lw, 1, e, false),
+                                         weight(lb, 1, e, false), 1e-5f, ln);
+      EXPECT_EQ(host(xg), x_want) << "rows of " << e << (with_bias ? "" : ", no bias");
+      EXPECT_LT(rel_error(host(ln), ln_want), 1e-5) << "rows of " << e << (with_bias ? "" : ", no bias");
+    }
+  }
 }
 
 // The fused residual + LayerNorm: x exactly as bias + residual leaves it, out as LayerNorm of it;

@@ -54,21 +54,30 @@ __device__ __forceinline__ void normalise_held(const float (&v)[kPer], const flo
   }
 }
 
+// Thread t's elements t + j * kThreads of row (+ y_row + bias when y_row is set), of w and of b,
+// every load issued before any is used (0 past e).
+template <int kPer>
+__device__ __forceinline__ void load_held(const float* row, const float* y_row, const float* bias, const float* w,
+                                          const float* b, int64_t e, float (&v)[kPer], float (&wv)[kPer],
+                                          float (&bv)[kPer]) {
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int64_t i = threadIdx.x + j * kThreads;
+    const bool in = i < e;
+    const float yb = in && y_row != nullptr ? (bias != nullptr ? y_row[i] + bias[i] : y_row[i]) : 0.0f;
+    v[j] = in ? row[i] + yb : 0.0f;
+    wv[j] = in ? w[i] : 0.0f;
+    bv[j] = in ? b[i] : 0.0f;
+  }
+}
+
 template <int kPer>
 __global__ void __launch_bounds__(kThreads)
     layer_norm_held_kernel(const float* x, const float* w, const float* b, float eps, int64_t e, void* out,
                            KernelDType out_dtype) {
   __shared__ float scratch[32];
-  const float* row = x + blockIdx.x * e;
   float v[kPer], wv[kPer], bv[kPer];
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    const int64_t i = threadIdx.x + j * kThreads;
-    const bool in = i < e;
-    v[j] = in ? row[i] : 0.0f;
-    wv[j] = in ? w[i] : 0.0f;
-    bv[j] = in ? b[i] : 0.0f;
-  }
+  load_held<kPer>(x + blockIdx.x * e, nullptr, nullptr, w, b, e, v, wv, bv);
   normalise_held<kPer>(v, wv, bv, eps, e, out, out_dtype, blockIdx.x * e, scratch);
 }
 
@@ -79,17 +88,8 @@ __global__ void __launch_bounds__(kThreads)
                                     float eps, int64_t e, void* out, KernelDType out_dtype) {
   __shared__ float scratch[32];
   float* row = x + blockIdx.x * e;
-  const float* y_row = y + blockIdx.x * e;
   float v[kPer], wv[kPer], bv[kPer];
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    const int64_t i = threadIdx.x + j * kThreads;
-    const bool in = i < e;
-    const float yb = in ? (bias != nullptr ? y_row[i] + bias[i] : y_row[i]) : 0.0f;
-    v[j] = in ? row[i] + yb : 0.0f;
-    wv[j] = in ? w[i] : 0.0f;
-    bv[j] = in ? b[i] : 0.0f;
-  }
+  load_held<kPer>(row, y + blockIdx.x * e, bias, w, b, e, v, wv, bv);
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int64_t i = threadIdx.x + j * kThreads;
