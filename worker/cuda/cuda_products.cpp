@@ -98,7 +98,8 @@ bool CudaBackend::few_rows_product(const TensorView& x, const TensorView& w, con
   return true;
 }
 
-// With a bias: one cuBLASLt product with the bias in its epilogue where cuBLASLt offers one.
+// Up to kFewRowsMax rows: the few-rows kernel, bias inside. More, with a bias: one cuBLASLt product
+// with the bias in its epilogue where cuBLASLt offers one.
 void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) {
   const TimedOp timed = time_op("linear", w.dim(0), w.dim(1), static_cast<double>(w.nbytes()));
   if (!product_shapes(x, w, b, out, false, "a CUDA linear product")) return;
@@ -111,9 +112,10 @@ void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorV
     check(launch_bias_act(out.f32(), b->f32(), kNoActivation, out.dim(0), out.dim(1), stream_), "bias");
 }
 
-// out narrow (the next product's operand): one cuBLASLt product with bias + activation in its
-// epilogue where cuBLASLt offers one (tanh GELU, ReLU), else the product into fp32 scratch, then
-// bias + activation written narrow. out fp32: the product, then bias + activation in place.
+// Up to kFewRowsMax rows: the few-rows kernel, bias and activation inside. More, out narrow (the
+// next product's operand): one cuBLASLt product with bias + activation in its epilogue where
+// cuBLASLt offers one (tanh GELU, ReLU), else the product into fp32 scratch, then bias +
+// activation written narrow. out fp32: the product, then bias + activation in place.
 void CudaBackend::linear_act(const TensorView& x, const TensorView& w, const TensorView& b, Activation act,
                              TensorView out) {
   const TimedOp timed = time_op("linear + activation", w.dim(0), w.dim(1), static_cast<double>(w.nbytes()));
