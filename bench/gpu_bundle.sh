@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build-gpu}"
 bundle=gpu-bundle
-programs=(tools/kvmesh-generate bench/gpu_decode_bench)
+programs=(tools/kvmesh-generate bench/gpu_decode_bench bench/gpu_products_bench)
 for f in tests/gpu/*_test.cpp; do programs+=("tests/$(basename "$f" .cpp)"); done
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKVMESH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real >/dev/null

@@ -2,6 +2,7 @@
 # gpu_check: on a GPU machine, runs the gpu tests (each CUDA op against its CPU twin, the matrix
 # products with and without fused epilogues and the few-rows kernels, the HF fixture end to end in
 # bf16, decode graphs against eager steps, TP/PP over NCCL when there are GPUs enough), then the
+# decode products one by one (gpu_products_bench: the few-rows kernels beside cuBLAS), then the
 # decode benchmark for the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128
 # (graphs, graphs with products through cuBLAS, graphs with the epilogues apart, eager, graphs with
 # sampled tokens) beside the weight-bytes roofline, and the device time of each op per decode step
@@ -9,7 +10,7 @@
 # The programs come from gpu-bundle/ (or gpu-bundle.tar.gz, unpacked first) when it is there (made
 # by bench/gpu_bundle.sh on a build machine: for GPU images without kvmesh's build dependencies),
 # else they are built here (Release, CUDA ON, sm_90) into build-gpu.
-# Time: the tests and the benchmark share one deadline, GPU_CHECK_SECONDS (default 420) after the
+# Time: the tests and the benchmarks share one deadline, GPU_CHECK_SECONDS (default 420) after the
 # programs are ready; each step gets at most its own cap and what is left of the deadline.
 # Usage: bench/gpu_check.sh [build-dir]     Environment: GPU_CHECK_BUILD=1 (build even with a
 #        bundle), KVMESH_BUILD_JOBS (default: all cores), GPU_CHECK_NEW_TOKENS (decode tokens per
@@ -29,7 +30,7 @@ may_skip="nccl_parallel_test"
 start=$(date +%s)
 stamp() { echo "[gpu_check $(( $(date +%s) - start ))s] $*"; }
 
-# The table, printed on every exit: one row per test program run so far, then the benchmark's.
+# The table, printed on every exit: one row per test program run so far, then the benchmarks'.
 summary=()
 verdict="gpu check stopped before the tests"
 print_table() {
@@ -39,6 +40,8 @@ print_table() {
   echo "| test program | ran | passed | failed | skipped | exit status |"
   echo "|---|---|---|---|---|---|"
   if [ "${#summary[@]}" -gt 0 ]; then printf '%s\n' "${summary[@]}"; fi
+  echo
+  if [ -s "$logs/products-bench.txt" ]; then cat "$logs/products-bench.txt"; else echo "(no products benchmark table)"; fi
   echo
   if [ -s "$logs/decode-bench.txt" ]; then cat "$logs/decode-bench.txt"; else echo "(no decode benchmark table)"; fi
 }
@@ -102,7 +105,7 @@ else
   fi
   grep "kvmesh CUDA" "$logs/configure.log" || true
   if ! cmake --build "$build" -j"${KVMESH_BUILD_JOBS:-$(nproc)}" --target "${gpu_tests[@]}" kvmesh-generate \
-      gpu_decode_bench >"$logs/build.log" 2>&1; then
+      gpu_decode_bench gpu_products_bench >"$logs/build.log" 2>&1; then
     tail -40 "$logs/build.log"
     verdict="gpu check FAILED: build (log: $logs/build.log)"
     exit 1
@@ -134,14 +137,15 @@ count() {
 }
 
 stamp "gpu tests"
+rm -f "$logs/gpu-tests.log"
 verdict="gpu check stopped during the tests"
 tests_status=0
 n_programs=${#gpu_tests[@]}
 i=0
 for t in "${gpu_tests[@]}"; do
   i=$((i + 1))
-  # Keep time for the programs after this one (30 s each) and the benchmark (200 s).
-  limit=$(budget 150 $(( (n_programs - i) * 30 + 200 )))
+  # Keep time for the programs after this one (30 s each) and the benchmarks (60 + 200 s).
+  limit=$(budget 150 $(( (n_programs - i) * 30 + 260 )))
   status=0
   timeout -k 10 "$limit" "$tests_dir/$t" --gtest_brief=1 >"$logs/$t.log" 2>&1 || status=$?
   ran=$(count ran "$logs/$t.log")
@@ -157,7 +161,21 @@ for t in "${gpu_tests[@]}"; do
   [ "$status" -eq 0 ] || tests_status=1
   grep -E "FAILED|Failure|error" "$logs/$t.log" | head -20 || true
   summary+=("| $t | $ran | $passed | $failed | $skipped | $status |")
+  # One log for all the programs (few files to bring back from a GPU machine).
+  { echo "===== $t (exit status $status)"; cat "$logs/$t.log"; } >>"$logs/gpu-tests.log"
+  rm -f "$logs/$t.log"
 done
+
+stamp "products benchmark"
+verdict="gpu check stopped during the products benchmark"
+products_status=0
+if [ -x "$bench_dir/gpu_products_bench" ]; then
+  timeout -k 10 "$(budget 60 200)" "$bench_dir/gpu_products_bench" >"$logs/products-bench.txt" 2>&1 ||
+    products_status=$?
+else
+  echo "gpu_check: no gpu_products_bench beside the other programs" >"$logs/products-bench.txt"
+  products_status=1
+fi
 
 stamp "decode benchmark"
 verdict="gpu check stopped during the decode benchmark"
@@ -166,8 +184,10 @@ timeout -k 10 "$(budget 240 0)" "$bench_dir/gpu_decode_bench" synthetic:gpt2-xl 
   >"$logs/decode-bench.txt" 2>"$logs/decode-bench.err" || bench_status=$?
 tail -8 "$logs/decode-bench.err"
 
-verdict="gpu check $([ "$tests_status" -eq 0 ] && [ "$bench_status" -eq 0 ] && echo passed || echo FAILED):"
-verdict+=" gpu tests $([ "$tests_status" -eq 0 ] && echo passed || echo FAILED), benchmark exit $bench_status,"
+all_passed=$([ "$tests_status" -eq 0 ] && [ "$products_status" -eq 0 ] && [ "$bench_status" -eq 0 ] && echo 1 || echo 0)
+verdict="gpu check $([ "$all_passed" -eq 1 ] && echo passed || echo FAILED):"
+verdict+=" gpu tests $([ "$tests_status" -eq 0 ] && echo passed || echo FAILED), products benchmark exit $products_status,"
+verdict+=" decode benchmark exit $bench_status,"
 verdict+=" $(( $(date +%s) - start )) s"
 stamp "done"
-[ "$tests_status" -eq 0 ] && [ "$bench_status" -eq 0 ]
+[ "$all_passed" -eq 1 ]
