@@ -52,13 +52,20 @@ class DeviceArena {
   std::vector<void*> blocks_;
 };
 
-void* random_bf16(DeviceArena& arena, size_t n, uint32_t seed, float scale) {
+std::vector<uint16_t> random_bf16(size_t n, uint32_t seed, float scale) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, scale);
   std::vector<uint16_t> host(n);
   for (auto& v : host) v = float_to_bf16(dist(rng));
-  void* d = arena.alloc(n * sizeof(uint16_t));
-  if (cudaMemcpy(d, host.data(), n * sizeof(uint16_t), cudaMemcpyHostToDevice) != cudaSuccess) std::exit(1);
+  return host;
+}
+
+void* device_copy(DeviceArena& arena, const std::vector<uint16_t>& host) {
+  void* d = arena.alloc(host.size() * sizeof(uint16_t));
+  if (cudaMemcpy(d, host.data(), host.size() * sizeof(uint16_t), cudaMemcpyHostToDevice) != cudaSuccess) {
+    std::fprintf(stderr, "gpu_products_bench: upload failed\n");
+    std::exit(1);
+  }
   return d;
 }
 
@@ -114,9 +121,11 @@ int main(int argc, char** argv) {
     const size_t weight_elems = static_cast<size_t>(p.k * p.n);
     const double weight_bytes = static_cast<double>(weight_elems) * 2.0;
     const int copies = static_cast<int>(std::max<size_t>(2, (kRotationBytes + weight_elems * 2 - 1) / (weight_elems * 2)));
+    // The same random values in every copy: each is its own memory, which is what the rotation is for.
+    const std::vector<uint16_t> w_host = random_bf16(weight_elems, 100, 0.02f);
     std::vector<void*> w;
-    for (int c = 0; c < copies; ++c) w.push_back(random_bf16(arena, weight_elems, 100 + c, 0.02f));
-    void* x = random_bf16(arena, static_cast<size_t>(kFewRowsMax * p.k), 7, 1.0f);
+    for (int c = 0; c < copies; ++c) w.push_back(device_copy(arena, w_host));
+    void* x = device_copy(arena, random_bf16(static_cast<size_t>(kFewRowsMax * p.k), 7, 1.0f));
     auto* out = static_cast<float*>(arena.alloc(static_cast<size_t>(kFewRowsMax * p.n) * sizeof(float)));
     float* partial = nullptr;
     if (const int64_t floats = p.lm_head ? 0 : few_rows_partial_floats(kFewRowsMax, p.k, p.n); floats > 0)
