@@ -44,6 +44,13 @@ inline double rel_error(const std::vector<float>& got, const std::vector<float>&
   return err / scale;
 }
 
+// One bf16 step (8 significant bits) at want's magnitude; 0 for 0.
+inline double bf16_step(float want) {
+  int exponent = 0;
+  (void)std::frexp(want, &exponent);  // |want| in [2^(exponent-1), 2^exponent)
+  return want != 0.0f ? std::ldexp(1.0, exponent - 8) : 0.0;
+}
+
 // max(1, max |want|): the scale the products' tolerances are relative to.
 inline double output_scale(const std::vector<float>& want) {
   double scale = 1.0;
@@ -58,9 +65,7 @@ inline int64_t beyond_one_bf16_step(const std::vector<float>& got, const std::ve
                                     double slack = 1e-7) {
   int64_t n = 0;
   for (size_t i = 0; i < want.size(); ++i) {
-    int exponent = 0;
-    (void)std::frexp(want[i], &exponent);  // |want| in [2^(exponent-1), 2^exponent)
-    const double step = want[i] != 0.0f ? std::ldexp(1.0, exponent - 8) : 0.0;  // 8 significant bits
+    const double step = bf16_step(want[i]);
     if (!(std::fabs(static_cast<double>(got[i]) - want[i]) <= step + slack)) ++n;
   }
   return n;
@@ -73,9 +78,7 @@ inline std::string worst_bf16_miss(const std::vector<float>& got, const std::vec
   double worst = 0.0;
   std::string text;
   for (size_t i = 0; i < want.size(); ++i) {
-    int exponent = 0;
-    (void)std::frexp(want[i], &exponent);
-    const double allowed = (want[i] != 0.0f ? std::ldexp(1.0, exponent - 8) : 0.0) + slack;
+    const double allowed = bf16_step(want[i]) + slack;
     const double diff = std::fabs(static_cast<double>(got[i]) - want[i]);
     const double past = std::isnan(diff) ? INFINITY : diff - allowed;
     if (past > worst || (std::isnan(diff) && text.empty())) {

@@ -34,6 +34,12 @@ int32_t chunk_rows(int64_t k, int64_t n) {
   return static_cast<int32_t>(chunk < kRowsPerPass ? kRowsPerPass : chunk);
 }
 
+// Chunks of rows of w (blocks per column tile) for a product of k rows and n columns.
+int64_t chunk_count(int64_t k, int64_t n) {
+  const int32_t chunk = chunk_rows(k, n);
+  return (k + chunk - 1) / chunk;
+}
+
 __device__ __forceinline__ void store_result(float sum, int64_t at, int64_t col, const float* bias, int act,
                                              void* out, KernelDType out_dtype) {
   const float v = bias != nullptr ? sum + bias[col] : sum;
@@ -155,10 +161,10 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int M>
 cudaError_t launch_rows(const void* x, const void* w, int64_t k, int64_t n, const float* bias, int act, void* out,
                         KernelDType out_dtype, float* partial, int32_t* arrivals, cudaStream_t stream) {
-  const int32_t chunk = chunk_rows(k, n);
-  const dim3 grid(static_cast<unsigned>((n + kTileCols - 1) / kTileCols), static_cast<unsigned>((k + chunk - 1) / chunk));
-  few_rows_kernel<M, T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w), k, n, chunk,
-                                                       bias, act, out, out_dtype, partial, arrivals);
+  const dim3 grid(static_cast<unsigned>((n + kTileCols - 1) / kTileCols), static_cast<unsigned>(chunk_count(k, n)));
+  few_rows_kernel<M, T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w), k, n,
+                                                       chunk_rows(k, n), bias, act, out, out_dtype, partial,
+                                                       arrivals);
   return cudaGetLastError();
 }
 
@@ -186,7 +192,7 @@ bool few_rows_product_serves(int64_t m, int64_t k, int64_t n, KernelDType dtype,
 }
 
 int64_t few_rows_partial_floats(int64_t m, int64_t k, int64_t n) {
-  const int64_t splits = (k + chunk_rows(k, n) - 1) / chunk_rows(k, n);
+  const int64_t splits = chunk_count(k, n);
   return splits > 1 ? splits * m * n : 0;
 }
 
@@ -194,7 +200,7 @@ cudaError_t launch_few_rows_product(const void* x, const void* w, KernelDType dt
                                     const float* bias, int act, void* out, KernelDType out_dtype, float* partial,
                                     int32_t* arrivals, cudaStream_t stream) {
   if (!few_rows_product_serves(m, k, n, dtype, w) || (few_rows_partial_floats(m, k, n) > 0 && partial == nullptr) ||
-      (k + chunk_rows(k, n) - 1) / chunk_rows(k, n) > 65535)
+      chunk_count(k, n) > 65535)
     return cudaErrorInvalidValue;
   if (dtype == KernelDType::f16)
     return launch_typed<__half>(m, x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
