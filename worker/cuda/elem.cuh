@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "worker/cuda/kernels.h"
 
@@ -99,6 +100,23 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   __syncthreads();
   return total;
 }
+
+// launch(std::integral_constant<int, m>{}) for a row count m from 1 to kFewRowsMax (larger: as
+// kFewRowsMax): the few-rows kernels' template over their rows, chosen at run time.
+template <typename Launch>
+cudaError_t for_row_count(int64_t m, Launch&& launch) {
+  switch (m) {
+    case 1: return launch(std::integral_constant<int, 1>{});
+    case 2: return launch(std::integral_constant<int, 2>{});
+    case 3: return launch(std::integral_constant<int, 3>{});
+    case 4: return launch(std::integral_constant<int, 4>{});
+    case 5: return launch(std::integral_constant<int, 5>{});
+    case 6: return launch(std::integral_constant<int, 6>{});
+    case 7: return launch(std::integral_constant<int, 7>{});
+    default: return launch(std::integral_constant<int, kFewRowsMax>{});
+  }
+}
+static_assert(kFewRowsMax == 8, "for_row_count lists the row counts");
 
 // Blocks for n elements at `threads` per block, capped so the grid stays small (grid-stride loops).
 inline unsigned grid_for(int64_t n, int threads) {

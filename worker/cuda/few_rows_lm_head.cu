@@ -65,16 +65,9 @@ cudaError_t launch_rows(const void* x, const void* wte, int64_t v, int64_t e, fl
 template <typename T>
 cudaError_t launch_typed(int64_t m, const void* x, const void* wte, int64_t v, int64_t e, float* logits,
                          cudaStream_t stream) {
-  switch (m) {
-    case 1: return launch_rows<T, 1>(x, wte, v, e, logits, stream);
-    case 2: return launch_rows<T, 2>(x, wte, v, e, logits, stream);
-    case 3: return launch_rows<T, 3>(x, wte, v, e, logits, stream);
-    case 4: return launch_rows<T, 4>(x, wte, v, e, logits, stream);
-    case 5: return launch_rows<T, 5>(x, wte, v, e, logits, stream);
-    case 6: return launch_rows<T, 6>(x, wte, v, e, logits, stream);
-    case 7: return launch_rows<T, 7>(x, wte, v, e, logits, stream);
-    default: return launch_rows<T, 8>(x, wte, v, e, logits, stream);
-  }
+  return for_row_count(m, [&](auto rows) {
+    return launch_rows<T, decltype(rows)::value>(x, wte, v, e, logits, stream);
+  });
 }
 
 }  // namespace

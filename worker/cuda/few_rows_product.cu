@@ -171,16 +171,9 @@ cudaError_t launch_rows(const void* x, const void* w, int64_t k, int64_t n, cons
 template <typename T>
 cudaError_t launch_typed(int64_t m, const void* x, const void* w, int64_t k, int64_t n, const float* bias, int act,
                          void* out, KernelDType out_dtype, float* partial, int32_t* arrivals, cudaStream_t stream) {
-  switch (m) {
-    case 1: return launch_rows<T, 1>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-    case 2: return launch_rows<T, 2>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-    case 3: return launch_rows<T, 3>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-    case 4: return launch_rows<T, 4>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-    case 5: return launch_rows<T, 5>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-    case 6: return launch_rows<T, 6>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-    case 7: return launch_rows<T, 7>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-    default: return launch_rows<T, 8>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
-  }
+  return for_row_count(m, [&](auto rows) {
+    return launch_rows<T, decltype(rows)::value>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
+  });
 }
 
 }  // namespace
