@@ -35,19 +35,21 @@ using namespace kvmesh;
 namespace {
 
 // One engine variant of the table: decode graphs or not, fused product epilogues or not, the
-// few-rows kernel or cuBLAS for decode batches' products.
+// few-rows kernel or cuBLAS for decode batches' products, kernels launched to overlap or not.
 struct Variant {
   const char* name;
   bool graphs;
   bool fused_epilogues;
   bool few_rows_kernel;
+  bool overlap_launches;
 };
 
 std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs, const Variant& variant) {
   WorkerOptions wo;
   wo.decode_graphs = variant.graphs;
-  wo.fused_epilogues = variant.fused_epilogues;
-  wo.few_rows_kernel = variant.few_rows_kernel;
+  wo.cuda.fused_epilogues = variant.fused_epilogues;
+  wo.cuda.few_rows_kernel = variant.few_rows_kernel;
+  wo.cuda.overlap_launches = variant.overlap_launches;
   wo.model_dir = model;
   wo.device = DeviceKind::cuda;
   wo.weight_dtype = DType::bf16;
@@ -203,15 +205,16 @@ int main(int argc, char** argv) {
   const double roofline = *bw * 1e9 / weight_bytes;  // steps/s, so tokens/s per sequence
   // Tokens/s per variant and batch size; each engine is warmed at every batch size first (cuBLAS
   // heuristics, allocations, and with graphs the recording of each size's graph).
-  const Variant variants[] = {{"graphs", true, true, true},
-                              {"graphs, products through cuBLAS", true, true, false},
-                              {"graphs, epilogues apart", true, false, true},
-                              {"eager", false, true, true}};
+  const Variant variants[] = {{"graphs", true, true, true, true},
+                              {"graphs, launches one after another", true, true, true, false},
+                              {"graphs, products through cuBLAS", true, true, false, true},
+                              {"graphs, epilogues apart", true, false, true, true},
+                              {"eager", false, true, true, true}};
   constexpr size_t kVariants = sizeof(variants) / sizeof(variants[0]);
   std::vector<double> tps[kVariants];
   std::vector<double> draw_tps[kDrawKinds];  // the first variant's engine, requests drawing their tokens
   std::vector<OpTimes> op_times[kVariants];  // per batch size, for the timed variants
-  const auto timed = [](size_t k) { return k == 0 || k == 3; };  // graphs and eager
+  const auto timed = [](size_t k) { return k == 0 || k == 4; };  // graphs and eager
   for (size_t k = 0; k < kVariants; ++k) {
     std::fprintf(stderr, "gpu_decode_bench: %s: building the engine, warming up, running\n", variants[k].name);
     auto engine = make_engine(model, 128, variants[k]);

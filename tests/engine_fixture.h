@@ -45,6 +45,7 @@ struct EngineOptions {
   int recordings_fail_from_rows = 0;  // with record_graphs: buckets this large fail to record
   bool eager = false;          // CUDA: no decode graphs
   std::optional<DType> weight_dtype;  // matrix weights; unset: the device's default (cpu f32, cuda bf16)
+  CudaBackendOptions cuda;            // CUDA: how the backend runs its ops
 };
 
 // Greedy decoding of exactly max_tokens tokens (EOS ignored), as the fixture's golden runs.
@@ -82,6 +83,7 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.cpu_recordings_fail_from_rows = o.recordings_fail_from_rows;
   wo.decode_graphs = !o.eager;
   wo.weight_dtype = o.weight_dtype;
+  wo.cuda = o.cuda;
   auto worker = Worker::create(wo);
   if (!worker.is_ok()) {
     if (error) *error = worker.status().to_string();

@@ -63,8 +63,7 @@ Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options) {
                           resolve_weight_dtype(options.device, options.weight_dtype));
   if (options.device == DeviceKind::cpu) return make_cpu_backend(options.n_threads, weight_dtype);
 #ifdef KVMESH_HAVE_CUDA
-  return make_cuda_backend(options.device_index, weight_dtype, options.fused_epilogues,
-                           options.few_rows_kernel);
+  return make_cuda_backend(options.device_index, weight_dtype, options.cuda);
 #else
   return unavailable("--device cuda: this kvmesh was built without the CUDA backend (rebuild with "
                      "nvcc available and -DKVMESH_CUDA=AUTO or ON)");

@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "common/tensor.h"
 #include "worker/backend.h"
+#include "worker/cuda_backend_options.h"
 
 namespace kvmesh {
 
@@ -22,8 +23,7 @@ struct BackendOptions {
   std::optional<DType> weight_dtype;
   int device_index = -1;            // CUDA: GPU to use; -1 = this process's local MPI rank modulo
                                     // the visible GPUs (0 without MPI)
-  bool fused_epilogues = true;      // CUDA: biases and activations in cuBLASLt's product epilogues
-  bool few_rows_kernel = true;      // CUDA: products of up to 8 rows by kvmesh's own kernel, not cuBLAS
+  CudaBackendOptions cuda;          // CUDA: how the backend runs its ops
 };
 
 // "cpu" / "cuda"; false for anything else.

@@ -270,8 +270,7 @@ Result<std::unique_ptr<Model>> create_model(const WorkerOptions& options, LocalS
   bo.n_threads = options.n_threads;
   bo.weight_dtype = options.weight_dtype;
   bo.device_index = options.device_index;
-  bo.fused_epilogues = options.fused_epilogues;
-  bo.few_rows_kernel = options.few_rows_kernel;
+  bo.cuda = options.cuda;
   KVMESH_ASSIGN_OR_RETURN(auto backend, make_backend(bo));
   const bool graphs = options.device == DeviceKind::cuda ? options.decode_graphs : options.record_graphs_on_cpu;
   if (options.device == DeviceKind::cpu && options.record_graphs_on_cpu)

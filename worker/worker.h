@@ -28,8 +28,7 @@ struct WorkerOptions {
   std::optional<DType> weight_dtype;    // matrix weights; unset: the device's default (cpu f32, cuda bf16)
   int device_index = -1;                // CUDA: GPU to use (-1: local rank modulo visible GPUs)
   bool decode_graphs = true;            // CUDA: decode steps replay captured graphs (--enforce-eager: off)
-  bool fused_epilogues = true;          // CUDA: biases and activations in cuBLASLt's product epilogues
-  bool few_rows_kernel = true;          // CUDA: products of up to 8 rows by kvmesh's own kernel, not cuBLAS
+  CudaBackendOptions cuda;              // CUDA: how the backend runs its ops (all on by default)
   bool record_graphs_on_cpu = false;    // tests: the CPU backend records and replays decode graphs
   int cpu_recordings_fail_from_rows = 0;  // tests: with record_graphs_on_cpu, buckets this large fail to record
 };

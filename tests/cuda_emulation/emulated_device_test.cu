@@ -2,8 +2,9 @@
 // would, CUB's block reduction answers in thread 0 only, capture records work that graph launches
 // replay with the host memory of launch time, and the checks that make the emulated GPU tests
 // worth running fire: threads waiting at different barriers, copies past an allocation, a
-// synchronisation inside a capture, and shared memory no thread of the block wrote (NaN); and
-// streams run their work only when something waits for it.
+// synchronisation inside a capture, shared memory no thread of the block wrote (NaN), and a kernel
+// launched to overlap the kernel before it with a thread that never waits for it; and streams run
+// their work only when something waits for it.
 #include <gtest/gtest.h>
 
 #include <cub/block/block_reduce.cuh>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
@@ -47,6 +49,14 @@ __global__ void half_written_shared_kernel(float* out) {
   if (threadIdx.x < 32) slots[threadIdx.x] = static_cast<float>(blockIdx.x);
   __syncthreads();
   out[blockIdx.x * 64 + threadIdx.x] = slots[(threadIdx.x + 1) % 64];
+}
+
+// Thread t doubles out[t] after waiting for the kernel before; with `skip` >= 0, thread `skip`
+// returns first, without waiting.
+__global__ void double_after_wait_kernel(float* out, int skip) {
+  if (static_cast<int>(threadIdx.x) == skip) return;
+  begin_after_previous_kernel();
+  out[threadIdx.x] *= 2.0f;
 }
 
 template <typename T>
@@ -241,6 +251,36 @@ TEST(EmulatedDeviceDeathTest, ThreadsAtDifferentBarriersAreADeadlock) {
   float* dout = device_alloc<float>(64);
   EXPECT_DEATH(divergent_barriers_kernel<<<1, 32, 0, nullptr>>>(dout), "deadlock");
   (void)cudaFree(dout);
+}
+
+TEST(EmulatedDevice, OverlappingLaunchesRunInStreamOrder) {
+  float* d = device_alloc<float>(32);
+  std::vector<float> host(32, 1.5f);
+  ASSERT_EQ(cudaMemcpy(d, host.data(), 32 * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(launch_kernel(double_after_wait_kernel, 1, 32, KernelStream(nullptr, true), d, -1), cudaSuccess);
+  EXPECT_EQ(launch_kernel(double_after_wait_kernel, 1, 32, KernelStream(nullptr, true), d, -1), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(host.data(), d, 32 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (float v : host) EXPECT_EQ(v, 6.0f);
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  const char* why = "";
+  EXPECT_TRUE(launch_overlap_works(stream, &why)) << why;
+  (void)cudaStreamDestroy(stream);
+  (void)cudaFree(d);
+}
+
+TEST(EmulatedDeviceDeathTest, AnOverlappingKernelThatDoesNotWaitAborts) {
+  float* d = device_alloc<float>(32);
+  // The plain launch has nothing to wait for; the overlapping one must wait in every thread.
+  EXPECT_EQ(launch_kernel(double_after_wait_kernel, 1, 32, KernelStream(nullptr, false), d, 5), cudaSuccess);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_DEATH(
+      {
+        (void)launch_kernel(double_after_wait_kernel, 1, 32, KernelStream(nullptr, true), d, 5);
+        (void)cudaDeviceSynchronize();
+      },
+      "thread \\(5, 0, 0\\) of block \\(0, 0, 0\\) of a kernel launched to overlap");
+  (void)cudaFree(d);
 }
 
 TEST(EmulatedDeviceDeathTest, CopiesPastAnAllocationAbort) {

@@ -189,6 +189,7 @@ void launch_closure(const Cfg& cfg, std::function<void()> fn) {
     last_error = cudaErrorInvalidConfiguration;
     return;
   }
+  if (cfg.overlap) fn = checking_overlap_waits(std::move(fn));
   if (CUstream_st* s = capture_of(cfg.stream)) {
     if (!s->invalidated) s->graph->nodes.push_back({cfg, std::move(fn), nullptr});
     return;
@@ -286,6 +287,24 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   p->maxThreadsPerBlock = 1024;
   p->sharedMemPerBlock = 48 * 1024;
   p->memoryBusWidth = 6144;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
+  if (d < 0 || d >= device_count()) return cudaErrorInvalidDevice;
+  switch (attr) {
+    case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+    default: return cudaErrorInvalidValue;
+  }
+}
+// Every emulated kernel is built from the backend's own source, as for sm_90.
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
+  if (func == nullptr) return cudaErrorInvalidDeviceFunction;
+  std::memset(attr, 0, sizeof(*attr));
+  attr->maxThreadsPerBlock = 1024;
+  attr->ptxVersion = 90;
+  attr->binaryVersion = 90;
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {

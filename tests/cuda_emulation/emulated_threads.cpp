@@ -168,6 +168,29 @@ void warp_barrier() { yield(kAtWarp); }
 void* shuffle_slot(unsigned linear) { return &slots[linear]; }
 unsigned linear_tid() { return t_idx.x + b_dim.x * (t_idx.y + b_dim.y * t_idx.z); }
 
+namespace {
+bool waited[kMaxThreads];  // by linear thread: called grid_dependency_wait in this block
+}  // namespace
+
+void grid_dependency_wait() {
+  if (in_fiber) waited[linear_tid()] = true;
+}
+
+std::function<void()> checking_overlap_waits(std::function<void()> body) {
+  return [body = std::move(body)]() {
+    const unsigned me = linear_tid();
+    waited[me] = false;
+    body();
+    if (waited[me]) return;
+    char what[256];
+    std::snprintf(what, sizeof(what),
+                  "thread (%u, %u, %u) of block (%u, %u, %u) of a kernel launched to overlap the kernel before it "
+                  "ended without waiting for that kernel (wait_for_previous_kernel)",
+                  t_idx.x, t_idx.y, t_idx.z, b_idx.x, b_idx.y, b_idx.z);
+    fail(what);
+  };
+}
+
 // Shared memory starts each block as garbage on a GPU; here as all-ones bytes (NaN floats, -1
 // integers), so a block that reads what none of its threads wrote gets numbers a test notices.
 void poison_shared(void* p, size_t n) {

@@ -5,7 +5,8 @@
 // few-rows kernel's) and where attention splits a context over the shares its graph was recorded
 // for rather than over the context's own: with activations rounded to bf16 between ops, log-probs
 // move by a few 1e-3 (up to 5.5e-3 seen on an H200), so they agree within 2e-2, and tokens until
-// the first step whose eager top-2 margin is under 4e-2. Skips without a GPU.
+// the first step whose eager top-2 margin is under 4e-2. Kernels launched to overlap the kernel
+// before them give the numbers of kernels launched one after another. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,12 +21,14 @@ constexpr double kLogprobTolerance = 2e-2;
 constexpr double kClearMargin = 4e-2;  // twice the tolerance: two log-probs each that far off may swap
 
 std::vector<GenerationOutput> run(const std::string& model, bool eager,
-                                  const std::vector<GenerationRequest>& reqs, int* n_graphs) {
+                                  const std::vector<GenerationRequest>& reqs, int* n_graphs,
+                                  bool overlap_launches = true) {
   EngineOptions o;
   o.device = DeviceKind::cuda;
   o.kv_dtype = DType::bf16;
   o.device_bytes = 1ll << 30;
   o.eager = eager;
+  o.cuda.overlap_launches = overlap_launches;
   std::string error;
   const Worker* worker = nullptr;
   auto engine = make_engine(model, o, &error, &worker);
@@ -73,6 +76,34 @@ TEST(CudaGraphs, FixtureDecodeEqualsEager) {
   EXPECT_EQ(eager_recorded, 0);
   ASSERT_EQ(graphs.size(), 5u);
   expect_same_decode(graphs, eager);
+}
+
+// Kernels launched to overlap the kernel before them change no number: every kernel of kvmesh's
+// sums in a fixed order and cuBLAS gives the same bits for the same shapes on one GPU, so a kernel
+// that read what the kernel before it had not yet written would show here as a difference. The
+// fixture's batches stay within the few-rows kernels; graphs and eager steps both.
+TEST(CudaGraphs, OverlappingLaunchesChangeNoNumber) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): decode graphs need one";
+  std::vector<GenerationRequest> reqs;
+  int32_t k = 0;
+  const nlohmann::json golden = load_json_file(hf_fixture_dir() + "/golden.json");  // outlives the loop
+  for (const auto& c : golden["cases"]) reqs.push_back(logged_greedy(c["prompt"].get<std::vector<int32_t>>(), 6 + 4 * k++));
+  for (const bool eager : {false, true}) {
+    int recorded = 0;
+    const auto overlapped = run(hf_fixture_dir(), eager, reqs, &recorded, true);
+    const auto serial = run(hf_fixture_dir(), eager, reqs, &recorded, false);
+    ASSERT_EQ(overlapped.size(), reqs.size());
+    ASSERT_EQ(serial.size(), reqs.size());
+    for (size_t r = 0; r < reqs.size(); ++r) {
+      const std::string at = std::string(eager ? "eager" : "graphs") + ", request " + std::to_string(r);
+      ASSERT_TRUE(overlapped[r].error.empty()) << at << ": " << overlapped[r].error;
+      ASSERT_TRUE(serial[r].error.empty()) << at << ": " << serial[r].error;
+      EXPECT_EQ(overlapped[r].token_ids, serial[r].token_ids) << at;
+      ASSERT_EQ(overlapped[r].logprobs.size(), serial[r].logprobs.size()) << at;
+      for (size_t i = 0; i < serial[r].logprobs.size(); ++i)
+        EXPECT_EQ(overlapped[r].logprobs[i].chosen.logprob, serial[r].logprobs[i].chosen.logprob) << at << " step " << i;
+    }
+  }
 }
 
 TEST(CudaGraphs, LongContextSplitAttentionEqualsEager) {

@@ -97,11 +97,15 @@ class CudaOps : public ::testing::Test {
     use_gpu_backend(true);
     cpu_ = make_cpu_backend(2);
   }
-  // A new bf16 CUDA backend for the next ops, with products' epilogues fused or not and products of
-  // a few rows by the few-rows kernel or cuBLAS (tensors made before stay valid: they are device
-  // memory of the same GPU).
-  void use_gpu_backend(bool fused_epilogues, bool few_rows_kernel = true) {
-    auto gpu = make_cuda_backend(0, DType::bf16, fused_epilogues, few_rows_kernel);
+  // A new bf16 CUDA backend for the next ops, with products' epilogues fused or not, products of a
+  // few rows by the few-rows kernel or cuBLAS, and kernels launched to overlap or one after another
+  // (tensors made before stay valid: they are device memory of the same GPU).
+  void use_gpu_backend(bool fused_epilogues, bool few_rows_kernel = true, bool overlap_launches = true) {
+    CudaBackendOptions options;
+    options.fused_epilogues = fused_epilogues;
+    options.few_rows_kernel = few_rows_kernel;
+    options.overlap_launches = overlap_launches;
+    auto gpu = make_cuda_backend(0, DType::bf16, options);
     ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
     gpu_ = std::move(gpu).value();
   }

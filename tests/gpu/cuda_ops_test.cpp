@@ -17,11 +17,27 @@
 #include "disk_tier_fixture.h"
 #include "temp_dir.h"
 #include "worker/cuda/host_staging.h"
+#include "worker/cuda/kernels.h"
 #include "worker/cuda/op_times.h"
 #include "worker/kv_store.h"
 
 namespace kvmesh {
 namespace {
+
+// Overlapping launches are used from compute capability 9.0 on, where kvmesh's kernels are built for
+// the device; below it the check says why not.
+TEST_F(CudaOps, LaunchOverlapWorksFromComputeCapability9) {
+  int major = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), cudaSuccess);
+  const char* why = "";
+  const bool works = launch_overlap_works(static_cast<cudaStream_t>(gpu_->native_stream()), &why);
+  if (major >= 9) {
+    EXPECT_TRUE(works) << why;
+  } else {
+    EXPECT_FALSE(works);
+    EXPECT_NE(std::string(why).find("compute capability"), std::string::npos) << why;
+  }
+}
 
 TEST_F(CudaOps, EmbedWithPositions) {
   const int64_t v = 97, e = 48, p = 40, n = 13;

@@ -75,7 +75,7 @@ void CudaBackend::embed(const TensorView& wte, int64_t vocab_begin, const Tensor
   if (!note(staging_.upload(ids, tokens, static_cast<size_t>(n) * sizeof(int32_t), stream_))) return;
   if (!note(staging_.upload(ids + n, positions, static_cast<size_t>(n) * sizeof(int32_t), stream_))) return;
   check(launch_embed(wte.data, *wte_dtype, wte.dim(0), vocab_begin, wpe != nullptr ? wpe->data : nullptr,
-                     *wpe_dtype, ids, ids + n, n, e, out.f32(), stream_),
+                     *wpe_dtype, ids, ids + n, n, e, out.f32(), on_stream()),
         "embed");
 }
 
@@ -86,7 +86,7 @@ void CudaBackend::gather_rows(const TensorView& x, const std::vector<int32_t>& r
   auto* ids = static_cast<int32_t*>(scratch(ids_, rows.size() * sizeof(int32_t)));
   if (ids == nullptr) return;
   if (!note(staging_.upload(ids, rows.data(), rows.size() * sizeof(int32_t), stream_))) return;
-  check(launch_gather_rows(x.f32(), ids, r, x.dim(1), out.f32(), stream_), "gather_rows");
+  check(launch_gather_rows(x.f32(), ids, r, x.dim(1), out.f32(), on_stream()), "gather_rows");
 }
 
 void CudaBackend::row_stats(const TensorView& logits, RowStats* stats) {
@@ -97,7 +97,7 @@ void CudaBackend::row_stats(const TensorView& logits, RowStats* stats) {
   auto* d = static_cast<float*>(scratch(stats_, static_cast<size_t>(3 * r) * sizeof(float)));
   if (d == nullptr) return;
   auto* argmax = reinterpret_cast<int32_t*>(d + r);
-  if (!check(launch_row_stats(logits.f32(), r, v, d, argmax, d + 2 * r, stream_), "row_stats")) return;
+  if (!check(launch_row_stats(logits.f32(), r, v, d, argmax, d + 2 * r, on_stream()), "row_stats")) return;
   std::vector<float> host(static_cast<size_t>(3 * r));
   download(host.data(), d, host.size() * sizeof(float));
   if (!error_.is_ok()) return;
@@ -125,8 +125,8 @@ std::string cuda_no_device_reason() {
   return n == 0 ? "no device visible" : "";
 }
 
-Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype, bool fused_epilogues,
-                                                   bool few_rows_kernel) {
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype,
+                                                   const CudaBackendOptions& options) {
   const int n = cuda_device_count();
   if (n == 0) return unavailable("--device cuda: no usable CUDA GPU (" + cuda_no_device_reason() + ")");
   if (device < 0) device = local_rank() % n;
@@ -134,7 +134,7 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtyp
     return invalid_argument("CUDA device " + std::to_string(device) + " does not exist (" +
                             std::to_string(n) + " visible)");
   auto backend = std::make_unique<CudaBackend>();
-  KVMESH_RETURN_IF_ERROR(backend->init(device, weight_dtype, fused_epilogues, few_rows_kernel));
+  KVMESH_RETURN_IF_ERROR(backend->init(device, weight_dtype, options));
   return std::unique_ptr<Backend>(std::move(backend));
 }
 

@@ -8,16 +8,14 @@
 #include "common/status.h"
 #include "common/tensor.h"
 #include "worker/backend.h"
+#include "worker/cuda_backend_options.h"
 
 namespace kvmesh {
 
 // device: GPU index, or -1 for this process's local MPI rank modulo the visible GPUs.
-// weight_dtype: bf16 or f16. fused_epilogues: a product's bias (and activation) in cuBLASLt's
-// epilogue where it offers one, instead of a kernel after the product. few_rows_kernel: products of
-// up to kFewRowsMax rows (decode batches) by kvmesh's own kernel instead of cuBLAS. Errors: no usable
-// GPU, or the device could not be set up.
-Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype, bool fused_epilogues = true,
-                                                   bool few_rows_kernel = true);
+// weight_dtype: bf16 or f16. Errors: no usable GPU, or the device could not be set up.
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device, DType weight_dtype,
+                                                   const CudaBackendOptions& options = {});
 
 // GPUs visible to this process (0 when there is no driver or no device).
 int cuda_device_count();

@@ -9,12 +9,14 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "worker/backend.h"
+#include "worker/cuda/cuda_backend.h"
 #include "worker/cuda/cuda_check.h"
 #include "worker/cuda/cuda_graphs.h"
 #include "worker/cuda/device_page_memory.h"
@@ -46,9 +48,9 @@ class CudaBackend final : public Backend {
     if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
   }
 
-  Status init(int device, DType weight_dtype, bool fused_epilogues, bool few_rows_kernel) {
+  Status init(int device, DType weight_dtype, const CudaBackendOptions& options) {
     device_ = device;
-    few_rows_kernel_ = few_rows_kernel;
+    few_rows_kernel_ = options.few_rows_kernel;
     KVMESH_ASSIGN_OR_RETURN(weight_dtype_, kernel_dtype(weight_dtype));
     KVMESH_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_), "cudaSetDevice");
     cudaDeviceProp prop{};
@@ -60,7 +62,7 @@ class CudaBackend final : public Backend {
     timeline_ = std::make_unique<OpTimeline>(device_, stream_);
     gemm_ = std::make_unique<Gemm>();
     KVMESH_RETURN_IF_ERROR(gemm_->init(stream_));
-    if (fused_epilogues) {
+    if (options.fused_epilogues) {
       fused_ = std::make_unique<FusedGemm>();
       KVMESH_RETURN_IF_ERROR(fused_->init(stream_));
     }
@@ -69,6 +71,11 @@ class CudaBackend final : public Backend {
     KVMESH_ASSIGN_OR_RETURN(arrivals_, alloc(arrival_bytes));
     KVMESH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(arrivals_.data(), 0, arrival_bytes, stream_),
                                 "zeroing the attention splits' counters");
+    if (options.overlap_launches) {
+      const char* why = "";
+      overlap_ = launch_overlap_works(stream_, &why);
+      if (!overlap_) std::fprintf(stderr, "kvmesh: %s: kernels launched one after another: %s\n", name_.c_str(), why);
+    }
     return Status::ok();
   }
 
@@ -113,7 +120,7 @@ class CudaBackend final : public Backend {
     const TimedOp timed = time_op("layer_norm");
     KernelDType od;
     if (enter() && activation_dtype(out, &od))
-      check(launch_layer_norm(x.f32(), w.f32(), b.f32(), eps, x.dim(0), x.dim(1), out.data, od, stream_),
+      check(launch_layer_norm(x.f32(), w.f32(), b.f32(), eps, x.dim(0), x.dim(1), out.data, od, on_stream()),
             "layer_norm");
   }
   void add_bias_residual_layer_norm(TensorView x, TensorView y, const TensorView& b, const TensorView& ln_w,
@@ -122,7 +129,7 @@ class CudaBackend final : public Backend {
     KernelDType od;
     if (enter() && activation_dtype(out, &od))
       check(launch_residual_layer_norm(x.f32(), y.f32(), b.f32(), ln_w.f32(), ln_b.f32(), eps, x.dim(0),
-                                       x.dim(1), out.data, od, stream_),
+                                       x.dim(1), out.data, od, on_stream()),
             "bias + residual + layer_norm");
   }
   void linear(const TensorView& x, const TensorView& w, const TensorView* b, TensorView out) override;
@@ -131,21 +138,21 @@ class CudaBackend final : public Backend {
   void activation(TensorView x, Activation act) override {
     const TimedOp timed = time_op("activation");
     if (enter())
-      check(launch_bias_act(x.f32(), nullptr, static_cast<int>(act), 1, x.numel(), stream_), "activation");
+      check(launch_bias_act(x.f32(), nullptr, static_cast<int>(act), 1, x.numel(), on_stream()), "activation");
   }
   void add(TensorView x, const TensorView& y) override {
     const TimedOp timed = time_op("add");
-    if (enter()) check(launch_bias_residual(x.f32(), y.f32(), nullptr, 1, x.numel(), stream_), "add");
+    if (enter()) check(launch_bias_residual(x.f32(), y.f32(), nullptr, 1, x.numel(), on_stream()), "add");
   }
   void add_bias(TensorView x, const TensorView& b) override {
     const TimedOp timed = time_op("bias");
     if (enter())
-      check(launch_bias_act(x.f32(), b.f32(), kNoActivation, x.dim(0), x.dim(1), stream_), "bias");
+      check(launch_bias_act(x.f32(), b.f32(), kNoActivation, x.dim(0), x.dim(1), on_stream()), "bias");
   }
   void add_bias_residual(TensorView x, TensorView y, const TensorView& b) override {
     const TimedOp timed = time_op("bias + residual");
     if (enter())
-      check(launch_bias_residual(x.f32(), y.f32(), b.f32(), x.dim(0), x.dim(1), stream_),
+      check(launch_bias_residual(x.f32(), y.f32(), b.f32(), x.dim(0), x.dim(1), on_stream()),
             "bias + residual");
   }
   void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) override;
@@ -279,6 +286,9 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   bool few_rows_kernel_ = true;  // products and LM heads of up to kFewRowsMax rows by the few-rows kernels
+  bool overlap_ = false;         // kvmesh's kernels launched to overlap the kernel before them
+  // The compute stream as kvmesh's launchers take it.
+  KernelStream on_stream() const { return KernelStream(stream_, overlap_); }
   std::string name_;
   KernelDType weight_dtype_ = KernelDType::bf16;
   cudaStream_t stream_ = nullptr;

@@ -129,7 +129,7 @@ void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int3
   const TimedOp timed = time_op("kv_write");
   KvPoolGeometry g;
   if (!enter() || !ensure_staged(batch) || !pool_geometry(pool, &g)) return;
-  check(launch_kv_write(qkv.f32(), staged_meta_, staged_rows_, layer, g, stream_), "kv_write");
+  check(launch_kv_write(qkv.f32(), staged_meta_, staged_rows_, layer, g, on_stream()), "kv_write");
 }
 
 void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
@@ -163,7 +163,7 @@ void CudaBackend::attend(const TensorView& qkv, const BatchLayout& batch, int32_
   int32_t max_ctx = staged_max_ctx_;
   if (n_tiles_ > 0 && prefill_attention_serves(g)) {
     if (!check(launch_prefill_attention(qkv.f32(), reinterpret_cast<const PrefillTile*>(meta + tiles_at_),
-                                        n_tiles_, meta, layer, g, out.data, od, stream_),
+                                        n_tiles_, meta, layer, g, out.data, od, on_stream()),
                "prefill attention"))
       return;
     rows.listed = meta + listed_at_;
@@ -184,7 +184,7 @@ void CudaBackend::attend(const TensorView& qkv, const BatchLayout& batch, int32_
     if (partial == nullptr) return;
   }
   check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits, partial,
-                               static_cast<int32_t*>(arrivals_.data()), out.data, od, stream_),
+                               static_cast<int32_t*>(arrivals_.data()), out.data, od, on_stream()),
         "attention");
 }
 

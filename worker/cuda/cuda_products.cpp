@@ -29,7 +29,7 @@ const void* CudaBackend::narrow_operand(const TensorView& x, KernelDType wd) {
   const int64_t n = x.numel();
   void* xn = scratch(narrow_, static_cast<size_t>(n) * 2);
   if (xn == nullptr) return nullptr;
-  if (!check(launch_cast(x.f32(), xn, wd, n, stream_), "narrowing activations")) return nullptr;
+  if (!check(launch_cast(x.f32(), xn, wd, n, on_stream()), "narrowing activations")) return nullptr;
   return xn;
 }
 
@@ -93,7 +93,7 @@ bool CudaBackend::few_rows_product(const TensorView& x, const TensorView& w, con
     if (partial == nullptr) return true;
   }
   check(launch_few_rows_product(xn, w.data, *wd, m, k, n, b != nullptr ? b->f32() : nullptr, act, out.data, out_dtype,
-                                partial, static_cast<int32_t*>(arrivals_.data()), stream_),
+                                partial, static_cast<int32_t*>(arrivals_.data()), on_stream()),
         "a few-rows product");
   return true;
 }
@@ -109,7 +109,7 @@ void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorV
     return;
   matmul(x, w, out);
   if (b != nullptr && enter())
-    check(launch_bias_act(out.f32(), b->f32(), kNoActivation, out.dim(0), out.dim(1), stream_), "bias");
+    check(launch_bias_act(out.f32(), b->f32(), kNoActivation, out.dim(0), out.dim(1), on_stream()), "bias");
 }
 
 // Up to kFewRowsMax rows: the few-rows kernel, bias and activation inside. More, out narrow (the
@@ -135,7 +135,7 @@ void CudaBackend::linear_act(const TensorView& x, const TensorView& w, const Ten
   matmul(x, w, product);
   if (enter())
     check(launch_bias_act_into(product.f32(), b.f32(), static_cast<int>(act), out.dim(0), out.dim(1), out.data,
-                               od, stream_),
+                               od, on_stream()),
           "bias + activation");
 }
 
@@ -148,7 +148,7 @@ void CudaBackend::lm_head(const TensorView& x, const TensorView& wte, TensorView
   const void* xn = narrow_operand(x, wd);
   if (xn == nullptr) return;
   if (few_rows_kernel_ && few_rows_lm_head_serves(x.dim(0), wte.dim(0), x.dim(1), wd, xn, wte.data)) {
-    check(launch_few_rows_lm_head(xn, wte.data, wd, x.dim(0), wte.dim(0), x.dim(1), logits.f32(), stream_),
+    check(launch_few_rows_lm_head(xn, wte.data, wd, x.dim(0), wte.dim(0), x.dim(1), logits.f32(), on_stream()),
           "the few-rows LM head");
     return;
   }

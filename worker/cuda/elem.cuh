@@ -13,6 +13,34 @@
 
 namespace kvmesh {
 
+// Programmatic dependent launch (KernelStream::overlap in kernels.h): a kernel launched to overlap
+// the kernel before it on its stream may start while that one still runs. Before this call each
+// thread may load only what no kernel writes (weights); every thread of every block calls it, on
+// every path, before it reads or writes anything else. It returns at once for a kernel launched
+// the plain way, and for code built below sm_90 (whose kernels are never launched to overlap).
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(KVMESH_EMULATED_DEVICE)
+  ::cuemu::grid_dependency_wait();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Lets the next kernel on the stream, when it is launched to overlap, place its blocks once every
+// block of this one has called this or ended; they stop in their own wait_for_previous_kernel until
+// this kernel has finished. Called right after the wait, so at most two kernels overlap.
+__device__ __forceinline__ void let_next_kernel_start() {
+#if !defined(KVMESH_EMULATED_DEVICE) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// The start of a kernel with nothing to load before the kernel before it has finished.
+__device__ __forceinline__ void begin_after_previous_kernel() {
+  wait_for_previous_kernel();
+  let_next_kernel_start();
+}
+
 __device__ __forceinline__ float load_as_float(const void* base, KernelDType dtype, int64_t i) {
   switch (dtype) {
     case KernelDType::f16: return __half2float(static_cast<const __half*>(base)[i]);

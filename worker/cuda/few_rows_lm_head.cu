@@ -4,7 +4,9 @@
 // pieces (all of a lane's pieces in flight at once), multiply them with the same pieces of each row
 // of x (read through L1, which holds x after the first rows) and sum in fp32, then the warp adds
 // its lanes' sums in a fixed order. A row's logits never depend on how many rows the batch has.
+// Launched to overlap the kernel before it, a warp loads its first row of wte before it waits.
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
@@ -21,6 +23,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % 32;
   const int pieces = static_cast<int>(e / kPerPiece);
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  bool waited = false;  // for the kernel before, once this warp's first row of wte is in flight
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; row < v; row += warps) {
     const T* w_row = wte + row * e;
     uint4 loaded[kMaxPiecesPerLane];
@@ -28,6 +31,10 @@ __global__ void __launch_bounds__(kThreads)
     for (int p = 0; p < kMaxPiecesPerLane; ++p) {
       const int piece = lane + 32 * p;
       loaded[p] = piece < pieces ? *reinterpret_cast<const uint4*>(w_row + piece * kPerPiece) : make_uint4(0, 0, 0, 0);
+    }
+    if (!waited) {
+      begin_after_previous_kernel();
+      waited = true;
     }
     float acc[M];
 #pragma unroll
@@ -52,19 +59,19 @@ __global__ void __launch_bounds__(kThreads)
       if (lane == 0) logits[m * v + row] = total;
     }
   }
+  if (!waited) begin_after_previous_kernel();  // a warp past the vocabulary's end
 }
 
 template <typename T, int M>
-cudaError_t launch_rows(const void* x, const void* wte, int64_t v, int64_t e, float* logits, cudaStream_t stream) {
+cudaError_t launch_rows(const void* x, const void* wte, int64_t v, int64_t e, float* logits, KernelStream stream) {
   const int64_t blocks = (v + kWarps - 1) / kWarps;
-  lm_head_kernel<M, T><<<static_cast<unsigned>(blocks < kBlocks ? blocks : kBlocks), kThreads, 0, stream>>>(
+  return launch_kernel(lm_head_kernel<M, T>, static_cast<unsigned>(blocks < kBlocks ? blocks : kBlocks), kThreads, stream, 
       static_cast<const T*>(x), static_cast<const T*>(wte), v, e, logits);
-  return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t launch_typed(int64_t m, const void* x, const void* wte, int64_t v, int64_t e, float* logits,
-                         cudaStream_t stream) {
+                         KernelStream stream) {
   return for_row_count(m, [&](auto rows) {
     return launch_rows<T, decltype(rows)::value>(x, wte, v, e, logits, stream);
   });
@@ -80,7 +87,7 @@ bool few_rows_lm_head_serves(int64_t m, int64_t v, int64_t e, KernelDType dtype,
 }
 
 cudaError_t launch_few_rows_lm_head(const void* x, const void* wte, KernelDType dtype, int64_t m, int64_t v, int64_t e,
-                                    float* logits, cudaStream_t stream) {
+                                    float* logits, KernelStream stream) {
   if (!few_rows_lm_head_serves(m, v, e, dtype, x, wte)) return cudaErrorInvalidValue;
   if (dtype == KernelDType::f16) return launch_typed<__half>(m, x, wte, v, e, logits, stream);
   return launch_typed<__nv_bfloat16>(m, x, wte, v, e, logits, stream);

@@ -8,7 +8,9 @@
 // fixed order, and the chunks' sums by the last block of a tile to finish (a counter per tile), which
 // then adds the bias, applies the activation and writes out. A row's result never depends on how
 // many rows the product has, so a graph's padded batch gives the same numbers as the rows alone.
+// Launched to overlap the kernel before it, a block loads its first rows of w before it waits.
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
@@ -76,10 +78,11 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t col = static_cast<int64_t>(tile) * kTileCols + group * kColsPerLane;
   const bool col_in = col < n;  // n is a multiple of 8: a lane's 8 columns are all in or all out
   const T* w_col = w + row0 * n + col;
-  // The first rows of w are in flight while x is staged, and each later batch while the one
-  // before it is multiplied.
+  // The first rows of w are in flight while the kernel before finishes (when launched to overlap
+  // it) and x is staged, and each later batch while the one before it is multiplied.
   uint4 next[kUnroll];
   load_rows(w_col, n, first_row, rows, col_in, next);
+  begin_after_previous_kernel();
   for (int i = threadIdx.x; i < M * chunk; i += kThreads) {
     const int m = i / chunk, r = i % chunk;
     xs[m][r] = r < rows ? to_float(x[m * k + row0 + r]) : 0.0f;
@@ -160,17 +163,16 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T, int M>
 cudaError_t launch_rows(const void* x, const void* w, int64_t k, int64_t n, const float* bias, int act, void* out,
-                        KernelDType out_dtype, float* partial, int32_t* arrivals, cudaStream_t stream) {
+                        KernelDType out_dtype, float* partial, int32_t* arrivals, KernelStream stream) {
   const dim3 grid(static_cast<unsigned>((n + kTileCols - 1) / kTileCols), static_cast<unsigned>(chunk_count(k, n)));
-  few_rows_kernel<M, T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w), k, n,
+  return launch_kernel(few_rows_kernel<M, T>, grid, kThreads, stream, static_cast<const T*>(x), static_cast<const T*>(w), k, n,
                                                        chunk_rows(k, n), bias, act, out, out_dtype, partial,
                                                        arrivals);
-  return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t launch_typed(int64_t m, const void* x, const void* w, int64_t k, int64_t n, const float* bias, int act,
-                         void* out, KernelDType out_dtype, float* partial, int32_t* arrivals, cudaStream_t stream) {
+                         void* out, KernelDType out_dtype, float* partial, int32_t* arrivals, KernelStream stream) {
   return for_row_count(m, [&](auto rows) {
     return launch_rows<T, decltype(rows)::value>(x, w, k, n, bias, act, out, out_dtype, partial, arrivals, stream);
   });
@@ -191,7 +193,7 @@ int64_t few_rows_partial_floats(int64_t m, int64_t k, int64_t n) {
 
 cudaError_t launch_few_rows_product(const void* x, const void* w, KernelDType dtype, int64_t m, int64_t k, int64_t n,
                                     const float* bias, int act, void* out, KernelDType out_dtype, float* partial,
-                                    int32_t* arrivals, cudaStream_t stream) {
+                                    int32_t* arrivals, KernelStream stream) {
   if (!few_rows_product_serves(m, k, n, dtype, w) || (few_rows_partial_floats(m, k, n) > 0 && partial == nullptr) ||
       chunk_count(k, n) > 65535)
     return cudaErrorInvalidValue;

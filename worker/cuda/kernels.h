@@ -1,6 +1,7 @@
 // Launchers of the CUDA backend's own kernels, one op per .cu file, each the twin of a CPU op
-// (worker/cpu). Plain pointers in device memory and an explicit stream; every launcher returns the
-// launch's cudaError_t. Compute is fp32; K/V pages and weights may be f16 or bf16.
+// (worker/cpu). Plain pointers in device memory and an explicit stream (KernelStream); every
+// launcher returns the launch's cudaError_t. Compute is fp32; K/V pages and weights may be f16 or
+// bf16.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,6 +14,22 @@
 namespace kvmesh {
 
 enum class KernelDType : int { f32 = 0, f16 = 1, bf16 = 2 };
+
+// The stream a kernel is queued on, and whether it may overlap the kernel before it there
+// (programmatic dependent launch, sm_90 on: its blocks start while that kernel still runs, load
+// their weights, and wait for it before anything else; launch_overlap_works says whether a device
+// and this build run it). A cudaStream_t alone launches the plain way.
+struct KernelStream {
+  cudaStream_t stream = nullptr;
+  bool overlap = false;
+  KernelStream(cudaStream_t s = nullptr, bool overlap_previous = false) : stream(s), overlap(overlap_previous) {}
+};
+
+// Whether kernels launched with KernelStream::overlap run correctly on the current device: its
+// compute capability is 9.0 or more, the kernels it runs were built for it (not compiled at start
+// from older PTX, which lacks the wait), and two such launches, eagerly and from a CUDA graph, keep
+// their order. On false, *why says what failed. Uses and synchronises `stream`.
+bool launch_overlap_works(cudaStream_t stream, const char** why);
 
 // The page layout of KvPoolView: page p, layer l, kv, token offset o, head h, element c sits at
 // element p * page_elems + ((l * 2 + kv) * block_size + o) * n_heads * head_dim + h * head_dim + c.
@@ -55,27 +72,27 @@ static_assert(sizeof(PrefillTile) == 4 * sizeof(int32_t), "tiles are staged as 4
 cudaError_t launch_embed(const void* wte, KernelDType wte_dtype, int64_t wte_rows, int64_t vocab_begin,
                          const void* wpe, KernelDType wpe_dtype, const int32_t* tokens,
                          const int32_t* positions, int64_t n, int64_t e, float* out,
-                         cudaStream_t stream);
+                         KernelStream stream);
 
 // out = (x - mean) / sqrt(var + eps) * w + b per row, stored in out_dtype (fp32, or the bf16/f16
 // operand of a matrix product); out may be x when fp32.   x: [n, e] fp32, out: [n, e]
 cudaError_t launch_layer_norm(const float* x, const float* w, const float* b, float eps, int64_t n,
-                              int64_t e, void* out, KernelDType out_dtype, cudaStream_t stream);
+                              int64_t e, void* out, KernelDType out_dtype, KernelStream stream);
 // x += (y + bias[col]) (bias may be null), then out = LayerNorm(x) as above; out is neither x nor y.
 cudaError_t launch_residual_layer_norm(float* x, const float* y, const float* bias, const float* w,
                                        const float* b, float eps, int64_t n, int64_t e, void* out,
-                                       KernelDType out_dtype, cudaStream_t stream);
+                                       KernelDType out_dtype, KernelStream stream);
 
 // Activations as in common/config.h's Activation (gelu_new = 0, gelu = 1, gelu_fast = 2, relu = 3);
 // kNoActivation leaves values as they are.
 constexpr int kNoActivation = -1;
 // x = act(x + bias[col]) (bias may be null).    x: [n, e]
 cudaError_t launch_bias_act(float* x, const float* bias, int act, int64_t n, int64_t e,
-                            cudaStream_t stream);
+                            KernelStream stream);
 // out = act(x + bias[col]) stored in out_dtype (fp32, or a matrix product's bf16/f16 operand; then
 // out is not x).     x: [n, e] fp32
 cudaError_t launch_bias_act_into(const float* x, const float* bias, int act, int64_t n, int64_t e, void* out,
-                                 KernelDType out_dtype, cudaStream_t stream);
+                                 KernelDType out_dtype, KernelStream stream);
 
 // out = act(x @ w + bias[col]) (bias may be null, act kNoActivation) for a product of at most
 // kFewRowsMax rows, stored in out_dtype (fp32, or the next product's f16/bf16 operand). x and w in
@@ -88,24 +105,24 @@ bool few_rows_product_serves(int64_t m, int64_t k, int64_t n, KernelDType dtype,
 int64_t few_rows_partial_floats(int64_t m, int64_t k, int64_t n);
 cudaError_t launch_few_rows_product(const void* x, const void* w, KernelDType dtype, int64_t m, int64_t k, int64_t n,
                                     const float* bias, int act, void* out, KernelDType out_dtype, float* partial,
-                                    int32_t* arrivals, cudaStream_t stream);
+                                    int32_t* arrivals, KernelStream stream);
 
 // logits = x @ wte^T for at most kFewRowsMax rows; x and wte in dtype, both 16-byte aligned, e a
 // multiple of 8 from 256 to 2048 (few_rows_lm_head_serves). A row's logits are the same for any m.
 // x: [m, e], wte: [v, e], logits: [m, v] fp32
 bool few_rows_lm_head_serves(int64_t m, int64_t v, int64_t e, KernelDType dtype, const void* x, const void* wte);
 cudaError_t launch_few_rows_lm_head(const void* x, const void* wte, KernelDType dtype, int64_t m, int64_t v, int64_t e,
-                                    float* logits, cudaStream_t stream);
+                                    float* logits, KernelStream stream);
 
 // x += (y + bias[col]) (bias may be null).      x, y: [n, e]
 cudaError_t launch_bias_residual(float* x, const float* y, const float* bias, int64_t n, int64_t e,
-                                 cudaStream_t stream);
+                                 KernelStream stream);
 
 // K and V of each token (columns [E, 2E) and [2E, 3E) of qkv, E = n_heads * head_dim) into its
 // slot (page * block_size + offset) of `layer`; a row whose slot is negative (padding) writes
 // nothing.    qkv: [n, 3E]
 cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, int32_t layer,
-                            const KvPoolGeometry& pool, cudaStream_t stream);
+                            const KvPoolGeometry& pool, KernelStream stream);
 
 // Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scaled
 // by 1/sqrt(head_dim). Each (row, head) is split over n_splits equal shares of that row's own
@@ -119,7 +136,7 @@ cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, i
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
                                    float* partial, int32_t* arrivals, void* out, KernelDType out_dtype,
-                                   cudaStream_t stream);
+                                   KernelStream stream);
 // (row, head) pairs a split attention launch may have at most (n * n_heads), so one zeroed array
 // of arrivals serves every launch.
 constexpr int64_t kMaxSplitPairs = 1024;
@@ -129,15 +146,15 @@ constexpr int64_t kMaxSplitPairs = 1024;
 bool prefill_attention_serves(const KvPoolGeometry& pool);
 cudaError_t launch_prefill_attention(const float* qkv, const PrefillTile* tiles, int64_t n_tiles,
                                      const int32_t* tables, int32_t layer, const KvPoolGeometry& pool,
-                                     void* out, KernelDType out_dtype, cudaStream_t stream);
+                                     void* out, KernelDType out_dtype, KernelStream stream);
 
 // out[i] = x[rows[i]]     x: [*, e], out: [r, e]
 cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, int64_t e, float* out,
-                               cudaStream_t stream);
+                               KernelStream stream);
 
 // Per row of logits [r, v]: max, first argmax, log(sum(exp(logit))).
 cudaError_t launch_row_stats(const float* logits, int64_t r, int64_t v, float* max, int32_t* argmax,
-                             float* log_sum_exp, cudaStream_t stream);
+                             float* log_sum_exp, KernelStream stream);
 
 // One row's draw for launch_sample_rows: SamplingParams (worker/sampler.cpp) and where its logit
 // edits sit in the edits array.
@@ -194,6 +211,6 @@ cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const 
                                SampleOut* out, cudaStream_t stream);
 
 // dst = src rounded to nearest even in dtype (f16 or bf16), n elements.
-cudaError_t launch_cast(const float* src, void* dst, KernelDType dtype, int64_t n, cudaStream_t stream);
+cudaError_t launch_cast(const float* src, void* dst, KernelDType dtype, int64_t n, KernelStream stream);
 
 }  // namespace kvmesh

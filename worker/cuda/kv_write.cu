@@ -1,12 +1,14 @@
 // KV write: each token's K and V rows (fp32, from qkv) into its page slot in the page dtype (f32,
 // f16, bf16; rounded to nearest even); one block per (token, K or V). The twin of cpu_kv_write.
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
 
 __global__ void kv_write_kernel(const float* qkv, const int32_t* slots, int32_t layer,
                                 KvPoolGeometry pool) {
+  begin_after_previous_kernel();
   const int64_t t = blockIdx.x;
   const int kv = static_cast<int>(blockIdx.y);
   const int64_t e = static_cast<int64_t>(pool.n_heads) * pool.head_dim;
@@ -22,10 +24,9 @@ __global__ void kv_write_kernel(const float* qkv, const int32_t* slots, int32_t 
 }  // namespace
 
 cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, int32_t layer,
-                            const KvPoolGeometry& pool, cudaStream_t stream) {
+                            const KvPoolGeometry& pool, KernelStream stream) {
   if (n <= 0) return cudaSuccess;
-  kv_write_kernel<<<dim3(static_cast<unsigned>(n), 2), 256, 0, stream>>>(qkv, slots, layer, pool);
-  return cudaGetLastError();
+  return launch_kernel(kv_write_kernel, dim3(static_cast<unsigned>(n), 2), 256, stream, qkv, slots, layer, pool);
 }
 
 }  // namespace kvmesh

@@ -6,6 +6,7 @@
 // every load of a thread is issued before the first is used (a decode row is one memory latency,
 // not one per element); longer rows loop over memory.
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
@@ -75,6 +76,7 @@ template <int kPer>
 __global__ void __launch_bounds__(kThreads)
     layer_norm_held_kernel(const float* x, const float* w, const float* b, float eps, int64_t e, void* out,
                            KernelDType out_dtype) {
+  begin_after_previous_kernel();
   __shared__ float scratch[32];
   float v[kPer], wv[kPer], bv[kPer];
   load_held<kPer>(x + blockIdx.x * e, nullptr, nullptr, w, b, e, v, wv, bv);
@@ -86,6 +88,7 @@ template <int kPer>
 __global__ void __launch_bounds__(kThreads)
     residual_layer_norm_held_kernel(float* x, const float* y, const float* bias, const float* w, const float* b,
                                     float eps, int64_t e, void* out, KernelDType out_dtype) {
+  begin_after_previous_kernel();
   __shared__ float scratch[32];
   float* row = x + blockIdx.x * e;
   float v[kPer], wv[kPer], bv[kPer];
@@ -107,38 +110,41 @@ int held_per_thread(int64_t e) {
   return 0;
 }
 
-// Launches kernel<per>, per from held_per_thread, through a switch over the instantiated sizes.
+// Launches Launch<per> (per from held_per_thread) through a switch over the instantiated sizes, its
+// error in *launched; false when the row is too long to hold (nothing launched).
 template <template <int> class Launch, typename... Args>
-bool launch_held(int64_t e, Args... args) {
+bool launch_held(int64_t e, cudaError_t* launched, Args... args) {
   switch (held_per_thread(e)) {
-    case 2: Launch<2>::run(args...); return true;
-    case 4: Launch<4>::run(args...); return true;
-    case 8: Launch<8>::run(args...); return true;
-    case 16: Launch<16>::run(args...); return true;
-    case 32: Launch<32>::run(args...); return true;
+    case 2: *launched = Launch<2>::run(args...); return true;
+    case 4: *launched = Launch<4>::run(args...); return true;
+    case 8: *launched = Launch<8>::run(args...); return true;
+    case 16: *launched = Launch<16>::run(args...); return true;
+    case 32: *launched = Launch<32>::run(args...); return true;
     default: return false;
   }
 }
 
 template <int kPer>
 struct LayerNormHeld {
-  static void run(const float* x, const float* w, const float* b, float eps, int64_t n, int64_t e, void* out,
-                  KernelDType out_dtype, cudaStream_t stream) {
-    layer_norm_held_kernel<kPer><<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, eps, e, out, out_dtype);
+  static cudaError_t run(const float* x, const float* w, const float* b, float eps, int64_t n, int64_t e, void* out,
+                         KernelDType out_dtype, KernelStream stream) {
+    return launch_kernel(layer_norm_held_kernel<kPer>, static_cast<unsigned>(n), kThreads, stream, x, w, b, eps, e,
+                         out, out_dtype);
   }
 };
 
 template <int kPer>
 struct ResidualLayerNormHeld {
-  static void run(float* x, const float* y, const float* bias, const float* w, const float* b, float eps, int64_t n,
-                  int64_t e, void* out, KernelDType out_dtype, cudaStream_t stream) {
-    residual_layer_norm_held_kernel<kPer>
-        <<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, y, bias, w, b, eps, e, out, out_dtype);
+  static cudaError_t run(float* x, const float* y, const float* bias, const float* w, const float* b, float eps,
+                         int64_t n, int64_t e, void* out, KernelDType out_dtype, KernelStream stream) {
+    return launch_kernel(residual_layer_norm_held_kernel<kPer>, static_cast<unsigned>(n), kThreads, stream, x, y,
+                         bias, w, b, eps, e, out, out_dtype);
   }
 };
 
 __global__ void layer_norm_kernel(const float* x, const float* w, const float* b, float eps, int64_t e,
                                   void* out, KernelDType out_dtype) {
+  begin_after_previous_kernel();
   __shared__ float scratch[32];
   const float* row = x + blockIdx.x * e;
   float s = 0.0f;
@@ -150,6 +156,7 @@ __global__ void layer_norm_kernel(const float* x, const float* w, const float* b
 __global__ void residual_layer_norm_kernel(float* x, const float* y, const float* bias, const float* w,
                                            const float* b, float eps, int64_t e, void* out,
                                            KernelDType out_dtype) {
+  begin_after_previous_kernel();
   __shared__ float scratch[32];
   float* row = x + blockIdx.x * e;
   const float* y_row = y + blockIdx.x * e;
@@ -165,23 +172,24 @@ __global__ void residual_layer_norm_kernel(float* x, const float* y, const float
 }  // namespace
 
 cudaError_t launch_layer_norm(const float* x, const float* w, const float* b, float eps, int64_t n,
-                              int64_t e, void* out, KernelDType out_dtype, cudaStream_t stream) {
+                              int64_t e, void* out, KernelDType out_dtype, KernelStream stream) {
   if (n <= 0) return cudaSuccess;
   if (out_dtype != KernelDType::f32 && static_cast<const void*>(x) == out) return cudaErrorInvalidValue;
-  if (!launch_held<LayerNormHeld>(e, x, w, b, eps, n, e, out, out_dtype, stream))
-    layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, eps, e, out, out_dtype);
-  return cudaGetLastError();
+  cudaError_t launched = cudaSuccess;
+  if (launch_held<LayerNormHeld>(e, &launched, x, w, b, eps, n, e, out, out_dtype, stream)) return launched;
+  return launch_kernel(layer_norm_kernel, static_cast<unsigned>(n), kThreads, stream, x, w, b, eps, e, out, out_dtype);
 }
 
 cudaError_t launch_residual_layer_norm(float* x, const float* y, const float* bias, const float* w,
                                        const float* b, float eps, int64_t n, int64_t e, void* out,
-                                       KernelDType out_dtype, cudaStream_t stream) {
+                                       KernelDType out_dtype, KernelStream stream) {
   if (n <= 0) return cudaSuccess;
   if (out == static_cast<void*>(x) || out == static_cast<const void*>(y)) return cudaErrorInvalidValue;
-  if (!launch_held<ResidualLayerNormHeld>(e, x, y, bias, w, b, eps, n, e, out, out_dtype, stream))
-    residual_layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, y, bias, w, b, eps, e, out,
-                                                                                  out_dtype);
-  return cudaGetLastError();
+  cudaError_t launched = cudaSuccess;
+  if (launch_held<ResidualLayerNormHeld>(e, &launched, x, y, bias, w, b, eps, n, e, out, out_dtype, stream))
+    return launched;
+  return launch_kernel(residual_layer_norm_kernel, static_cast<unsigned>(n), kThreads, stream, x, y, bias, w, b, eps,
+                       e, out, out_dtype);
 }
 
 }  // namespace kvmesh

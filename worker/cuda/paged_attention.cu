@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
@@ -106,6 +107,7 @@ template <typename T, int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
                      float scale, float* partial, int32_t* arrivals, void* out, KernelDType out_dtype) {
+  begin_after_previous_kernel();
   __shared__ float warp_max[kWarps], warp_sum_[kWarps];
   __shared__ float warp_acc[kWarps][32 * kPerLane];
   __shared__ int32_t last_split;  // nonzero: this block is the last split of its (row, head) to finish
@@ -225,20 +227,19 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <typename T, int kPerLane>
 cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
                          const KvPoolGeometry& pool, int32_t n_splits, float* partial, int32_t* arrivals,
-                         void* out, KernelDType out_dtype, cudaStream_t stream) {
+                         void* out, KernelDType out_dtype, KernelStream stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(pool.head_dim));
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads),
                   static_cast<unsigned>(n_splits));
-  attention_kernel<T, kPerLane><<<grid, kWarps * 32, 0, stream>>>(qkv, rows, layer, pool, scale, partial,
+  return launch_kernel(attention_kernel<T, kPerLane>, grid, kWarps * 32, stream, qkv, rows, layer, pool, scale, partial,
                                                                   arrivals, out, out_dtype);
-  return cudaGetLastError();
 }
 
 // The kernel whose lanes own just enough of the head (fewer registers for small heads).
 template <typename T>
 cudaError_t launch_for_head(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
                             const KvPoolGeometry& pool, int32_t n_splits, float* partial,
-                            int32_t* arrivals, void* out, KernelDType out_dtype, cudaStream_t stream) {
+                            int32_t* arrivals, void* out, KernelDType out_dtype, KernelStream stream) {
   if (pool.head_dim <= 64)
     return launch_typed<T, 2>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype, stream);
   if (pool.head_dim <= 128)
@@ -252,7 +253,7 @@ cudaError_t launch_for_head(const float* qkv, const AttentionRows& rows, int64_t
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
                                    int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
                                    float* partial, int32_t* arrivals, void* out, KernelDType out_dtype,
-                                   cudaStream_t stream) {
+                                   KernelStream stream) {
   if (n <= 0) return cudaSuccess;
   if (pool.head_dim < 1 || pool.head_dim > kMaxHeadDim || n_splits < 1 || n_splits > 65535 ||
       pool.n_heads > 65535 ||

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
@@ -22,6 +23,7 @@ __global__ void __launch_bounds__(kRows)
     prefill_attention_kernel(const float* qkv, const PrefillTile* tiles, const int32_t* tables,
                              int32_t layer, KvPoolGeometry pool, float scale, void* out,
                              KernelDType out_dtype) {
+  begin_after_previous_kernel();
   __shared__ __align__(16) float k_tile[kKeys][kDim];
   __shared__ __align__(16) float v_tile[kKeys][kDim];
   __shared__ int64_t key_row[kKeys];  // element offset of each staged key's K row
@@ -134,12 +136,11 @@ __global__ void __launch_bounds__(kRows)
 template <typename T>
 cudaError_t launch_typed(const float* qkv, const PrefillTile* tiles, int64_t n_tiles, const int32_t* tables,
                          int32_t layer, const KvPoolGeometry& pool, void* out, KernelDType out_dtype,
-                         cudaStream_t stream) {
+                         KernelStream stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(pool.n_heads));
-  prefill_attention_kernel<T><<<grid, kRows, 0, stream>>>(qkv, tiles, tables, layer, pool, scale, out,
+  return launch_kernel(prefill_attention_kernel<T>, grid, kRows, stream, qkv, tiles, tables, layer, pool, scale, out,
                                                           out_dtype);
-  return cudaGetLastError();
 }
 
 }  // namespace
@@ -148,7 +149,7 @@ bool prefill_attention_serves(const KvPoolGeometry& pool) { return pool.head_dim
 
 cudaError_t launch_prefill_attention(const float* qkv, const PrefillTile* tiles, int64_t n_tiles,
                                      const int32_t* tables, int32_t layer, const KvPoolGeometry& pool,
-                                     void* out, KernelDType out_dtype, cudaStream_t stream) {
+                                     void* out, KernelDType out_dtype, KernelStream stream) {
   if (n_tiles <= 0) return cudaSuccess;
   if (!prefill_attention_serves(pool) || n_tiles > 2147483647 || pool.n_heads > 65535)
     return cudaErrorInvalidValue;

@@ -6,6 +6,7 @@
 #include <cfloat>
 
 #include "worker/cuda/elem.cuh"
+#include "worker/cuda/launch.cuh"
 
 namespace kvmesh {
 namespace {
@@ -15,6 +16,7 @@ constexpr int kLoads = 8;  // logits a thread loads before it compares or sums t
 
 __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out, int32_t* argmax_out,
                                  float* lse_out) {
+  begin_after_previous_kernel();
   __shared__ float best_v[kThreads];
   __shared__ int64_t best_i[kThreads];
   __shared__ float scratch[32];
@@ -76,10 +78,9 @@ __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out,
 }  // namespace
 
 cudaError_t launch_row_stats(const float* logits, int64_t r, int64_t v, float* max, int32_t* argmax,
-                             float* log_sum_exp, cudaStream_t stream) {
+                             float* log_sum_exp, KernelStream stream) {
   if (r <= 0 || v <= 0) return cudaSuccess;
-  row_stats_kernel<<<static_cast<unsigned>(r), kThreads, 0, stream>>>(logits, v, max, argmax, log_sum_exp);
-  return cudaGetLastError();
+  return launch_kernel(row_stats_kernel, static_cast<unsigned>(r), kThreads, stream, logits, v, max, argmax, log_sum_exp);
 }
 
 }  // namespace kvmesh

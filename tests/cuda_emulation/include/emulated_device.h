@@ -20,6 +20,9 @@
 #include <type_traits>
 #include <utility>
 
+// The backend's sources test this to take the emulated paths (launch.cuh, elem.cuh).
+#define KVMESH_EMULATED_DEVICE 1
+
 #undef __global__
 #define __global__
 #undef __device__
@@ -64,8 +67,16 @@ struct Cfg {
   dim3 grid, block;
   size_t smem;
   cudaStream_t stream;
-  Cfg(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = nullptr) : grid(g), block(b), smem(s), stream(st) {}
+  bool overlap;  // launched to overlap the kernel before it (KernelStream::overlap)
+  Cfg(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = nullptr, bool o = false)
+      : grid(g), block(b), smem(s), stream(st), overlap(o) {}
 };
+// A kernel thread's wait for the kernel before it (elem.cuh's wait_for_previous_kernel). Kernels
+// here run one after another, so it has nothing to wait for; a thread of a kernel launched to
+// overlap that ends without having called it fails, as on a GPU it could have read too early.
+void grid_dependency_wait();
+// body (one kernel thread) followed by that check (launch_closure, for a kernel launched to overlap).
+std::function<void()> checking_overlap_waits(std::function<void()> body);
 
 struct Cfg;
 void run_kernel(const Cfg& cfg, const std::function<void()>& body);
