@@ -27,8 +27,9 @@ struct KernelStream {
 
 // Whether kernels launched with KernelStream::overlap run correctly on the current device: its
 // compute capability is 9.0 or more, the kernels it runs were built for it (not compiled at start
-// from older PTX, which lacks the wait), and two such launches, eagerly and from a CUDA graph, keep
-// their order. On false, *why says what failed. Uses and synchronises `stream`.
+// from older PTX, which lacks the wait), and such launches after a kernel and after a memset,
+// eagerly and from a CUDA graph, keep their order. On false, *why says what failed. Uses and
+// synchronises `stream`.
 bool launch_overlap_works(cudaStream_t stream, const char** why);
 
 // The page layout of KvPoolView: page p, layer l, kv, token offset o, head h, element c sits at

@@ -1,7 +1,7 @@
 // launch_overlap_works: whether the current device and this build run overlapping launches
 // (KernelStream::overlap) correctly, checked once per backend: the device's compute capability, the
-// PTX the kernels were built from, and two launches whose order a wrong overlap would break, run
-// eagerly and from a CUDA graph.
+// PTX the kernels were built from, and overlapping launches after a kernel and after a memset whose
+// order a wrong overlap would break, run eagerly and from a CUDA graph.
 #include "worker/cuda/elem.cuh"
 #include "worker/cuda/launch.cuh"
 
@@ -21,15 +21,19 @@ __global__ void copy_after_kernel(const int32_t* cell, int32_t* copy) {
   *copy = *cell;
 }
 
-// Runs the pair on `stream` (value into cells[0], then copied into cells[1]); eagerly, or recorded
-// into a graph and replayed.
-cudaError_t run_pair(int32_t* cells, int32_t value, bool from_graph, cudaStream_t stream) {
+// Runs on `stream`, eagerly or recorded into a graph and replayed: cells[0..3] zeroed, `value` into
+// cells[0] by the slow kernel and copied into cells[1] by an overlapping one; then cells[2] set to
+// all-ones bytes (-1) by a memset and copied into cells[3] by an overlapping kernel after it.
+cudaError_t run_sequence(int32_t* cells, int32_t value, bool from_graph, cudaStream_t stream) {
   cudaGraph_t graph = nullptr;
   if (from_graph) {
     if (const cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed); e != cudaSuccess) return e;
   }
-  cudaError_t e = launch_kernel(slow_write_kernel, 1, 1, KernelStream(stream), cells, value);
+  cudaError_t e = cudaMemsetAsync(cells, 0, 4 * sizeof(int32_t), stream);
+  if (e == cudaSuccess) e = launch_kernel(slow_write_kernel, 1, 1, KernelStream(stream), cells, value);
   if (e == cudaSuccess) e = launch_kernel(copy_after_kernel, 1, 1, KernelStream(stream, true), cells, cells + 1);
+  if (e == cudaSuccess) e = cudaMemsetAsync(cells + 2, 0xFF, sizeof(int32_t), stream);
+  if (e == cudaSuccess) e = launch_kernel(copy_after_kernel, 1, 1, KernelStream(stream, true), cells + 2, cells + 3);
   if (!from_graph) return e;
   const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
   if (e == cudaSuccess) e = ended;
@@ -62,7 +66,7 @@ bool launch_overlap_works(cudaStream_t stream, const char** why) {
     return false;
   }
   int32_t* cells = nullptr;
-  if (cudaMalloc(&cells, 2 * sizeof(int32_t)) != cudaSuccess) {
+  if (cudaMalloc(&cells, 4 * sizeof(int32_t)) != cudaSuccess) {
     *why = "no device memory for the check";
     (void)cudaGetLastError();
     return false;
@@ -71,9 +75,8 @@ bool launch_overlap_works(cudaStream_t stream, const char** why) {
   int32_t value = 0;
   for (bool from_graph : {false, true}) {
     ++value;
-    int32_t got[2] = {0, 0};
-    cudaError_t e = cudaMemsetAsync(cells, 0, 2 * sizeof(int32_t), stream);
-    if (e == cudaSuccess) e = run_pair(cells, value, from_graph, stream);
+    int32_t got[4] = {0, 0, 0, 0};
+    cudaError_t e = run_sequence(cells, value, from_graph, stream);
     if (e == cudaSuccess) e = cudaMemcpyAsync(got, cells, sizeof(got), cudaMemcpyDeviceToHost, stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
     if (e != cudaSuccess) {
@@ -82,7 +85,7 @@ bool launch_overlap_works(cudaStream_t stream, const char** why) {
       works = false;
       break;
     }
-    if (got[1] != value) {
+    if (got[1] != value || got[3] != -1) {
       *why = from_graph ? "a CUDA graph ran a kernel before the one it waits for had finished"
                         : "a kernel ran before the one it waits for had finished";
       works = false;
