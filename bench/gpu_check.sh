@@ -2,10 +2,10 @@
 # gpu_check: on a GPU machine, runs the gpu tests (each CUDA op against its CPU twin, the matrix
 # products with and without fused epilogues and the few-rows kernels, the HF fixture end to end in
 # bf16, decode graphs against eager steps, TP/PP over NCCL when there are GPUs enough), then the
-# decode products one by one (gpu_products_bench: the few-rows kernels beside cuBLAS), then the
-# decode benchmark for the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8, 32 and 128
-# (graphs, graphs with products through cuBLAS, graphs with the epilogues apart, eager, graphs with
-# sampled tokens) beside the weight-bytes roofline, and the device time of each op per decode step
+# decode products one by one (gpu_products_bench: the few-rows kernels, plain and overlapped, beside
+# cuBLAS), then the decode benchmark for the GPT-2 XL shape (bf16, synthetic weights) at batch 1, 8,
+# 32 and 128 (graphs, graphs with launches one after another, graphs with products through cuBLAS,
+# graphs with the epilogues apart, eager, graphs with sampled tokens) beside the weight-bytes roofline, and the device time of each op per decode step
 # (graphs and eager engines). Prints a short table last, also when a step fails or runs out of time.
 # The programs come from gpu-bundle/ (or gpu-bundle.tar.gz, unpacked first) when it is there (made
 # by bench/gpu_bundle.sh on a build machine: for GPU images without kvmesh's build dependencies),

@@ -1,5 +1,6 @@
 // gpu_products_bench: the decode products of the GPT-2 XL shape (QKV, attention out, fc1, fc2 and
-// the LM head, bf16 weights) at 1, 2, 4 and 8 rows, each by the few-rows kernels and by cuBLAS,
+// the LM head, bf16 weights) at 1, 2, 4 and 8 rows, each by the few-rows kernels (launched one
+// after another, and launched to overlap the one before where the device allows it) and by cuBLAS,
 // as microseconds per product and the GB/s of weights read, beside the device copy bandwidth.
 // Each product runs 50 times back to back between two events, rotating over copies of its weights
 // that together exceed the L2 cache several times, so the figures are reads from device memory.
@@ -102,6 +103,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gpu_products_bench: %s\n", s.to_string().c_str());
     return 1;
   }
+  const char* no_overlap = "";
+  const bool overlap = launch_overlap_works(stream, &no_overlap);
+  if (!overlap) std::fprintf(stderr, "gpu_products_bench: no overlapping launches: %s\n", no_overlap);
   DeviceArena counters;
   auto* arrivals = static_cast<int32_t*>(counters.alloc(kMaxSplitPairs * sizeof(int32_t)));
   if (!ok(cudaMemset(arrivals, 0, kMaxSplitPairs * sizeof(int32_t)), "cudaMemset")) return 1;
@@ -113,7 +117,8 @@ int main(int argc, char** argv) {
                               {"LM head 1600x50257", 1600, 50257, true}};
   const int row_counts[] = {1, 2, 4, 8};
   std::printf("Decode products, bf16 weights, fp32 out; us per product (GB/s of weights read); device copy "
-              "bandwidth %.0f GB/s\n\n| product | rows | few-rows kernel | cuBLAS |\n|---|---|---|---|\n",
+              "bandwidth %.0f GB/s\n\n| product | rows | few-rows kernel | few-rows kernel, overlapped | cuBLAS |\n"
+              "|---|---|---|---|---|\n",
               *bw);
   int status = 0;
   for (const Product& p : products) {
@@ -132,19 +137,22 @@ int main(int argc, char** argv) {
       partial = static_cast<float*>(arena.alloc(static_cast<size_t>(floats) * sizeof(float)));
     for (int rows : row_counts) {
       // Microseconds per product of each kind (0 when it failed or does not serve the shape).
-      double us[2] = {0.0, 0.0};
-      for (int kind = 0; kind < 2; ++kind) {
-        const bool own = kind == 0;
+      // Kinds: the few-rows kernels launched one after another, the same overlapped, cuBLAS.
+      double us[3] = {0.0, 0.0, 0.0};
+      for (int kind = 0; kind < 3; ++kind) {
+        const bool own = kind < 2;
+        const KernelStream on(stream, kind == 1);
+        if (kind == 1 && !overlap) continue;
         if (own && (p.lm_head ? !few_rows_lm_head_serves(rows, p.n, p.k, KernelDType::bf16, x, w[0])
                               : !few_rows_product_serves(rows, p.k, p.n, KernelDType::bf16, w[0])))
           continue;
         auto issue = [&](int i) -> bool {
           const void* wi = w[static_cast<size_t>(i) % w.size()];
           if (own && p.lm_head)
-            return ok(launch_few_rows_lm_head(x, wi, KernelDType::bf16, rows, p.n, p.k, out, stream), "few-rows LM head");
+            return ok(launch_few_rows_lm_head(x, wi, KernelDType::bf16, rows, p.n, p.k, out, on), "few-rows LM head");
           if (own)
             return ok(launch_few_rows_product(x, wi, KernelDType::bf16, rows, p.k, p.n, nullptr, kNoActivation, out,
-                                              KernelDType::f32, partial, arrivals, stream),
+                                              KernelDType::f32, partial, arrivals, on),
                       "few-rows product");
           const Status s = p.lm_head ? gemm.nt(x, wi, KernelDType::bf16, rows, p.k, p.n, out)
                                      : gemm.nn(x, wi, KernelDType::bf16, rows, p.k, p.n, out);
