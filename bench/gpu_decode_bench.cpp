@@ -108,14 +108,16 @@ void print_progress(const char* name, const std::vector<int>& batches, const std
 constexpr int kTimedNewTokens = 8;  // tokens per sequence of an op-timed run
 constexpr double kTimedSteps = kTimedNewTokens - 1;  // its decode steps: the first token comes with the prompt
 
-// Per batch size, the op times of decode steps with op timing on (the engine warmed already).
-std::vector<OpTimes> time_ops(Engine& engine, const std::vector<int>& batches) {
+// Per batch size, the op times of decode steps with op timing on (the engine warmed already), the
+// requests picking their tokens as `picking` says.
+std::vector<OpTimes> time_ops(Engine& engine, const std::vector<int>& batches,
+                              bench::Picking picking = bench::Picking::greedy) {
   std::vector<OpTimes> out;
   set_cuda_op_timing(true);
   for (int batch : batches) {
     (void)take_cuda_op_times();
-    const double tps = bench::decode_tokens_per_s(engine, batch, kTimedNewTokens, bench::Picking::greedy,
-                                                  [] { (void)take_cuda_op_times(); });
+    const double tps =
+        bench::decode_tokens_per_s(engine, batch, kTimedNewTokens, picking, [] { (void)take_cuda_op_times(); });
     out.push_back(take_cuda_op_times());
     if (tps <= 0.0) out.back() = OpTimes{};  // a failed run: no figures
   }
@@ -214,6 +216,7 @@ int main(int argc, char** argv) {
   std::vector<double> tps[kVariants];
   std::vector<double> draw_tps[kDrawKinds];  // the first variant's engine, requests drawing their tokens
   std::vector<OpTimes> op_times[kVariants];  // per batch size, for the timed variants
+  std::vector<OpTimes> sampled_op_times;     // the first variant's, its requests drawing their tokens
   const auto timed = [](size_t k) { return k == 0 || k == 4; };  // graphs and eager
   for (size_t k = 0; k < kVariants; ++k) {
     std::fprintf(stderr, "gpu_decode_bench: %s: building the engine, warming up, running\n", variants[k].name);
@@ -236,10 +239,13 @@ int main(int argc, char** argv) {
       }
     }
     if (timed(k)) op_times[k] = time_ops(*engine, batches);
+    if (k == 0) sampled_op_times = time_ops(*engine, batches, kDrawColumns[0].picking);
   }
   // The op tables first, so that the decode table is the last thing printed.
   for (size_t k = 0; k < kVariants; ++k)
     if (timed(k) && op_times[k].size() == batches.size()) print_op_table(variants[k].name, batches, op_times[k], tps[k]);
+  if (sampled_op_times.size() == batches.size() && draw_tps[0].size() == batches.size())
+    print_op_table(kDrawColumns[0].name, batches, sampled_op_times, draw_tps[0]);
   std::printf("\n");
   std::printf("model %s: %.2f B parameters, %.2f GB of bf16 weights read per decode step; "
               "device copy bandwidth %.0f GB/s\n\n",
