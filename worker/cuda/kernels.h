@@ -168,7 +168,9 @@ struct SampleDraw {
   int64_t position = 0;  // the random draw's counter
   int32_t greedy = 0;    // nonzero: the argmax (SamplingParams::greedy())
   int32_t n_top = -1;    // top log-probs wanted: -1 none, at most kMaxSampleTop
-  int32_t sorted = 0;    // nonzero: the row takes part in the sort (a draw, n_top > 0 or edits; v > 1)
+  // The row's place among the rows taking part in the sort (a draw, n_top > 0 or edits; v > 1),
+  // counted from 0 in row order; -1: not sorted.
+  int32_t sort_slot = -1;
   float repetition_penalty = 1.0f;
   float frequency_penalty = 0.0f;
   float presence_penalty = 0.0f;
@@ -187,28 +189,29 @@ struct SampleOut {
   float top_logprobs[kMaxSampleTop];
 };
 
-// Device scratch of launch_sample_rows: keys and ids double buffers [r, v] each, the sort
-// segments' offsets [2r] (begins, then ends) and the sort's temporary storage.
+// Device scratch of launch_sample_rows: double buffers of sort keys and ids, [n_sorted, v] each
+// (a key: the row's sort slot in the high 32 bits, its logit's descending order in the low 32),
+// and the sort's temporary storage.
 struct SampleScratch {
-  float* keys[2] = {nullptr, nullptr};
+  uint64_t* keys[2] = {nullptr, nullptr};
   int32_t* ids[2] = {nullptr, nullptr};
-  int32_t* offsets = nullptr;
   void* temp = nullptr;
   size_t temp_bytes = 0;
 };
 
-// Bytes of sort temporary storage launch_sample_rows needs for r rows of v (r * v < 2^31).
-cudaError_t sample_rows_temp_bytes(int64_t r, int64_t v, size_t* bytes);
+// Bytes of sort temporary storage launch_sample_rows needs for up to n_sorted sorted rows of v
+// (n_sorted * v < 2^31).
+cudaError_t sample_rows_temp_bytes(int64_t n_sorted, int64_t v, size_t* bytes);
 
-// Per row of logits [r, v], the draw draws[i] (device memory): rows whose draw has `sorted` are
-// copied, their logit edits applied to the copy (edited_logit in worker/sampler.cpp), and sorted by
-// (logit descending, id ascending); then one block per row takes the greedy token, or top-k,
-// temperature, min-p, top-p and the counter-based draw as sample_token does, and the log-probs of
-// the raw logits as log_softmax and position_logprobs do, into out[i] (device memory). With sort
-// false no row is sorted and scratch is not used; edits (device memory) may be null when no draw
-// has any.
+// Per row of logits [r, v], the draw draws[i] (device memory): the n_sorted rows with a sort slot
+// are copied, their logit edits applied to the copy (edited_logit in worker/sampler.cpp), and
+// sorted by (logit descending, id ascending), all of them in one device-wide radix sort; then one
+// block per row takes the greedy token, or top-k, temperature, min-p, top-p and the counter-based
+// draw as sample_token does, and the log-probs of the raw logits as log_softmax and
+// position_logprobs do, into out[i] (device memory). With n_sorted 0 no row is sorted and scratch
+// is not used; edits (device memory) may be null when no draw has any.
 cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const SampleDraw* draws,
-                               const LogitEdit* edits, bool sort, const SampleScratch& scratch,
+                               const LogitEdit* edits, int64_t n_sorted, const SampleScratch& scratch,
                                SampleOut* out, cudaStream_t stream);
 
 // dst = src rounded to nearest even in dtype (f16 or bf16), n elements.

@@ -33,7 +33,7 @@ Status RowSampler::sample_chunk(Backend& backend, HostStaging& staging, cudaStre
                                 int64_t v, const RowDraw* draws, int64_t r, RowSample* out) {
   draws_host_.resize(static_cast<size_t>(r));
   edits_host_.clear();
-  bool sort = false;
+  int64_t n_sorted = 0;
   for (int64_t i = 0; i < r; ++i) {
     const RowDraw& in = draws[i];
     KVMESH_CHECK(in.n_top <= kMaxSampleTop);
@@ -52,27 +52,25 @@ Status RowSampler::sample_chunk(Backend& backend, HostStaging& staging, cudaStre
     d.edit_begin = static_cast<int32_t>(edits_host_.size());
     d.n_edits = static_cast<int32_t>(in.edits.size());
     edits_host_.insert(edits_host_.end(), in.edits.begin(), in.edits.end());
-    d.sorted = v > 1 && (d.greedy == 0 || d.n_top > 0 || d.n_edits > 0) ? 1 : 0;
-    sort = sort || d.sorted != 0;
+    const bool sorted = v > 1 && (d.greedy == 0 || d.n_top > 0 || d.n_edits > 0);
+    d.sort_slot = sorted ? static_cast<int32_t>(n_sorted++) : -1;
   }
-  if (sort && r * v > INT32_MAX)
-    return invalid_argument("sample_rows: " + std::to_string(r) + " rows of " + std::to_string(v) +
+  if (n_sorted * v > INT32_MAX)
+    return invalid_argument("sample_rows: " + std::to_string(n_sorted) + " rows of " + std::to_string(v) +
                             " logits exceed the sort's 2^31 elements");
   KVMESH_RETURN_IF_ERROR(reserve(backend, &draws_, static_cast<size_t>(r) * sizeof(SampleDraw)));
   KVMESH_RETURN_IF_ERROR(reserve(backend, &out_, static_cast<size_t>(r) * sizeof(SampleOut)));
   SampleScratch scratch;
-  if (sort) {
-    const size_t n = static_cast<size_t>(r * v);
+  if (n_sorted > 0) {
+    const size_t n = static_cast<size_t>(n_sorted * v);
     for (int b = 0; b < 2; ++b) {
-      KVMESH_RETURN_IF_ERROR(reserve(backend, &keys_[b], n * sizeof(float)));
+      KVMESH_RETURN_IF_ERROR(reserve(backend, &keys_[b], n * sizeof(uint64_t)));
       KVMESH_RETURN_IF_ERROR(reserve(backend, &ids_[b], n * sizeof(int32_t)));
-      scratch.keys[b] = keys_[b].f32();
+      scratch.keys[b] = static_cast<uint64_t*>(keys_[b].data());
       scratch.ids[b] = static_cast<int32_t*>(ids_[b].data());
     }
-    KVMESH_RETURN_IF_ERROR(reserve(backend, &offsets_, static_cast<size_t>(2 * r) * sizeof(int32_t)));
-    scratch.offsets = static_cast<int32_t*>(offsets_.data());
     size_t temp_bytes = 0;
-    KVMESH_CUDA_RETURN_IF_ERROR(sample_rows_temp_bytes(r, v, &temp_bytes), "sample_rows: sort storage");
+    KVMESH_CUDA_RETURN_IF_ERROR(sample_rows_temp_bytes(n_sorted, v, &temp_bytes), "sample_rows: sort storage");
     KVMESH_RETURN_IF_ERROR(reserve(backend, &temp_, temp_bytes > 0 ? temp_bytes : 1));
     scratch.temp = temp_.data();
     scratch.temp_bytes = temp_.bytes();
@@ -89,7 +87,7 @@ Status RowSampler::sample_chunk(Backend& backend, HostStaging& staging, cudaStre
     KVMESH_RETURN_IF_ERROR(staging.upload(edits_dev, edits_host_.data(), bytes, stream));
   }
   KVMESH_CUDA_RETURN_IF_ERROR(
-      launch_sample_rows(logits, r, v, draws_dev, edits_dev, sort, scratch, out_dev, stream), "sample_rows");
+      launch_sample_rows(logits, r, v, draws_dev, edits_dev, n_sorted, scratch, out_dev, stream), "sample_rows");
   out_host_.resize(static_cast<size_t>(r));
   KVMESH_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out_host_.data(), out_dev,
                                               static_cast<size_t>(r) * sizeof(SampleOut),

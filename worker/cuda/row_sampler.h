@@ -34,9 +34,8 @@ class RowSampler {
   Buffer draws_;    // [R] SampleDraw
   Buffer edits_;    // edits_host_ on the device
   Buffer out_;      // [R] SampleOut
-  Buffer offsets_;  // [2R] sort segments
-  Buffer keys_[2];  // [R, V] each
-  Buffer ids_[2];   // [R, V] each
+  Buffer keys_[2];  // [sorted rows, V] uint64 sort keys each
+  Buffer ids_[2];   // [sorted rows, V] each
   Buffer temp_;     // the sort's temporary storage
 };
 

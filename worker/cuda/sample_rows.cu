@@ -1,8 +1,11 @@
 // Logits to sampling on the device, the CUDA side of Backend::sample_rows and the twin of the host
 // sampler (worker/sampler.cpp: edited_logit, sample_token, log_softmax, position_logprobs). Rows
 // that draw, report top log-probs or edit their logits are copied, the copy edited (logit bias,
-// penalties, bans) and sorted by (logit descending, id ascending) with CUB's stable segmented radix
-// sort over ids in ascending order; then one block per row takes the first argmax and the
+// penalties, bans) and sorted by (logit descending, id ascending) with CUB's stable device-wide
+// radix sort over ids in ascending order, every such row at once: each key holds the row's sort
+// slot above its logit's descending order, so the sort keeps rows apart and uses the whole device
+// (a segmented sort takes one block per row, a long wait for a batch of one row of 50k logits);
+// then one block per row takes the first argmax and the
 // log-sum-exp of the raw logits, applies top-k, temperature, min-p and top-p to the sorted copy and
 // draws u = counter_uniform(seed, position) as sample_token does, and writes the token, its
 // log-prob and the top n_top (from the raw logits: with edits, by n_top rounds of a block argmax).
@@ -17,7 +20,7 @@
 // pick the neighbour; log-probs may differ in the last float bit.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
-#include <cub/device/device_segmented_radix_sort.cuh>
+#include <cub/device/device_radix_sort.cuh>
 
 #include <climits>
 #include <cstdint>
@@ -32,6 +35,40 @@ constexpr int kThreads = 256;
 constexpr int kItems = 8;  // consecutive candidates per thread in a tile of the prefix sums
 constexpr int32_t kTile = kThreads * kItems;
 constexpr int32_t kNone = INT32_MAX;
+constexpr int kLogitBits = 32;  // the low bits of a sort key; the row's sort slot is above them
+
+// A logit as the low 32 bits of a sort key whose ascending order is the logits' descending one: CUB's
+// radix order of floats (-0 as +0, NaN by its bits: a positive NaN first, a negative one last)
+// inverted. logit_of_bits undoes it (-0 comes back as +0, equal in every use here).
+__device__ __forceinline__ uint32_t descending_bits(float f) {
+  if (f == 0.0f) f = 0.0f;
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  const uint32_t ascending = (u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u);
+  return ~ascending;
+}
+__device__ __forceinline__ float logit_of_bits(uint32_t bits) {
+  const uint32_t ascending = ~bits;
+  const uint32_t u = (ascending & 0x80000000u) != 0 ? (ascending ^ 0x80000000u) : ~ascending;
+  float f;
+  memcpy(&f, &u, sizeof(f));
+  return f;
+}
+__device__ __forceinline__ uint64_t sort_key(int32_t slot, float logit) {
+  return (static_cast<uint64_t>(slot) << kLogitBits) | descending_bits(logit);
+}
+
+// One row's candidates in sample_token's order: the sorted copy's logits and ids, or (a row that
+// is not sorted: a row of one) the raw row with the identity for ids.
+struct Candidates {
+  const uint64_t* keys;  // null: raw
+  const float* raw;
+  const int32_t* ids;
+  __device__ __forceinline__ float logit(int32_t i) const {
+    return keys != nullptr ? logit_of_bits(static_cast<uint32_t>(keys[i])) : raw[i];
+  }
+  __device__ __forceinline__ int32_t id(int32_t i) const { return keys != nullptr ? ids[i] : i; }
+};
 
 // counter_uniform (worker/sampler.cpp) on the device: the same splitmix64 and top 53 bits.
 __device__ __forceinline__ double counter_uniform_device(uint64_t seed, int64_t position) {
@@ -80,11 +117,11 @@ struct Shared {
 // sample_token's unnormalised probability of the i-th sorted candidate:
 // exp(logit * (1 / T) - max_logit * (1 / T)), each product and the difference rounded on its own.
 struct Probs {
-  const float* keys;
+  Candidates c;
   double inv_t;
   double max_l;
   __device__ __forceinline__ double operator()(int32_t i) const {
-    return exp(__dsub_rn(__dmul_rn(static_cast<double>(keys[i]), inv_t), max_l));
+    return exp(__dsub_rn(__dmul_rn(static_cast<double>(c.logit(i)), inv_t), max_l));
   }
 };
 
@@ -155,13 +192,11 @@ __device__ Found walk(const Probs& probs, int32_t n, Hit hit, Shared& sh) {
   return {n, carry};
 }
 
-// sample_token past its greedy case, over one row's candidates sorted by (logit desc, id asc):
-// keys[i] the logits, ids[i] their token ids (null: the identity, for a row of one).
-__device__ int32_t draw_token(const SampleDraw& d, const float* keys, const int32_t* ids, int32_t v,
-                              Shared& sh) {
+// sample_token past its greedy case, over one row's candidates sorted by (logit desc, id asc).
+__device__ int32_t draw_token(const SampleDraw& d, const Candidates& c, int32_t v, Shared& sh) {
   const int32_t k = (d.top_k > 0 && d.top_k < v) ? d.top_k : v;
   const double inv_t = __ddiv_rn(1.0, static_cast<double>(d.temperature));
-  const Probs probs{keys, inv_t, __dmul_rn(static_cast<double>(keys[0]), inv_t)};
+  const Probs probs{c, inv_t, __dmul_rn(static_cast<double>(c.logit(0)), inv_t)};
   int32_t keep = k;
   if (d.min_p > 0.0f) {
     // Keep up to the last candidate with prob >= min_p * prob(0) (at least one).
@@ -188,7 +223,7 @@ __device__ int32_t draw_token(const SampleDraw& d, const float* keys, const int3
   const double u = __dmul_rn(counter_uniform_device(d.seed, d.position), kept_mass);
   const Found pick = walk(probs, keep, Above{u}, sh);
   const int32_t at = pick.index < keep ? pick.index : keep - 1;
-  return ids != nullptr ? ids[at] : at;
+  return c.id(at);
 }
 
 // edited_logit (worker/sampler.cpp) on the device, each step rounded on its own as on the host.
@@ -205,15 +240,15 @@ __device__ __forceinline__ float edited_logit_device(const SampleDraw& d, const 
 
 // Each sorted row's edits on its copy of the logits (tokens are distinct, so no two threads touch
 // one key).  grid: r
-__global__ void edit_keys_kernel(const SampleDraw* draws, const LogitEdit* edits, int64_t v, float* keys) {
+__global__ void edit_keys_kernel(const SampleDraw* draws, const LogitEdit* edits, int64_t v, uint64_t* keys) {
   const int64_t row = blockIdx.x;
   const SampleDraw d = draws[row];
-  if (d.sorted == 0) return;
+  if (d.sort_slot < 0) return;
   for (int32_t i = static_cast<int32_t>(threadIdx.x); i < d.n_edits; i += static_cast<int32_t>(blockDim.x)) {
     const LogitEdit e = edits[d.edit_begin + i];
     if (e.token < 0 || e.token >= v) continue;
-    float& key = keys[row * v + e.token];
-    key = edited_logit_device(d, e, key);
+    uint64_t& key = keys[d.sort_slot * v + e.token];
+    key = sort_key(d.sort_slot, edited_logit_device(d, e, logit_of_bits(static_cast<uint32_t>(key))));
   }
 }
 
@@ -242,28 +277,23 @@ __device__ void top_of_raw_row(const float* row, int32_t v, int32_t n_top, doubl
   }
 }
 
-// Keys and ids of the rows taking part in the sort, and every row's sort segment (empty for the
-// others).  grid: (r, column blocks)
-__global__ void prepare_sort_kernel(const float* logits, int64_t v, const SampleDraw* draws,
-                                    float* keys, int32_t* ids, int32_t* begins, int32_t* ends) {
+// Keys and ids of the rows taking part in the sort, at their sort slots.  grid: (r, column blocks)
+__global__ void prepare_sort_kernel(const float* logits, int64_t v, const SampleDraw* draws, uint64_t* keys,
+                                    int32_t* ids) {
   const int64_t row = blockIdx.x;
-  const bool sorted = draws[row].sorted != 0;
-  if (blockIdx.y == 0 && threadIdx.x == 0) {
-    begins[row] = static_cast<int32_t>(row * v);
-    ends[row] = static_cast<int32_t>(sorted ? row * v + v : row * v);
-  }
-  if (!sorted) return;
+  const int32_t slot = draws[row].sort_slot;
+  if (slot < 0) return;
   for (int64_t i = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; i < v;
        i += static_cast<int64_t>(gridDim.y) * blockDim.x) {
-    keys[row * v + i] = logits[row * v + i];
-    ids[row * v + i] = static_cast<int32_t>(i);
+    keys[slot * v + i] = sort_key(slot, logits[row * v + i]);
+    ids[slot * v + i] = static_cast<int32_t>(i);
   }
 }
 
 // One block per row.
 __global__ void __launch_bounds__(kThreads)
     sample_rows_kernel(const float* logits, int32_t v, const SampleDraw* draws,
-                       const float* sorted_keys, const int32_t* sorted_ids, SampleOut* out) {
+                       const uint64_t* sorted_keys, const int32_t* sorted_ids, SampleOut* out) {
   __shared__ Shared sh;
   const int64_t r = blockIdx.x;
   const SampleDraw d = draws[r];
@@ -294,13 +324,13 @@ __global__ void __launch_bounds__(kThreads)
   const double log_z = max_v + log(sh.value);
   __syncthreads();
 
-  const bool sorted = d.sorted != 0;  // else only a row of one needs candidates: itself
-  const float* keys = sorted ? sorted_keys + r * v : row;
-  const int32_t* ids = sorted ? sorted_ids + r * v : nullptr;
+  const bool sorted = d.sort_slot >= 0;  // else only a row of one needs candidates: itself
+  const int64_t at = static_cast<int64_t>(d.sort_slot) * v;
+  const Candidates c{sorted ? sorted_keys + at : nullptr, row, sorted ? sorted_ids + at : nullptr};
   const bool edited = d.n_edits > 0;
   // A greedy draw after edits: the first of the edited copy's order, the host's first argmax.
-  const int32_t greedy_token = edited && sorted ? ids[0] : best.index;
-  const int32_t token = d.greedy != 0 ? greedy_token : draw_token(d, keys, ids, v, sh);
+  const int32_t greedy_token = edited && sorted ? c.id(0) : best.index;
+  const int32_t token = d.greedy != 0 ? greedy_token : draw_token(d, c, v, sh);
 
   SampleOut& o = out[r];
   const int32_t cap = v < kMaxSampleTop ? v : kMaxSampleTop;
@@ -313,39 +343,49 @@ __global__ void __launch_bounds__(kThreads)
   if (edited && n_top > 0) return top_of_raw_row(row, v, n_top, log_z, o, sh);
   const int32_t j = static_cast<int32_t>(threadIdx.x);
   if (j < n_top) {
-    o.top_ids[j] = ids != nullptr ? ids[j] : j;
-    o.top_logprobs[j] = static_cast<float>(static_cast<double>(keys[j]) - log_z);
+    o.top_ids[j] = c.id(j);
+    o.top_logprobs[j] = static_cast<float>(static_cast<double>(c.logit(j)) - log_z);
   }
+}
+
+// The sort's key bits for n_sorted rows: the logit's 32 and as many as the highest slot needs.
+int sort_end_bit(int64_t n_sorted) {
+  int bits = kLogitBits;
+  for (int64_t top = n_sorted - 1; top > 0; top >>= 1) ++bits;
+  return bits;
+}
+
+cudaError_t sort_temp_bytes(int64_t n_sorted, int64_t v, size_t* bytes) {
+  cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
+  cub::DoubleBuffer<int32_t> ids(nullptr, nullptr);
+  return cub::DeviceRadixSort::SortPairs(nullptr, *bytes, keys, ids, static_cast<int>(n_sorted * v), 0,
+                                         sort_end_bit(n_sorted));
 }
 
 }  // namespace
 
-cudaError_t sample_rows_temp_bytes(int64_t r, int64_t v, size_t* bytes) {
+cudaError_t sample_rows_temp_bytes(int64_t n_sorted, int64_t v, size_t* bytes) {
   *bytes = 0;
-  if (r <= 0 || v <= 0) return cudaSuccess;
-  if (r * v > INT32_MAX) return cudaErrorInvalidValue;
-  cub::DoubleBuffer<float> keys(nullptr, nullptr);
-  cub::DoubleBuffer<int32_t> ids(nullptr, nullptr);
-  const int32_t* offsets = nullptr;
-  return cub::DeviceSegmentedRadixSort::SortPairsDescending(
-      nullptr, *bytes, keys, ids, static_cast<int>(r * v), static_cast<int>(r), offsets, offsets);
+  if (n_sorted <= 0 || v <= 0) return cudaSuccess;
+  if (n_sorted * v > INT32_MAX) return cudaErrorInvalidValue;
+  return sort_temp_bytes(n_sorted, v, bytes);
 }
 
 cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const SampleDraw* draws,
-                               const LogitEdit* edits, bool sort, const SampleScratch& scratch,
+                               const LogitEdit* edits, int64_t n_sorted, const SampleScratch& scratch,
                                SampleOut* out, cudaStream_t stream) {
   if (r <= 0) return cudaSuccess;
-  if (v <= 0 || v > INT32_MAX || r > INT32_MAX) return cudaErrorInvalidValue;
-  const float* sorted_keys = nullptr;
+  if (v <= 0 || v > INT32_MAX || r > INT32_MAX || n_sorted < 0 || n_sorted > r) return cudaErrorInvalidValue;
+  const uint64_t* sorted_keys = nullptr;
   const int32_t* sorted_ids = nullptr;
-  if (sort) {
-    if (r * v > INT32_MAX || scratch.temp == nullptr) return cudaErrorInvalidValue;
+  if (n_sorted > 0) {
+    size_t need = 0;
+    if (n_sorted * v > INT32_MAX || scratch.temp == nullptr) return cudaErrorInvalidValue;
+    if (const cudaError_t err = sort_temp_bytes(n_sorted, v, &need); err != cudaSuccess) return err;
+    if (need > scratch.temp_bytes) return cudaErrorInvalidValue;
     const int64_t col_blocks = (v + kThreads - 1) / kThreads;
     const dim3 grid(static_cast<unsigned>(r), static_cast<unsigned>(col_blocks < 32 ? col_blocks : 32));
-    int32_t* begins = scratch.offsets;
-    int32_t* ends = scratch.offsets + r;
-    prepare_sort_kernel<<<grid, kThreads, 0, stream>>>(logits, v, draws, scratch.keys[0],
-                                                       scratch.ids[0], begins, ends);
+    prepare_sort_kernel<<<grid, kThreads, 0, stream>>>(logits, v, draws, scratch.keys[0], scratch.ids[0]);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     if (edits != nullptr) {
@@ -353,14 +393,11 @@ cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const 
       err = cudaGetLastError();
       if (err != cudaSuccess) return err;
     }
-    cub::DoubleBuffer<float> keys(scratch.keys[0], scratch.keys[1]);
+    cub::DoubleBuffer<uint64_t> keys(scratch.keys[0], scratch.keys[1]);
     cub::DoubleBuffer<int32_t> ids(scratch.ids[0], scratch.ids[1]);
     size_t temp_bytes = scratch.temp_bytes;
-    const int32_t* begin_offsets = begins;
-    const int32_t* end_offsets = ends;
-    err = cub::DeviceSegmentedRadixSort::SortPairsDescending(
-        scratch.temp, temp_bytes, keys, ids, static_cast<int>(r * v), static_cast<int>(r),
-        begin_offsets, end_offsets, 0, static_cast<int>(sizeof(float) * 8), stream);
+    err = cub::DeviceRadixSort::SortPairs(scratch.temp, temp_bytes, keys, ids, static_cast<int>(n_sorted * v), 0,
+                                          sort_end_bit(n_sorted), stream);
     if (err != cudaSuccess) return err;
     sorted_keys = keys.Current();
     sorted_ids = ids.Current();
