@@ -239,6 +239,22 @@ TEST_F(CudaOps, SampleRowsMatchesTheHostSampler) {
   }
 }
 
+// A vocabulary longer than the tiles whose sums a row keeps (64 of 2048 candidates): every walk
+// scans every tile, as for GPT-2's vocabulary the walks step over whole tiles.
+TEST_F(CudaOps, SampleRowsOverALongVocabularyMatchesTheHostSampler) {
+  const int64_t v = 140000;
+  const int n_rows = 8;
+  for (int call = 0; call < 2; ++call) {
+    std::vector<float> logits = testing::logits_with_ties(n_rows, v, 600 + static_cast<uint32_t>(call));
+    const std::vector<RowDraw> draws = testing::draw_mix(n_rows, call);
+    std::vector<RowSample> want(draws.size()), got(draws.size());
+    cpu_->sample_rows(TensorView::of(logits.data(), {n_rows, v}), draws, want.data());
+    gpu_->sample_rows(device(logits, n_rows, v), draws, got.data());
+    ASSERT_TRUE(gpu_->status().is_ok()) << gpu_->status().to_string();
+    expect_samples_match(got, want, draws, "v 140000, call " + std::to_string(call));
+  }
+}
+
 // Logit biases, penalties and bans (add_edits) on most rows of every kind of draw, greedy ones too:
 // the draw is made from the edited copy, the log-probs (top n_top too) from the raw logits.
 TEST_F(CudaOps, SampleRowsWithLogitEditsMatchesTheHostSampler) {

@@ -4,10 +4,11 @@
 // penalties, bans) and sorted by (logit descending, id ascending) with CUB's stable device-wide
 // radix sort over ids in ascending order, every such row at once: each key holds the row's sort
 // slot above its logit's descending order, so the sort keeps rows apart and uses the whole device
-// (a segmented sort takes one block per row, a long wait for a batch of one row of 50k logits);
-// then one block per row takes the first argmax and the
-// log-sum-exp of the raw logits, applies top-k, temperature, min-p and top-p to the sorted copy and
-// draws u = counter_uniform(seed, position) as sample_token does, and writes the token, its
+// (a segmented sort takes one block per row, a long wait for a batch of one row of 50k logits).
+// Then one block per row takes the first argmax and the log-sum-exp of the raw logits, applies
+// top-k, temperature, min-p and top-p to the sorted copy and draws u = counter_uniform(seed,
+// position) as sample_token does (each tile of candidates summed once, so the walks for the kept
+// mass, the top-p cut and the draw each scan only the tile they stop in), and writes the token, its
 // log-prob and the top n_top (from the raw logits: with edits, by n_top rounds of a block argmax).
 //
 // Exactness: the same operations in the same order, in double, each product and difference
@@ -35,6 +36,7 @@ constexpr int kThreads = 256;
 constexpr int kItems = 8;  // consecutive candidates per thread in a tile of the prefix sums
 constexpr int32_t kTile = kThreads * kItems;
 constexpr int32_t kNone = INT32_MAX;
+constexpr int32_t kMaxTiles = 64;  // tile sums a row keeps (vocabularies up to 64 tiles of kTile)
 constexpr int kLogitBits = 32;  // the low bits of a sort key; the row's sort slot is above them
 
 // A logit as the low 32 bits of a sort key whose ascending order is the logits' descending one: CUB's
@@ -112,6 +114,8 @@ struct Shared {
   double value;
   int32_t index;
   double tile_last;
+  int32_t summed_n;  // the candidates sum_tiles summed (0: none)
+  double tile_sum[kMaxTiles];
 };
 
 // sample_token's unnormalised probability of the i-th sorted candidate:
@@ -142,52 +146,86 @@ struct Above {
   __device__ __forceinline__ bool operator()(double cum) const { return u < cum; }
 };
 
-// Walks the inclusive prefix sums cum_i of probs(i) over [0, n), n >= 1, tile by tile, and returns
-// the first i whose cum_i passes `hit` with that cum_i, or {n, cum_(n-1)} when none does. The sums
-// are added in one fixed order (cum_i = carry + (earlier threads' items + own items up to i)), so
-// every walk over the same candidates sees the same cum_i. Every thread of the block calls it and
-// gets the same result.
+// One tile of the inclusive prefix sums cum_i of probs(i): the candidates [base, min(base + kTile,
+// n)) after `carry` (the cum before the tile), cum_i = carry + (earlier threads' items + own items
+// up to i), so every pass over the same candidates sees the same cum_i. Returns the first i whose
+// cum_i passes `hit` with that cum_i (index kNone: none does), and in *tile_last the cum of the
+// tile's last candidate. Every thread of the block calls it and gets the same results.
+template <typename Hit>
+__device__ Found scan_tile(const Probs& probs, int32_t base, int32_t n, double carry, Hit hit, Shared& sh,
+                           double* tile_last) {
+  const int32_t first = base + static_cast<int32_t>(threadIdx.x) * kItems;
+  double run[kItems];
+  double own = 0.0;
+#pragma unroll
+  for (int j = 0; j < kItems; ++j) {
+    if (first + j < n) own = __dadd_rn(own, probs(first + j));
+    run[j] = own;
+  }
+  double before = 0.0;
+  ScanDouble(sh.scan_temp).ExclusiveSum(own, before);
+  const int32_t last = (n - base > kTile ? base + kTile : n) - 1;
+  int32_t found = kNone;
+  double found_cum = 0.0;
+#pragma unroll
+  for (int j = 0; j < kItems; ++j) {
+    const int32_t i = first + j;
+    if (i < n) {
+      const double cum = __dadd_rn(carry, __dadd_rn(before, run[j]));
+      if (found == kNone && hit(cum)) {
+        found = i;
+        found_cum = cum;
+      }
+      if (i == last) sh.tile_last = cum;
+    }
+  }
+  const int32_t tile_hit = ReduceInt(sh.int_temp).Reduce(found, MinOf{});
+  if (threadIdx.x == 0) sh.index = tile_hit;
+  __syncthreads();
+  const int32_t hit_at = sh.index;
+  if (hit_at != kNone && found == hit_at) sh.value = found_cum;
+  *tile_last = sh.tile_last;
+  __syncthreads();
+  const Found result{hit_at, hit_at != kNone ? sh.value : 0.0};
+  __syncthreads();  // every thread has read sh before anyone writes it again
+  return result;
+}
+
+// The candidates [0, n) of a row summed tile by tile (n_tiles tiles; at most kMaxTiles): tile t's
+// own sum, added as scan_tile adds it, in sh.tile_sum[t]. Since carry + that sum is the cum of the
+// tile's last candidate, a walk can step over a whole tile in one addition. Every thread calls it.
+__device__ void sum_tiles(const Probs& probs, int32_t n, Shared& sh) {
+  for (int32_t t = 0, base = 0; base < n; ++t, base += kTile) {
+    double own_sum = 0.0;
+    (void)scan_tile(probs, base, n, 0.0, Never{}, sh, &own_sum);  // 0 + x is x: the tile's own sum
+    if (threadIdx.x == 0) sh.tile_sum[t] = own_sum;
+  }
+  if (threadIdx.x == 0) sh.summed_n = n;
+  __syncthreads();
+}
+
+// Walks the inclusive prefix sums cum_i of probs(i) over [0, n), n >= 1, and returns the first i
+// whose cum_i passes `hit` (monotone: once passed, passed for every larger cum) with that cum_i, or
+// {n, cum_(n-1)} when none does. Tiles whose sum sum_tiles left (for sh.summed_n >= n, the tile
+// whole under both bounds or n the summed bound itself) are stepped over in one addition when their
+// last cum does not pass; the tile that passes, and any other, is scanned. The cum_i are those of a
+// scan of every tile.
 template <typename Hit>
 __device__ Found walk(const Probs& probs, int32_t n, Hit hit, Shared& sh) {
   double carry = 0.0;  // cum of the previous tile's last candidate
-  for (int32_t base = 0; base < n; base += kTile) {
-    const int32_t first = base + static_cast<int32_t>(threadIdx.x) * kItems;
-    double run[kItems];
-    double own = 0.0;
-#pragma unroll
-    for (int j = 0; j < kItems; ++j) {
-      if (first + j < n) own = __dadd_rn(own, probs(first + j));
-      run[j] = own;
-    }
-    double before = 0.0;
-    ScanDouble(sh.scan_temp).ExclusiveSum(own, before);
-    const int32_t tile_last = (n - base > kTile ? base + kTile : n) - 1;
-    int32_t found = kNone;
-    double found_cum = 0.0;
-#pragma unroll
-    for (int j = 0; j < kItems; ++j) {
-      const int32_t i = first + j;
-      if (i < n) {
-        const double cum = __dadd_rn(carry, __dadd_rn(before, run[j]));
-        if (found == kNone && hit(cum)) {
-          found = i;
-          found_cum = cum;
-        }
-        if (i == tile_last) sh.tile_last = cum;
+  for (int32_t t = 0, base = 0; base < n; ++t, base += kTile) {
+    const bool summed = t < kMaxTiles && sh.summed_n >= n && (base + kTile <= n || sh.summed_n == n);
+    if (summed) {
+      const double tile_last = __dadd_rn(carry, sh.tile_sum[t]);
+      if (!hit(tile_last)) {
+        carry = tile_last;
+        continue;
       }
     }
-    const int32_t tile_hit = ReduceInt(sh.int_temp).Reduce(found, MinOf{});
-    if (threadIdx.x == 0) sh.index = tile_hit;
-    __syncthreads();
-    const int32_t hit_at = sh.index;
-    if (hit_at != kNone && found == hit_at) sh.value = found_cum;
-    carry = sh.tile_last;
-    __syncthreads();
-    if (hit_at != kNone) {
-      const Found result{hit_at, sh.value};
-      __syncthreads();  // every thread has read sh before anyone writes it again
-      return result;
-    }
+    double tile_last = 0.0;
+    const Found found = scan_tile(probs, base, n, carry, hit, sh, &tile_last);
+    if (found.index != kNone) return found;
+    carry = tile_last;
   }
   return {n, carry};
 }
@@ -211,6 +249,10 @@ __device__ int32_t draw_token(const SampleDraw& d, const Candidates& c, int32_t 
     __syncthreads();
     keep = last >= 1 ? last + 1 : 1;
   }
+  // Each tile summed once: the three walks then scan only the tile each stops in.
+  if (threadIdx.x == 0) sh.summed_n = 0;
+  __syncthreads();
+  if ((keep + kTile - 1) / kTile <= kMaxTiles) sum_tiles(probs, keep, sh);
   double kept_mass = walk(probs, keep, Never{}, sh).cum;
   if (d.top_p < 1.0f) {
     // Keep the shortest prefix whose mass reaches top_p of the kept mass.
