@@ -87,7 +87,8 @@ TEST(CudaGraphs, OverlappingLaunchesChangeNoNumber) {
   std::vector<GenerationRequest> reqs;
   int32_t k = 0;
   const nlohmann::json golden = load_json_file(hf_fixture_dir() + "/golden.json");  // outlives the loop
-  for (const auto& c : golden["cases"]) reqs.push_back(logged_greedy(c["prompt"].get<std::vector<int32_t>>(), 6 + 4 * k++));
+  for (const auto& c : golden["cases"])
+    reqs.push_back(logged_greedy(c["prompt"].get<std::vector<int32_t>>(), 6 + 4 * k++));
   for (const bool eager : {false, true}) {
     int recorded = 0;
     const auto overlapped = run(hf_fixture_dir(), eager, reqs, &recorded, true);
@@ -101,13 +102,15 @@ TEST(CudaGraphs, OverlappingLaunchesChangeNoNumber) {
       EXPECT_EQ(overlapped[r].token_ids, serial[r].token_ids) << at;
       ASSERT_EQ(overlapped[r].logprobs.size(), serial[r].logprobs.size()) << at;
       for (size_t i = 0; i < serial[r].logprobs.size(); ++i)
-        EXPECT_EQ(overlapped[r].logprobs[i].chosen.logprob, serial[r].logprobs[i].chosen.logprob) << at << " step " << i;
+        EXPECT_EQ(overlapped[r].logprobs[i].chosen.logprob, serial[r].logprobs[i].chosen.logprob)
+            << at << " step " << i;
     }
   }
 }
 
 TEST(CudaGraphs, LongContextSplitAttentionEqualsEager) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): decode graphs need one";
+  if (cuda_device_count() == 0)
+    GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): decode graphs need one";
   std::vector<GenerationRequest> reqs;
   for (int32_t n : {700, 9, 300, 40}) {
     std::vector<int32_t> prompt;

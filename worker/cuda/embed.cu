@@ -32,8 +32,8 @@ cudaError_t launch_embed(const void* wte, KernelDType wte_dtype, int64_t wte_row
   const int64_t parts = (e + kThreads - 1) / kThreads;
   if (parts > 65535 || n > 0x7fffffff) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(parts));
-  return launch_kernel(embed_kernel, grid, kThreads, stream, wte, wte_dtype, wte_rows, vocab_begin,
-                                                             wpe, wpe_dtype, tokens, positions, e, out);
+  return launch_kernel(embed_kernel, grid, kThreads, stream, wte, wte_dtype, wte_rows, vocab_begin, wpe, wpe_dtype,
+                       tokens, positions, e, out);
 }
 
 }  // namespace kvmesh

@@ -65,8 +65,8 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int M>
 cudaError_t launch_rows(const void* x, const void* wte, int64_t v, int64_t e, float* logits, KernelStream stream) {
   const int64_t blocks = (v + kWarps - 1) / kWarps;
-  return launch_kernel(lm_head_kernel<M, T>, static_cast<unsigned>(blocks < kBlocks ? blocks : kBlocks), kThreads, stream, 
-      static_cast<const T*>(x), static_cast<const T*>(wte), v, e, logits);
+  return launch_kernel(lm_head_kernel<M, T>, static_cast<unsigned>(blocks < kBlocks ? blocks : kBlocks), kThreads,
+                       stream, static_cast<const T*>(x), static_cast<const T*>(wte), v, e, logits);
 }
 
 template <typename T>

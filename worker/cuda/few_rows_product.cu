@@ -165,9 +165,8 @@ template <typename T, int M>
 cudaError_t launch_rows(const void* x, const void* w, int64_t k, int64_t n, const float* bias, int act, void* out,
                         KernelDType out_dtype, float* partial, int32_t* arrivals, KernelStream stream) {
   const dim3 grid(static_cast<unsigned>((n + kTileCols - 1) / kTileCols), static_cast<unsigned>(chunk_count(k, n)));
-  return launch_kernel(few_rows_kernel<M, T>, grid, kThreads, stream, static_cast<const T*>(x), static_cast<const T*>(w), k, n,
-                                                       chunk_rows(k, n), bias, act, out, out_dtype, partial,
-                                                       arrivals);
+  return launch_kernel(few_rows_kernel<M, T>, grid, kThreads, stream, static_cast<const T*>(x),
+                       static_cast<const T*>(w), k, n, chunk_rows(k, n), bias, act, out, out_dtype, partial, arrivals);
 }
 
 template <typename T>

@@ -22,8 +22,8 @@ cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, i
   if (r <= 0 || e <= 0) return cudaSuccess;
   const int64_t parts = (e + kThreads - 1) / kThreads;
   if (parts > 65535 || r > 0x7fffffff) return cudaErrorInvalidValue;
-  return launch_kernel(gather_rows_kernel, dim3(static_cast<unsigned>(r), static_cast<unsigned>(parts)), kThreads, stream, x, rows, e,
-                                                                                                          out);
+  return launch_kernel(gather_rows_kernel, dim3(static_cast<unsigned>(r), static_cast<unsigned>(parts)), kThreads,
+                       stream, x, rows, e, out);
 }
 
 }  // namespace kvmesh

@@ -60,7 +60,8 @@ bool launch_overlap_works(cudaStream_t stream, const char** why) {
     return false;
   }
   cudaFuncAttributes built{};
-  if (cudaFuncGetAttributes(&built, reinterpret_cast<const void*>(slow_write_kernel)) != cudaSuccess || built.ptxVersion < 90) {
+  if (cudaFuncGetAttributes(&built, reinterpret_cast<const void*>(slow_write_kernel)) != cudaSuccess ||
+      built.ptxVersion < 90) {
     *why = "the kernels run from PTX older than compute capability 9.0 (no wait instruction in them)";
     (void)cudaGetLastError();
     return false;

@@ -232,7 +232,7 @@ cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n,
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads),
                   static_cast<unsigned>(n_splits));
   return launch_kernel(attention_kernel<T, kPerLane>, grid, kWarps * 32, stream, qkv, rows, layer, pool, scale, partial,
-                                                                  arrivals, out, out_dtype);
+                       arrivals, out, out_dtype);
 }
 
 // The kernel whose lanes own just enough of the head (fewer registers for small heads).

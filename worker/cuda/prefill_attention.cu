@@ -140,7 +140,7 @@ cudaError_t launch_typed(const float* qkv, const PrefillTile* tiles, int64_t n_t
   const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(pool.n_heads));
   return launch_kernel(prefill_attention_kernel<T>, grid, kRows, stream, qkv, tiles, tables, layer, pool, scale, out,
-                                                          out_dtype);
+                       out_dtype);
 }
 
 }  // namespace

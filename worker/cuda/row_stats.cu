@@ -80,7 +80,8 @@ __global__ void row_stats_kernel(const float* logits, int64_t v, float* max_out,
 cudaError_t launch_row_stats(const float* logits, int64_t r, int64_t v, float* max, int32_t* argmax,
                              float* log_sum_exp, KernelStream stream) {
   if (r <= 0 || v <= 0) return cudaSuccess;
-  return launch_kernel(row_stats_kernel, static_cast<unsigned>(r), kThreads, stream, logits, v, max, argmax, log_sum_exp);
+  return launch_kernel(row_stats_kernel, static_cast<unsigned>(r), kThreads, stream, logits, v, max, argmax,
+                       log_sum_exp);
 }
 
 }  // namespace kvmesh
