@@ -275,14 +275,16 @@ cudaError_t cudaGetDevice(int* d) {
   *d = current_device;
   return cudaSuccess;
 }
+// The emulated device's compute capability and multiprocessors, as an H200's.
+constexpr int kComputeMajor = 9, kComputeMinor = 0, kMultiprocessors = 132;
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   if (d < 0 || d >= device_count()) return cudaErrorInvalidDevice;
   std::memset(p, 0, sizeof(*p));
   std::snprintf(p->name, sizeof(p->name), "emulated H200");
   p->totalGlobalMem = kDeviceTotal;
-  p->major = 9;
-  p->minor = 0;
-  p->multiProcessorCount = 132;
+  p->major = kComputeMajor;
+  p->minor = kComputeMinor;
+  p->multiProcessorCount = kMultiprocessors;
   p->warpSize = 32;
   p->maxThreadsPerBlock = 1024;
   p->sharedMemPerBlock = 48 * 1024;
@@ -292,9 +294,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
   if (d < 0 || d >= device_count()) return cudaErrorInvalidDevice;
   switch (attr) {
-    case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
-    case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
-    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *value = kComputeMajor; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = kComputeMinor; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = kMultiprocessors; return cudaSuccess;
     default: return cudaErrorInvalidValue;
   }
 }
@@ -303,8 +305,8 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
   if (func == nullptr) return cudaErrorInvalidDeviceFunction;
   std::memset(attr, 0, sizeof(*attr));
   attr->maxThreadsPerBlock = 1024;
-  attr->ptxVersion = 90;
-  attr->binaryVersion = 90;
+  attr->ptxVersion = kComputeMajor * 10 + kComputeMinor;
+  attr->binaryVersion = kComputeMajor * 10 + kComputeMinor;
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {

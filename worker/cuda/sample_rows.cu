@@ -397,20 +397,16 @@ int sort_end_bit(int64_t n_sorted) {
   return bits;
 }
 
-cudaError_t sort_temp_bytes(int64_t n_sorted, int64_t v, size_t* bytes) {
-  cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
-  cub::DoubleBuffer<int32_t> ids(nullptr, nullptr);
-  return cub::DeviceRadixSort::SortPairs(nullptr, *bytes, keys, ids, static_cast<int>(n_sorted * v), 0,
-                                         sort_end_bit(n_sorted));
-}
-
 }  // namespace
 
 cudaError_t sample_rows_temp_bytes(int64_t n_sorted, int64_t v, size_t* bytes) {
   *bytes = 0;
   if (n_sorted <= 0 || v <= 0) return cudaSuccess;
   if (n_sorted * v > INT32_MAX) return cudaErrorInvalidValue;
-  return sort_temp_bytes(n_sorted, v, bytes);
+  cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
+  cub::DoubleBuffer<int32_t> ids(nullptr, nullptr);
+  return cub::DeviceRadixSort::SortPairs(nullptr, *bytes, keys, ids, static_cast<int>(n_sorted * v), 0,
+                                         sort_end_bit(n_sorted));
 }
 
 cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const SampleDraw* draws,
@@ -421,10 +417,8 @@ cudaError_t launch_sample_rows(const float* logits, int64_t r, int64_t v, const 
   const uint64_t* sorted_keys = nullptr;
   const int32_t* sorted_ids = nullptr;
   if (n_sorted > 0) {
-    size_t need = 0;
+    // Storage smaller than sample_rows_temp_bytes says: the sort's own cudaErrorInvalidValue.
     if (n_sorted * v > INT32_MAX || scratch.temp == nullptr) return cudaErrorInvalidValue;
-    if (const cudaError_t err = sort_temp_bytes(n_sorted, v, &need); err != cudaSuccess) return err;
-    if (need > scratch.temp_bytes) return cudaErrorInvalidValue;
     const int64_t col_blocks = (v + kThreads - 1) / kThreads;
     const dim3 grid(static_cast<unsigned>(r), static_cast<unsigned>(col_blocks < 32 ? col_blocks : 32));
     prepare_sort_kernel<<<grid, kThreads, 0, stream>>>(logits, v, draws, scratch.keys[0], scratch.ids[0]);
