@@ -108,7 +108,7 @@ struct RowSample {
 
 // Every op takes tensors in the backend's memory (alloc(), weights from place_weight()); host
 // arrays (tokens, positions, BatchLayout, row lists) stay on the host. Ops may run asynchronously:
-// download() and status() wait for what was issued before them.
+// download() and status() wait for what was issued before them; error_so_far() does not.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -133,6 +133,9 @@ class Backend {
   // The first error an op met (device errors are sticky: later ops do nothing); ok on CPU. Waits
   // for the ops issued so far.
   virtual Status status() = 0;
+  // The first error an op has met so far, without waiting for the device: the error of an op still
+  // running shows at a later status(). For checks inside a step, which must not stall the device.
+  virtual Status error_so_far() { return status(); }
   // The native stream collectives must order with (cudaStream_t on CUDA; null on CPU).
   virtual void* native_stream() { return nullptr; }
   // Called once before a batch's ops: a device backend stages the layout's slots and block tables

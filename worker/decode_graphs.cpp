@@ -86,7 +86,7 @@ Status DecodeGraphs::run(const BatchLayout& batch, KvPoolView pool, float* x, co
     layers(bucket.batch, pool, rows, x_.f32(), scratch);  // the shapes a replaying peer runs
   }
   backend_.copy(x, x_.data(), bytes);
-  return backend_.status();
+  return backend_.error_so_far();  // the step goes on to the head with the device still busy
 }
 
 }  // namespace kvmesh

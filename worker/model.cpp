@@ -149,7 +149,7 @@ Status Model::head_outputs(const float* x, HeadWork* work) {
   const float* logits = local_.f32();  // [R, V] (vl == v with one TP rank)
   if (layout_.tp > 1) {
     KVMESH_RETURN_IF_ERROR(gather_logits(static_cast<int64_t>(work->rows.size())));
-    if (layout_.tp_rank() != 0) return backend_->status();
+    if (layout_.tp_rank() != 0) return backend_->error_so_far();
     logits = full_.f32();
   }
   const int64_t v = config_.vocab_size;
@@ -164,7 +164,7 @@ Status Model::head_outputs(const float* x, HeadWork* work) {
   if (n_greedy > 0) b.row_stats(view(rows, n_greedy, v), work->greedy.data());
   if (n_sampled > 0) b.sample_rows(view(rows + n_greedy * v, n_sampled, v), work->draws, work->samples.data());
   if (n_host > 0) b.download(work->logits.data(), rows + (n_greedy + n_sampled) * v, floats(n_host * v));
-  return b.status();
+  return b.error_so_far();  // the worker's status() after the step waits for the rest
 }
 
 Status Model::gather_logits(int64_t r) {

@@ -28,6 +28,10 @@ class RecordingBackend final : public Backend {
     if (!error_.is_ok()) return error_;
     return inner_->status();
   }
+  Status error_so_far() override {
+    if (!error_.is_ok()) return error_;
+    return inner_->error_so_far();
+  }
   void* native_stream() override { return inner_->native_stream(); }
   void prepare_batch(const BatchLayout& batch) override {
     if (recording_) {
@@ -119,7 +123,7 @@ class RecordingBackend final : public Backend {
     auto it = graphs_.find(key);
     if (it == graphs_.end()) return internal_error("graph " + std::to_string(key) + " was never recorded");
     for (const auto& op : it->second) op();
-    return inner_->status();
+    return inner_->error_so_far();
   }
 
  private:

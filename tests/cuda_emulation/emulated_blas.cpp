@@ -13,6 +13,8 @@
 #include "emulated_device.h"
 #include "emulated_runtime.h"
 
+using cuemu::count_runtime_call;
+
 // ---------------------------------------------------------------- cuBLAS / cuBLASLt
 struct cublasContext {
   cudaStream_t stream = nullptr;
@@ -82,18 +84,22 @@ std::map<const void*, LtLayout> lt_layouts;
 extern "C" {
 
 cublasStatus_t cublasCreate_v2(cublasHandle_t* h) {
+  count_runtime_call(__func__);
   *h = new cublasContext();
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
+  count_runtime_call(__func__);
   delete h;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
+  count_runtime_call(__func__);
   h->stream = s;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void* w, size_t n) {
+  count_runtime_call(__func__);
   cuemu::check_device_range(w, n, "cuBLAS workspace");
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -108,6 +114,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t transa, cublasOp
                             int k, const void* alpha, const void* A, cudaDataType Atype, int lda, const void* B,
                             cudaDataType Btype, int ldb, const void* beta, void* C, cudaDataType Ctype, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t) {
+  count_runtime_call(__func__);
   if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
   const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
   if (lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) || ldc < std::max(1, m))
@@ -123,26 +130,31 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t transa, cublasOp
 }
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* h) {
+  count_runtime_call(__func__);
   *h = new cublasLtContext();
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
+  count_runtime_call(__func__);
   delete h;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* d, cublasComputeType_t compute, cudaDataType_t scale) {
+  count_runtime_call(__func__);
   if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
   *d = new cublasLtMatmulDescOpaque_t();
   lt_descs[*d] = LtDesc{};
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
+  count_runtime_call(__func__);
   lt_descs.erase(d);
   delete d;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr,
                                               const void* buf, size_t size) {
+  count_runtime_call(__func__);
   LtDesc& desc = lt_descs.at(d);
   switch (attr) {
     case CUBLASLT_MATMUL_DESC_EPILOGUE:
@@ -166,26 +178,31 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
 }
 cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* l, cudaDataType type, uint64_t rows,
                                           uint64_t cols, int64_t ld) {
+  count_runtime_call(__func__);
   if (ld < static_cast<int64_t>(rows)) return CUBLAS_STATUS_INVALID_VALUE;
   *l = new cublasLtMatrixLayoutOpaque_t();
   lt_layouts[*l] = LtLayout{type, rows, cols, ld};
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
+  count_runtime_call(__func__);
   lt_layouts.erase(l);
   delete l;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* p) {
+  count_runtime_call(__func__);
   *p = new cublasLtMatmulPreferenceOpaque_t();
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
+  count_runtime_call(__func__);
   delete p;
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t,
                                                     const void*, size_t) {
+  count_runtime_call(__func__);
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -196,6 +213,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
                                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
                                               cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t, int requested,
                                               cublasLtMatmulHeuristicResult_t* results, int* returned) {
+  count_runtime_call(__func__);
   *returned = 0;
   if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
   const LtDesc& desc = lt_descs.at(d);
@@ -221,6 +239,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
                               cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b, const void* beta,
                               const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t dl,
                               const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t stream) {
+  count_runtime_call(__func__);
   const LtDesc desc = lt_descs.at(d);
   const LtLayout la = lt_layouts.at(a), lb = lt_layouts.at(b), lc = lt_layouts.at(c), ld = lt_layouts.at(dl);
   const bool ta = desc.ta != CUBLAS_OP_N, tb = desc.tb != CUBLAS_OP_N;

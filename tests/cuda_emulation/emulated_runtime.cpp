@@ -6,6 +6,7 @@
 // a query runs it up to work that waits for a peer which has not answered yet (cudaErrorNotReady);
 // a capture records the work for graph launches to replay.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -73,6 +74,28 @@ void check_device_range(const void* p, size_t n, const char* what) {
 }
 }  // namespace cuemu
 
+// ---------------------------------------------------------------- runtime calls
+namespace {
+std::mutex calls_mu;
+std::map<std::string, long> calls;  // by name, since the last reset
+}  // namespace
+
+namespace cuemu {
+void count_runtime_call(const char* name) {
+  std::lock_guard<std::mutex> lock(calls_mu);
+  ++calls[name];
+}
+std::map<std::string, long> runtime_calls() {
+  std::lock_guard<std::mutex> lock(calls_mu);
+  return calls;
+}
+void reset_runtime_calls() {
+  std::lock_guard<std::mutex> lock(calls_mu);
+  calls.clear();
+}
+}  // namespace cuemu
+using cuemu::count_runtime_call;
+
 // ---------------------------------------------------------------- streams, events, graphs
 namespace {
 // One recorded piece of stream work: a kernel launch, or host work (a copy, a library call).
@@ -134,12 +157,14 @@ bool streams_defer() {
 
 // Runs s's queued work until it has run `upto` items; false when may_block is false and an item
 // is not ready (it stays first in the queue).
+std::atomic<uint64_t> items_run{0};  // stream work items run, over every stream
 bool run_until(CUstream_st* s, uint64_t upto, bool may_block = true) {
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
   while (s->ran < upto && !s->queued.empty()) {
     cuemu::PolledWork work = std::move(s->queued.front());
     s->queued.pop_front();
     ++s->ran;
+    ++items_run;
     if (!work(may_block)) {
       s->queued.push_front(std::move(work));
       --s->ran;
@@ -173,6 +198,31 @@ void issue(cudaStream_t stream, cuemu::PolledWork work) {
   if (!streams_defer()) run_all(stream);
 }
 
+// Held through a call that makes the host wait: counted as "host wait for unfinished work" when
+// the wait had queued stream work to run (on a GPU that work may have been done already, so this
+// counts the waits that can hold the host, an upper bound).
+// A wait inside another (a copy into pageable memory waiting for its stream) is the outer one's.
+class HostWait {
+ public:
+  HostWait() : before_(items_run.load()) { ++depth; }
+  ~HostWait() {
+    if (--depth == 0 && items_run.load() != before_) cuemu::count_runtime_call("host wait for unfinished work");
+  }
+
+ private:
+  static thread_local int depth;
+  uint64_t before_;
+};
+thread_local int HostWait::depth = 0;
+
+// The host waits for everything issued to s so far (the legacy default stream: every blocking stream).
+void wait_for_stream(cudaStream_t s) {
+  if (s == nullptr)
+    run_blocking_streams();
+  else
+    run_all(s);
+}
+
 CUstream_st* capture_of(cudaStream_t s) { return s != nullptr && s->capturing ? s : nullptr; }
 cudaError_t capture_violation(cudaStream_t s, const char* what) {
   std::fprintf(stderr, "emulated CUDA: %s on a capturing stream: the capture is invalidated\n", what);
@@ -183,6 +233,7 @@ cudaError_t capture_violation(cudaStream_t s, const char* what) {
 
 namespace cuemu {
 void launch_closure(const Cfg& cfg, std::function<void()> fn) {
+  count_runtime_call("kernel launch");
   const unsigned threads = cfg.block.x * cfg.block.y * cfg.block.z;
   if (threads == 0 || threads > 1024 || cfg.block.z > 64 || cfg.grid.x == 0 || cfg.grid.y == 0 ||
       cfg.grid.z == 0 || cfg.grid.y > 65535 || cfg.grid.z > 65535 || cfg.grid.x > 0x7fffffffu || cfg.smem > 0) {
@@ -251,11 +302,15 @@ void check_copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind, const
 extern "C" {
 
 cudaError_t cudaGetLastError(void) {
+  count_runtime_call(__func__);
   cudaError_t e = last_error;
   last_error = cudaSuccess;
   return e;
 }
-cudaError_t cudaPeekAtLastError(void) { return last_error; }
+cudaError_t cudaPeekAtLastError(void) {
+  count_runtime_call(__func__);
+  return last_error;
+}
 const char* cudaGetErrorString(cudaError_t e) {
   static thread_local std::string s;
   s = "emulated CUDA error " + std::to_string(static_cast<int>(e));
@@ -263,21 +318,25 @@ const char* cudaGetErrorString(cudaError_t e) {
 }
 const char* cudaGetErrorName(cudaError_t e) { return cudaGetErrorString(e); }
 cudaError_t cudaGetDeviceCount(int* n) {
+  count_runtime_call(__func__);
   *n = device_count();
   return *n ? cudaSuccess : cudaErrorNoDevice;
 }
 cudaError_t cudaSetDevice(int d) {
+  count_runtime_call(__func__);
   if (d < 0 || d >= device_count()) return last_error = cudaErrorInvalidDevice;
   current_device = d;
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* d) {
+  count_runtime_call(__func__);
   *d = current_device;
   return cudaSuccess;
 }
 // The emulated device's compute capability and multiprocessors, as an H200's.
 constexpr int kComputeMajor = 9, kComputeMinor = 0, kMultiprocessors = 132;
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
+  count_runtime_call(__func__);
   if (d < 0 || d >= device_count()) return cudaErrorInvalidDevice;
   std::memset(p, 0, sizeof(*p));
   std::snprintf(p->name, sizeof(p->name), "emulated H200");
@@ -292,6 +351,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
+  count_runtime_call(__func__);
   if (d < 0 || d >= device_count()) return cudaErrorInvalidDevice;
   switch (attr) {
     case cudaDevAttrComputeCapabilityMajor: *value = kComputeMajor; return cudaSuccess;
@@ -302,6 +362,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d) {
 }
 // Every emulated kernel is built from the backend's own source, as for sm_90.
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
+  count_runtime_call(__func__);
   if (func == nullptr) return cudaErrorInvalidDeviceFunction;
   std::memset(attr, 0, sizeof(*attr));
   attr->maxThreadsPerBlock = 1024;
@@ -310,10 +371,13 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {
+  count_runtime_call(__func__);
+  const HostWait wait;
   run_every_stream();
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
+  count_runtime_call(__func__);
   std::lock_guard<std::mutex> l(mu);
   *total_b = kDeviceTotal;
   *free_b = kDeviceTotal - device_used;
@@ -321,6 +385,7 @@ cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
 }
 
 cudaError_t cudaMalloc(void** p, size_t n) {
+  count_runtime_call(__func__);
   std::lock_guard<std::mutex> l(mu);
   if (device_used + n > kDeviceTotal) return last_error = cudaErrorMemoryAllocation;
   // The exact size (256-byte aligned, as cudaMalloc's), so AddressSanitizer sees reads past the end.
@@ -333,6 +398,8 @@ cudaError_t cudaMalloc(void** p, size_t n) {
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  count_runtime_call(__func__);
+  const HostWait wait;
   if (p == nullptr) return cudaSuccess;
   run_every_stream();  // cudaFree waits for the device, as CUDA's does
   std::lock_guard<std::mutex> l(mu);
@@ -344,6 +411,7 @@ cudaError_t cudaFree(void* p) {
   return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void** p, size_t n) {
+  count_runtime_call(__func__);
   std::lock_guard<std::mutex> l(mu);
   void* m = nullptr;
   if (posix_memalign(&m, 256, n > 0 ? n : 1) != 0) return cudaErrorMemoryAllocation;
@@ -352,6 +420,7 @@ cudaError_t cudaMallocHost(void** p, size_t n) {
   return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) {
+  count_runtime_call(__func__);
   if (p == nullptr) return cudaSuccess;
   run_every_stream();
   std::lock_guard<std::mutex> l(mu);
@@ -365,6 +434,8 @@ cudaError_t cudaFreeHost(void* p) {
 // Synchronous copies and sets run on the legacy default stream: after the blocking streams' work,
 // before the call returns. Streams made with cudaStreamNonBlocking are not waited for.
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+  count_runtime_call(__func__);
+  const HostWait wait;
   check_copy(dst, src, n, kind, "cudaMemcpy");
   run_blocking_streams();
   std::memmove(dst, src, n);
@@ -374,13 +445,15 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind
 // CUDA treats it: a pageable source is read before the call returns; a copy into pageable memory
 // returns once it is done (after the stream's earlier work).
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t stream) {
+  count_runtime_call(__func__);
+  const HostWait wait;
   check_copy(dst, src, n, kind, "cudaMemcpyAsync");
   const bool pageable_src = n > 0 && !is_device(src) && !is_pinned(src);
   const bool pageable_dst = n > 0 && !is_device(dst) && !is_pinned(dst);
   if (CUstream_st* s = capture_of(stream)) {
     if (pageable_src || pageable_dst) return capture_violation(s, "a copy from or to pageable host memory");
   } else if (pageable_dst) {
-    cudaStreamSynchronize(stream);
+    wait_for_stream(stream);
     std::memmove(dst, src, n);
     return cudaSuccess;
   } else if (pageable_src) {
@@ -393,6 +466,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
                               size_t height, cudaMemcpyKind kind, cudaStream_t stream) {
+  count_runtime_call(__func__);
   if (width > dpitch || width > spitch) return cudaErrorInvalidPitchValue;
   if (height > 0) {
     check_copy(dst, src, 0, kind, "cudaMemcpy2DAsync");
@@ -410,7 +484,8 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
   if (CUstream_st* s = capture_of(stream)) {
     if (pageable) return capture_violation(s, "a 2D copy from or to pageable host memory");
   } else if (pageable) {  // at once, after the stream's earlier work (stricter than CUDA for a pageable source)
-    cudaStreamSynchronize(stream);
+    const HostWait wait;
+    wait_for_stream(stream);
     copy();
     return cudaSuccess;
   }
@@ -418,27 +493,34 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t n) {
+  count_runtime_call(__func__);
   cuemu::check_device_range(p, n, "cudaMemset");
   run_blocking_streams();
   std::memset(p, v, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t stream) {
+  count_runtime_call(__func__);
   cuemu::check_device_range(p, n, "cudaMemsetAsync");
   cuemu::run_on_stream(stream, [=]() { std::memset(p, v, n); });
   return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
+  count_runtime_call(__func__);
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
   *s = new CUstream_st();
   (*s)->blocking = (flags & cudaStreamNonBlocking) == 0;
   live_streams.push_back(*s);
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamCreate(cudaStream_t* s) {
+  count_runtime_call(__func__);
+  return cudaStreamCreateWithFlags(s, 0);
+}
 // The stream's work still runs (now), as CUDA finishes it after the call returns.
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  count_runtime_call(__func__);
   if (s == nullptr) return cudaErrorInvalidResourceHandle;
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
   run_all(s);
@@ -447,20 +529,25 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  count_runtime_call(__func__);
+  const HostWait wait;
   if (capture_of(s)) return capture_violation(s, "cudaStreamSynchronize");
-  if (s == nullptr)
-    run_blocking_streams();
-  else
-    run_all(s);
+  wait_for_stream(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamQuery(cudaStream_t s) {
+  count_runtime_call(__func__);
   if (capture_of(s)) return capture_violation(s, "cudaStreamQuery");
-  if (s == nullptr) return cudaStreamSynchronize(s);
+  if (s == nullptr) {
+    const HostWait wait;
+    wait_for_stream(s);
+    return cudaSuccess;
+  }
   return run_until(s, s->enqueued, /*may_block=*/false) ? cudaSuccess : cudaErrorNotReady;
 }
 // The stream's later work runs only after the event's stream has run what came before the record.
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
+  count_runtime_call(__func__);
   if (e == nullptr) return cudaErrorInvalidResourceHandle;
   if (e->stream == nullptr || capture_of(s)) return cudaSuccess;  // complete, or a capture's (not emulated)
   CUstream_st* const other = e->stream;
@@ -476,6 +563,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  count_runtime_call(__func__);
   if (s == nullptr) return cudaErrorStreamCaptureUnsupported;
   if (s->capturing) return cudaErrorIllegalState;
   s->capturing = true;
@@ -484,6 +572,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+  count_runtime_call(__func__);
   if (s == nullptr || !s->capturing) return cudaErrorIllegalState;
   s->capturing = false;
   if (s->invalidated) {
@@ -497,17 +586,20 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* st) {
+  count_runtime_call(__func__);
   *st = s == nullptr || !s->capturing ? cudaStreamCaptureStatusNone
         : s->invalidated             ? cudaStreamCaptureStatusInvalidated
                                      : cudaStreamCaptureStatusActive;
   return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t g, unsigned long long) {
+  count_runtime_call(__func__);
   if (g == nullptr) return cudaErrorInvalidValue;
   *exec = new CUgraphExec_st{std::make_shared<const std::vector<GraphNode>>(g->nodes)};
   return cudaSuccess;
 }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  count_runtime_call(__func__);
   if (exec == nullptr) return cudaErrorInvalidValue;
   if (capture_of(stream)) return capture_violation(stream, "cudaGraphLaunch");
   // Node by node, so a query can stop at a node that waits for a peer and go on from there.
@@ -516,24 +608,29 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  count_runtime_call(__func__);
   delete g;
   return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+  count_runtime_call(__func__);
   delete e;
   return cudaSuccess;
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  count_runtime_call(__func__);
   *e = new CUevent_st();
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int flags) {
+  count_runtime_call(__func__);
   *e = new CUevent_st();
   (*e)->timing = (flags & cudaEventDisableTiming) == 0;
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  count_runtime_call(__func__);
   delete e;
   return cudaSuccess;
 }
@@ -541,6 +638,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 // runs that much of the stream. Its time is the host's when the stream got there (so elapsed
 // times measure the emulated work).
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  count_runtime_call(__func__);
   if (e == nullptr) return cudaErrorInvalidResourceHandle;
   if (capture_of(s)) return cudaSuccess;  // a capture's event nodes are not emulated
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
@@ -557,12 +655,15 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  count_runtime_call(__func__);
+  const HostWait wait;
   if (e == nullptr) return cudaErrorInvalidResourceHandle;
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
   if (e->stream != nullptr && is_live(e->stream)) run_until(e->stream, e->after);
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t e) {
+  count_runtime_call(__func__);
   if (e == nullptr) return cudaErrorInvalidResourceHandle;
   std::lock_guard<std::recursive_mutex> lock(stream_mu);
   if (e->stream == nullptr || !is_live(e->stream)) return cudaSuccess;
@@ -570,6 +671,7 @@ cudaError_t cudaEventQuery(cudaEvent_t e) {
 }
 // As CUDA's: both events recorded with timing, and both reached (else not ready).
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  count_runtime_call(__func__);
   if (ms == nullptr || a == nullptr || b == nullptr || !a->timing || !b->timing || !a->stamp || !b->stamp)
     return cudaErrorInvalidResourceHandle;
   std::lock_guard<std::recursive_mutex> lock(stream_mu);

@@ -106,6 +106,7 @@ class CudaBackend final : public Backend {
     if (enter()) check(cudaStreamSynchronize(stream_), "device work");
     return error_;
   }
+  Status error_so_far() override { return error_; }  // each op's launch or copy was checked as issued
   void* native_stream() override { return stream_; }
   void prepare_batch(const BatchLayout& batch) override;
 
@@ -315,6 +316,7 @@ class CudaBackend final : public Backend {
   Buffer meta_;
   std::map<int32_t, Buffer> graph_meta_;  // by padded_rows: a fixed address per graph shape
   Buffer ids_;        // [2T] tokens then positions, or [R] row indices
+  std::vector<int32_t> ids_host_;  // the embedding's tokens then positions, uploaded in one copy
   Buffer narrow_;     // activations narrowed for a matrix product
   Buffer wide_;       // a product's fp32 result before it is written narrow
   Buffer partial_;    // attention split partials
