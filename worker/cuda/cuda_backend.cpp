@@ -72,8 +72,10 @@ void CudaBackend::embed(const TensorView& wte, int64_t vocab_begin, const Tensor
   if (!note(wte_dtype.status()) || !note(wpe_dtype.status())) return;
   auto* ids = static_cast<int32_t*>(scratch(ids_, static_cast<size_t>(2 * n) * sizeof(int32_t)));
   if (ids == nullptr) return;
-  if (!note(staging_.upload(ids, tokens, static_cast<size_t>(n) * sizeof(int32_t), stream_))) return;
-  if (!note(staging_.upload(ids + n, positions, static_cast<size_t>(n) * sizeof(int32_t), stream_))) return;
+  // One upload: every call before this launch holds the device idle at the start of a step.
+  ids_host_.assign(tokens, tokens + n);
+  ids_host_.insert(ids_host_.end(), positions, positions + n);
+  if (!note(staging_.upload(ids, ids_host_.data(), ids_host_.size() * sizeof(int32_t), stream_))) return;
   check(launch_embed(wte.data, *wte_dtype, wte.dim(0), vocab_begin, wpe != nullptr ? wpe->data : nullptr,
                      *wpe_dtype, ids, ids + n, n, e, out.f32(), on_stream()),
         "embed");
