@@ -82,6 +82,10 @@ void route_logit_rows(const StepPlan& plan, int32_t vocab_size, MicroBatch* mb) 
   head.rows.clear();
   head.draws.clear();
   mb->seq_rows.assign(mb->seq_end - mb->seq_begin, SeqRows{});
+  // Beside draws, a plain greedy row is one more draw (the same argmax): the head then waits for
+  // the device once, not once for the argmaxes and again for the draws.
+  bool draws = false;
+  for (size_t k = mb->seq_begin; k < mb->seq_end; ++k) draws = draws || route_of(plan.seqs[k]) == RowRoute::device;
   std::vector<int32_t> sampled, host;
   for (size_t k = mb->seq_begin; k < mb->seq_end; ++k) {
     const SeqWork& seq = plan.seqs[k];
@@ -89,6 +93,7 @@ void route_logit_rows(const StepPlan& plan, int32_t vocab_size, MicroBatch* mb) 
     const int32_t begin = mb->batch.seqs[k - mb->seq_begin].token_begin;
     const int32_t last = begin + seq.n_tokens() - 1;
     rows.route = route_of(seq);
+    if (rows.route == RowRoute::greedy && draws) rows.route = RowRoute::device;
     switch (rows.route) {
       case RowRoute::none:
         break;
