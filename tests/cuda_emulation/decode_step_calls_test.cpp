@@ -26,8 +26,9 @@ long count_of(const CallCounts& calls, const std::string& name) {
 // How the sequences pick their tokens: all greedy, all drawn, or every other one drawn.
 enum class Picking { greedy, sampled, mixed };
 
-CallCounts decode_step_calls(int batch, Picking picking, int n_steps) {
+CallCounts decode_step_calls(int batch, Picking picking, int n_steps, bool eager = false) {
   EngineOptions o;
+  o.eager = eager;
   o.device = DeviceKind::cuda;
   o.kv_dtype = DType::bf16;
   o.device_bytes = 256ll << 20;
@@ -51,7 +52,7 @@ CallCounts decode_step_calls(int batch, Picking picking, int n_steps) {
   for (int step = 0; first < batch && step < 64; ++step) EXPECT_TRUE(engine->step().is_ok());
   EXPECT_EQ(first, batch);
   for (int step = 0; step < kWarmSteps; ++step) EXPECT_TRUE(engine->step().is_ok());
-  EXPECT_GE(worker->n_decode_graphs(), 1);
+  EXPECT_EQ(worker->n_decode_graphs() > 0, !eager);
   cuemu::reset_runtime_calls();
   for (int step = 0; step < n_steps; ++step) EXPECT_TRUE(engine->step().is_ok());
   return cuemu::runtime_calls();
@@ -78,6 +79,17 @@ TEST(DecodeStepCalls, AGraphStepReplaysOnceAndWaitsOnce) {
         EXPECT_EQ(count_of(calls, name), 0) << title << ": " << name;
     }
   }
+}
+
+// Without graphs (--enforce-eager) the step's kernels are launched one by one, and the host still
+// waits once.
+TEST(DecodeStepCalls, AnEagerStepWaitsOnce) {
+  constexpr int kSteps = 2;
+  const CallCounts calls = decode_step_calls(3, Picking::mixed, kSteps, /*eager=*/true);
+  print_per_step("eager, greedy and sampled, batch 3", calls, kSteps);
+  EXPECT_EQ(count_of(calls, "cudaGraphLaunch"), 0);
+  EXPECT_GT(count_of(calls, "kernel launch"), 10 * kSteps);
+  EXPECT_EQ(count_of(calls, "host wait for unfinished work"), kSteps);
 }
 
 }  // namespace
