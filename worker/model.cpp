@@ -133,12 +133,19 @@ Status Model::head(const float* x, const std::vector<int32_t>& rows) {
   const int64_t r = static_cast<int64_t>(rows.size());
   const int64_t vl = layout_.vocab(config_).size();
   Backend& b = *backend_;
-  KVMESH_RETURN_IF_ERROR(reserve(b, &rows_, floats(r * e)));
   KVMESH_RETURN_IF_ERROR(reserve(b, &rows_ln_, floats(r * e)));
   KVMESH_RETURN_IF_ERROR(reserve(b, &local_, floats(r * vl)));
-  const int64_t n_x = rows.empty() ? 0 : *std::max_element(rows.begin(), rows.end()) + 1;
-  b.gather_rows(view(const_cast<float*>(x), n_x, e), rows, view(rows_, r, e));
-  b.layer_norm(view(rows_, r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon,
+  // A decode batch whose rows all sample, in order, needs no gather: the LayerNorm reads x itself.
+  bool in_order = true;
+  for (int64_t i = 0; i < r && in_order; ++i) in_order = rows[static_cast<size_t>(i)] == i;
+  const float* head_rows = x;
+  if (!in_order) {
+    KVMESH_RETURN_IF_ERROR(reserve(b, &rows_, floats(r * e)));
+    const int64_t n_x = *std::max_element(rows.begin(), rows.end()) + 1;
+    b.gather_rows(view(const_cast<float*>(x), n_x, e), rows, view(rows_, r, e));
+    head_rows = rows_.f32();
+  }
+  b.layer_norm(view(const_cast<float*>(head_rows), r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon,
                operand_view(rows_ln_.f32(), r, e));
   b.lm_head(operand_view(rows_ln_.f32(), r, e), w_.wte, view(local_, r, vl));
   return Status::ok();
