@@ -175,6 +175,8 @@ class CpuBackend final : public Backend {
 
   void row_stats(const TensorView& logits, RowStats* stats) override {
     const int64_t r = logits.dim(0), v = logits.dim(1);
+    // Rows are independent: one thread each (each row's sum runs in the same order whatever the threads).
+#pragma omp parallel for schedule(static, 1) if (r > 1)
     for (int64_t i = 0; i < r; ++i) {
       const float* row = logits.f32() + i * v;
       int64_t best = 0;
