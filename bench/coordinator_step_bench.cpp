@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bench_util.h"
+#include "common/checkpoint_maker.h"
 #include "common/data_dir.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
@@ -48,13 +49,13 @@ int main() {
     return 1;
   }
   const std::shared_ptr<const Tokenizer> shared(std::move(tokenizer).value());
+  auto model = preset_model_config("gpt2-xl");
+  if (!model.is_ok()) {
+    std::fprintf(stderr, "%s\n", model.status().to_string().c_str());
+    return 1;
+  }
   EngineConfig config;
-  config.model.n_layer = 48;
-  config.model.n_embd = 1600;
-  config.model.n_head = 25;
-  config.model.vocab_size = 50257;
-  config.model.n_positions = 1024;
-  config.model.eos_token_id = 50256;
+  config.model = *model;
   config.max_num_seqs = 128;
   config.max_batch_tokens = 8192;
   constexpr int kNewTokens = 512;  // per sequence: contexts from 32 to 544 tokens
