@@ -85,14 +85,17 @@ void route_logit_rows(const StepPlan& plan, int32_t vocab_size, MicroBatch* mb) 
   // Beside draws, a plain greedy row is one more draw (the same argmax): the head then waits for
   // the device once, not once for the argmaxes and again for the draws.
   bool draws = false;
-  for (size_t k = mb->seq_begin; k < mb->seq_end; ++k) draws = draws || route_of(plan.seqs[k]) == RowRoute::device;
+  for (size_t k = mb->seq_begin; k < mb->seq_end; ++k) {
+    RowRoute& route = mb->seq_rows[k - mb->seq_begin].route;
+    route = route_of(plan.seqs[k]);
+    draws = draws || route == RowRoute::device;
+  }
   std::vector<int32_t> sampled, host;
   for (size_t k = mb->seq_begin; k < mb->seq_end; ++k) {
     const SeqWork& seq = plan.seqs[k];
     SeqRows& rows = mb->seq_rows[k - mb->seq_begin];
     const int32_t begin = mb->batch.seqs[k - mb->seq_begin].token_begin;
     const int32_t last = begin + seq.n_tokens() - 1;
-    rows.route = route_of(seq);
     if (rows.route == RowRoute::greedy && draws) rows.route = RowRoute::device;
     switch (rows.route) {
       case RowRoute::none:

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "emulated_device.h"
@@ -77,17 +78,21 @@ void check_device_range(const void* p, size_t n, const char* what) {
 // ---------------------------------------------------------------- runtime calls
 namespace {
 std::mutex calls_mu;
-std::map<std::string, long> calls;  // by name, since the last reset
+std::map<std::string, long, std::less<>> calls;  // by name, since the last reset
 }  // namespace
 
 namespace cuemu {
 void count_runtime_call(const char* name) {
   std::lock_guard<std::mutex> lock(calls_mu);
-  ++calls[name];
+  auto it = calls.find(std::string_view(name));  // no string made for a name seen before
+  if (it == calls.end())
+    calls.emplace(name, 1);
+  else
+    ++it->second;
 }
 std::map<std::string, long> runtime_calls() {
   std::lock_guard<std::mutex> lock(calls_mu);
-  return calls;
+  return {calls.begin(), calls.end()};
 }
 void reset_runtime_calls() {
   std::lock_guard<std::mutex> lock(calls_mu);
