@@ -9,7 +9,7 @@ namespace kvmesh {
 
 // OpenAI fields whose meaning this server cannot honour are refused rather than ignored, so a
 // client never takes plain text for what it asked to be constrained: response_format other than
-// text, tools the model would have to call, and (completions) an insertion suffix.
+// text, tools the model would have to call (on either route), and (completions) an insertion suffix.
 void refuse_unsupported(FieldReader& reader, ApiKind kind) {
   if (const JsonIn* format = reader.find("response_format")) {
     const bool text = format->is_object() && format->value("type", JsonIn()) == "text";
@@ -22,7 +22,6 @@ void refuse_unsupported(FieldReader& reader, ApiKind kind) {
     const JsonIn* suffix = reader.find("suffix");
     if (suffix && !(suffix->is_string() && suffix->get_ref<const std::string&>().empty()))
       return reader.fail("`suffix` (insertion) is not supported by this model", "suffix");
-    return;
   }
   const auto is_none = [](const JsonIn* choice) { return choice && *choice == "none"; };
   for (const auto& [tools, choice] : {std::pair{"tools", "tool_choice"}, std::pair{"functions", "function_call"}}) {

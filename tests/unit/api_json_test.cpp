@@ -320,6 +320,12 @@ TEST_F(ApiJsonTest, FieldsThatCannotBeHonouredAreRefused) {
   (void)chat_ok(chat + R"("tools": null, "functions": null, "response_format": null})");
   (void)parse_ok(R"({"prompt": "hi", "suffix": "", "response_format": {"type": "text"}})");
   (void)parse_ok(R"({"prompt": "hi", "suffix": null})");
+  // Completions treat tools as chat does.
+  const std::string prompt = R"({"prompt": "hi", )";
+  EXPECT_EQ(parse_fails(prompt + tools + "}").param, "tools");
+  EXPECT_EQ(parse_fails(prompt + R"("tool_choice": "required"})").param, "tool_choice");
+  EXPECT_EQ(parse_fails(prompt + R"("functions": [{"name": "f"}]})").param, "functions");
+  (void)parse_ok(prompt + tools + R"(, "tool_choice": "none"})");
 }
 
 // ---- chat ---------------------------------------------------------------------------------------
