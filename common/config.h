@@ -53,6 +53,8 @@ struct CacheConfig {
   int block_size = 16;                 // tokens per page
   DType kv_dtype = DType::f32;         // f32, bf16, f16, or i8 (with a scale per token and head)
   int64_t device_bytes = 256ll << 20;  // device tier (GPU memory; RAM on the CPU backend)
+  double device_fraction = 0.0;        // > 0: the device tier is this share of the device memory
+                                       // free once the weights are placed, instead of device_bytes
   int64_t host_bytes = 0;              // host tier (pinned RAM on CUDA); 0 = none
   int64_t disk_bytes = 0;              // disk tier: one preallocated file per rank; 0 = none
   std::string disk_dir;                // where the disk files live (required when disk_bytes > 0)

@@ -147,14 +147,10 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
   f->path_ = path;
   // Without blocking: a FIFO with no writer would hold open() forever (fstat refuses it next).
   f->fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (f->fd_ < 0) {
-    int err = errno;
-    std::string msg = path + ": cannot open: " + std::strerror(err);
-    return err == ENOENT ? not_found(msg) : io_error(msg);
-  }
+  if (f->fd_ < 0) return file_open_error(path, errno);
   struct stat st {};
   if (::fstat(f->fd_, &st) != 0) return io_error(path + ": fstat failed: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return invalid_argument(path + ": not a regular file (a FIFO, device or socket)");
+  if (!S_ISREG(st.st_mode)) return file_open_error(path, 0);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     return data_loss(path + ": file is " + std::to_string(size) +
@@ -286,13 +282,15 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::open_dir(const std::string& dir)
   auto ck = std::make_unique<Checkpoint>();
   ck->dir_ = dir;
   std::error_code ec;
+  // Anything at the path counts, even a dangling link: opening it names what is wrong with it.
+  const auto present = [&ec](const fs::path& p) { return fs::symlink_status(p, ec).type() != fs::file_type::not_found; };
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
-  if (fs::exists(index, ec)) {
+  if (present(index)) {
     KVMESH_RETURN_IF_ERROR(ck->open_index(index.string()));
     return ck;
   }
   const fs::path single = fs::path(dir) / "model.safetensors";
-  if (fs::exists(single, ec)) {
+  if (present(single)) {
     KVMESH_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open(single.string()));
     ck->files_.push_back(std::move(file));
     KVMESH_RETURN_IF_ERROR(ck->register_tensors({}));

@@ -455,6 +455,21 @@ std::string Tokenizer::token_bytes(int32_t id) const {
   return impl_->id_to_bytes_[id];
 }
 
+Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where) {
+  int64_t missing = 0;
+  int32_t first = -1;
+  for (int32_t id = 0; id < model_vocab_size; ++id) {
+    if (!tokenizer.token_bytes(id).empty()) continue;
+    if (first < 0) first = id;
+    ++missing;
+  }
+  if (missing == 0) return Status::ok();
+  return invalid_argument(where + ": the tokenizer cannot decode " + std::to_string(missing) + " of the model's " +
+                          std::to_string(model_vocab_size) + " token ids (the first is " + std::to_string(first) +
+                          "; the tokenizer knows " + std::to_string(tokenizer.vocab_size()) +
+                          " ids): the tokenizer files do not belong to this model");
+}
+
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->id_to_bytes_.size()); }
 
 int32_t Tokenizer::eos_token_id() const { return impl_->eos_id_; }

@@ -63,6 +63,7 @@ struct ServedModel {
   int32_t n_positions = 0;   // context length: prompt + completion tokens
   int32_t vocab_size = 0;    // valid token ids are [0, vocab_size)
   int64_t created = 0;       // unix time the model was loaded (GET /v1/models)
+  std::string fingerprint;   // system_fingerprint: changes when the weights, layout or dtypes do
 };
 
 enum class ApiKind { completion, chat };
@@ -79,6 +80,7 @@ struct CompletionRequest {
   std::string id;                            // "cmpl-<hex>" or "chatcmpl-<hex>"
   int64_t created = 0;                       // unix time of the request
   std::string model;                         // the served model's name
+  std::string system_fingerprint;            // the served model's fingerprint ("" -> null)
   std::vector<std::vector<int32_t>> prompts; // token ids, each non-empty
   std::vector<ChatMessage> messages;         // chat: the conversation that made prompts[0]
   std::vector<int32_t> max_tokens;           // per prompt, resolved (null -> what fits the context)

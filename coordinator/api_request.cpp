@@ -214,6 +214,7 @@ CompletionRequest new_request(ApiKind kind, const ServedModel& served) {
   r.id = make_request_id(kind == ApiKind::chat ? "chatcmpl-" : "cmpl-");
   r.created = static_cast<int64_t>(std::time(nullptr));
   r.model = served.name;
+  r.system_fingerprint = served.fingerprint;
   return r;
 }
 

@@ -109,6 +109,8 @@ Json response_envelope(const CompletionRequest& request, const char* object, Jso
               {"object", object},
               {"created", request.created},
               {"model", request.model},
+              {"system_fingerprint", request.system_fingerprint.empty() ? Json(nullptr)
+                                                                          : Json(request.system_fingerprint)},
               {"choices", std::move(choices)}};
 }
 
@@ -244,7 +246,9 @@ Json StreamBuilder::chunk(int32_t index, const GenerationDelta& delta) {
   }
   Json choice = request_.kind == ApiKind::chat ? chat_choice(index, state, delta, first)
                                                : completion_choice(index, state, delta, first);
-  return envelope(Json::array({std::move(choice)}));
+  Json out = envelope(Json::array({std::move(choice)}));
+  if (request_.include_usage) out["usage"] = nullptr;  // as OpenAI's chunks before the usage chunk
+  return out;
 }
 
 Json StreamBuilder::completion_choice(int32_t index, Choice& state, const GenerationDelta& delta, bool first) {

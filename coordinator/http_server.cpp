@@ -50,7 +50,8 @@ struct ServerShared {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, ServerShared& shared) : stream_(std::move(socket)), shared_(shared) {}
+  Session(tcp::socket socket, ServerShared& shared)
+      : stream_(std::move(socket)), shared_(shared), read_deadline_(stream_.get_executor()) {}
   ~Session() {
     if (counted_) --shared_.n_in_flight;
   }
@@ -60,7 +61,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void read_header();
+  void arm_read_deadline();
   void on_header(beast::error_code ec);
+  std::optional<HttpReply> unsupported_coding() const;
   void read_body();
   void on_body(beast::error_code ec);
   void on_read_error(beast::error_code ec);
@@ -86,6 +89,8 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   ServerShared& shared_;
+  net::steady_timer read_deadline_;       // --read-timeout for the whole request (header and body)
+  bool read_timed_out_ = false;
   http::response<http::string_body> response_;
   std::string out_;                       // stream bytes being written
   std::vector<char> discard_;             // linger_close scratch
@@ -114,9 +119,41 @@ void Session::read_header() {
   cors_headers_.clear();
   head_only_ = false;
   arrival_ = Clock::now();
-  stream_.expires_after(to_ms(shared_.config.read_timeout_s));
+  arm_read_deadline();
   http::async_read_header(stream_, buffer_, *parser_,
                           [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+}
+
+// The request must arrive within --read-timeout. Its own timer rather than the stream's expiry, which
+// would close the socket: a client that sent part of a request gets a 408 before it closes.
+void Session::arm_read_deadline() {
+  read_timed_out_ = false;
+  read_deadline_.expires_after(to_ms(shared_.config.read_timeout_s));
+  read_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;  // cancelled: the request arrived, or the read failed first
+    self->read_timed_out_ = true;
+    beast::error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
+}
+
+// A body in a coding the server cannot read is refused before it is read: a transfer coding other
+// than chunked (501, RFC 9112), a content coding other than identity (415).
+std::optional<HttpReply> Session::unsupported_coding() const {
+  const auto& req = parser_->get();
+  const std::string_view transfer = req[http::field::transfer_encoding];
+  if (!transfer.empty() && !beast::iequals(transfer, "chunked")) {
+    return error_reply(501, "Transfer-Encoding '" + std::string(transfer.substr(0, 64)) +
+                                "' is not supported: send the body as is (Content-Length) or chunked",
+                       "invalid_request_error", "unsupported_transfer_encoding");
+  }
+  const std::string_view content = req[http::field::content_encoding];
+  if (!content.empty() && !beast::iequals(content, "identity")) {
+    return error_reply(415, "Content-Encoding '" + std::string(content.substr(0, 64)) +
+                                "' is not supported: send the body uncompressed",
+                       "invalid_request_error", "unsupported_content_encoding");
+  }
+  return std::nullopt;
 }
 
 void Session::on_header(beast::error_code ec) {
@@ -131,6 +168,10 @@ void Session::on_header(beast::error_code ec) {
     return send_reply(error_reply(431, "Too many header fields (limit " +
                                            std::to_string(shared_.config.max_header_count) + ")",
                                   "invalid_request_error", "request_header_fields_too_large"), true);
+  }
+  if (auto refusal = unsupported_coding()) {
+    read_deadline_.cancel();
+    return send_reply(std::move(*refusal), true);
   }
   if (beast::iequals(req[http::field::expect], "100-continue")) {
     static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -150,11 +191,19 @@ void Session::read_body() {
 
 void Session::on_body(beast::error_code ec) {
   if (ec) return on_read_error(ec);
-  stream_.expires_never();
+  read_deadline_.cancel();
   handle_request();
 }
 
 void Session::on_read_error(beast::error_code ec) {
+  read_deadline_.cancel();
+  if (read_timed_out_ && (parser_->got_some() || buffer_.size() > 0)) {  // part of a request, then silence
+    char limit[32];
+    std::snprintf(limit, sizeof limit, "%g s", shared_.config.read_timeout_s);
+    return send_reply(error_reply(408, std::string("The request did not arrive in full within ") + limit +
+                                           " (--read-timeout)",
+                                  "invalid_request_error", "request_timeout"), true);
+  }
   if (ec == http::error::header_limit) {
     return send_reply(error_reply(431, "Request header too large (limit " +
                                            std::to_string(shared_.config.max_header_bytes) + " bytes)",

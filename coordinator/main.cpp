@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/data_dir.h"
+#include "common/hashing.h"
 #include "common/tokenizer.h"
 #include "coordinator/default_model.h"
 #include "coordinator/engine_loop.h"
@@ -21,6 +22,7 @@
 #include "coordinator/server_config.h"
 #include "coordinator/step_executor.h"
 #include "common/synthetic_models.h"
+#include "worker/disk_store.h"
 #include "worker/launch.h"
 #include "worker/shard_plan.h"
 #include "worker/worker.h"
@@ -55,6 +57,7 @@ WorkerOptions worker_options(const ServerConfig& config, const std::string& dir)
   wo.model_dir = dir;
   wo.cache.block_size = config.block_size;
   wo.cache.device_bytes = config.kv_device_bytes;
+  wo.cache.device_fraction = config.kv_device_fraction;
   wo.cache.host_bytes = config.kv_host_bytes;
   wo.cache.disk_bytes = config.kv_disk_bytes;
   wo.cache.disk_dir = config.kv_disk_dir;
@@ -70,6 +73,17 @@ WorkerOptions worker_options(const ServerConfig& config, const std::string& dir)
   return wo;
 }
 
+// system_fingerprint: the checkpoint, parallel layout, KV and weight dtypes and device the replies
+// come from ("fp_" and 16 hex digits).
+std::string system_fingerprint(const WorkerOptions& wo, const ModelConfig& model) {
+  uint64_t h = kv_model_fingerprint(wo.model_dir, wo.synthetic_seed, model, wo.cache, wo.layout.tp, wo.layout.pp);
+  h = splitmix64(h ^ static_cast<uint64_t>(wo.weight_dtype ? static_cast<int>(*wo.weight_dtype) + 1 : 0));
+  h = splitmix64(h ^ (static_cast<uint64_t>(wo.device) << 8));
+  char text[24];
+  std::snprintf(text, sizeof text, "fp_%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
 ControlOptions control_options(const ServerConfig& config) {
   ControlOptions control;
   control.step_timeout_s = config.step_timeout_s;
@@ -80,8 +94,12 @@ ControlOptions control_options(const ServerConfig& config) {
 // Every rank loads its shard; rank 0 gets the engine, the others serve plans until shutdown.
 Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, RankRole* role) {
   KVMESH_ASSIGN_OR_RETURN(std::string dir, resolve_model_dir(config));
-  if (config.max_model_len > 0) {  // checked on every rank before any starts, so all refuse alike
-    KVMESH_ASSIGN_OR_RETURN(ModelConfig model_config, resolve_model_config(dir));
+  // Checked on every rank before any starts, so all refuse alike.
+  KVMESH_ASSIGN_OR_RETURN(ModelConfig model_config, resolve_model_config(dir));
+  KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                          Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir()));
+  KVMESH_RETURN_IF_ERROR(check_tokenizer_decodes(*tokenizer, model_config.vocab_size, dir));
+  if (config.max_model_len > 0) {
     if (config.max_model_len > model_config.n_positions) {
       return invalid_argument("--max-model-len " + std::to_string(config.max_model_len) +
                               " exceeds the model's context of " + std::to_string(model_config.n_positions) +
@@ -92,8 +110,6 @@ Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, Rank
   KVMESH_ASSIGN_OR_RETURN(*role, start_rank(mpi, wo, control_options(config)));
   LoadedModel out;
   if (mpi.rank() != 0) return out;
-  KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
-                          Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir()));
   EngineConfig ec;
   ec.model = role->worker->model_config();
   if (config.max_model_len > 0) ec.model.n_positions = config.max_model_len;  // what the engine admits
@@ -104,6 +120,7 @@ Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, Rank
   out.served.n_positions = ec.model.n_positions;
   out.served.vocab_size = ec.model.vocab_size;
   out.served.created = static_cast<int64_t>(std::time(nullptr));
+  out.served.fingerprint = system_fingerprint(wo, role->worker->model_config());
   out.tokenizer = std::move(tokenizer);
   out.engine = std::make_unique<Engine>(ec, std::move(role->executor), out.tokenizer);
   return out;
@@ -173,7 +190,8 @@ int serve(const ServerConfig& config, LoadedModel& model, DistributedExecutor* d
   Metrics metrics;
   const Scheduler& scheduler = model.engine->scheduler();
   RoutesContext rc{model.served, model.tokenizer, &queue, nullptr, &metrics, config.api_key,
-                   scheduler.blocks().n_pages(), config.block_size, config.cors, config.log_requests};
+                   config.metrics_require_key, scheduler.blocks().n_pages(), config.block_size, config.cors,
+                   config.log_requests};
   EngineLoopOptions loop_options;
   loop_options.debug_step_delay_ms = config.debug_step_delay_ms;
   loop_options.lose_on_unavailable = distributed != nullptr;

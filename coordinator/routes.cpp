@@ -93,6 +93,9 @@ std::optional<HttpReply> GenerationJob::start(std::function<void()> notify) {
     ticket_ = *ticket;
     return std::nullopt;
   }
+  if (ticket.status().code() == StatusCode::invalid_argument) {
+    return error_reply(bad_request(ticket.status().message(), request_.prompts.size() > 1 ? "prompt" : "n"));
+  }
   if (ticket.status().code() == StatusCode::resource_exhausted) {
     return error_reply(429, ticket.status().message(), "rate_limit_error", "rate_limit_exceeded");
   }
@@ -178,7 +181,8 @@ RouteResult Routes::dispatch(const HttpRequestView& request, std::string_view pa
     reply.headers.emplace_back("Allow", std::string(allowed));
     return {std::move(reply), nullptr};
   }
-  if (!(route && route->is_public) && !authorized(request.authorization)) {
+  const bool is_public = route && (route->is_public || (path == "/metrics" && !ctx_.metrics_need_key));
+  if (!is_public && !authorized(request.authorization)) {
     return {error_reply(401, "Invalid or missing API key. Send it as `Authorization: Bearer <key>`.",
                         "invalid_request_error", "invalid_api_key"), nullptr};
   }

@@ -107,6 +107,7 @@ struct RoutesContext {
   const EngineLoop* engine = nullptr;
   Metrics* metrics = nullptr;
   std::string api_key;     // "" = open
+  bool metrics_need_key = false;  // /metrics is public unless this is set (like /health, /ready)
   int32_t n_pages = 0;     // KV pages of the device tier (a sequence may use them all)
   int32_t block_size = 16;
   CorsPolicy cors;         // browser origins that may call (none by default)

@@ -34,14 +34,22 @@ struct RawFlags {
   std::string max_header_bytes = "16KiB";
   std::string allowed_origins;
   bool disable_log_requests = false;
+  std::string positional_model;  // kvmesh-serve MODEL, as vLLM's `vllm serve MODEL`
 };
 
 void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
-  app.add_option("--model", c.model_dir, "Hugging Face GPT-2 checkpoint directory (default: a small random model)");
+  app.add_option("model", raw.positional_model, "The model, as --model (kvmesh-serve MODEL)");
+  app.add_option("--model", c.model_dir,
+                 "Hugging Face GPT-2 checkpoint directory or synthetic:<shape> (default: a small random model)");
   app.add_option("--served-model-name", c.served_model_name, "Name clients use in `model` (default: the model's name)");
   app.add_option("--threads", c.threads, "Compute threads (0 = all cores)")->check(CLI::Range(0, 4096));
   app.add_option("--block-size", c.block_size, "Tokens per KV page")->check(CLI::Range(1, 4096));
-  app.add_option("--kv-device-mem", raw.kv_device_mem, "KV cache budget, with a unit (256MiB, 8GiB)");
+  CLI::Option* kv_mem = app.add_option("--kv-device-mem", raw.kv_device_mem, "KV cache budget, with a unit (256MiB, 8GiB)");
+  app.add_option("--gpu-memory-utilization", c.kv_device_fraction,
+                 "With --device cuda: the fraction of the GPU memory still free once the weights are placed that "
+                 "the KV cache takes, instead of --kv-device-mem (0 = use --kv-device-mem)")
+      ->check(CLI::Range(0.0, 0.99))
+      ->excludes(kv_mem);
   app.add_option("--kv-host-mem", raw.kv_host_mem, "Host tier for cold KV pages, with a unit (0 = none)");
   app.add_option("--kv-disk-mem", raw.kv_disk_mem, "Disk tier for cold KV pages, with a unit (0 = none)");
   app.add_option("--kv-disk-dir", c.kv_disk_dir, "Directory of the disk tier's files (one per rank)");
@@ -52,7 +60,8 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", c.dtype,
                  "Matrix weight dtype: auto (cpu f32, cuda bf16), f32 or bf16 on cpu, bf16 or f16 on cuda")
-      ->check(CLI::IsMember({"auto", "f32", "fp32", "bf16", "f16", "fp16"}));
+      ->check(CLI::IsMember({"auto", "f32", "fp32", "float32", "float", "bf16", "bfloat16", "f16", "fp16", "float16",
+                             "half"}));
   app.add_flag("--enforce-eager", c.enforce_eager,
                "With --device cuda: launch every op of every step (no captured decode graphs)");
   app.add_option("--max-num-seqs", c.max_num_seqs, "Most sequences in one step")->check(CLI::Range(1, 1 << 20));
@@ -63,8 +72,9 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::Range(1, 1 << 24));
   app.add_option("--max-queue", c.max_queue, "Waiting sequences before new requests get 429")
       ->check(CLI::Range(1, 1 << 24));
-  app.add_option("--tp", c.tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun)")->check(CLI::Range(1, 1024));
-  app.add_option("--pp", c.pp, "Pipeline-parallel stages")->check(CLI::Range(1, 1024));
+  app.add_option("--tp,--tensor-parallel-size", c.tp, "Tensor-parallel ranks (launch tp * pp ranks with mpirun)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--pp,--pipeline-parallel-size", c.pp, "Pipeline-parallel stages")->check(CLI::Range(1, 1024));
   app.add_option("--micro-batches", c.micro_batches, "Micro-batches per step with --pp > 1 (0 = pp)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--step-timeout", c.step_timeout_s, "Seconds a step may wait for another rank before the job ends")
@@ -88,8 +98,11 @@ void add_http_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
       ->check(CLI::Range(0.01, 86400.0));
   app.add_option("--write-timeout", c.write_timeout_s, "Seconds a client may read nothing before it is dropped")
       ->check(CLI::Range(0.01, 86400.0));
-  app.add_option("--api-key", c.api_key, "Require `Authorization: Bearer KEY` (also $KVMESH_API_KEY)")
+  app.add_option("--api-key", c.api_key,
+                 "Require `Authorization: Bearer KEY` on every route but /health, /ready and /metrics "
+                 "(also $KVMESH_API_KEY)")
       ->envname("KVMESH_API_KEY");
+  app.add_flag("--metrics-require-key", c.metrics_require_key, "With --api-key: /metrics needs the key too");
   app.add_option("--allowed-origins", raw.allowed_origins,
                  "Browser origins (CORS) that may call the API: a comma-separated list of "
                  "scheme://host[:port], or * for any (default: none)");
@@ -125,6 +138,12 @@ Status apply_raw_flags(const RawFlags& raw, ServerConfig& c) {
   if (!cors.is_ok()) return cors.status();
   c.cors = std::move(cors).value();
   c.log_requests = !raw.disable_log_requests;
+  if (!raw.positional_model.empty()) {
+    if (!c.model_dir.empty() && c.model_dir != raw.positional_model)
+      return invalid_argument("the model is given twice: '" + raw.positional_model + "' and --model '" + c.model_dir + "'");
+    c.model_dir = raw.positional_model;
+  }
+  if (c.dtype == "float") c.dtype = "f32";  // vLLM's name for float32
   return weight_dtype_from_flags(c.device, c.dtype).status();
 }
 
@@ -160,6 +179,7 @@ Result<int64_t> parse_byte_size(const std::string& text) {
 FlagsOutcome parse_server_flags(int argc, const char* const* argv) {
   FlagsOutcome out;
   CLI::App app{"kvmesh-serve: OpenAI-compatible GPT-2 inference server", "kvmesh-serve"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   RawFlags raw;
   add_engine_flags(app, out.config, raw);
   add_http_flags(app, out.config, raw);
@@ -172,7 +192,11 @@ FlagsOutcome parse_server_flags(int argc, const char* const* argv) {
   if (Status st = apply_raw_flags(raw, out.config); !st.is_ok()) {
     out.exit_code = 2;
     out.message = "kvmesh-serve: error: " + st.message() + " (see --help)";
+    return out;
   }
+  if (out.config.kv_device_fraction > 0.0 && out.config.device != "cuda")
+    out.notes.push_back("kvmesh-serve: note: --gpu-memory-utilization has no effect with --device " +
+                        out.config.device + "; the KV cache takes --kv-device-mem");
   return out;
 }
 

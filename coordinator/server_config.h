@@ -18,6 +18,7 @@ struct ServerConfig {
   int threads = 0;                       // compute threads; 0 = all cores
   int32_t block_size = 16;               // tokens per KV page
   int64_t kv_device_bytes = 256ll << 20; // KV cache budget of the device tier
+  double kv_device_fraction = 0.0;       // cuda: KV takes this share of the memory free after the weights
   int64_t kv_host_bytes = 0;             // host tier (0 = none)
   int64_t kv_disk_bytes = 0;             // disk tier (0 = none)
   std::string kv_disk_dir;               // where each rank's disk file lives
@@ -49,6 +50,7 @@ struct ServerConfig {
   double read_timeout_s = 30.0;          // a request (or keep-alive idle) must arrive within it
   double write_timeout_s = 60.0;         // a client that reads nothing for this long is dropped
   std::string api_key;                   // "" = no authentication
+  bool metrics_require_key = false;      // /metrics needs the key too (public by default)
   CorsPolicy cors;                       // --allowed-origins: browser origins that may call
   bool log_requests = true;              // one JSON line per request on stderr
   double drain_timeout_s = 30.0;         // SIGTERM: running requests get this long to finish

@@ -39,6 +39,15 @@ Result<int32_t> KvStore::budget_pages(const CacheConfig& cache, int n_layers, in
   return static_cast<int32_t>(std::min<int64_t>(n_pages, 1 << 30));
 }
 
+int64_t KvStore::device_pages_in_free_memory(const CacheConfig& cache, int64_t free_bytes, int64_t page_bytes,
+                                             int32_t budget_pages) {
+  page_bytes = std::max<int64_t>(page_bytes, 1);
+  if (cache.device_fraction > 0.0)
+    return std::min<int64_t>(static_cast<int64_t>(static_cast<double>(free_bytes) * cache.device_fraction) / page_bytes,
+                             1 << 30);
+  return std::min<int64_t>(budget_pages, free_bytes / 10 * 9 / page_bytes);
+}
+
 int32_t KvStore::host_budget_slots(const CacheConfig& cache, int64_t page_bytes) {
   if (cache.host_bytes <= 0 || page_bytes <= 0) return 0;
   return static_cast<int32_t>(std::min<int64_t>(cache.host_bytes / page_bytes, 1 << 30));

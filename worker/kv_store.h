@@ -30,6 +30,11 @@ class KvStore {
   // the KV dtype or block size is not supported).
   static Result<int32_t> budget_pages(const CacheConfig& cache, int n_layers, int n_heads,
                                       int head_dim);
+  // Device pages a device with free_bytes free (once the weights are placed) holds: the share
+  // cache.device_fraction of it when set, else budget_pages capped at nine tenths of it (the rest
+  // kept for the ops' scratch).
+  static int64_t device_pages_in_free_memory(const CacheConfig& cache, int64_t free_bytes, int64_t page_bytes,
+                                             int32_t budget_pages);
   // Host slots the host budget holds (0: no host tier).
   static int32_t host_budget_slots(const CacheConfig& cache, int64_t page_bytes);
   // Allocates n_pages device pages and n_host_slots host slots (page ids are global, so every

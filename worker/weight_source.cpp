@@ -18,6 +18,7 @@ class CheckpointSource final : public WeightSource {
                   float* dst) const override {
     return ckpt_->read_f32(name, r0, r1, c0, c1, dst);
   }
+  std::vector<std::string> tensor_names() const override { return ckpt_->tensor_names(); }
   std::string describe() const override { return ckpt_->dir(); }
   uint64_t bytes_read() const override { return ckpt_->bytes_read(); }
 

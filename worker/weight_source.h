@@ -21,6 +21,8 @@ class WeightSource {
   // Rows [r0, r1) x columns [c0, c1) of a 2-D tensor (a 1-D tensor is one row) as fp32.
   virtual Status read_f32(const std::string& name, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
                           float* dst) const = 0;
+  // Every tensor a checkpoint holds, as saved (none for a synthetic model, which holds what it is asked).
+  virtual std::vector<std::string> tensor_names() const { return {}; }
   virtual std::string describe() const = 0;  // for messages: the checkpoint dir or the model name
   virtual uint64_t bytes_read() const = 0;   // checkpoint bytes read so far (0 for synthetic)
 };

@@ -3,6 +3,8 @@
 #include "worker/weights.h"
 
 #include <algorithm>
+#include <set>
+#include <string>
 
 #include "worker/weight_source.h"
 
@@ -89,10 +91,46 @@ Status load_vocab_rows(const WeightSource& ckpt, const ModelConfig& c, const Par
   return Status::ok();
 }
 
+// Whether `name` (without "transformer.") is a tensor of the model config.json describes: its
+// weights, the causal-mask buffers older GPT-2 files keep per layer, and a tied head's copy.
+bool used_by_model(const std::string& name, const ModelConfig& c) {
+  static const std::set<std::string> kTop = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias", "lm_head.weight"};
+  static const std::set<std::string> kLayer = {
+      "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias",
+      "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias",
+      "attn.bias", "attn.masked_bias"};
+  if (kTop.count(name)) return true;
+  if (name.rfind("h.", 0) != 0) return false;
+  const size_t dot = name.find('.', 2);
+  if (dot == std::string::npos || dot == 2 || dot > 11) return false;
+  for (size_t i = 2; i < dot; ++i)
+    if (name[i] < '0' || name[i] > '9') return false;
+  const long layer = std::stol(name.substr(2, dot - 2));
+  return layer < c.n_layer && kLayer.count(name.substr(dot + 1)) > 0;
+}
+
 }  // namespace
+
+Status check_no_unused_tensors(const WeightSource& ckpt, const ModelConfig& c) {
+  std::vector<std::string> unused;
+  for (const std::string& raw : ckpt.tensor_names()) {
+    const std::string name = raw.rfind("transformer.", 0) == 0 ? raw.substr(12) : raw;
+    if (!used_by_model(name, c)) unused.push_back(raw);
+  }
+  if (unused.empty()) return Status::ok();
+  std::sort(unused.begin(), unused.end());
+  std::string shown;
+  for (size_t i = 0; i < unused.size() && i < 4; ++i) shown += (i ? ", " : "") + unused[i];
+  if (unused.size() > 4) shown += ", ...";
+  return invalid_argument(ckpt.describe() + ": " + std::to_string(unused.size()) +
+                          " tensors are not part of the model config.json describes (n_layer " +
+                          std::to_string(c.n_layer) + "): " + shown +
+                          "; is config.json the checkpoint's own?");
+}
 
 Result<ModelWeights> load_weights(const WeightSource& ckpt, const ModelConfig& c,
                                   const ParallelLayout& layout) {
+  KVMESH_RETURN_IF_ERROR(check_no_unused_tensors(ckpt, c));
   ModelWeights w;
   const int64_t e = c.n_embd;
   if (layout.first_stage() || layout.last_stage())

@@ -34,7 +34,12 @@ struct ModelWeights {
   std::vector<float> lnf_w, lnf_b;    // [E] (last stage)
 };
 
-// Reads this rank's shard; every tensor must exist with the shape the config implies.
+// invalid_argument naming the first few tensors of the checkpoint that the model the config
+// describes does not use (a config.json with fewer layers than the weights: a different model).
+Status check_no_unused_tensors(const WeightSource& source, const ModelConfig& config);
+
+// Reads this rank's shard; every tensor must exist with the shape the config implies, and no
+// other tensor may be there (check_no_unused_tensors).
 Result<ModelWeights> load_weights(const WeightSource& source, const ModelConfig& config,
                                   const ParallelLayout& layout);
 

@@ -285,11 +285,11 @@ Result<std::unique_ptr<Model>> create_model(const WorkerOptions& options, LocalS
     const int64_t page_bytes = KvStore::page_bytes_for(
         options.cache, static_cast<int>(options.layout.layers(c).size()),
         static_cast<int>(options.layout.heads(c).size()), c.head_dim());
-    const int64_t fit = free_bytes / 10 * 9 / std::max<int64_t>(page_bytes, 1);
+    const int64_t fit = KvStore::device_pages_in_free_memory(options.cache, free_bytes, page_bytes, shard.budget_pages);
     if (fit < 1)
       return resource_exhausted(model->backend().describe() + ": no device memory left for a KV page (" +
                                 std::to_string(free_bytes) + " bytes free after the weights)");
-    shard.budget_pages = static_cast<int32_t>(std::min<int64_t>(shard.budget_pages, fit));
+    shard.budget_pages = static_cast<int32_t>(fit);
   }
   return model;
 }

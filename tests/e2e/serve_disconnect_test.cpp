@@ -2,6 +2,9 @@
 // streaming or not, the engine drops its sequence at the next step and the KV pages in /metrics
 // return to their idle value, long before the request would have finished on its own.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <cmath>
 
 #include "server_process.h"
 
@@ -104,6 +107,26 @@ TEST_F(ServeDisconnect, WhileQueued) {
     ASSERT_TRUE(running->next_event(10000)) << "the running stream goes on";
     running->close();
     EXPECT_TRUE(eventually([] { return gauge("kvmesh_kv_pages_used") == 0.0; }, kQuickMs));
+  }
+}
+
+// A client that sends its request and then half-closes its socket (shutdown(SHUT_WR), as `nc -N`
+// does) has left as far as kvmesh can tell (a full close looks the same until a reply is written):
+// its generation stops, it gets no reply, and the request is logged as 499.
+TEST_F(ServeDisconnect, HalfCloseAfterTheRequestIsADisconnect) {
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream ? "streaming" : "not streaming");
+    const auto closed = [] {
+      const double n = gauge("kvmesh_http_requests_total{code=\"499\"}");
+      return std::isnan(n) ? 0.0 : n;  // absent until the first
+    };
+    const double closed_before = closed();
+    auto conn = send(long_decode(stream));
+    ASSERT_TRUE(eventually([] { return gauge("kvmesh_num_requests_running") == 1.0; }, 10000));
+    ASSERT_EQ(::shutdown(conn->fd(), SHUT_WR), 0);
+    EXPECT_TRUE(eventually([] { return gauge("kvmesh_kv_pages_used") == 0.0; }, kQuickMs));
+    EXPECT_TRUE(conn->wait_closed(kQuickMs));
+    EXPECT_TRUE(eventually([&] { return closed() == closed_before + 1; }, kQuickMs));
   }
 }
 

@@ -161,6 +161,50 @@ TEST_F(ServeErrors, MalformedHttpAndGarbage) {
   expect_still_serving();
 }
 
+// A body in a coding the server does not read is refused by name (501, 415), not read as empty.
+TEST_F(ServeErrors, UnsupportedCodingsAreRefused) {
+  const std::string body = json{{"prompt", "hello"}, {"max_tokens", 2}}.dump();
+  struct Case {
+    std::string header;
+    int status;
+  };
+  for (const Case& c : {Case{"Transfer-Encoding: gzip", 501}, Case{"Transfer-Encoding: deflate", 501},
+                        Case{"Content-Encoding: gzip", 415}, Case{"Content-Encoding: br", 415}}) {
+    auto conn = HttpConnection::connect(port());
+    ASSERT_TRUE(conn);
+    conn->send_raw("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + c.header +
+                   "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    HttpResponse res;
+    ASSERT_TRUE(conn->read_head(&res, 5000)) << c.header << ": " << res.error;
+    ASSERT_TRUE(conn->read_body(&res.body, 5000)) << c.header;
+    expect_error(res, c.status);
+    EXPECT_NE(res.body.find(c.header.substr(c.header.find(':') + 2, 4)), std::string::npos) << res.body;
+    EXPECT_TRUE(conn->wait_closed(5000));
+  }
+  auto identity = post_json(port(), "/v1/completions", body, {{"Content-Encoding", "identity"}});
+  EXPECT_EQ(identity.status, 200) << identity.body;
+  expect_still_serving();
+}
+
+// A body shorter than its Content-Length gets a 408 when --read-timeout (1 s here) fires, and the
+// connection closes; so does a request head that stops half-way.
+TEST_F(ServeErrors, IncompleteRequestGets408) {
+  for (const std::string& partial :
+       {std::string("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\""),
+        std::string("POST /v1/completions HTTP/1.1\r\nHost: x\r\nX-Half")}) {
+    auto conn = HttpConnection::connect(port());
+    ASSERT_TRUE(conn);
+    conn->send_raw(partial);
+    HttpResponse res;
+    ASSERT_TRUE(conn->read_head(&res, 5000)) << res.error;
+    ASSERT_TRUE(conn->read_body(&res.body, 5000));
+    expect_error(res, 408);
+    EXPECT_NE(res.body.find("--read-timeout"), std::string::npos) << res.body;
+    EXPECT_TRUE(conn->wait_closed(5000));
+  }
+  expect_still_serving();
+}
+
 TEST_F(ServeErrors, SlowlorisIsDroppedAndBlocksNobody) {
   std::vector<std::unique_ptr<HttpConnection>> slow;
   for (int i = 0; i < 20; ++i) {

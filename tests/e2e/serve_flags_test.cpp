@@ -69,6 +69,44 @@ TEST(ServeFlags, DtypeIsCheckedAgainstTheDevice) {
   EXPECT_EQ(parse({"--dtype", "int4"}).exit_code, 2);
 }
 
+// The names users bring from vLLM: the model as a positional argument, the parallel sizes, the
+// dtypes by torch's names, and the KV cache as a share of the GPU memory.
+TEST(ServeFlags, VllmNames) {
+  FlagsOutcome o = parse({"/models/gpt2", "--tensor-parallel-size", "2", "--pipeline-parallel-size", "3",
+                          "--dtype", "bfloat16"});
+  ASSERT_EQ(o.exit_code, -1) << o.message;
+  EXPECT_EQ(o.config.model_dir, "/models/gpt2");
+  EXPECT_EQ(o.config.tp, 2);
+  EXPECT_EQ(o.config.pp, 3);
+  EXPECT_EQ(o.config.dtype, "bfloat16");
+  EXPECT_EQ(parse({"m", "--model", "m"}).config.model_dir, "m");
+  const FlagsOutcome twice = parse({"a", "--model", "b"});
+  EXPECT_EQ(twice.exit_code, 2);
+  EXPECT_NE(twice.message.find("given twice"), std::string::npos) << twice.message;
+  for (const char* dtype : {"float32", "float", "bfloat16"}) EXPECT_EQ(parse({"--dtype", dtype}).exit_code, -1) << dtype;
+  EXPECT_EQ(parse({"--dtype", "half"}).exit_code, 2);  // the CPU backend has no f16 products
+  for (const char* dtype : {"half", "float16", "bfloat16"})
+    EXPECT_EQ(parse({"--device", "cuda", "--dtype", dtype}).exit_code, -1) << dtype;
+  const FlagsOutcome gpu = parse({"--device", "cuda", "--gpu-memory-utilization", "0.8"});
+  ASSERT_EQ(gpu.exit_code, -1) << gpu.message;
+  EXPECT_DOUBLE_EQ(gpu.config.kv_device_fraction, 0.8);
+  EXPECT_TRUE(gpu.notes.empty());
+  const FlagsOutcome cpu = parse({"--gpu-memory-utilization", "0.8"});
+  ASSERT_EQ(cpu.exit_code, -1) << cpu.message;
+  ASSERT_EQ(cpu.notes.size(), 1u);
+  EXPECT_NE(cpu.notes[0].find("no effect with --device cpu"), std::string::npos) << cpu.notes[0];
+  EXPECT_EQ(parse({"--gpu-memory-utilization", "1.5"}).exit_code, 2);
+  EXPECT_EQ(parse({"--device", "cuda", "--gpu-memory-utilization", "0.5", "--kv-device-mem", "1GiB"}).exit_code, 2);
+}
+
+// --help shows the default of every option that has one.
+TEST(ServeFlags, HelpShowsDefaults) {
+  const FlagsOutcome help = parse({"--help"});
+  ASSERT_EQ(help.exit_code, 0);
+  for (const char* shown : {"256MiB", "8000", "127.0.0.1", "2048", "300", "auto"})
+    EXPECT_NE(help.message.find(shown), std::string::npos) << shown << " in\n" << help.message;
+}
+
 TEST(ServeFlags, ParsedValuesAndDefaults) {
   FlagsOutcome d = parse({});
   ASSERT_EQ(d.exit_code, -1) << d.message;
@@ -135,6 +173,41 @@ TEST(ServeFlags, ModelLoadErrorsExitOneNamingTheFile) {
   auto [code2, err2] = run_to_exit({"--model", dir.path});
   EXPECT_EQ(code2, 1);
   EXPECT_NE(err2.find("config.json"), std::string::npos) << err2;
+}
+
+// A copy of the fixture checkpoint whose files a test then spoils.
+std::string copy_of_fixture(const TempDir& dir) {
+  for (const char* file : {"config.json", "model.safetensors"})
+    fs::copy_file(hf_model_dir() + "/" + file, dir.path + "/" + file);
+  return dir.path;
+}
+
+// A tokenizer that cannot decode what the model can produce is refused, naming the first id it
+// lacks, instead of completions that come back as empty text.
+TEST(ServeFlags, TokenizerSmallerThanTheModelIsRefused) {
+  TempDir dir;
+  const std::string model = copy_of_fixture(dir);
+  std::ofstream(model + "/vocab.json") << "{\"a\": 0, \"b\": 1}";
+  std::ofstream(model + "/merges.txt") << "#version: 0.2\n";
+  auto [code, err] = run_to_exit({"--model", model});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("the tokenizer cannot decode 50255 of the model's 50257 token ids (the first is 2"),
+            std::string::npos) << err;
+}
+
+// Tensors the config does not account for (a config.json with fewer layers than the weights) are
+// an error naming them, not a silently different model.
+TEST(ServeFlags, TensorsTheConfigDoesNotUseAreRefused) {
+  TempDir dir;
+  const std::string model = copy_of_fixture(dir);
+  json config = json::parse(std::ifstream(model + "/config.json"));
+  config["n_layer"] = 3;
+  std::ofstream(model + "/config.json", std::ios::trunc) << config.dump(2);
+  auto [code, err] = run_to_exit({"--model", model});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("12 tensors are not part of the model config.json describes (n_layer 3): "
+                     "transformer.h.3.attn.c_attn.bias"),
+            std::string::npos) << err;
 }
 
 // i8 KV pages are CPU-only: asking for them on CUDA is refused before a GPU is looked for, so the

@@ -1,4 +1,4 @@
-// Operations: --api-key guards everything but /health and /ready (and never reaches the log),
+// Operations: --api-key guards everything but /health, /ready and /metrics (and never reaches the log),
 // --max-queue turns excess requests into 429 with Retry-After while the admitted ones finish,
 // and every request leaves one JSON log line on stderr.
 #include <gtest/gtest.h>
@@ -15,14 +15,15 @@ using nlohmann::json;
 const std::string kKey = "sk-test-3f9a1c";
 const Headers kAuth = {{"Authorization", "Bearer " + kKey}};
 
-TEST(ServeLimits, ApiKeyGuardsAllButHealthAndReady) {
+TEST(ServeLimits, ApiKeyGuardsAllButHealthReadyAndMetrics) {
   std::string error;
   auto server = ServerProcess::start({"--model", hf_model_dir(), "--api-key", kKey}, &error);
   ASSERT_NE(server, nullptr) << error;
   const int port = server->port();
   EXPECT_EQ(http_request(port, "GET", "/health").status, 200);
   EXPECT_EQ(http_request(port, "GET", "/ready").status, 200);
-  for (const char* path : {"/v1/models", "/metrics"}) {
+  EXPECT_EQ(http_request(port, "GET", "/metrics").status, 200);  // scraped without the key, as vLLM's
+  for (const char* path : {"/v1/models"}) {
     auto res = http_request(port, "GET", path);
     EXPECT_EQ(res.status, 401) << path;
     EXPECT_EQ(json::parse(res.body)["error"]["code"], "invalid_api_key");
@@ -37,6 +38,16 @@ TEST(ServeLimits, ApiKeyGuardsAllButHealthAndReady) {
   const std::string log = server->stderr_text();
   EXPECT_EQ(log.find(kKey), std::string::npos) << "the key never reaches the log";
   EXPECT_EQ(log.find("secret prompt"), std::string::npos) << "nor the prompt";
+}
+
+TEST(ServeLimits, MetricsRequireKeyProtectsMetrics) {
+  std::string error;
+  auto server = ServerProcess::start({"--model", hf_model_dir(), "--api-key", kKey, "--metrics-require-key"}, &error);
+  ASSERT_NE(server, nullptr) << error;
+  const int port = server->port();
+  EXPECT_EQ(http_request(port, "GET", "/metrics").status, 401);
+  EXPECT_EQ(http_request(port, "GET", "/metrics", "", kAuth).status, 200);
+  EXPECT_EQ(http_request(port, "GET", "/health").status, 200);
 }
 
 TEST(ServeLimits, FullQueueGets429WithRetryAfter) {
@@ -65,8 +76,8 @@ TEST(ServeLimits, FullQueueGets429WithRetryAfter) {
   EXPECT_EQ(refused.status, 429) << refused.body;
   EXPECT_EQ(refused.header("retry-after"), "1");
   EXPECT_EQ(json::parse(refused.body)["error"]["type"], "rate_limit_error");
-  // n = 3 counts as three sequences.
-  EXPECT_EQ(post_json(port, "/v1/completions", json{{"prompt", "x"}, {"n", 3}}.dump()).status, 429);
+  // n = 2 counts as two sequences.
+  EXPECT_EQ(post_json(port, "/v1/completions", json{{"prompt", "x"}, {"n", 2}}.dump()).status, 429);
   running->close();  // the queued ones run and finish
   for (auto& conn : queued) {
     HttpResponse res;
@@ -77,6 +88,30 @@ TEST(ServeLimits, FullQueueGets429WithRetryAfter) {
   EXPECT_EQ(post_json(port, "/v1/completions", short_body.dump()).status, 200);
   const std::string metrics = server->metrics();
   EXPECT_NE(metrics.find("kvmesh_http_requests_total{code=\"429\"} 2"), std::string::npos) << metrics;
+}
+
+// A request that alone holds more sequences than --max-queue could never be queued: a 400 naming
+// the limit, not a 429 that a retrying client would loop on.
+TEST(ServeLimits, RequestLargerThanTheQueueGets400) {
+  std::string error;
+  auto server = ServerProcess::start({"--model", hf_model_dir(), "--max-queue", "2"}, &error);
+  ASSERT_NE(server, nullptr) << error;
+  const int port = server->port();
+  const json cases[] = {
+      {{"prompt", {"a", "b", "c"}}, {"max_tokens", 2}},
+      {{"prompt", "a"}, {"n", 3}, {"max_tokens", 2}},
+      {{"prompt", {"a", "b"}}, {"n", 2}, {"max_tokens", 2}},
+  };
+  for (const json& body : cases) {
+    auto res = post_json(port, "/v1/completions", body.dump());
+    EXPECT_EQ(res.status, 400) << body << res.body;
+    EXPECT_TRUE(res.header("retry-after").empty()) << body;
+    const json reply = json::parse(res.body, nullptr, false);
+    ASSERT_TRUE(reply.is_object()) << res.body;
+    EXPECT_EQ(reply["error"]["param"], body["prompt"].is_array() ? "prompt" : "n") << body;
+    EXPECT_NE(reply["error"]["message"].get<std::string>().find("--max-queue"), std::string::npos) << res.body;
+  }
+  EXPECT_EQ(post_json(port, "/v1/completions", json{{"prompt", {"a", "b"}}, {"max_tokens", 2}}.dump()).status, 200);
 }
 
 TEST(ServeLimits, OneJsonLogLinePerRequest) {

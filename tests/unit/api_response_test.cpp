@@ -195,6 +195,8 @@ TEST_F(ApiJsonTest, CompletionStreamChunks) {
   EXPECT_EQ(dump_json(ch1["logprobs"]), R"({"tokens":["Hello"," there"],"token_logprobs":[null,-1.0],)"
                                         R"("top_logprobs":[null,{" there":-1.0}],"text_offset":[0,5]})");
   EXPECT_TRUE(ch1["finish_reason"].is_null());
+  ASSERT_TRUE(c1.contains("usage"));  // null on every chunk before the usage chunk, as OpenAI's
+  EXPECT_TRUE(c1["usage"].is_null());
   EXPECT_EQ(ch1["prompt_token_ids"], Json::array({15496}));
   EXPECT_EQ(ch1["token_ids"], Json::array({612}));
   EXPECT_FALSE(stream.all_finished());
@@ -228,8 +230,25 @@ TEST_F(ApiJsonTest, CompletionStreamChunks) {
   Json last = quiet_stream.chunk(0, stopped);
   EXPECT_EQ(last["choices"][0]["stop_reason"], "!");
   EXPECT_TRUE(last["choices"][0]["logprobs"].is_null());
+  EXPECT_FALSE(last.contains("usage"));  // not asked for
   EXPECT_FALSE(last["choices"][0].contains("token_ids"));
   EXPECT_FALSE(quiet_stream.usage_chunk().has_value());
+}
+
+// system_fingerprint: the served model's, on every response and chunk (null when it has none).
+TEST_F(ApiJsonTest, SystemFingerprint) {
+  GenerationOutput out = make_output(" Hello", {18435}, FinishReason::stop);
+  auto plain = build_response(chat_ok(R"({"messages": [{"role": "user", "content": "Hi"}]})"), {out}, tok());
+  ASSERT_TRUE(plain.is_ok());
+  ASSERT_TRUE(plain.value().contains("system_fingerprint"));
+  EXPECT_TRUE(plain.value()["system_fingerprint"].is_null());
+  served_.fingerprint = "fp_0123456789abcdef";
+  CompletionRequest r = parse_ok(R"({"prompt": "Hello", "stream": true})");
+  auto built = build_response(r, {out}, tok());
+  ASSERT_TRUE(built.is_ok());
+  EXPECT_EQ(built.value()["system_fingerprint"], "fp_0123456789abcdef");
+  StreamBuilder stream(r, tok());
+  EXPECT_EQ(stream.chunk(0, make_delta(" a", {257}, FinishReason::none))["system_fingerprint"], "fp_0123456789abcdef");
 }
 
 TEST_F(ApiJsonTest, StreamErrorDeltaBecomesErrorBody) {

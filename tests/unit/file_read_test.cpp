@@ -45,7 +45,7 @@ Status without_blocking(const std::string& fifo, const std::function<Status()>& 
   return result.get();
 }
 
-void expect_refused(const Status& s, const std::string& path, const char* reason) {
+void expect_refused(const Status& s, const std::string& path, const std::string& reason) {
   EXPECT_FALSE(s.is_ok()) << path;
   EXPECT_NE(s.message().find(path), std::string::npos) << s.to_string();
   EXPECT_NE(s.message().find(reason), std::string::npos) << s.to_string();
@@ -96,6 +96,41 @@ TEST(ModelFilesThatAreNotRegularFiles, AreRefusedWithoutBlocking) {
                  "not a regular file");
   expect_refused(without_blocking(index, [&] { return Checkpoint::open_dir(dir.path()).status(); }), index,
                  "not a regular file");
+}
+
+// The error names what is there instead of the weights: a dangling or looping link, a directory.
+TEST(ModelFilesThatAreNotRegularFiles, WeightsThatAreLinksOrDirectoriesAreNamed) {
+  {
+    TempDir dir;
+    const std::string weights = dir.path() + "/model.safetensors";
+    fs::create_symlink(dir.path() + "/blobs/abc", weights);
+    const Status s = Checkpoint::open_dir(dir.path()).status();
+    EXPECT_EQ(s.code(), StatusCode::not_found);
+    expect_refused(s, weights, "is a dangling symbolic link (to '" + dir.path() + "/blobs/abc')");
+  }
+  {
+    TempDir dir;
+    const std::string weights = dir.path() + "/model.safetensors", other = dir.path() + "/other";
+    fs::create_symlink(other, weights);
+    fs::create_symlink(weights, other);
+    expect_refused(Checkpoint::open_dir(dir.path()).status(), weights, "is a symbolic link loop");
+  }
+  {
+    TempDir dir;
+    const std::string weights = dir.path() + "/model.safetensors";
+    fs::create_directory(weights);
+    expect_refused(Checkpoint::open_dir(dir.path()).status(), weights, "is a directory, not a regular file");
+    const std::string index = dir.path() + "/model.safetensors.index.json";
+    fs::create_symlink(index, index);  // a link to itself
+    expect_refused(Checkpoint::open_dir(dir.path()).status(), index, "is a symbolic link loop");
+  }
+  TempDir dir;
+  const std::string fifo = dir.path() + "/f";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(non_regular_kind(fifo), "a FIFO");
+  EXPECT_EQ(non_regular_kind("/dev/null"), "a character device");
+  EXPECT_EQ(non_regular_kind(dir.path()), "a directory");
+  EXPECT_EQ(non_regular_kind(dir.path() + "/none"), "");
 }
 
 TEST(ModelFilesThatAreNotRegularFiles, TokenizerFilesThereButUnusableAreErrorsNotAFallBack) {

@@ -53,6 +53,21 @@ CacheConfig cache_with(DType dtype) {
   return c;
 }
 
+// A device that reports its free memory: nine tenths of it cap the byte budget's pages, or
+// (--gpu-memory-utilization) the asked share of it is the budget.
+TEST(KvStoreBudget, DevicePagesInFreeMemory) {
+  CacheConfig cache;
+  const int64_t page = 1000;
+  EXPECT_EQ(KvStore::device_pages_in_free_memory(cache, 100000, page, 50), 50);   // the byte budget
+  EXPECT_EQ(KvStore::device_pages_in_free_memory(cache, 20000, page, 50), 18);    // nine tenths of free
+  cache.device_fraction = 0.5;
+  EXPECT_EQ(KvStore::device_pages_in_free_memory(cache, 100000, page, 50), 50);
+  EXPECT_EQ(KvStore::device_pages_in_free_memory(cache, 1000000, page, 50), 500);  // not capped by bytes
+  EXPECT_EQ(KvStore::device_pages_in_free_memory(cache, 1999, page, 50), 0);
+  cache.device_fraction = 0.9;
+  EXPECT_EQ(KvStore::device_pages_in_free_memory(cache, 10000, page, 1), 9);
+}
+
 class KvStoreDtypes : public ::testing::TestWithParam<DType> {};
 
 TEST_P(KvStoreDtypes, HostRoundTripIsBitExact) {
