@@ -390,6 +390,9 @@ void Session::pump() {
   const bool last = job_->finished();
   if (last && chunked_) out += "0\r\n\r\n";
   if (out.empty()) return;
+  // The client may close as soon as it reads [DONE], which can be before this write's completion
+  // runs: from here on only a failed write means it left early.
+  if (last) stop_watch();
   write_stream(std::move(out), last);
 }
 

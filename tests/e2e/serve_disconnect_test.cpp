@@ -130,5 +130,37 @@ TEST_F(ServeDisconnect, HalfCloseAfterTheRequestIsADisconnect) {
   }
 }
 
+// A client that closes as soon as it has read [DONE] got the whole stream: counted as 200, never
+// as 499 (its close may reach the server before the completion of the last write runs).
+TEST(ServeStreamEnd, CloseRightAfterDoneIsNotADisconnect) {
+  std::string error;
+  auto server = ServerProcess::start({"--model", hf_model_dir()}, &error);
+  ASSERT_NE(server, nullptr) << error;
+  const json body = {{"prompt", "Hello"}, {"max_tokens", 4}, {"ignore_eos", true}, {"stream", true}};
+  constexpr int kRounds = 25, kStreams = 3;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::unique_ptr<HttpConnection>> conns;
+    for (int i = 0; i < kStreams; ++i) {
+      conns.push_back(HttpConnection::connect(server->port()));
+      ASSERT_TRUE(conns.back() && conns.back()->send_request("POST", "/v1/completions", body.dump()));
+    }
+    for (auto& conn : conns) {
+      HttpResponse head;
+      ASSERT_TRUE(conn->read_head(&head, 10000)) << head.error;
+      for (int events = 0;; ++events) {
+        ASSERT_LT(events, 16);
+        auto event = conn->next_event(10000);
+        ASSERT_TRUE(event.has_value());
+        if (*event == "[DONE]") break;
+      }
+      conn->close();
+    }
+  }
+  const double total = kRounds * kStreams;
+  EXPECT_TRUE(eventually([&] { return server->metric("kvmesh_http_requests_total{code=\"200\"}") == total; }, 5000))
+      << server->metrics();
+  EXPECT_TRUE(std::isnan(server->metric("kvmesh_http_requests_total{code=\"499\"}"))) << server->metrics();
+}
+
 }  // namespace
 }  // namespace kvmesh::testing
