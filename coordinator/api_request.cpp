@@ -7,6 +7,7 @@
 #include <span>
 
 #include "common/tokenizer.h"
+#include "coordinator/admission.h"
 #include "coordinator/api_field_reader.h"
 #include "coordinator/api_shaped_fields.h"
 
@@ -114,33 +115,18 @@ void read_common_fields(FieldReader& reader, const ServedModel& served, Completi
   read_early_stopping(reader, r.params);
 }
 
-// n, best_of and beam search against each other and the rest of the request.
-std::optional<ApiError> check_group(FieldReader& reader, CompletionRequest& r) {
+ApiError refusal_error(const Refusal& refusal) { return bad_request(refusal.message, refusal.param); }
+
+// n, best_of and beam search against each other and the rest of the request (Admission's rules).
+std::optional<ApiError> check_group(FieldReader& reader, const Admission& admission, CompletionRequest& r) {
   GenerationRequest& p = r.params;
-  const bool best_of_given = reader.present("best_of");
-  if (!best_of_given) p.best_of = r.n;
-  if (p.best_of < r.n) {
-    return bad_request("best_of must be greater than or equal to n, got best_of=" + std::to_string(p.best_of) +
-                           " and n=" + std::to_string(r.n), "best_of");
-  }
+  if (!reader.present("best_of")) p.best_of = r.n;
   p.n = r.n;
-  if (!p.beam_search) {
-    if (r.stream && p.best_of > r.n) return bad_request("best_of > n cannot be streamed; set best_of = n", "best_of");
-    return std::nullopt;
-  }
-  if (r.stream) return bad_request("Streaming is not supported with beam search (use_beam_search)", "stream");
-  if (p.best_of > kMaxBeamWidth) {
-    return bad_request("the beam width (best_of) is at most " + std::to_string(kMaxBeamWidth) + ", got " +
-                           std::to_string(p.best_of), "best_of");
-  }
-  if (!p.stop.empty() && !(r.kind == ApiKind::chat && p.stop == std::vector<std::string>{kChatStop})) {
-    return bad_request("stop strings are not supported with beam search; use stop_token_ids", "stop");
-  }
-  p.stop.clear();  // chat's own stop string
-  for (const char* name : {"presence_penalty", "frequency_penalty", "repetition_penalty"}) {
-    if (reader.present(name)) return bad_request(std::string("`") + name + "` is not supported with beam search", name);
-  }
-  if (!p.sampling.logit_bias.empty()) return bad_request("`logit_bias` is not supported with beam search", "logit_bias");
+  // Chat's own stop string ends a turn; beam search ends on stop tokens only, so it goes.
+  if (p.beam_search && r.kind == ApiKind::chat && p.stop == std::vector<std::string>{kChatStop}) p.stop.clear();
+  if (auto refusal = admission.group_shape(p)) return refusal_error(*refusal);
+  if (r.stream)
+    if (auto refusal = admission.streaming(p)) return refusal_error(*refusal);
   return std::nullopt;
 }
 
@@ -180,24 +166,14 @@ void read_prompts(FieldReader& reader, const ServedModel& served, const Tokenize
 }
 
 // Resolves max_tokens per prompt (null: what is left of the context) and refuses prompts that do
-// not fit, in vLLM's words.
-std::optional<ApiError> fit_context(std::optional<int64_t> max_tokens, int32_t n_positions,
+// not fit (Admission's rules).
+std::optional<ApiError> fit_context(std::optional<int64_t> max_tokens, const Admission& admission,
                                     const std::string& param, CompletionRequest& r) {
-  const std::string limit = "This model's maximum context length is " + std::to_string(n_positions) + " tokens. ";
+  const int32_t n_positions = admission.limits().n_positions;
   for (const auto& prompt : r.prompts) {
     const auto n_prompt = static_cast<int64_t>(prompt.size());
-    if (max_tokens && n_prompt + *max_tokens > n_positions) {
-      return bad_request(limit + "However, you requested " + std::to_string(n_prompt + *max_tokens) +
-                             " tokens (" + std::to_string(n_prompt) + " in the messages, " +
-                             std::to_string(*max_tokens) +
-                             " in the completion). Please reduce the length of the messages or completion.",
-                         param);
-    }
-    if (!max_tokens && n_prompt >= n_positions) {
-      return bad_request(limit + "However, your request has " + std::to_string(n_prompt) +
-                             " input tokens. Please reduce the length of the input messages.",
-                         param);
-    }
+    if (auto refusal = admission.prompt(prompt)) return refusal_error(Refusal{refusal->message, param});
+    if (auto refusal = admission.context(n_prompt, max_tokens, param)) return refusal_error(*refusal);
     r.max_tokens.push_back(static_cast<int32_t>(max_tokens ? *max_tokens : n_positions - n_prompt));
     if (r.params.min_tokens > r.max_tokens.back()) {
       return bad_request("min_tokens must be less than or equal to max_tokens=" +
@@ -222,8 +198,12 @@ ApiResult<CompletionRequest> finish_request(FieldReader& reader, const ServedMod
                                             std::optional<int64_t> max_tokens, const std::string& prompt_param,
                                             CompletionRequest r) {
   if (reader.failed()) return reader.error();
-  if (auto error = fit_context(max_tokens, served.n_positions, prompt_param, r)) return *error;
-  if (auto error = check_group(reader, r)) return *error;
+  AdmissionLimits limits;
+  limits.n_positions = served.n_positions;
+  limits.vocab_size = served.vocab_size;
+  const Admission admission(limits);
+  if (auto error = fit_context(max_tokens, admission, prompt_param, r)) return *error;
+  if (auto error = check_group(reader, admission, r)) return *error;
   r.params.sampling.n_logprobs = r.logprobs;
   r.params.prompt_logprobs = r.echo && r.logprobs >= 0 ? r.logprobs : -1;
   return r;

@@ -32,65 +32,27 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<StepExecutor> executo
   sc.eos_token_id = config_.model.eos_token_id;
   scheduler_ = std::make_unique<Scheduler>(sc, executor_->capacity(), config_.cache.block_size,
                                            tokenizer_.get());
+  admission_ = Admission(admission_limits());
 }
 
 Engine::~Engine() = default;
 
 Result<uint64_t> Engine::add_request(GenerationRequest request, OutputSink sink) {
-  const ModelConfig& m = config_.model;
-  const auto n_prompt = static_cast<int64_t>(request.prompt_ids.size());
-  if (n_prompt == 0) return invalid_argument("the prompt is empty");
-  for (int32_t t : request.prompt_ids) {
-    if (t < 0 || t >= m.vocab_size)
-      return invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
-                              std::to_string(m.vocab_size) + ")");
-  }
-  if (request.max_tokens < 1) return invalid_argument("max_tokens must be at least 1");
-  const int64_t total = n_prompt + request.max_tokens;
-  if (total > m.n_positions) {
-    return invalid_argument("This model's maximum context length is " +
-                            std::to_string(m.n_positions) + " tokens. However, you requested " +
-                            std::to_string(total) + " tokens (" + std::to_string(n_prompt) +
-                            " in the messages, " + std::to_string(request.max_tokens) +
-                            " in the completion). Please reduce the length of the messages or "
-                            "completion.");
-  }
-  KVMESH_RETURN_IF_ERROR(check_group(request));
-  const BlockManager& blocks = scheduler_->blocks();
-  const int32_t pages = scheduler_->worst_case_pages(request);
-  if (pages > blocks.n_pages()) {
-    const std::string width = request.group_size() > 1
-                                  ? " for " + std::to_string(request.group_size()) + " sequences"
-                                  : "";
-    return resource_exhausted("the request needs " + std::to_string(pages) + " KV pages" + width +
-                              " but the cache holds " + std::to_string(blocks.n_pages()) +
-                              "; raise the KV cache budget or lower max_tokens");
-  }
+  if (auto refusal = admission_.group(request)) return refusal->status();
   const uint64_t id = next_seq_id_++;
   scheduler_->add(id, std::move(request), std::move(sink));
   return id;
 }
 
-Status Engine::check_group(const GenerationRequest& r) const {
-  if (r.n < 1) return invalid_argument("n must be at least 1");
-  if (r.best_of < r.n && r.best_of != 1)
-    return invalid_argument("best_of must be greater than or equal to n");
-  const int32_t width = r.group_size();
-  if (width > config_.max_num_seqs || width > config_.max_batch_tokens) {
-    return invalid_argument("the request runs " + std::to_string(width) +
-                            " sequences together, more than one step holds (--max-num-seqs " +
-                            std::to_string(config_.max_num_seqs) + ", --max-batch-tokens " +
-                            std::to_string(config_.max_batch_tokens) + ")");
-  }
-  if (r.beam_search) {
-    if (width > kMaxBeamWidth)
-      return invalid_argument("the beam width is at most " + std::to_string(kMaxBeamWidth));
-    if (!std::isfinite(r.length_penalty)) return invalid_argument("length_penalty must be a finite number");
-    if (!r.stop.empty()) return invalid_argument("stop strings are not supported with beam search; use stop_token_ids");
-    if (r.sampling.has_penalties())
-      return invalid_argument("presence, frequency and repetition penalties are not supported with beam search");
-  }
-  return Status::ok();
+AdmissionLimits Engine::admission_limits() const {
+  AdmissionLimits limits;
+  limits.n_positions = config_.model.n_positions;
+  limits.vocab_size = config_.model.vocab_size;
+  limits.max_num_seqs = config_.max_num_seqs;
+  limits.max_batch_tokens = config_.max_batch_tokens;
+  limits.n_pages = scheduler_->blocks().n_pages();
+  limits.block_size = config_.cache.block_size;
+  return limits;
 }
 
 void Engine::cancel(uint64_t seq_id) { scheduler_->cancel(seq_id); }

@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/status.h"
 #include "common/step_executor.h"
+#include "coordinator/admission.h"
 #include "coordinator/request.h"
 
 namespace kvmesh {
@@ -31,9 +32,10 @@ class Engine {
          std::shared_ptr<const Tokenizer> tokenizer);
   ~Engine();
 
-  // Queues a request (one sequence group). Fails (nothing queued) when the prompt is empty, holds
-  // an id outside the vocabulary, prompt + max_tokens exceeds the context, or the group cannot
-  // fit a step or the cache. The sink gets every delta of every returned sequence (delta.index).
+  // Queues a request (one sequence group). Fails (nothing queued) when Admission refuses it: the
+  // prompt is empty or holds an id outside the vocabulary, prompt + max_tokens exceeds the
+  // context, or the group cannot fit a step or the cache. The sink gets every delta of every
+  // returned sequence (delta.index).
   Result<uint64_t> add_request(GenerationRequest request, OutputSink sink);
   // Stops a request; its sink gets a final delta per open sequence with finish == cancelled at the
   // next step.
@@ -44,16 +46,17 @@ class Engine {
   Status step();
 
   const EngineConfig& config() const { return config_; }
+  // The limits this engine admits requests by (the routes refuse what it would refuse, up front).
+  AdmissionLimits admission_limits() const;
   const Scheduler& scheduler() const { return *scheduler_; }
   const TierCapacity& capacity() const;
 
  private:
-  Status check_group(const GenerationRequest& request) const;
-
   EngineConfig config_;
   std::unique_ptr<StepExecutor> executor_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<Scheduler> scheduler_;
+  Admission admission_{AdmissionLimits{}};
   uint64_t next_seq_id_ = 1;
 };
 

@@ -188,10 +188,10 @@ int serve(const ServerConfig& config, LoadedModel& model, DistributedExecutor* d
           const sigset_t& stop_signals, MpiRuntime& mpi) {
   RequestQueue queue(config.max_queue);
   Metrics metrics;
-  const Scheduler& scheduler = model.engine->scheduler();
+  AdmissionLimits limits = model.engine->admission_limits();
+  limits.max_queue = config.max_queue;
   RoutesContext rc{model.served, model.tokenizer, &queue, nullptr, &metrics, config.api_key,
-                   config.metrics_require_key, scheduler.blocks().n_pages(), config.block_size, config.cors,
-                   config.log_requests};
+                   config.metrics_require_key, limits, config.cors, config.log_requests};
   EngineLoopOptions loop_options;
   loop_options.debug_step_delay_ms = config.debug_step_delay_ms;
   loop_options.lose_on_unavailable = distributed != nullptr;

@@ -40,11 +40,6 @@ Result<uint64_t> RequestQueue::submit(std::vector<GenerationRequest> prompts,
   const int64_t n = sequences_of(prompts);
   std::lock_guard<std::mutex> lock(mu_);
   if (draining_.load() || stop_) return unavailable("the server is shutting down");
-  if (n > max_waiting_) {  // would never fit, however long the client waits
-    return invalid_argument("The request holds " + std::to_string(n) + " sequences (prompts times n or best_of) " +
-                            "but the server queues at most " + std::to_string(max_waiting_) +
-                            " (--max-queue). Please send fewer prompts or sequences per request.");
-  }
   if (n_pending_seqs_ + n_engine_waiting_ + n > max_waiting_) {
     return resource_exhausted("The server is busy: " + std::to_string(n_pending_seqs_ + n_engine_waiting_) +
                               " sequences are waiting (limit " + std::to_string(max_waiting_) +

@@ -66,9 +66,9 @@ class RequestQueue {
   explicit RequestQueue(int32_t max_waiting) : max_waiting_(max_waiting) {}
 
   // ---- HTTP threads ----
-  // Queues a request. invalid_argument when the request alone holds more than max_waiting
-  // sequences (400: retrying cannot help), resource_exhausted when the waiting sequences would
-  // exceed max_waiting (429), unavailable while draining or stopped (503). Returns the ticket.
+  // Queues a request. resource_exhausted when the waiting sequences would exceed max_waiting (429;
+  // a request larger than the whole queue is refused before, by Admission), unavailable while
+  // draining or stopped (503). Returns the ticket to cancel it with.
   Result<uint64_t> submit(std::vector<GenerationRequest> prompts, std::shared_ptr<DeltaChannel> channel,
                           Clock::time_point arrival);
   // The client went away: drops a request not yet taken, or forwards the cancel to the engine.

@@ -93,9 +93,6 @@ std::optional<HttpReply> GenerationJob::start(std::function<void()> notify) {
     ticket_ = *ticket;
     return std::nullopt;
   }
-  if (ticket.status().code() == StatusCode::invalid_argument) {
-    return error_reply(bad_request(ticket.status().message(), request_.prompts.size() > 1 ? "prompt" : "n"));
-  }
   if (ticket.status().code() == StatusCode::resource_exhausted) {
     return error_reply(429, ticket.status().message(), "rate_limit_error", "rate_limit_exceeded");
   }
@@ -248,17 +245,15 @@ bool Routes::authorized(std::string_view authorization) const {
   return constant_time_equal(key, ctx_.api_key);
 }
 
-std::optional<ApiError> Routes::check_pages(const CompletionRequest& request) const {
-  for (size_t p = 0; p < request.prompts.size(); ++p) {
-    const int64_t n_tokens = static_cast<int64_t>(request.prompts[p].size()) + request.max_tokens[p];
-    const int64_t pages = (n_tokens + ctx_.block_size - 1) / ctx_.block_size;
-    if (pages > ctx_.n_pages) {
-      return bad_request("The request needs " + std::to_string(n_tokens) + " tokens of KV cache (" +
-                             std::to_string(pages) + " pages) but the server's cache holds " +
-                             std::to_string(ctx_.n_pages) + " pages. Please lower max_tokens or the prompt length.",
-                         "max_tokens");
-    }
+// What the engine would refuse is refused here, before the queue, with Admission's message.
+std::optional<ApiError> Routes::admit(const CompletionRequest& request) const {
+  const Admission admission(ctx_.limits);
+  for (int32_t p = 0; p < static_cast<int32_t>(request.prompts.size()); ++p) {
+    if (auto refusal = admission.group(request.prompt_request(p))) return bad_request(refusal->message, refusal->param);
   }
+  const int64_t n_sequences = static_cast<int64_t>(request.prompts.size()) * request.params.group_size();
+  if (auto refusal = admission.queue(n_sequences, request.prompts.size() > 1))
+    return bad_request(refusal->message, refusal->param);
   return std::nullopt;
 }
 
@@ -270,7 +265,7 @@ RouteResult Routes::generation(ApiKind kind, std::string_view body, Clock::time_
   auto parsed = kind == ApiKind::completion ? parse_completion_request(body, ctx_.served, tok)
                                             : parse_chat_request(body, ctx_.served, tok);
   if (!parsed.is_ok()) return {error_reply(parsed.error()), nullptr};
-  if (auto error = check_pages(parsed.value())) return {error_reply(*error), nullptr};
+  if (auto error = admit(parsed.value())) return {error_reply(*error), nullptr};
   return {HttpReply{}, std::make_unique<GenerationJob>(std::move(parsed).value(), tok, *ctx_.queue, arrival)};
 }
 

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "coordinator/admission.h"
 #include "coordinator/api_json.h"
 #include "coordinator/api_response.h"
 #include "coordinator/cors.h"
@@ -108,8 +109,7 @@ struct RoutesContext {
   Metrics* metrics = nullptr;
   std::string api_key;     // "" = open
   bool metrics_need_key = false;  // /metrics is public unless this is set (like /health, /ready)
-  int32_t n_pages = 0;     // KV pages of the device tier (a sequence may use them all)
-  int32_t block_size = 16;
+  AdmissionLimits limits;  // what the engine admits (context, step width, KV pages, queue)
   CorsPolicy cors;         // browser origins that may call (none by default)
   bool log_requests = true;  // the JSON request log on stderr
 };
@@ -140,7 +140,7 @@ class Routes {
   HttpReply tokenize(std::string_view body) const;
   HttpReply detokenize(std::string_view body) const;
   bool authorized(std::string_view authorization) const;
-  std::optional<ApiError> check_pages(const CompletionRequest& request) const;
+  std::optional<ApiError> admit(const CompletionRequest& request) const;
 
   RoutesContext ctx_;
 };

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "common/tokenizer.h"
+#include "coordinator/admission.h"
 
 namespace kvmesh {
 
@@ -55,15 +56,6 @@ int32_t Scheduler::n_waiting() const {
   int32_t n = 0;
   for (const auto& g : waiting_) n += seats_of(*g);
   return n;
-}
-
-int32_t Scheduler::worst_case_pages(const GenerationRequest& r) const {
-  const auto n_prompt = static_cast<int64_t>(r.prompt_ids.size());
-  const int32_t total = blocks_.pages_for(n_prompt + r.max_tokens);
-  const int32_t width = r.group_size();
-  if (width <= 1) return total;
-  const auto shared = static_cast<int32_t>((n_prompt - 1) / blocks_.block_size());
-  return shared + width * (total - shared);
 }
 
 void Scheduler::drop_cancelled() {
@@ -216,7 +208,7 @@ bool Scheduler::admit_head(int32_t* budget, int32_t* seats, StepPlan* plan) {
     // A group starts only when its worst case fits beside what it already holds.
     std::unordered_set<int32_t> held;
     for (const auto& m : group.members) held.insert(m->block_table.begin(), m->block_table.end());
-    fits = blocks_.n_free() + static_cast<int32_t>(held.size()) >= worst_case_pages(group.request);
+    fits = blocks_.n_free() + static_cast<int32_t>(held.size()) >= Admission::worst_case_pages(group.request, blocks_.block_size());
   }
   if (!fits) {
     release_members(group);  // the reused pages stay cached

@@ -47,10 +47,6 @@ class Scheduler {
   // Ends every group (running and waiting) with an error delta.
   void fail_all(const Status& status);
 
-  // Device pages a group may need at most: the prompt's full pages once, and every member's own
-  // pages for the rest of the prompt and all of max_tokens.
-  int32_t worst_case_pages(const GenerationRequest& request) const;
-
   const BlockManager& blocks() const { return blocks_; }
   const TierPolicy& tier_policy() const { return policy_; }
   const SchedulerStats& stats() const { return stats_; }

@@ -115,7 +115,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   std::shared_ptr<const Tokenizer> tokenizer(std::move(loaded).value());
 
   const ServedModel served{config->name, config->n_positions, config->vocab_size,
-                           static_cast<int64_t>(std::time(nullptr))};
+                           static_cast<int64_t>(std::time(nullptr)), ""};
   auto request = parse_any_request(*text, served, *tokenizer);
   if (!request.is_ok()) return say(describe(request.error()));
 

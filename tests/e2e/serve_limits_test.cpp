@@ -76,8 +76,9 @@ TEST(ServeLimits, FullQueueGets429WithRetryAfter) {
   EXPECT_EQ(refused.status, 429) << refused.body;
   EXPECT_EQ(refused.header("retry-after"), "1");
   EXPECT_EQ(json::parse(refused.body)["error"]["type"], "rate_limit_error");
-  // n = 2 counts as two sequences.
-  EXPECT_EQ(post_json(port, "/v1/completions", json{{"prompt", "x"}, {"n", 2}}.dump()).status, 429);
+  // Two prompts count as two sequences (n = 2 could never run here: one step holds one sequence).
+  EXPECT_EQ(post_json(port, "/v1/completions", json{{"prompt", {"x", "y"}}, {"max_tokens", 3}}.dump()).status, 429);
+  EXPECT_EQ(post_json(port, "/v1/completions", json{{"prompt", "x"}, {"n", 2}}.dump()).status, 400);
   running->close();  // the queued ones run and finish
   for (auto& conn : queued) {
     HttpResponse res;
