@@ -1,7 +1,8 @@
 // The deploy/ files are valid and say what the docs say: scripts pass bash -n and shellcheck, the
-// YAML parses (python3-yaml) with the probes and policies serving needs, the systemd stop outlasts
-// the drain, launch.sh builds the documented mpirun line and rejects bad layouts, and the Slurm
-// script checks its task counts and calls srun --mpi=pmix. Nothing here starts MPI.
+// YAML parses (python3-yaml) with the probes and policies serving needs, every path they copy,
+// install or name exists, the systemd stop outlasts the drain, launch.sh builds the documented
+// mpirun line and rejects bad layouts, and the Slurm script checks its task counts and calls
+// srun --mpi=pmix. Nothing here starts MPI.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -88,14 +89,25 @@ assert all(s["metrics_path"] == "/metrics" for s in prom["scrape_configs"])
 print("yaml ok")
 )PY";
 
+std::string python3() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
+
 TEST(DeployFiles, YamlParsesAndKeepsServingPolicies) {
-  const std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-  CommandResult probe = run_command(python + " -c 'import yaml'", 30);
+  CommandResult probe = run_command(python3() + " -c 'import yaml'", 30);
   ASSERT_EQ(probe.exit_code, 0) << "python3 with PyYAML is needed (Debian python3-yaml, from deploy/install_deps.sh): "
                                 << probe.err;
-  CommandResult r = run_command(python + " -c " + shell_quote(kYamlCheck) + " " + kSource + "/deploy", 30);
+  CommandResult r = run_command(python3() + " -c " + shell_quote(kYamlCheck) + " " + kSource + "/deploy", 30);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_TRUE(has(r.out, "yaml ok")) << r.out;
+}
+
+// Dockerfile COPY sources, what its build stage reads (CMake's folders and includes, RUN lines'
+// files), the /opt/kvmesh paths the unit, manifests and scripts use, and every repository path a
+// deploy file names: all exist (tests/unit/deploy_paths_check.py says which do not).
+TEST(DeployFiles, EveryPathTheyCopyInstallOrNameExists) {
+  CommandResult r = run_command(python3() + " " + shell_quote(kSource + "/tests/unit/deploy_paths_check.py") + " " +
+                                    shell_quote(kSource), 60);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(has(r.out, "paths ok")) << r.out;
 }
 
 TEST(DeployFiles, SystemdStopOutlastsTheDrain) {
