@@ -188,8 +188,9 @@ def references(installed):
             if f == "deploy/docker/Dockerfile":
                 continue
             for m in OPT_REF.finditer(line):
-                if m.group(0) not in installed:
-                    problems.append(f"{f}:{n}: {m.group(0)} is not installed by deploy/docker/Dockerfile")
+                path = m.group(0)
+                if path not in installed and not any(i.startswith(path + "/") for i in installed):
+                    problems.append(f"{f}:{n}: {path} is not installed by deploy/docker/Dockerfile")
 
 
 references(dockerfile())
