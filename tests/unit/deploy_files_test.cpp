@@ -57,13 +57,20 @@ TEST(DeployFiles, ShellScriptsAreShellcheckClean) {
   }
 }
 
-// Loads every YAML file with PyYAML and checks the fields the README promises.
+// Loads every YAML file with PyYAML and checks the fields the README promises. Only rank 0 serves
+// HTTP (/metrics too): Prometheus must find exactly the pods it runs in, and no other.
 constexpr const char* kYamlCheck = R"PY(
-import re, sys, yaml
+import os, re, sys, yaml
 root = sys.argv[1]
 def load(name):
     with open(root + "/" + name) as f:
         return [d for d in yaml.safe_load_all(f) if d is not None]
+for d, _, files in os.walk(root):
+    for f in files:
+        if f.endswith((".yaml", ".yml")):
+            load(os.path.relpath(os.path.join(d, f), root))
+def scraped(meta):
+    return (meta or {}).get("annotations", {}).get("prometheus.io/scrape") == "true"
 lws, svc = load("k8s/leaderworkerset.yaml")
 assert lws["kind"] == "LeaderWorkerSet" and lws["apiVersion"].startswith("leaderworkerset.x-k8s.io/")
 t = lws["spec"]["leaderWorkerTemplate"]
@@ -77,6 +84,7 @@ assert leader["terminationGracePeriodSeconds"] > drain, "grace period must outla
 assert "launch.sh" in c["args"][0] and "--pp \"$LWS_GROUP_SIZE\"" in c["args"][0]
 assert t["workerTemplate"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
 assert svc["kind"] == "Service" and svc["spec"]["selector"]["role"] == "leader"
+assert scraped(t["leaderTemplate"]["metadata"]) and not scraped(t["workerTemplate"]["metadata"])
 job, job_svc = load("k8s/mpijob.yaml")
 assert job["kind"] == "MPIJob" and job["apiVersion"] == "kubeflow.org/v2beta1"
 specs = job["spec"]["mpiReplicaSpecs"]
@@ -84,8 +92,20 @@ assert set(specs) == {"Launcher", "Worker"}
 cmd = specs["Launcher"]["template"]["spec"]["containers"][0]["command"]
 assert cmd[0].endswith("launch.sh") and "/etc/mpi/hostfile" in cmd
 assert job_svc["kind"] == "Service"
+# Every worker pod shares one template but only worker 0 holds rank 0: the Service in front of it
+# is what Prometheus scrapes (endpoints discovery), not the pods.
+assert not any(scraped(s["template"].get("metadata")) for s in specs.values()), "workers 1.. have no /metrics"
+sel = job_svc["spec"]["selector"]
+assert sel["training.kubeflow.org/job-role"] == "worker" and sel["training.kubeflow.org/replica-index"] == "0"
+assert scraped(job_svc["metadata"]) and not scraped(svc["metadata"])
 (prom,) = load("prometheus/prometheus.yml")
 assert all(s["metrics_path"] == "/metrics" for s in prom["scrape_configs"])
+def keeps(job, label):
+    return any(r.get("action") == "keep" and label in r["source_labels"] and r["regex"] == "true"
+               for r in job.get("relabel_configs", []))
+roles = {s["kubernetes_sd_configs"][0]["role"]: s for s in prom["scrape_configs"] if "kubernetes_sd_configs" in s}
+assert keeps(roles["pod"], "__meta_kubernetes_pod_annotation_prometheus_io_scrape")
+assert keeps(roles["endpoints"], "__meta_kubernetes_service_annotation_prometheus_io_scrape")
 print("yaml ok")
 )PY";
 
