@@ -106,10 +106,16 @@ def dockerfile():
             args = shlex.split(rest)
             if any(a.startswith("--from") for a in args):
                 continue
-            for src in [a for a in args if not a.startswith("--")][:-1]:
+            operands = [a for a in args if not a.startswith("--")]
+            for src in operands[:-1]:
+                if "://" in src:
+                    continue  # ADD from a URL
                 src = os.path.normpath(src)
                 check_repo_path(f"{where}: {word}", src)
                 copies.append(src)
+                dest = operands[-1]
+                if dest.startswith("/opt/kvmesh") and exists(src):
+                    installed.add(os.path.join(dest, os.path.basename(src)) if dest.endswith("/") else dest)
         elif word == "RUN":
             if "-DKVMESH_BUILD_TESTS=OFF" in rest:
                 build_tests, build_copies = False, list(copies)
