@@ -89,7 +89,7 @@ def dockerfile():
     """Checks the Dockerfile; returns the paths under /opt/kvmesh its image holds."""
     where = "deploy/docker/Dockerfile"
     lines = re.sub(r"\\\n", " ", text(where)).splitlines()
-    stage_copies, copies, installed, stage = {}, [], set(), ""
+    stage_copies, copies, installed = {}, [], set()
     build_copies, build_tests = None, True
     for line in lines:
         s = line.strip()
@@ -99,23 +99,25 @@ def dockerfile():
         word = word.upper()
         if word == "FROM":
             args = rest.split()
-            copies = list(stage_copies.get(args[0], []))
-            stage = args[2] if len(args) >= 3 and args[1].upper() == "AS" else args[0]
-            stage_copies[stage] = copies
+            copies = list(stage_copies.get(args[0], []))  # a stage built on another keeps its files
+            stage_copies[args[2] if len(args) >= 3 and args[1].upper() == "AS" else args[0]] = copies
         elif word in ("COPY", "ADD"):
             args = shlex.split(rest)
             if any(a.startswith("--from") for a in args):
                 continue
             operands = [a for a in args if not a.startswith("--")]
+            dest = operands[-1]
             for src in operands[:-1]:
                 if "://" in src:
                     continue  # ADD from a URL
                 src = os.path.normpath(src)
                 check_repo_path(f"{where}: {word}", src)
-                copies.append(src)
-                dest = operands[-1]
-                if dest.startswith("/opt/kvmesh") and exists(src):
-                    installed.add(os.path.join(dest, os.path.basename(src)) if dest.endswith("/") else dest)
+                into_dir = dest.endswith("/") or len(operands) > 2
+                target = os.path.normpath(os.path.join(dest, os.path.basename(src)) if into_dir else dest)
+                if not dest.startswith("/"):
+                    copies.append(target)  # under WORKDIR, where the build runs
+                elif target.startswith("/opt/kvmesh/") and exists(src):
+                    installed.add(target)
         elif word == "RUN":
             if "-DKVMESH_BUILD_TESTS=OFF" in rest:
                 build_tests, build_copies = False, list(copies)
