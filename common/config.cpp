@@ -2,6 +2,7 @@
 // config.json that kvmesh-ckpt writes.
 #include "common/config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <climits>
 #include <cmath>
@@ -256,6 +257,17 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["use_cache"] = true;
   j["vocab_size"] = c.vocab_size;
   return j.dump(2) + "\n";
+}
+
+const std::vector<std::string>& kv_dtype_names() {
+  static const std::vector<std::string> names = {"f32", "fp32", "bf16", "f16", "fp16", "i8", "int8"};
+  return names;
+}
+
+bool parse_kv_dtype(std::string_view name, DType* out) {
+  const auto& names = kv_dtype_names();
+  if (std::find(names.begin(), names.end(), name) == names.end()) return false;
+  return parse_dtype(name, out);
 }
 
 }  // namespace kvmesh

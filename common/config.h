@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "common/tensor.h"
@@ -60,5 +62,10 @@ struct CacheConfig {
   std::string disk_dir;                // where the disk files live (required when disk_bytes > 0)
   bool disk_persist = false;           // keep the disk file and rebuild its index at start
 };
+
+// The names --kv-dtype takes (kvmesh-serve and kvmesh-plan alike): f32 fp32 bf16 f16 fp16 i8 int8.
+const std::vector<std::string>& kv_dtype_names();
+// One of kv_dtype_names() -> its DType; false (out untouched) for any other text, case included.
+bool parse_kv_dtype(std::string_view name, DType* out);
 
 }  // namespace kvmesh

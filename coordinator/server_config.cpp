@@ -55,7 +55,7 @@ void add_engine_flags(CLI::App& app, ServerConfig& c, RawFlags& raw) {
   app.add_option("--kv-disk-dir", c.kv_disk_dir, "Directory of the disk tier's files (one per rank)");
   app.add_flag("--kv-disk-persist", c.kv_disk_persist, "Keep disk pages across restarts (same model and layout)");
   app.add_option("--kv-dtype", c.kv_dtype, "KV cache dtype: f32, bf16, f16 or i8")
-      ->check(CLI::IsMember({"f32", "fp32", "bf16", "f16", "fp16", "i8", "int8"}));
+      ->check(CLI::IsMember(kv_dtype_names()));
   app.add_option("--device", c.device, "Compute backend: cpu or cuda (one GPU per rank)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", c.dtype,

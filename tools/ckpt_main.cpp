@@ -1,6 +1,9 @@
 // kvmesh-ckpt: writes a random GPT-2 checkpoint in Hugging Face layout (config.json,
 // model.safetensors, vocab.json, merges.txt) for tests and benchmarks without a real model.
+#include <unistd.h>
+
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -49,12 +52,37 @@ kvmesh::Result<kvmesh::CheckpointSpec> build_spec(const CLI::App& app, const Opt
   return spec;
 }
 
-void print_progress(const std::string& tensor, uint64_t done, uint64_t total) {
-  const double mb = 1.0 / (1 << 20);
-  std::fprintf(stderr, "\rkvmesh-ckpt: %5.1f%% (%.0f / %.0f MB) %-40s", total ? 100.0 * done / total : 100.0,
-               done * mb, total * mb, tensor.c_str());
-  std::fflush(stderr);
-}
+// Progress on stderr: on a terminal one line redrawn in place after every tensor; anywhere else (a
+// log file, a pipe) a plain line each time another 10 % is written, so at most ten lines.
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool tty) : tty_(tty) {}
+
+  void update(const std::string& tensor, uint64_t done, uint64_t total) {
+    const double mb = 1.0 / (1 << 20);
+    const double percent = total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 100.0;
+    if (tty_) {
+      std::fprintf(stderr, "\rkvmesh-ckpt: %5.1f%% (%.0f / %.0f MB) %-40s", percent, done * mb, total * mb,
+                   tensor.c_str());
+      drawn_ = true;
+    } else if (percent >= next_step_) {
+      std::fprintf(stderr, "kvmesh-ckpt: %.0f%% (%.0f / %.0f MB)\n", std::floor(percent), done * mb, total * mb);
+      while (next_step_ <= percent) next_step_ += 10.0;
+    }
+    std::fflush(stderr);
+  }
+
+  // Ends the redrawn line, so that what follows starts on its own.
+  void finish() {
+    if (drawn_) std::fprintf(stderr, "\n");
+    drawn_ = false;
+  }
+
+ private:
+  bool tty_;
+  bool drawn_ = false;
+  double next_step_ = 10.0;
+};
 
 }  // namespace
 
@@ -85,10 +113,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvmesh-ckpt: error: %s\n", spec.status().message().c_str());
     return 1;
   }
-  spec->progress = print_progress;
+  ProgressPrinter progress(isatty(STDERR_FILENO) != 0);
+  spec->progress = [&progress](const std::string& tensor, uint64_t done, uint64_t total) {
+    progress.update(tensor, done, total);
+  };
   const auto start = std::chrono::steady_clock::now();
   kvmesh::Status st = kvmesh::make_random_checkpoint(*spec);
-  std::fprintf(stderr, "\n");
+  progress.finish();
   if (!st.is_ok()) {
     std::fprintf(stderr, "kvmesh-ckpt: error: %s\n", st.message().c_str());
     return 1;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/server_config.h"
+#include "worker/kv_quant.h"
 #include "worker/parallel.h"
 #include "worker/shard_plan.h"
 
@@ -99,10 +100,12 @@ Status validate_options(const ModelConfig& c, const PlanOptions& o) {
     return invalid_argument("--context " + std::to_string(o.context) + " exceeds the model's " +
                             std::to_string(c.n_positions) + " positions");
   }
-  for (DType d : {o.weight_dtype, o.kv_dtype}) {
-    if (d != DType::f32 && d != DType::f16 && d != DType::bf16) {
-      return invalid_argument(std::string("dtype ") + dtype_name(d) + " is not planned (use fp32, fp16 or bf16)");
-    }
+  const DType w = o.weight_dtype;
+  if (w != DType::f32 && w != DType::f16 && w != DType::bf16) {
+    return invalid_argument(std::string("weight dtype ") + dtype_name(w) + " is not planned (use fp32, fp16 or bf16)");
+  }
+  if (!kv_dtype_supported(o.kv_dtype)) {
+    return invalid_argument(std::string("KV dtype ") + dtype_name(o.kv_dtype) + " is not planned (use f32, bf16, f16 or i8)");
   }
   return Status::ok();
 }

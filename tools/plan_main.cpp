@@ -39,7 +39,8 @@ void add_flags(CLI::App& app, RawOptions& raw, PlanOptions& o) {
   app.add_option("--context", o.context, "Tokens per sequence (default: the model's positions)")
       ->check(CLI::Range(1, 1 << 24));
   app.add_option("--weight-dtype", raw.weight_dtype, "Weight dtype: bf16, fp16, fp32")->capture_default_str();
-  app.add_option("--kv-dtype", raw.kv_dtype, "KV cache dtype: bf16, fp16, fp32")->capture_default_str();
+  app.add_option("--kv-dtype", raw.kv_dtype, "KV cache dtype, as kvmesh-serve takes it: bf16, f16, f32 or i8")
+      ->capture_default_str();
   app.add_option("--block-size", o.block_size, "Tokens per KV page")->check(CLI::Range(1, 4096))->capture_default_str();
   app.add_option("--tp", o.only_tp, "Only layouts with this TP")->check(CLI::Range(1, 1024));
   app.add_option("--pp", o.only_pp, "Only layouts with this PP")->check(CLI::Range(1, 1024));
@@ -56,7 +57,11 @@ Status apply_raw(const RawOptions& raw, PlanOptions& o) {
   if (!bw.is_ok()) return bw.status().with_context("--mem-bandwidth");
   o.cluster.mem_bandwidth = *bw;
   if (!parse_dtype(raw.weight_dtype, &o.weight_dtype)) return invalid_argument("--weight-dtype: unknown dtype '" + raw.weight_dtype + "'");
-  if (!parse_dtype(raw.kv_dtype, &o.kv_dtype)) return invalid_argument("--kv-dtype: unknown dtype '" + raw.kv_dtype + "'");
+  if (!parse_kv_dtype(raw.kv_dtype, &o.kv_dtype)) {
+    std::string names;
+    for (const std::string& n : kv_dtype_names()) names += (names.empty() ? "" : ", ") + n;
+    return invalid_argument("--kv-dtype: '" + raw.kv_dtype + "' is not one of " + names);
+  }
   return Status::ok();
 }
 

@@ -1,5 +1,6 @@
 // Tests of common/checkpoint_maker and kvmesh-ckpt: a tiny random GPT-2 checkpoint reopens with
-// every tensor in HF layout, is byte-identical for a seed, and reads back in f16/bf16.
+// every tensor in HF layout, is byte-identical for a seed, and reads back in f16/bf16; kvmesh-ckpt's
+// progress is redrawn in place on a terminal and a few plain lines anywhere else.
 #include "common/checkpoint_maker.h"
 
 #include <gtest/gtest.h>
@@ -211,6 +212,38 @@ TEST(CheckpointMaker, CommandLine) {
   EXPECT_EQ(run("--out " + tmp.sub("x") + " --preset nope"), 1);
   EXPECT_EQ(run("--layers 2"), 1);  // --out missing
   EXPECT_FALSE(fs::exists(tmp.sub("x") + "/model.safetensors"));
+}
+
+// Progress into a file (as in a log): plain lines at 10 % steps, no carriage returns; on a terminal
+// (script(1) gives the program one) the line is redrawn in place.
+TEST(CheckpointMaker, ProgressRedrawnOnATerminalPlainLinesElsewhere) {
+  const std::string bin = std::string(KVMESH_BIN_DIR) + "/tools/kvmesh-ckpt";
+  if (!fs::exists(bin)) GTEST_SKIP() << bin << " not built";
+  TempDir tmp;
+  const std::string args = " --out " + tmp.sub("m") + " --preset tiny --layers 24";  // 292 tensors
+  const int rc = std::system(("timeout 60 " + bin + args + " 2>" + tmp.sub("stderr.txt")).c_str());
+  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << rc;
+  const std::string err = slurp(tmp.sub("stderr.txt"));
+  const std::string head = err.substr(0, 600);  // enough of it to see what went wrong
+  EXPECT_EQ(err.find('\r'), std::string::npos) << head;
+  std::vector<std::string> progress;
+  for (size_t at = 0, nl; at < err.size(); at = nl + 1) {
+    nl = err.find('\n', at);
+    if (nl == std::string::npos) nl = err.size();
+    const std::string line = err.substr(at, nl - at);
+    if (line.find("% (") != std::string::npos) progress.push_back(line);
+  }
+  ASSERT_GE(progress.size(), 2u) << head;
+  EXPECT_LE(progress.size(), 10u) << head;
+  EXPECT_EQ(progress.back().rfind("kvmesh-ckpt: 100%", 0), 0u) << head;
+  EXPECT_NE(err.find("kvmesh-ckpt: wrote "), std::string::npos) << head;
+
+  if (std::system("script --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "script(1) is not installed";
+  const std::string line = bin + " --out " + tmp.sub("t") + " --preset tiny";
+  const int tty_rc = std::system(("timeout 60 script -qec '" + line + "' /dev/null >" + tmp.sub("tty.txt")).c_str());
+  const std::string tty = slurp(tmp.sub("tty.txt")).substr(0, 600);
+  ASSERT_TRUE(WIFEXITED(tty_rc) && WEXITSTATUS(tty_rc) == 0) << tty_rc << tty;
+  EXPECT_NE(tty.find("\rkvmesh-ckpt: "), std::string::npos) << tty;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // kvmesh-plan against byte counts worked out here from the GPT architecture (not from the planner's
-// code): GPT-3 175B on 8 and 16 H200s (141 GiB, 4.8 TB/s, 8 per node) and GPT-2 XL on one.
+// code): GPT-3 175B on 8 and 16 H200s (141 GiB, 4.8 TB/s, 8 per node) and GPT-2 XL on one; its
+// --kv-dtype takes exactly the names kvmesh-serve's does.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command_runner.h"
+#include "coordinator/server_config.h"
 
 namespace kvmesh::testing {
 namespace {
@@ -144,6 +146,33 @@ TEST(ClusterPlan, TextStatesTheFormulaAndTheRows) {
       << r.out;
   EXPECT_EQ(r.out.find("does not fit"), std::string::npos) << "only fitting layouts without --all";
   EXPECT_NE(r.out.find("15 of 18 layouts fit."), std::string::npos);
+}
+
+// i8 pages: one byte per element, then (from the next 16-byte boundary) an fp32 scale per token,
+// layer, K/V and head.
+TEST(ClusterPlan, Gpt3On8H200sWithI8Kv) {
+  const nlohmann::json j = plan_json("--model synthetic:gpt3-175b --gpus-per-node 8 --tp 8 --pp 1 --kv-dtype i8");
+  ASSERT_EQ(j["layouts"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["kv_dtype"], "i8") << j.dump();
+  const int64_t rows = kLayers * 2 * 16 * (96 / 8);  // (layer, K/V, token, head) rows of one page
+  const int64_t page = (rows * 128 + 15) / 16 * 16 + rows * 4;
+  EXPECT_EQ(j["layouts"][0]["kv_page_bytes_max"].get<int64_t>(), page);
+  EXPECT_TRUE(j["layouts"][0]["fits"].get<bool>());
+}
+
+// Every --kv-dtype spelling kvmesh-serve takes, kvmesh-plan takes; what the server refuses, the
+// planner refuses too (exit 2, naming the flag).
+TEST(ClusterPlan, KvDtypeNamesAreTheServers) {
+  for (const char* name : {"f32", "fp32", "bf16", "f16", "fp16", "i8", "int8", "half", "float16", "BF16", "u8",
+                           "i32", "int4", ""}) {
+    const char* argv[] = {"kvmesh-serve", "--kv-dtype", name};
+    const bool server_takes = parse_server_flags(3, argv).exit_code < 0;
+    CommandResult r = run_command(kPlan + " --model synthetic:gpt2-xl --kv-dtype " + shell_quote(name), 60);
+    EXPECT_EQ(r.exit_code != 2, server_takes) << "'" << name << "': " << r.err;
+    if (!server_takes) EXPECT_NE(r.err.find("--kv-dtype"), std::string::npos) << r.err;
+  }
+  const char* i8[] = {"kvmesh-serve", "--kv-dtype", "i8"};
+  EXPECT_LT(parse_server_flags(3, i8).exit_code, 0);
 }
 
 TEST(ClusterPlan, ErrorsAndNothingFits) {

@@ -1,5 +1,6 @@
 // Tests of common/config: Hugging Face config.json parsing (fixture and variants), validation
-// errors that name the file and field, the written config.json, and the parameter count.
+// errors that name the file and field, the written config.json, the parameter count, and the
+// names --kv-dtype takes.
 #include "common/config.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 namespace kvmesh {
 namespace {
@@ -202,6 +204,23 @@ TEST(ModelConfig, ParameterCount) {
   c.vocab_size = 7;
   // wte 14 + wpe 10 + ln1 4 + c_attn 12+6 + c_proj 4+2 + ln2 4 + c_fc 6+3 + mlp c_proj 6+2 + ln_f 4
   EXPECT_EQ(c.n_params(), 14 + 10 + 4 + 18 + 6 + 4 + 9 + 8 + 4);
+}
+
+// --kv-dtype's names (kvmesh-serve and kvmesh-plan both parse with these): exactly the listed
+// spellings, each to the dtype parse_dtype gives it; nothing else, not even another case.
+TEST(KvDtypeNames, ParseExactlyTheListedNames) {
+  EXPECT_EQ(kv_dtype_names(), (std::vector<std::string>{"f32", "fp32", "bf16", "f16", "fp16", "i8", "int8"}));
+  for (const std::string& name : kv_dtype_names()) {
+    DType got = DType::u8, want = DType::u8;
+    ASSERT_TRUE(parse_kv_dtype(name, &got)) << name;
+    ASSERT_TRUE(parse_dtype(name, &want)) << name;
+    EXPECT_EQ(got, want) << name;
+  }
+  for (const char* name : {"", "half", "float16", "BF16", "I8", "u8", "i32", "int4", "f32 "}) {
+    DType got = DType::i64;
+    EXPECT_FALSE(parse_kv_dtype(name, &got)) << name;
+    EXPECT_EQ(got, DType::i64) << name;
+  }
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The deploy/ files are valid and say what the docs say: scripts pass bash -n and shellcheck, the
-// YAML parses (python3-yaml) with the probes and policies serving needs, the systemd stop outlasts
-// the drain, launch.sh builds the documented mpirun line and rejects bad layouts, and the Slurm
-// script checks its task counts and calls srun --mpi=pmix. Nothing here starts MPI.
+// YAML parses (python3-yaml) with the probes and policies serving needs, every path they copy,
+// install or name exists, the systemd stop outlasts the drain, launch.sh builds the documented
+// mpirun line and rejects bad layouts, and the Slurm script checks its task counts and calls
+// srun --mpi=pmix. Nothing here starts MPI.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -56,13 +57,20 @@ TEST(DeployFiles, ShellScriptsAreShellcheckClean) {
   }
 }
 
-// Loads every YAML file with PyYAML and checks the fields the README promises.
+// Loads every YAML file with PyYAML and checks the fields the README promises. Only rank 0 serves
+// HTTP (/metrics too): Prometheus must find exactly the pods it runs in, and no other.
 constexpr const char* kYamlCheck = R"PY(
-import re, sys, yaml
+import os, re, sys, yaml
 root = sys.argv[1]
 def load(name):
     with open(root + "/" + name) as f:
         return [d for d in yaml.safe_load_all(f) if d is not None]
+for d, _, files in os.walk(root):
+    for f in files:
+        if f.endswith((".yaml", ".yml")):
+            load(os.path.relpath(os.path.join(d, f), root))
+def scraped(meta):
+    return (meta or {}).get("annotations", {}).get("prometheus.io/scrape") == "true"
 lws, svc = load("k8s/leaderworkerset.yaml")
 assert lws["kind"] == "LeaderWorkerSet" and lws["apiVersion"].startswith("leaderworkerset.x-k8s.io/")
 t = lws["spec"]["leaderWorkerTemplate"]
@@ -76,6 +84,7 @@ assert leader["terminationGracePeriodSeconds"] > drain, "grace period must outla
 assert "launch.sh" in c["args"][0] and "--pp \"$LWS_GROUP_SIZE\"" in c["args"][0]
 assert t["workerTemplate"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
 assert svc["kind"] == "Service" and svc["spec"]["selector"]["role"] == "leader"
+assert scraped(t["leaderTemplate"]["metadata"]) and not scraped(t["workerTemplate"]["metadata"])
 job, job_svc = load("k8s/mpijob.yaml")
 assert job["kind"] == "MPIJob" and job["apiVersion"] == "kubeflow.org/v2beta1"
 specs = job["spec"]["mpiReplicaSpecs"]
@@ -83,19 +92,42 @@ assert set(specs) == {"Launcher", "Worker"}
 cmd = specs["Launcher"]["template"]["spec"]["containers"][0]["command"]
 assert cmd[0].endswith("launch.sh") and "/etc/mpi/hostfile" in cmd
 assert job_svc["kind"] == "Service"
+# Every worker pod shares one template but only worker 0 holds rank 0: the Service in front of it
+# is what Prometheus scrapes (endpoints discovery), not the pods.
+assert not any(scraped(s["template"].get("metadata")) for s in specs.values()), "workers 1.. have no /metrics"
+sel = job_svc["spec"]["selector"]
+assert sel["training.kubeflow.org/job-role"] == "worker" and sel["training.kubeflow.org/replica-index"] == "0"
+assert scraped(job_svc["metadata"]) and not scraped(svc["metadata"])
 (prom,) = load("prometheus/prometheus.yml")
 assert all(s["metrics_path"] == "/metrics" for s in prom["scrape_configs"])
+def keeps(job, label):
+    return any(r.get("action") == "keep" and label in r["source_labels"] and r["regex"] == "true"
+               for r in job.get("relabel_configs", []))
+roles = {s["kubernetes_sd_configs"][0]["role"]: s for s in prom["scrape_configs"] if "kubernetes_sd_configs" in s}
+assert keeps(roles["pod"], "__meta_kubernetes_pod_annotation_prometheus_io_scrape")
+assert keeps(roles["endpoints"], "__meta_kubernetes_service_annotation_prometheus_io_scrape")
 print("yaml ok")
 )PY";
 
+std::string python3() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
+
 TEST(DeployFiles, YamlParsesAndKeepsServingPolicies) {
-  const std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-  CommandResult probe = run_command(python + " -c 'import yaml'", 30);
+  CommandResult probe = run_command(python3() + " -c 'import yaml'", 30);
   ASSERT_EQ(probe.exit_code, 0) << "python3 with PyYAML is needed (Debian python3-yaml, from deploy/install_deps.sh): "
                                 << probe.err;
-  CommandResult r = run_command(python + " -c " + shell_quote(kYamlCheck) + " " + kSource + "/deploy", 30);
+  CommandResult r = run_command(python3() + " -c " + shell_quote(kYamlCheck) + " " + kSource + "/deploy", 30);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_TRUE(has(r.out, "yaml ok")) << r.out;
+}
+
+// Dockerfile COPY sources, what its build stage reads (CMake's folders and includes, RUN lines'
+// files), the /opt/kvmesh paths the unit, manifests and scripts use, and every repository path a
+// deploy file names: all exist (tests/unit/deploy_paths_check.py says which do not).
+TEST(DeployFiles, EveryPathTheyCopyInstallOrNameExists) {
+  CommandResult r = run_command(python3() + " " + shell_quote(kSource + "/tests/unit/deploy_paths_check.py") + " " +
+                                    shell_quote(kSource), 60);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(has(r.out, "paths ok")) << r.out;
 }
 
 TEST(DeployFiles, SystemdStopOutlastsTheDrain) {
