@@ -82,7 +82,7 @@ double measure_read_bandwidth_gbs(int n_threads, size_t bytes) {
   std::fill(buf, buf + n, 1.0f);
   double best = 0.0;
   for (int rep = 0; rep < 4; ++rep) {
-    const double t0 = now_seconds();
+    const double t0 = seconds_now();
     double total = 0;
 #pragma omp parallel num_threads(n_threads) reduction(+ : total)
     {
@@ -91,7 +91,7 @@ double measure_read_bandwidth_gbs(int n_threads, size_t bytes) {
       const size_t begin = static_cast<size_t>(omp_get_thread_num()) * chunk;
       total += sum_floats(buf + begin, chunk);
     }
-    const double dt = now_seconds() - t0;
+    const double dt = seconds_now() - t0;
     if (total <= 0) std::printf("bandwidth check failed\n");
     best = std::max(best, static_cast<double>(bytes) / dt / 1e9);
   }

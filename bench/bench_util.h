@@ -5,11 +5,10 @@
 #include <cstdio>
 #include <string>
 
+#include "common/clock.h"
+
 namespace kvmesh::bench {
 
-inline double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Best-of-four read bandwidth in GB/s with n_threads over a buffer of `bytes` (by default 1 GiB,
 // larger than most caches; the cache share of a smaller buffer counts, as it does for a real working set).

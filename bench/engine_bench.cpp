@@ -11,7 +11,9 @@
 #include "common/data_dir.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
-#include "coordinator/step_executor.h"
+#include "coordinator/engine_factory.h"
+#include "common/step_executor.h"
+#include "worker/local_executor.h"
 #include "worker/worker.h"
 
 using namespace kvmesh;
@@ -19,32 +21,32 @@ using namespace kvmesh;
 namespace {
 
 std::unique_ptr<Engine> make_engine(const std::string& dir, int threads, DType weight_dtype) {
-  WorkerOptions wo;
-  wo.model_dir = dir;
-  wo.cache.device_bytes = 1ll << 30;
-  wo.n_threads = threads;
-  wo.weight_dtype = weight_dtype;
-  auto worker = Worker::create(wo);
-  if (!worker.is_ok()) {
-    std::fprintf(stderr, "%s\n", worker.status().to_string().c_str());
+  EngineSpec spec;
+  spec.worker.model_dir = dir;
+  spec.worker.cache.device_bytes = 1ll << 30;
+  spec.worker.n_threads = threads;
+  spec.worker.weight_dtype = weight_dtype;
+  spec.max_batch_tokens = 4096;
+  auto tok = Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir());
+  if (!tok.is_ok()) {
+    std::fprintf(stderr, "%s\n", tok.status().to_string().c_str());
     return nullptr;
   }
-  auto tok = Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir());
-  EngineConfig ec;
-  ec.model = (*worker)->model_config();
-  ec.cache = wo.cache;
-  ec.max_batch_tokens = 4096;
-  return std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker).value()),
-                                  std::shared_ptr<const Tokenizer>(std::move(tok).value()));
+  auto engine = make_local_engine(spec, std::shared_ptr<const Tokenizer>(std::move(tok).value()));
+  if (!engine.is_ok()) {
+    std::fprintf(stderr, "%s\n", engine.status().to_string().c_str());
+    return nullptr;
+  }
+  return std::move(engine).value();
 }
 
 // Seconds to prefill n_prompt tokens of one sequence (one step, sampling its first token).
 double time_prefill(Engine& engine, int n_prompt) {
   int done = 0;
   (void)engine.add_request(bench::synthetic_request(n_prompt, 1, 0), [&](const GenerationDelta& d) { done += d.finish != FinishReason::none; });
-  const double t0 = bench::now_seconds();
+  const double t0 = seconds_now();
   while (!done) (void)engine.step();
-  return bench::now_seconds() - t0;
+  return seconds_now() - t0;
 }
 
 }  // namespace

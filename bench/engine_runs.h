@@ -56,11 +56,11 @@ inline double decode_tokens_per_s(Engine& engine, int batch, int n_new, Picking 
     if (++steps > max_steps || !engine.step().is_ok()) return 0.0;
   }
   if (on_decode_start) on_decode_start();
-  const double t0 = now_seconds();
+  const double t0 = seconds_now();
   while (done < batch) {
     if (++steps > max_steps || !engine.step().is_ok()) return 0.0;
   }
-  return static_cast<double>(batch) * (n_new - 1) / (now_seconds() - t0);
+  return static_cast<double>(batch) * (n_new - 1) / (seconds_now() - t0);
 }
 
 }  // namespace kvmesh::bench

@@ -24,7 +24,9 @@
 #include "common/synthetic_models.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
-#include "coordinator/step_executor.h"
+#include "coordinator/engine_factory.h"
+#include "common/step_executor.h"
+#include "worker/local_executor.h"
 #include "worker/cuda/cuda_backend.h"
 #include "worker/cuda/device_bandwidth.h"
 #include "worker/cuda/op_times.h"
@@ -45,7 +47,8 @@ struct Variant {
 };
 
 std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs, const Variant& variant) {
-  WorkerOptions wo;
+  EngineSpec spec;
+  WorkerOptions& wo = spec.worker;
   wo.decode_graphs = variant.graphs;
   wo.cuda.fused_epilogues = variant.fused_epilogues;
   wo.cuda.few_rows_kernel = variant.few_rows_kernel;
@@ -55,20 +58,16 @@ std::unique_ptr<Engine> make_engine(const std::string& model, int max_seqs, cons
   wo.weight_dtype = DType::bf16;
   wo.cache.kv_dtype = DType::bf16;
   wo.cache.device_bytes = 16ll << 30;
-  auto worker = Worker::create(wo);
-  if (!worker.is_ok()) {
-    std::fprintf(stderr, "gpu_decode_bench: %s\n", worker.status().to_string().c_str());
-    return nullptr;
-  }
+  spec.max_batch_tokens = 8192;
+  spec.max_num_seqs = max_seqs;
   auto tok = Tokenizer::from_vocab_merges(KVMESH_DATA_DIR "/gpt2/vocab.json", KVMESH_DATA_DIR "/gpt2/merges.txt");
   if (!tok.is_ok()) return nullptr;
-  EngineConfig ec;
-  ec.model = (*worker)->model_config();
-  ec.cache = wo.cache;
-  ec.max_batch_tokens = 8192;
-  ec.max_num_seqs = max_seqs;
-  return std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker).value()),
-                                  std::shared_ptr<const Tokenizer>(std::move(tok).value()));
+  auto engine = make_local_engine(spec, std::shared_ptr<const Tokenizer>(std::move(tok).value()));
+  if (!engine.is_ok()) {
+    std::fprintf(stderr, "gpu_decode_bench: %s\n", engine.status().to_string().c_str());
+    return nullptr;
+  }
+  return std::move(engine).value();
 }
 
 // The columns of the graphs engine with requests that draw their tokens.

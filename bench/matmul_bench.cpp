@@ -113,12 +113,12 @@ double seconds_per_call(Buffers& b, const Fn& fn) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   fn(b.w_copies.size() - 1);  // warm-up (threads, page faults of y)
   size_t calls = 0;
-  const double t0 = bench::now_seconds();
+  const double t0 = seconds_now();
   double dt = 0.0;
   do {
     fn(calls % b.w_copies.size());
     ++calls;
-    dt = bench::now_seconds() - t0;
+    dt = seconds_now() - t0;
   } while (dt < kMinSeconds || calls < 2);
   return dt / static_cast<double>(calls);
 }

@@ -1,5 +1,6 @@
 // Small non-cryptographic hashes shared across kvmesh: the splitmix64 finaliser (seeds and
-// counter-based random draws) and 64-bit FNV-1a (page hashes, names).
+// counter-based random draws), 64-bit FNV-1a (page hashes, names) and XXH64 (disk checksums and
+// model fingerprints).
 #pragma once
 
 #include <cstddef>
@@ -25,5 +26,9 @@ inline uint64_t fnv1a64(const void* data, size_t n, uint64_t h = kFnvOffset) {
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * kFnvPrime;
   return h;
 }
+
+// 64-bit hash of bytes by the XXH64 algorithm (fast over large buffers): disk-page checksums and
+// model fingerprints.
+uint64_t hash64(const void* data, size_t n, uint64_t seed = 0);
 
 }  // namespace kvmesh

@@ -49,6 +49,13 @@ std::string dump_json(const Json& value, int indent) {
   return value.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
+std::string sse_event(std::string_view payload) {
+  std::string event = "data: ";
+  event.append(payload);
+  event += "\n\n";
+  return event;
+}
+
 namespace {
 
 std::mt19937_64& thread_rng() {

@@ -101,6 +101,8 @@ struct CompletionRequest {
 
 // Serializes a response; invalid UTF-8 (a prompt of raw token ids) becomes U+FFFD, never a throw.
 std::string dump_json(const Json& value, int indent = -1);
+// One server-sent event carrying `payload`: "data: <payload>\n\n"; sse_event(kDoneMarker) ends a stream.
+std::string sse_event(std::string_view payload);
 
 // prefix + 32 random hex digits ("cmpl-...", "chatcmpl-...").
 std::string make_request_id(const std::string& prefix);

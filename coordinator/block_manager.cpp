@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/hashing.h"
+
 namespace kvmesh {
 
 const char* tier_name(Tier tier) {
@@ -16,9 +18,11 @@ const char* tier_name(Tier tier) {
 }
 
 uint64_t page_hash(uint64_t parent_hash, const int32_t* tokens, int32_t n_tokens, const std::string& salt) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the parent, tokens and salt
+  uint64_t h = kFnvOffset;  // FNV-1a over the parent, tokens and salt, each as 8 little-endian bytes
   auto mix = [&h](uint64_t v) {
-    for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ull;
+    unsigned char bytes[8];
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(v >> (8 * i));
+    h = fnv1a64(bytes, sizeof bytes, h);
   };
   mix(parent_hash);
   for (int32_t i = 0; i < n_tokens; ++i) mix(static_cast<uint32_t>(tokens[i]));

@@ -6,7 +6,7 @@
 
 #include "common/tokenizer.h"
 #include "coordinator/scheduler.h"
-#include "coordinator/step_executor.h"
+#include "common/step_executor.h"
 
 namespace kvmesh {
 namespace {

@@ -20,6 +20,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/clock.h"
 #include "coordinator/routes.h"
 
 namespace kvmesh {
@@ -35,10 +36,6 @@ constexpr auto kLingerTime = std::chrono::seconds(2);  // reading leftovers befo
 
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
-}
-
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
 struct ServerShared {

@@ -15,12 +15,13 @@
 #include "common/hashing.h"
 #include "common/tokenizer.h"
 #include "coordinator/default_model.h"
+#include "coordinator/engine_factory.h"
 #include "coordinator/engine_loop.h"
 #include "coordinator/http_server.h"
 #include "coordinator/routes.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/server_config.h"
-#include "coordinator/step_executor.h"
+#include "common/step_executor.h"
 #include "common/synthetic_models.h"
 #include "worker/disk_store.h"
 #include "worker/launch.h"
@@ -106,23 +107,24 @@ Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, Rank
                               " positions (n_positions)");
     }
   }
-  const WorkerOptions wo = worker_options(config, dir);
-  KVMESH_ASSIGN_OR_RETURN(*role, start_rank(mpi, wo, control_options(config)));
+  EngineSpec spec;
+  spec.worker = worker_options(config, dir);
+  spec.max_num_seqs = config.max_num_seqs;
+  spec.max_batch_tokens = config.max_batch_tokens;
+  spec.max_model_len = config.max_model_len;
+  std::shared_ptr<const Tokenizer> shared_tokenizer = std::move(tokenizer);
+  KVMESH_ASSIGN_OR_RETURN(RankEngine started, start_rank_engine(mpi, spec, control_options(config), shared_tokenizer));
+  *role = std::move(started.role);
   LoadedModel out;
   if (mpi.rank() != 0) return out;
-  EngineConfig ec;
-  ec.model = role->worker->model_config();
-  if (config.max_model_len > 0) ec.model.n_positions = config.max_model_len;  // what the engine admits
-  ec.cache = wo.cache;
-  ec.max_num_seqs = config.max_num_seqs;
-  ec.max_batch_tokens = config.max_batch_tokens;
-  out.served.name = config.served_model_name.empty() ? ec.model.name : config.served_model_name;
-  out.served.n_positions = ec.model.n_positions;
-  out.served.vocab_size = ec.model.vocab_size;
+  const ModelConfig& served = started.engine->config().model;  // n_positions: what the engine admits
+  out.served.name = config.served_model_name.empty() ? served.name : config.served_model_name;
+  out.served.n_positions = served.n_positions;
+  out.served.vocab_size = served.vocab_size;
   out.served.created = static_cast<int64_t>(std::time(nullptr));
-  out.served.fingerprint = system_fingerprint(wo, role->worker->model_config());
-  out.tokenizer = std::move(tokenizer);
-  out.engine = std::make_unique<Engine>(ec, std::move(role->executor), out.tokenizer);
+  out.served.fingerprint = system_fingerprint(spec.worker, role->worker->model_config());
+  out.tokenizer = std::move(shared_tokenizer);
+  out.engine = std::move(started.engine);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "common/clock.h"
 #include "common/tokenizer.h"
 #include "coordinator/api_request.h"
 #include "coordinator/engine_loop.h"
@@ -37,10 +38,6 @@ HttpReply json_reply(const Json& body, int status = 200) {
 std::string_view path_of(std::string_view target) {
   const size_t q = target.find_first_of("?#");
   return q == std::string_view::npos ? target : target.substr(0, q);
-}
-
-double ms_since(Clock::time_point start, Clock::time_point end) {
-  return std::chrono::duration<double, std::milli>(end - start).count();
 }
 
 }  // namespace
@@ -109,8 +106,8 @@ std::string GenerationJob::take() {
   if (!channel_) return sse;
   for (ChoiceEvent& event : channel_->take()) on_event(event, sse);
   if (stream_ && finished() && !done_sent_) {
-    if (auto usage = stream_->usage_chunk()) sse += "data: " + dump_json(*usage) + "\n\n";
-    sse += std::string("data: ") + kDoneMarker + "\n\n";
+    if (auto usage = stream_->usage_chunk()) sse += sse_event(dump_json(*usage));
+    sse += sse_event(kDoneMarker);
     done_sent_ = true;
   }
   return sse;
@@ -121,7 +118,7 @@ void GenerationJob::on_event(ChoiceEvent& event, std::string& sse) {
   GenerationOutput& out = outputs_[static_cast<size_t>(event.index)];
   if (out.finished()) return;
   if (ttft_ms_ < 0 && !event.delta.token_ids.empty()) ttft_ms_ = ms_since(arrival_, event.at);
-  if (stream_) sse += "data: " + dump_json(stream_->chunk(event.index, event.delta)) + "\n\n";
+  if (stream_) sse += sse_event(dump_json(stream_->chunk(event.index, event.delta)));
   out.append(event.delta);
   if (out.finished()) ++n_finished_;
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/byte_size.h"
 #include "common/status.h"
 #include "coordinator/cors.h"
 
@@ -70,8 +71,5 @@ struct FlagsOutcome {
 
 FlagsOutcome parse_server_flags(int argc, const char* const* argv);
 
-// "256MiB" -> 268435456. Units (case-insensitive): B, K/KiB, M/MiB, G/GiB, T/TiB (powers of 1024),
-// KB, MB, GB, TB (powers of 1000); a bare number is bytes; a decimal point is allowed ("1.5GiB").
-Result<int64_t> parse_byte_size(const std::string& text);
 
 }  // namespace kvmesh

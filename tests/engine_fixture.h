@@ -14,8 +14,10 @@
 #include "common/config.h"
 #include "common/tokenizer.h"
 #include "coordinator/engine.h"
+#include "coordinator/engine_factory.h"
 #include "coordinator/scheduler.h"
-#include "coordinator/step_executor.h"
+#include "common/step_executor.h"
+#include "worker/local_executor.h"
 #include "shipped_tokenizer.h"
 #include "worker/worker.h"
 
@@ -69,7 +71,8 @@ inline GenerationRequest greedy_request(const std::vector<int32_t>& prompt, int3
 // worker, when given, sees the engine's worker (owned by the engine).
 inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const EngineOptions& o,
                                            std::string* error = nullptr, const Worker** worker_out = nullptr) {
-  WorkerOptions wo;
+  EngineSpec spec;
+  WorkerOptions& wo = spec.worker;
   wo.model_dir = model_dir;
   wo.cache.block_size = o.block_size;
   wo.cache.device_bytes = o.device_bytes;
@@ -84,19 +87,14 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.decode_graphs = !o.eager;
   wo.weight_dtype = o.weight_dtype;
   wo.cuda = o.cuda;
-  auto worker = Worker::create(wo);
-  if (!worker.is_ok()) {
-    if (error) *error = worker.status().to_string();
+  spec.max_batch_tokens = o.max_batch_tokens;
+  spec.max_num_seqs = o.max_num_seqs;
+  auto engine = make_local_engine(spec, gpt2_tokenizer(), nullptr, worker_out);
+  if (!engine.is_ok()) {
+    if (error) *error = engine.status().to_string();
     return nullptr;
   }
-  if (worker_out != nullptr) *worker_out = worker->get();
-  EngineConfig ec;
-  ec.model = (*worker)->model_config();
-  ec.cache = wo.cache;
-  ec.max_batch_tokens = o.max_batch_tokens;
-  ec.max_num_seqs = o.max_num_seqs;
-  return std::make_unique<Engine>(ec, std::make_unique<LocalExecutor>(std::move(worker).value()),
-                                  gpt2_tokenizer());
+  return std::move(engine).value();
 }
 
 // Submits every request at once and steps until all finish. Outputs in request order.

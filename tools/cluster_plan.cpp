@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "coordinator/server_config.h"
+#include "common/byte_size.h"
 #include "worker/kv_quant.h"
 #include "worker/parallel.h"
 #include "worker/shard_plan.h"

@@ -22,7 +22,8 @@
 #include "coordinator/api_request.h"
 #include "coordinator/api_response.h"
 #include "coordinator/engine.h"
-#include "coordinator/step_executor.h"
+#include "coordinator/engine_factory.h"
+#include "common/step_executor.h"
 #include "common/synthetic_models.h"
 #include "worker/launch.h"
 #include "worker/worker.h"
@@ -71,7 +72,7 @@ std::string describe(const ApiError& error) {
 }
 
 void print_event(const Json& payload) {
-  std::fputs(("data: " + dump_json(payload) + "\n\n").c_str(), stdout);
+  std::fputs(sse_event(dump_json(payload)).c_str(), stdout);
   std::fflush(stdout);
 }
 
@@ -119,7 +120,8 @@ int generate(const Options& options, MpiRuntime& mpi) {
   auto request = parse_any_request(*text, served, *tokenizer);
   if (!request.is_ok()) return say(describe(request.error()));
 
-  WorkerOptions worker_options;
+  EngineSpec spec;
+  WorkerOptions& worker_options = spec.worker;
   worker_options.model_dir = options.model_dir;
   worker_options.cache.block_size = options.block_size;
   worker_options.n_threads = options.n_threads;
@@ -133,16 +135,12 @@ int generate(const Options& options, MpiRuntime& mpi) {
   control.report_timing = options.timing;
   control.step_timeout_s = options.step_timeout_s;
   control.startup_timeout_s = options.startup_timeout_s;
-  auto role = start_rank(mpi, worker_options, control);
-  Worker* worker = role.is_ok() ? role->worker : nullptr;
-  if (!role.is_ok()) return say(role.status().message());
-  if (!leader) return role->worker_loop_status.is_ok() ? 0 : 1;
-
-  EngineConfig engine_config;
-  engine_config.model = role->worker->model_config();
-  engine_config.cache = worker_options.cache;
-  DistributedExecutor* distributed = role->distributed;
-  Engine engine(engine_config, std::move(role->executor), tokenizer);
+  auto rank_engine = start_rank_engine(mpi, spec, control, tokenizer);
+  if (!rank_engine.is_ok()) return say(rank_engine.status().message());
+  if (!leader) return rank_engine->role.worker_loop_status.is_ok() ? 0 : 1;
+  const Worker* worker = rank_engine->role.worker;
+  DistributedExecutor* distributed = rank_engine->role.distributed;
+  Engine& engine = *rank_engine->engine;
 
   const CompletionRequest& req = request.value();
   std::unique_ptr<StreamBuilder> stream;
@@ -166,7 +164,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   }
   if (stream) {
     if (auto usage = stream->usage_chunk(); usage && status.is_ok()) print_event(*usage);
-    std::fputs((std::string("data: ") + kDoneMarker + "\n\n").c_str(), stdout);
+    std::fputs(sse_event(kDoneMarker).c_str(), stdout);
     std::fflush(stdout);
   }
   if (!status.is_ok()) return fail("generation failed: " + status.message());

@@ -7,7 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/synthetic_models.h"
-#include "coordinator/server_config.h"
+#include "common/byte_size.h"
 #include "tools/cluster_plan.h"
 
 namespace kvmesh {

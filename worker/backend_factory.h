@@ -8,13 +8,12 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "common/device_flags.h"
 #include "common/tensor.h"
 #include "worker/backend.h"
 #include "worker/cuda_backend_options.h"
 
 namespace kvmesh {
-
-enum class DeviceKind { cpu, cuda };
 
 struct BackendOptions {
   DeviceKind device = DeviceKind::cpu;
@@ -26,19 +25,9 @@ struct BackendOptions {
   CudaBackendOptions cuda;          // CUDA: how the backend runs its ops
 };
 
-// "cpu" / "cuda"; false for anything else.
-bool parse_device(std::string_view name, DeviceKind* out);
-const char* device_name(DeviceKind device);
 // Whether this build carries the CUDA backend (and NCCL).
 bool cuda_backend_built();
 bool nccl_built();
-
-// The dtype a device keeps matrix weights in: `requested`, or by default f32 on the CPU (the
-// reference) and bf16 on CUDA. CPU takes f32 or bf16, CUDA bf16 or f16; anything else is an error
-// naming the flag.
-Result<DType> resolve_weight_dtype(DeviceKind device, std::optional<DType> requested);
-// `--device` and `--dtype` ("auto" or a dtype name) as given on a command line, checked together.
-Result<DType> weight_dtype_from_flags(std::string_view device, std::string_view dtype);
 
 Result<std::unique_ptr<Backend>> make_backend(const BackendOptions& options);
 

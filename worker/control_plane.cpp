@@ -9,15 +9,13 @@
 #include <string>
 #include <thread>
 
+#include "common/clock.h"
+
 namespace kvmesh {
 namespace {
 
 constexpr int kResultLengthTag = 1;
 constexpr int kResultBytesTag = 2;
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Polls a request until it completes or timeout_s passes (timeout_s <= 0: no deadline).
 Status wait_bounded(MPI_Request* request, double timeout_s, const char* what) {

@@ -10,12 +10,11 @@
 
 #include "common/config.h"
 #include "common/status.h"
+#include "common/hashing.h"
 #include "common/step_executor.h"
 
 namespace kvmesh {
 
-// 64-bit hash of bytes (the XXH64 algorithm): payload checksums and model fingerprints.
-uint64_t hash64(const void* data, size_t n, uint64_t seed = 0);
 
 // What makes a page on disk usable by this process: same model and checkpoint, KV dtype, block
 // size and TP x PP layout (hash over all of them), and the same rank.

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/byte_io.h"
+#include "common/clock.h"
 #include "common/synthetic_models.h"
 #include "worker/disk_store.h"
 #include "worker/kv_store.h"
@@ -21,10 +22,6 @@
 namespace kvmesh {
 
 namespace {
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 Status validate_seq(const SeqWork& s, const ModelConfig& c, int32_t block_size, int32_t n_pages) {
   const std::string who = "sequence " + std::to_string(s.seq_id) + ": ";

@@ -40,7 +40,7 @@ class ApiJsonTest : public ::testing::Test {
     return r.is_ok() ? ApiError{} : r.error();
   }
 
-  ServedModel served_{"gpt2", 64, 50257, 1700000000};
+  ServedModel served_{"gpt2", 64, 50257, 1700000000, ""};
 };
 
 }  // namespace kvmesh

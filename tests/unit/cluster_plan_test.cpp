@@ -169,7 +169,9 @@ TEST(ClusterPlan, KvDtypeNamesAreTheServers) {
     const bool server_takes = parse_server_flags(3, argv).exit_code < 0;
     CommandResult r = run_command(kPlan + " --model synthetic:gpt2-xl --kv-dtype " + shell_quote(name), 60);
     EXPECT_EQ(r.exit_code != 2, server_takes) << "'" << name << "': " << r.err;
-    if (!server_takes) EXPECT_NE(r.err.find("--kv-dtype"), std::string::npos) << r.err;
+    if (!server_takes) {
+      EXPECT_NE(r.err.find("--kv-dtype"), std::string::npos) << r.err;
+    }
   }
   const char* i8[] = {"kvmesh-serve", "--kv-dtype", "i8"};
   EXPECT_LT(parse_server_flags(3, i8).exit_code, 0);

@@ -11,10 +11,10 @@ namespace {
 // worker does when a copy breaks), so the coordinator must treat their pages as lost.
 class FailingMovesExecutor : public StepExecutor {
  public:
-  FailingMovesExecutor(std::unique_ptr<Worker> worker, CacheOpKind kind, int budget)
-      : inner_(std::move(worker)), kind_(kind), budget_(budget) {}
+  FailingMovesExecutor(std::unique_ptr<StepExecutor> inner, CacheOpKind kind, int budget)
+      : inner_(std::move(inner)), kind_(kind), budget_(budget) {}
   Status execute(const StepPlan& plan, StepResult* result) override {
-    KVMESH_RETURN_IF_ERROR(inner_.execute(plan, result));
+    KVMESH_RETURN_IF_ERROR(inner_->execute(plan, result));
     for (size_t i = 0; i < plan.cache_ops.size() && budget_ > 0; ++i) {
       if (plan.cache_ops[i].kind != kind_) continue;
       result->failed_cache_ops.push_back(static_cast<int32_t>(i));
@@ -23,31 +23,29 @@ class FailingMovesExecutor : public StepExecutor {
     }
     return Status::ok();
   }
-  const TierCapacity& capacity() const override { return inner_.capacity(); }
+  const TierCapacity& capacity() const override { return inner_->capacity(); }
   int n_failed() const { return n_failed_; }
 
  private:
-  LocalExecutor inner_;
+  std::unique_ptr<StepExecutor> inner_;
   CacheOpKind kind_;
   int budget_;
   int n_failed_ = 0;
 };
 
 std::unique_ptr<Engine> failing_engine(CacheOpKind kind, int budget, int32_t device_pages, FailingMovesExecutor** out) {
-  WorkerOptions wo;
-  wo.model_dir = hf_fixture_dir();
-  wo.cache.block_size = 16;
-  wo.cache.device_bytes = static_cast<int64_t>(device_pages) * 16 * 4 * 2 * 32 * 4;  // pages of the fixture
-  wo.cache.host_bytes = 64ll << 20;
-  wo.n_threads = 2;
-  auto worker = Worker::create(wo);
-  if (!worker.is_ok()) return nullptr;
-  EngineConfig ec;
-  ec.model = (*worker)->model_config();
-  ec.cache = wo.cache;
-  auto executor = std::make_unique<FailingMovesExecutor>(std::move(worker).value(), kind, budget);
-  *out = executor.get();
-  return std::make_unique<Engine>(ec, std::move(executor), gpt2_tokenizer());
+  EngineSpec spec;
+  spec.worker.model_dir = hf_fixture_dir();
+  spec.worker.cache.block_size = 16;
+  spec.worker.cache.device_bytes = static_cast<int64_t>(device_pages) * 16 * 4 * 2 * 32 * 4;  // pages of the fixture
+  spec.worker.cache.host_bytes = 64ll << 20;
+  spec.worker.n_threads = 2;
+  auto engine = make_local_engine(spec, gpt2_tokenizer(), [&](std::unique_ptr<StepExecutor> inner) {
+    auto failing = std::make_unique<FailingMovesExecutor>(std::move(inner), kind, budget);
+    *out = failing.get();
+    return std::unique_ptr<StepExecutor>(std::move(failing));
+  });
+  return engine.is_ok() ? std::move(engine).value() : nullptr;
 }
 
 std::vector<int32_t> prompt_of(int32_t n, int32_t salt) {
