@@ -79,6 +79,7 @@ void count_outcomes(const std::vector<RequestRecord>& records, RunSummary& s) {
     s.total_output_tokens += std::max<int64_t>(r.completion_tokens, 0);
     s.total_cached_tokens += std::max<int64_t>(r.cached_tokens, 0);
     if (!r.usage_seen) ++s.usage_missing;
+    if (r.prompt_tokens < 0) ++s.prompt_tokens_unknown;
     if (r.expected_output_tokens >= 0 && r.completion_tokens != r.expected_output_tokens) ++s.output_len_mismatches;
   }
 }

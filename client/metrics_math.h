@@ -46,6 +46,7 @@ struct RunSummary {
   int64_t total_input_tokens = 0, total_output_tokens = 0, total_cached_tokens = 0;
   int64_t output_len_mismatches = 0;  // pinned length differs from usage.completion_tokens
   int64_t usage_missing = 0;          // counted from chunks instead
+  int64_t prompt_tokens_unknown = 0;  // completed, and the server's usage gave no prompt_tokens
   double duration_s = 0.0;
   double request_throughput = 0.0, output_throughput = 0.0, total_token_throughput = 0.0;
   double request_goodput = 0.0;  // good requests per second

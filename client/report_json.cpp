@@ -72,7 +72,8 @@ json run_json(const RunReport& run, const LoadConfig& c) {
   j["disconnected"] = s.disconnected;
   j["not_sent"] = s.not_sent;
   j["errors_by_kind"] = s.errors;
-  j["total_input_tokens"] = s.total_input_tokens;
+  const bool inputs_unknown = s.completed > 0 && s.prompt_tokens_unknown == s.completed;
+  j["total_input_tokens"] = inputs_unknown ? json(nullptr) : json(s.total_input_tokens);
   j["total_output_tokens"] = s.total_output_tokens;
   j["total_cached_tokens"] = s.total_cached_tokens;
   j["request_throughput"] = s.request_throughput;
@@ -86,6 +87,7 @@ json run_json(const RunReport& run, const LoadConfig& c) {
   j["slo_breached"] = s.slo_breached;
   j["output_len_mismatches"] = s.output_len_mismatches;
   j["usage_missing"] = s.usage_missing;
+  j["prompt_tokens_unknown"] = s.prompt_tokens_unknown;
   put_stats(j, "ttft", s.ttft);
   put_stats(j, "tpot", s.tpot);
   put_stats(j, "itl", s.itl);
@@ -94,7 +96,7 @@ json run_json(const RunReport& run, const LoadConfig& c) {
   json input_lens = json::array(), output_lens = json::array(), ttfts = json::array();
   for (const RequestRecord& r : run.output.records) {
     if (!r.ok()) continue;
-    input_lens.push_back(r.prompt_tokens);
+    input_lens.push_back(r.prompt_tokens >= 0 ? json(r.prompt_tokens) : json(nullptr));
     output_lens.push_back(r.completion_tokens);
     ttfts.push_back(r.has_ttft() ? json(r.ttft_ms() / 1e3) : json(nullptr));
   }
@@ -133,7 +135,7 @@ std::string requests_jsonl(const std::vector<RunReport>& runs, const LoadConfig&
                 {"ttft_ms", r.has_ttft() ? json(r.ttft_ms()) : json(nullptr)},
                 {"tpot_ms", r.has_tpot() ? json(r.tpot_ms()) : json(nullptr)},
                 {"itl_ms", r.itls_ms()},
-                {"prompt_tokens", r.prompt_tokens},
+                {"prompt_tokens", r.prompt_tokens >= 0 ? json(r.prompt_tokens) : json(nullptr)},
                 {"completion_tokens", r.completion_tokens},
                 {"cached_tokens", r.cached_tokens},
                 {"expected_input_tokens", r.expected_input_tokens},

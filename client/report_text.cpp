@@ -75,7 +75,14 @@ std::string summary_table(const RunReport& run, const LoadConfig& config) {
   if (s.not_sent > 0) row(out, "Not sent (stopped early):", std::to_string(s.not_sent));
   for (const auto& [kind, n] : s.errors) row(out, "  errors: " + kind, std::to_string(n));
   row(out, "Benchmark duration (s):", fmt("%.2f", s.duration_s));
-  row(out, "Total input tokens:", std::to_string(s.total_input_tokens));
+  if (s.completed > 0 && s.prompt_tokens_unknown == s.completed) {
+    row(out, "Total input tokens:", "unknown (the server reported no prompt_tokens)");
+  } else {
+    row(out, "Total input tokens:", std::to_string(s.total_input_tokens) +
+                                        (s.prompt_tokens_unknown > 0 ? " (" + std::to_string(s.prompt_tokens_unknown) +
+                                                                           " requests not reported)"
+                                                                     : ""));
+  }
   row(out, "Total generated tokens:", std::to_string(s.total_output_tokens));
   if (s.total_cached_tokens > 0) row(out, "Prompt tokens from the prefix cache:", std::to_string(s.total_cached_tokens));
   row(out, "Request throughput (req/s):", fmt("%.2f", s.request_throughput));
