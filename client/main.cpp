@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
   raise_fd_limit();
   ServerInfo server;
   server.target = HttpTarget{c.host, c.port, c.api_key};
-  if (!wait_ready(server.target, c.ready_timeout_s, stderr)) return 1;
+  if (!wait_ready(server.target, c.ready_timeout_s, ready_report_interval(c.ready_timeout_s), stderr)) return 1;
   server.model = c.model;
   learn_model(server.target, server.model, server.max_model_len);
   server.tokens = token_service(server.target);

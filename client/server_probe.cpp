@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <thread>
 #include <vector>
 
@@ -65,12 +66,15 @@ bool not_there(const HttpReply& r) { return r.error.ok() && (r.status == 404 || 
 
 }  // namespace
 
-bool wait_ready(const HttpTarget& target, double timeout_s, std::FILE* log) {
+double ready_report_interval(double timeout_s) { return std::clamp(std::floor(timeout_s / 4.0), 1.0, 5.0); }
+
+bool wait_ready(const HttpTarget& target, double timeout_s, double report_every_s, std::FILE* log) {
   const auto start = Clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   const std::string base = "http://" + target.host + ":" + target.port;
   size_t k = 0;  // the path asked now: a 404 moves on to the next
   std::string last = "no answer";
+  double next_report = report_every_s;
   for (int attempt = 0; attempt < 10000000; ++attempt) {
     const double probe_s = std::clamp(timeout_s - elapsed(), 0.5, 5.0);
     const HttpReply r = http_fetch(target, HttpRequest{"GET", kReadyPaths[k], "", probe_s});
@@ -80,8 +84,16 @@ bool wait_ready(const HttpTarget& target, double timeout_s, std::FILE* log) {
       continue;
     }
     last = not_there(r) ? "HTTP " + std::to_string(r.status) + " on /ready, /health and /v1/models" : describe(r);
+    const std::string path = not_there(r) ? "" : kReadyPaths[k];
     if (not_there(r)) k = 0;
-    if (elapsed() >= timeout_s) break;
+    const double t = elapsed();
+    if (t >= timeout_s) break;
+    if (t >= next_report) {
+      std::fprintf(log, "kvmesh-load: waiting for %s%s: %s (%.0f s of %.0f s)\n", base.c_str(), path.c_str(),
+                   last.c_str(), t, timeout_s);
+      std::fflush(log);
+      while (next_report <= t) next_report += report_every_s;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   std::fprintf(log, "kvmesh-load: error: %s%s did not answer 200 within %.0f s (%s)\n", base.c_str(),

@@ -14,8 +14,13 @@
 namespace kvmesh::load {
 
 // Waits until the server answers 200 on GET /ready; a 404 there (a server without it) moves on to
-// /health, then /v1/models. After timeout_s a line on `log` says why it gave up. True once ready.
-bool wait_ready(const HttpTarget& target, double timeout_s, std::FILE* log);
+// /health, then /v1/models. Every `report_every_s` seconds a line on `log` says what it waits for
+// and why; after timeout_s a last line says why it gave up. True once ready.
+bool wait_ready(const HttpTarget& target, double timeout_s, double report_every_s, std::FILE* log);
+
+// The seconds between "waiting for" lines for a --ready-timeout: 5, or fewer (at least 1) for
+// timeouts under 20 s.
+double ready_report_interval(double timeout_s);
 
 // The model to name in requests (the first of GET /v1/models unless given) and its context length
 // (max_model_len, when the server says).

@@ -109,5 +109,34 @@ TEST_F(LoadForeignServer, NoUsageLeavesPromptTokensUnknown) {
   EXPECT_NE(run.out.find("unknown (the server reported no prompt_tokens)"), std::string::npos) << run.out;
 }
 
+// While it waits, kvmesh-load says every second or so (a short --ready-timeout) what it waits for
+// and why: a port nobody listens on, then a server whose /health keeps answering 503.
+TEST(LoadWaiting, SaysWhatItWaitsFor) {
+  const int reserved = ::socket(AF_INET, SOCK_STREAM, 0);  // bound, not listening: connections refused
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(reserved, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(::getsockname(reserved, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  CommandResult refused = load(ntohs(addr.sin_port), "--ready-timeout 3");
+  ::close(reserved);
+  EXPECT_EQ(refused.exit_code, 1) << refused.out;
+  EXPECT_NE(refused.out.find("kvmesh-load: waiting for http://127.0.0.1:" + port + "/ready: connection refused ("),
+            std::string::npos)
+      << refused.out;
+  EXPECT_NE(refused.out.find(" s of 3 s)"), std::string::npos) << refused.out;
+
+  FakeOpenAiServer server(FakeOpenAiServer::Options{true, 1000000});
+  ASSERT_NE(server.port(), 0);
+  CommandResult busy = load(server.port(), "--ready-timeout 3");
+  EXPECT_EQ(busy.exit_code, 1) << busy.out;
+  EXPECT_NE(busy.out.find("waiting for http://127.0.0.1:" + std::to_string(server.port()) + "/health: HTTP 503 ("),
+            std::string::npos)
+      << busy.out;
+  EXPECT_EQ(server.count("GET /ready"), 1) << "a 404 there is not asked again";
+}
+
 }  // namespace
 }  // namespace kvmesh::testing
