@@ -11,16 +11,18 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
+// Null when nothing was measured (TTFT, TPOT and ITL of --no-stream runs), never 0.
 void put_stats(json& j, const std::string& name, const Stats& s) {
-  j["mean_" + name + "_ms"] = s.mean;
-  j["median_" + name + "_ms"] = s.p50;
-  j["std_" + name + "_ms"] = s.std;
-  j["min_" + name + "_ms"] = s.min;
-  j["max_" + name + "_ms"] = s.max;
-  j["p50_" + name + "_ms"] = s.p50;
-  j["p90_" + name + "_ms"] = s.p90;
-  j["p95_" + name + "_ms"] = s.p95;
-  j["p99_" + name + "_ms"] = s.p99;
+  const auto v = [&](double x) { return s.n > 0 ? json(x) : json(nullptr); };
+  j["mean_" + name + "_ms"] = v(s.mean);
+  j["median_" + name + "_ms"] = v(s.p50);
+  j["std_" + name + "_ms"] = v(s.std);
+  j["min_" + name + "_ms"] = v(s.min);
+  j["max_" + name + "_ms"] = v(s.max);
+  j["p50_" + name + "_ms"] = v(s.p50);
+  j["p90_" + name + "_ms"] = v(s.p90);
+  j["p95_" + name + "_ms"] = v(s.p95);
+  j["p99_" + name + "_ms"] = v(s.p99);
 }
 
 json slo_json(const SloSpec& slo) {

@@ -123,8 +123,10 @@ std::string sweep_table(const std::vector<RunReport>& runs) {
   out += buf;
   for (const RunReport& r : runs) {
     const RunSummary& s = r.summary;
-    std::snprintf(buf, sizeof buf, "%-12s %10.2f %12.2f %10.2f %10.2f %10.2f %10.2f %8lld\n", r.label.c_str(),
-                  s.request_throughput, s.output_throughput, s.ttft.p50, s.ttft.p99, s.tpot.p50, s.e2el.p99,
+    const auto ms = [](const Stats& st, double v) { return st.n > 0 ? fmt("%.2f", v) : std::string("-"); };
+    std::snprintf(buf, sizeof buf, "%-12s %10.2f %12.2f %10s %10s %10s %10s %8lld\n", r.label.c_str(),
+                  s.request_throughput, s.output_throughput, ms(s.ttft, s.ttft.p50).c_str(),
+                  ms(s.ttft, s.ttft.p99).c_str(), ms(s.tpot, s.tpot.p50).c_str(), ms(s.e2el, s.e2el.p99).c_str(),
                   static_cast<long long>(s.failed));
     out += buf;
   }
