@@ -54,7 +54,8 @@ struct RunSummary {
   double goodput_fraction = 1.0;  // good / (completed + failed)
   bool slo_set = false;
   bool slo_breached = false;
-  double max_output_tokens_per_s = 0.0;
+  double max_output_tokens_per_s = 0.0;  // the peak of output_throughput_series
+  double peak_bin_s = 1.0;               // its bin width
   int64_t max_concurrent_requests = 0;
   Stats ttft, tpot, itl, e2el, sched_e2el;
 };
@@ -73,5 +74,18 @@ RunSummary summarize_run(const SummaryInputs& in);
 // Output tokens per second in each `bucket_s` slice of the run (from chunk arrival times).
 std::vector<double> tokens_per_second(const std::vector<RequestRecord>& records, double duration_s,
                                       double bucket_s = 1.0);
+
+// The bin width for a run's output throughput over time: about 60 bins, a round width of at least
+// 0.25 s (1 s for a one-minute run, as vLLM's peak).
+double throughput_bin_s(double duration_s);
+
+// Output tokens per second over the run in bins of throughput_bin_s: the summary's peak and the
+// report's plot both come from here.
+struct ThroughputSeries {
+  double bin_s = 1.0;
+  std::vector<double> tokens_per_s;  // bin i covers [i * bin_s, (i + 1) * bin_s)
+  double peak() const;
+};
+ThroughputSeries output_throughput_series(const std::vector<RequestRecord>& records, double duration_s);
 
 }  // namespace kvmesh::load

@@ -83,6 +83,7 @@ json run_json(const RunReport& run, const LoadConfig& c) {
   j["output_throughput"] = s.output_throughput;
   j["total_token_throughput"] = s.total_token_throughput;
   j["max_output_tokens_per_s"] = s.max_output_tokens_per_s;
+  j["max_output_tokens_per_s_bin_s"] = s.peak_bin_s;
   j["max_concurrent_requests"] = s.max_concurrent_requests;
   j["slo"] = slo_json(c.slo);
   j["goodput_fraction"] = s.goodput_fraction;

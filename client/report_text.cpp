@@ -87,7 +87,8 @@ std::string summary_table(const RunReport& run, const LoadConfig& config) {
   if (s.total_cached_tokens > 0) row(out, "Prompt tokens from the prefix cache:", std::to_string(s.total_cached_tokens));
   row(out, "Request throughput (req/s):", fmt("%.2f", s.request_throughput));
   row(out, "Output token throughput (tok/s):", fmt("%.2f", s.output_throughput));
-  row(out, "Peak output token throughput (tok/s):", fmt("%.2f", s.max_output_tokens_per_s));
+  row(out, "Peak output token throughput (tok/s):",
+      fmt("%.2f", s.max_output_tokens_per_s) + " (" + fmt("%g", s.peak_bin_s) + " s bins)");
   row(out, "Peak concurrent requests:", std::to_string(s.max_concurrent_requests));
   row(out, "Total token throughput (tok/s):", fmt("%.2f", s.total_token_throughput));
   if (s.slo_set) {
