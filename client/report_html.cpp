@@ -107,6 +107,9 @@ std::string sweep_charts(const std::vector<RunReport>& runs, const SloSpec& slo)
     add(e2e99, r, r.summary.sched_e2el, r.summary.sched_e2el.p99);
   }
   const auto chart = [](const std::string& title, std::vector<ChartSeries> series, std::vector<RefLine> refs) {
+    bool any = false;  // nothing measured (TTFT and TPOT of --no-stream runs): no chart
+    for (const ChartSeries& s : series) any = any || !s.points.empty();
+    if (!any) return std::string();
     Chart c(title, "output tokens/s", "milliseconds", std::move(series), std::move(refs));
     c.pad_x = true;
     return svg_chart(c);

@@ -97,6 +97,18 @@ TEST(LoadReport, SweepAxesLabelsAndSloLines) {
   EXPECT_EQ(c4, 5);
 }
 
+// --no-stream: no TTFT or TPOT measured, so no chart of them (E2E still).
+TEST(LoadReport, NoChartOfWhatWasNotMeasured) {
+  RequestRecord whole = streamed(0.0, 0.1, 5);
+  whole.streamed = false;
+  const RunReport a = run_of("c=1", {whole}, 1.0, {}), b = run_of("c=2", {whole}, 1.0, {});
+  const std::string html = html_report({a, b}, LoadConfig{}, false);
+  EXPECT_EQ(html.find("TTFT vs throughput"), std::string::npos);
+  EXPECT_EQ(html.find("TPOT vs throughput"), std::string::npos);
+  EXPECT_EQ(html.find("TTFT CDF"), std::string::npos);
+  EXPECT_NE(html.find("E2E p99 (from the scheduled send) vs throughput"), std::string::npos);
+}
+
 TEST(LoadReport, LabelsStayInTheFrame) {
   const Frame f = chart_frame();
   const LabelPlace right = place_label(f.right, (f.top + f.bottom) / 2, 5, f);
