@@ -60,10 +60,18 @@ void shuffle(std::vector<Pair>& pairs, uint64_t seed) {
   }
 }
 
+// Without /tokenize: about 4 characters a token (English text and GPT-style tokenizers).
+std::vector<int64_t> estimated_tokens(const std::vector<std::string>& texts) {
+  std::vector<int64_t> out;
+  for (const std::string& t : texts) out.push_back(static_cast<int64_t>((t.size() + 3) / 4));
+  return out;
+}
+
 }  // namespace
 
 bool build_sharegpt(const WorkloadInputs& in, Workload& out, std::string& error) {
   const LoadConfig& c = *in.config;
+  const bool exact = in.tokens->can_count();
   std::vector<Pair> pairs;
   if (!read_sharegpt(c.dataset_path, pairs, error)) return false;
   shuffle(pairs, in.seed);
@@ -77,13 +85,13 @@ bool build_sharegpt(const WorkloadInputs& in, Workload& out, std::string& error)
       texts.push_back(pairs[i].prompt);
       texts.push_back(pairs[i].completion);
     }
-    const auto counts = in.tokens->count(texts);
+    const auto counts = exact ? in.tokens->count(texts) : estimated_tokens(texts);
     for (size_t i = start; i < end && static_cast<int64_t>(out.sessions.size()) < in.n_sessions; ++i) {
       const int64_t n_prompt = counts[2 * (i - start)];
       const int64_t n_out = c.output_len_given ? c.output_len.hi : counts[2 * (i - start) + 1];
       if (n_prompt < 4 || n_out < 4 || n_prompt > kMaxPromptLen || n_prompt + n_out > max_total) continue;
       SessionSpec s;
-      s.turns.push_back(TurnSpec{pairs[i].prompt, c.chat() ? -1 : n_prompt, static_cast<int32_t>(n_out)});
+      s.turns.push_back(TurnSpec{pairs[i].prompt, c.chat() || !exact ? -1 : n_prompt, static_cast<int32_t>(n_out)});
       out.sessions.push_back(std::move(s));
     }
   }
@@ -95,6 +103,7 @@ bool build_sharegpt(const WorkloadInputs& in, Workload& out, std::string& error)
   if (static_cast<int64_t>(out.sessions.size()) < in.n_sessions) {
     out.summary += " (asked for " + std::to_string(in.n_sessions) + ")";
   }
+  if (!exact) out.summary += " (lengths estimated at 4 characters a token: the server has no /tokenize)";
   return true;
 }
 

@@ -3,12 +3,14 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <stdexcept>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/cli_parse.h"
+#include "common/flag_suggest.h"
 
 namespace kvmesh::load {
 
@@ -47,14 +49,28 @@ struct RawFlags {
   bool no_keep_alive = false;
   bool no_pin = false;
   bool no_token_ids = false;
+  bool save_result = false;
 };
 
+// vLLM's --request-rate inf (send at once) is kvmesh-load's closed loop, rate 0.
+std::string rate_inf_is_zero(std::string text) { return text == "inf" || text == "INF" ? "0" : text; }
+
+// --save-result without a file name: kvmesh-load-YYYYMMDD-HHMMSS.json here.
+std::string default_result_name() {
+  char buf[64];
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "kvmesh-load-%Y%m%d-%H%M%S.json", &tm);
+  return buf;
+}
+
 void add_target_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
-  app.add_option("--base-url", raw.base_url, "Server URL, http://HOST:PORT (overrides --host/--port)");
+  app.add_option("--base-url", raw.base_url, "Server URL, http://HOST:PORT (default: from --host and --port)");
   app.add_option("--host", c.host, "Server host")->capture_default_str();
   app.add_option("--port", c.port, "Server port")->capture_default_str();
-  app.add_option("--api-key", c.api_key, "Bearer key (also $KVMESH_API_KEY)")->envname("KVMESH_API_KEY");
-  app.add_option("--model", c.model, "Model name in requests (default: the server's first model)");
+  app.add_option("--api-key", c.api_key, "Bearer key (also $KVMESH_API_KEY; default: none)")->envname("KVMESH_API_KEY");
+  app.add_option("--model", c.model, "Model name in requests (default: the first of the server's /v1/models)");
   app.add_option("--endpoint", raw.endpoint, "completions (/v1/completions) or chat (/v1/chat/completions)")
       ->capture_default_str();
   app.add_flag("--no-stream", raw.no_stream, "Whole responses instead of SSE (TTFT, ITL, TPOT not measured)");
@@ -63,37 +79,45 @@ void add_target_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
                "Do not ask for return_token_ids (for servers without it; a chunk then counts as one token)");
   app.add_option("--timeout", c.timeout_s, "Seconds one request may take")->check(CLI::Range(0.001, 86400.0))
       ->capture_default_str();
-  app.add_option("--ready-timeout", c.ready_timeout_s, "Seconds to wait for GET /ready to answer 200")
+  app.add_option("--ready-timeout", c.ready_timeout_s,
+                 "Seconds to wait for GET /ready to answer 200 (/health, then /v1/models, where /ready is 404)")
       ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
 }
 
 void add_shape_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
-  app.add_option("--concurrency", c.concurrency, "Most requests in flight (0 = no cap)")
-      ->check(CLI::Range(0, 1000000));
-  app.add_option("--rate", c.rate, "Open loop: request arrivals per second (0 = closed loop)")
-      ->check(CLI::Range(0.0, 1e7));
+  app.add_option("--concurrency,--max-concurrency", c.concurrency, "Most requests in flight (0 = no cap)")
+      ->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("--rate,--request-rate", c.rate, "Open loop: request arrivals per second (0 or inf = closed loop)")
+      ->transform(rate_inf_is_zero)->check(CLI::Range(0.0, 1e7))->capture_default_str();
   app.add_option("--burstiness", c.burstiness, "Gamma shape of the gaps between arrivals (1 = Poisson)")
       ->check(CLI::Range(1e-3, 1e3))->capture_default_str();
   app.add_option("--ramp-up-seconds", c.ramp_up_s, "Grow the rate (or the concurrency) linearly over this long")
-      ->check(CLI::Range(0.0, 86400.0));
-  app.add_option("--num-requests", c.num_requests, "Requests to measure (default 100 without --duration)")
+      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
+  app.add_option("--num-requests,--num-prompts", c.num_requests,
+                 "Requests to measure (default: 100, or no limit with --duration)")
       ->check(CLI::Range(int64_t{1}, int64_t{100000000}));
-  app.add_option("--duration", c.duration_s, "Stop sending after this many seconds")->check(CLI::Range(0.0, 1e6));
+  app.add_option("--duration", c.duration_s, "Stop sending after this many seconds (0 = no limit)")
+      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
   app.add_option("--warmup", c.warmup, "Requests sent (and not measured) before the run")
-      ->check(CLI::Range(0, 1000000));
-  app.add_option("--sweep", raw.sweep, "Concurrency values to run one after another: 1,2,4,8");
+      ->check(CLI::Range(0, 1000000))->capture_default_str();
+  app.add_option("--sweep", raw.sweep, "Concurrency values to run one after another: 1,2,4,8 (default: one run)");
 }
 
 void add_workload_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
   app.add_option("--workload", raw.workload, "random or multiturn")->capture_default_str();
-  app.add_option("--dataset", raw.dataset, "sharegpt:PATH (ShareGPT JSON) or replay:PATH (JSONL with timestamps)");
-  app.add_option("--input-len", raw.input_len, "Prompt tokens: N or MIN:MAX")->capture_default_str();
-  app.add_option("--output-len", raw.output_len, "Output tokens: N or MIN:MAX (default 128)");
+  app.add_option("--dataset", raw.dataset,
+                 "sharegpt:PATH (ShareGPT JSON) or replay:PATH (JSONL with timestamps) (default: random prompts)");
+  app.add_option("--input-len,--random-input-len", raw.input_len, "Prompt tokens: N or MIN:MAX")->capture_default_str();
+  app.add_option("--output-len,--random-output-len", raw.output_len,
+                 "Output tokens: N or MIN:MAX (default: 128; sharegpt: each reply's length)");
   app.add_flag("--no-pin-output", raw.no_pin, "Let requests stop at end-of-text (no ignore_eos / min_tokens)");
-  app.add_option("--temperature", c.temperature, "Sampling temperature")->check(CLI::Range(0.0, 2.0));
+  app.add_option("--temperature", c.temperature, "Sampling temperature")->check(CLI::Range(0.0, 2.0))
+      ->capture_default_str();
   app.add_option("--extra-body", raw.extra_body,
-                 "JSON object merged into every request body, e.g. '{\"top_p\": 0.9, \"logit_bias\": {\"50256\": -100}}'");
-  app.add_option("--seed", c.seed, "Seed for prompts, arrivals and disconnects (same seed, same run)");
+                 "JSON object merged into every request body, e.g. '{\"top_p\": 0.9, \"logit_bias\": {\"50256\": -100}}' "
+                 "(default: none)");
+  app.add_option("--seed", c.seed, "Seed for prompts, arrivals and disconnects (same seed, same run)")
+      ->capture_default_str();
   app.add_option("--sessions", c.sessions, "multiturn: conversations")->check(CLI::Range(1, 1000000))
       ->capture_default_str();
   app.add_option("--turns", c.turns, "multiturn: user turns per conversation")->check(CLI::Range(1, 10000))
@@ -103,7 +127,7 @@ void add_workload_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
   app.add_option("--num-system-prompts", c.num_system_prompts, "multiturn: distinct system prompts shared")
       ->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("--think-time-ms", c.think_time_ms, "multiturn: pause between a reply and the next turn")
-      ->check(CLI::Range(0.0, 3.6e6));
+      ->check(CLI::Range(0.0, 3.6e6))->capture_default_str();
   app.add_option("--replay-speed", c.replay_speed, "replay: timestamps divided by this")
       ->check(CLI::Range(1e-3, 1e6))->capture_default_str();
   app.add_option("--pool-size", c.pool_size, "Distinct prompts cycled by closed-loop --duration runs")
@@ -111,19 +135,22 @@ void add_workload_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
 }
 
 void add_output_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
-  app.add_option("--slo", raw.slo, "ttft:MS,tpot:MS,e2e:MS (any subset)");
+  app.add_option("--slo", raw.slo, "ttft:MS,tpot:MS,e2e:MS (any subset; default: none)");
   app.add_option("--min-goodput-fraction", c.min_goodput_fraction,
                  "Exit 3 when fewer requests than this share meet every SLO")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--disconnect-fraction", c.disconnect_fraction,
                  "Fault injection: drop this share of requests mid-flight (chosen by --seed)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--disconnect-after", c.disconnect_after_ms, "Milliseconds after the send to drop them")
       ->check(CLI::Range(0.0, 3.6e6))->capture_default_str();
-  app.add_option("--result-json", c.result_json, "Write the results (vLLM's key names) to this file");
-  app.add_option("--requests-jsonl", c.requests_jsonl, "Write one JSON line per request to this file");
-  app.add_option("--html", c.html, "Write a self-contained HTML report (inline SVG plots)");
-  app.add_option("--label", c.label, "Name of this run in the reports");
+  app.add_option("--result-json,--result-filename", c.result_json,
+                 "Write the results (vLLM's key names) to this file (default: none)");
+  app.add_flag("--save-result", raw.save_result,
+               "Write the results to --result-json, or to kvmesh-load-YYYYMMDD-HHMMSS.json without one");
+  app.add_option("--requests-jsonl", c.requests_jsonl, "Write one JSON line per request to this file (default: none)");
+  app.add_option("--html", c.html, "Write a self-contained HTML report (inline SVG plots) (default: none)");
+  app.add_option("--label", c.label, "Name of this run in the reports (default: from the load shape)");
   app.add_flag("--quiet", c.quiet, "No progress line");
 }
 
@@ -174,6 +201,7 @@ std::optional<std::string> apply_raw(const RawFlags& raw, LoadConfig& c) {
   c.keep_alive = !raw.no_keep_alive;
   c.pin_output = !raw.no_pin;
   c.token_ids = !raw.no_token_ids;
+  if (raw.save_result && c.result_json.empty()) c.result_json = default_result_name();
   return std::nullopt;
 }
 
@@ -327,6 +355,8 @@ LoadFlagsOutcome parse_load_flags(int argc, const char* const* argv) {
   if (parsed.exit_code >= 0) {
     out.exit_code = parsed.exit_code;
     out.message = parsed.message;
+    const std::string unknown = parsed.exit_code == 2 ? unknown_cli_flag(app) : "";
+    if (!unknown.empty()) out.message = "kvmesh-load: error: " + unknown + " (see --help)";
     return out;
   }
   auto problem = apply_raw(raw, out.config);

@@ -1,6 +1,6 @@
-// kvmesh-load: parse flags -> wait for /ready -> learn the model -> warm up -> for each sweep
-// point: build the workload, scrape /metrics, run, scrape again -> print and write the reports
-// -> exit 0, 1 (server unusable), 2 (bad flags) or 3 (SLO breached).
+// kvmesh-load: parse flags -> wait until the server is ready -> learn its model and /tokenize ->
+// warm up -> for each sweep point: build the workload, scrape /metrics, run, scrape again ->
+// print and write the reports -> exit 0, 1 (server unusable), 2 (bad flags) or 3 (SLO breached).
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include "client/load_config.h"
 #include "client/report.h"
 #include "client/runner.h"
+#include "client/server_probe.h"
 #include "client/workloads.h"
 
 namespace {
@@ -24,67 +26,11 @@ namespace {
 using namespace kvmesh::load;
 using nlohmann::json;
 
-constexpr int32_t kTokenizeConcurrency = 8;
-
-// /tokenize as a TokenService.
-class HttpTokens : public TokenService {
- public:
-  explicit HttpTokens(HttpTarget target) : target_(std::move(target)) {}
-  std::vector<int64_t> count(const std::vector<std::string>& texts) override { return run(texts, false); }
-  std::vector<int64_t> count_chat(const std::vector<std::string>& texts) override { return run(texts, true); }
-
- private:
-  std::vector<int64_t> run(const std::vector<std::string>& texts, bool chat) {
-    std::vector<HttpRequest> requests;
-    for (const std::string& t : texts) {
-      json body = chat ? json{{"messages", json::array({{{"role", "user"}, {"content", t}}})},
-                              {"add_generation_prompt", true}}
-                       : json{{"prompt", t}};
-      requests.push_back(HttpRequest{"POST", "/tokenize", body.dump(-1, ' ', false, json::error_handler_t::replace), 60.0});
-    }
-    std::vector<int64_t> out;
-    for (const HttpReply& r : http_fetch_all(target_, requests, kTokenizeConcurrency)) {
-      json j = r.ok() ? json::parse(r.body, nullptr, false) : json();
-      out.push_back(j.is_object() && j.contains("count") && j["count"].is_number_integer() ? j["count"].get<int64_t>()
-                                                                                          : -1);
-    }
-    return out;
-  }
-  HttpTarget target_;
-};
-
 void raise_fd_limit() {
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
-
-bool wait_ready(const HttpTarget& target, double timeout_s) {
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
-  std::string last = "no answer";
-  for (int attempt = 0; attempt < 1000000; ++attempt) {
-    HttpReply r = http_fetch(target, HttpRequest{"GET", "/ready", "", 5.0});
-    if (r.ok()) return true;
-    last = r.error.ok() ? "HTTP " + std::to_string(r.status) : r.error.kind + ": " + r.error.message;
-    if (Clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  std::fprintf(stderr, "kvmesh-load: error: http://%s:%s/ready did not answer 200 within %.0f s (%s)\n",
-               target.host.c_str(), target.port.c_str(), timeout_s, last.c_str());
-  return false;
-}
-
-// The model to name in requests (first of /v1/models unless given) and its context length.
-void learn_model(const HttpTarget& target, std::string& model, int64_t& max_model_len) {
-  HttpReply r = http_fetch(target, HttpRequest{"GET", "/v1/models", "", 10.0});
-  json j = r.ok() ? json::parse(r.body, nullptr, false) : json();
-  if (!j.is_object() || !j.contains("data") || !j["data"].is_array() || j["data"].empty()) return;
-  const json& first = j["data"][0];
-  if (model.empty() && first.contains("id") && first["id"].is_string()) model = first["id"].get<std::string>();
-  if (first.contains("max_model_len") && first["max_model_len"].is_number_integer()) {
-    max_model_len = first["max_model_len"].get<int64_t>();
   }
 }
 
@@ -143,13 +89,23 @@ int64_t sessions_for(const LoadConfig& c, bool& cycle) {
   return c.pool_size;
 }
 
-void warm_up(const LoadConfig& c, const HttpTarget& target, const std::string& model, int64_t max_model_len) {
+// What every run needs to know about the server.
+struct ServerInfo {
+  HttpTarget target;
+  std::string model;
+  int64_t max_model_len = 0;
+  std::unique_ptr<TokenService> tokens;
+};
+
+void warm_up(const LoadConfig& c, const ServerInfo& server) {
+  const HttpTarget& target = server.target;
+  const std::string& model = server.model;
+  const int64_t max_model_len = server.max_model_len;
   LoadConfig wc = c;
   wc.workload = WorkloadKind::random;
-  HttpTokens tokens(target);
   Workload w;
   std::string error;
-  if (!build_random(WorkloadInputs{&wc, &tokens, c.warmup, c.seed ^ 0x3a7d9e11ULL, max_model_len}, w, error)) {
+  if (!build_random(WorkloadInputs{&wc, server.tokens.get(), c.warmup, c.seed ^ 0x3a7d9e11ULL, max_model_len}, w, error)) {
     std::fprintf(stderr, "kvmesh-load: warm-up skipped: %s\n", error.c_str());
     return;
   }
@@ -171,16 +127,17 @@ std::string point_label(const LoadConfig& c, int32_t concurrency, bool sweep) {
   return label;
 }
 
-bool run_point(const LoadConfig& c, const HttpTarget& target, const std::string& model, int64_t max_model_len,
-               int32_t concurrency, size_t k, RunReport& report) {
+bool run_point(const LoadConfig& c, const ServerInfo& server, int32_t concurrency, size_t k, RunReport& report) {
+  const HttpTarget& target = server.target;
+  const std::string& model = server.model;
+  const int64_t max_model_len = server.max_model_len;
   const bool sweep = !c.sweep.empty();
   bool cycle = false;
   const int64_t n = sessions_for(c, cycle);
-  HttpTokens tokens(target);
   Workload w;
   std::string error;
   const uint64_t seed = c.seed + k;  // each sweep point its own prompts: no prefix hits across points
-  if (!build_workload(WorkloadInputs{&c, &tokens, n, seed, max_model_len}, w, error)) {
+  if (!build_workload(WorkloadInputs{&c, server.tokens.get(), n, seed, max_model_len}, w, error)) {
     std::fprintf(stderr, "kvmesh-load: error: %s\n", error.c_str());
     return false;
   }
@@ -250,17 +207,18 @@ int main(int argc, char** argv) {
   const LoadConfig& c = flags.config;
   signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
-  const HttpTarget target{c.host, c.port, c.api_key};
-  if (!wait_ready(target, c.ready_timeout_s)) return 1;
-  std::string model = c.model;
-  int64_t max_model_len = 0;
-  learn_model(target, model, max_model_len);
-  if (c.warmup > 0) warm_up(c, target, model, max_model_len);
+  ServerInfo server;
+  server.target = HttpTarget{c.host, c.port, c.api_key};
+  if (!wait_ready(server.target, c.ready_timeout_s, ready_report_interval(c.ready_timeout_s), stderr)) return 1;
+  server.model = c.model;
+  learn_model(server.target, server.model, server.max_model_len);
+  server.tokens = token_service(server.target);
+  if (c.warmup > 0) warm_up(c, server);
   std::vector<int32_t> points = c.sweep.empty() ? std::vector<int32_t>{c.concurrency} : c.sweep;
   std::vector<RunReport> runs;
   for (size_t k = 0; k < points.size(); ++k) {
     RunReport report;
-    if (!run_point(c, target, model, max_model_len, points[k], k, report)) return 1;
+    if (!run_point(c, server, points[k], k, report)) return 1;
     const bool interrupted = report.output.interrupted;
     runs.push_back(std::move(report));
     if (interrupted) break;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 namespace kvmesh::load {
 
@@ -60,6 +61,26 @@ std::vector<double> tokens_per_second(const std::vector<RequestRecord>& records,
   return buckets;
 }
 
+double throughput_bin_s(double duration_s) {
+  constexpr double kWidths[] = {0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600};
+  for (double w : kWidths)
+    if (w >= duration_s / 60.0) return w;
+  return kWidths[std::size(kWidths) - 1];
+}
+
+double ThroughputSeries::peak() const {
+  double best = 0.0;
+  for (double v : tokens_per_s) best = std::max(best, v);
+  return best;
+}
+
+ThroughputSeries output_throughput_series(const std::vector<RequestRecord>& records, double duration_s) {
+  ThroughputSeries s;
+  s.bin_s = throughput_bin_s(duration_s);
+  s.tokens_per_s = tokens_per_second(records, duration_s, s.bin_s);
+  return s;
+}
+
 namespace {
 
 void count_outcomes(const std::vector<RequestRecord>& records, RunSummary& s) {
@@ -79,6 +100,7 @@ void count_outcomes(const std::vector<RequestRecord>& records, RunSummary& s) {
     s.total_output_tokens += std::max<int64_t>(r.completion_tokens, 0);
     s.total_cached_tokens += std::max<int64_t>(r.cached_tokens, 0);
     if (!r.usage_seen) ++s.usage_missing;
+    if (r.prompt_tokens < 0) ++s.prompt_tokens_unknown;
     if (r.expected_output_tokens >= 0 && r.completion_tokens != r.expected_output_tokens) ++s.output_len_mismatches;
   }
 }
@@ -120,7 +142,9 @@ RunSummary summarize_run(const SummaryInputs& in) {
   s.goodput_fraction = judged > 0 ? static_cast<double>(s.good) / static_cast<double>(judged) : 0.0;
   s.request_goodput = static_cast<double>(s.good) / d;
   s.slo_breached = s.slo_set && s.goodput_fraction < in.min_goodput_fraction;
-  for (double v : tokens_per_second(records, in.duration_s)) s.max_output_tokens_per_s = std::max(s.max_output_tokens_per_s, v);
+  const ThroughputSeries series = output_throughput_series(records, in.duration_s);
+  s.max_output_tokens_per_s = series.peak();
+  s.peak_bin_s = series.bin_s;
   s.max_concurrent_requests = in.peak_in_flight;
   if (in.timeline) {
     for (const TimelineSample& t : *in.timeline) s.max_concurrent_requests = std::max(s.max_concurrent_requests, t.in_flight);

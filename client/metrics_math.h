@@ -46,6 +46,7 @@ struct RunSummary {
   int64_t total_input_tokens = 0, total_output_tokens = 0, total_cached_tokens = 0;
   int64_t output_len_mismatches = 0;  // pinned length differs from usage.completion_tokens
   int64_t usage_missing = 0;          // counted from chunks instead
+  int64_t prompt_tokens_unknown = 0;  // completed, and the server's usage gave no prompt_tokens
   double duration_s = 0.0;
   double request_throughput = 0.0, output_throughput = 0.0, total_token_throughput = 0.0;
   double request_goodput = 0.0;  // good requests per second
@@ -53,7 +54,8 @@ struct RunSummary {
   double goodput_fraction = 1.0;  // good / (completed + failed)
   bool slo_set = false;
   bool slo_breached = false;
-  double max_output_tokens_per_s = 0.0;
+  double max_output_tokens_per_s = 0.0;  // the peak of output_throughput_series
+  double peak_bin_s = 1.0;               // its bin width
   int64_t max_concurrent_requests = 0;
   Stats ttft, tpot, itl, e2el, sched_e2el;
 };
@@ -72,5 +74,18 @@ RunSummary summarize_run(const SummaryInputs& in);
 // Output tokens per second in each `bucket_s` slice of the run (from chunk arrival times).
 std::vector<double> tokens_per_second(const std::vector<RequestRecord>& records, double duration_s,
                                       double bucket_s = 1.0);
+
+// The bin width for a run's output throughput over time: about 60 bins, a round width of at least
+// 0.25 s (1 s for a one-minute run, as vLLM's peak).
+double throughput_bin_s(double duration_s);
+
+// Output tokens per second over the run in bins of throughput_bin_s: the summary's peak and the
+// report's plot both come from here.
+struct ThroughputSeries {
+  double bin_s = 1.0;
+  std::vector<double> tokens_per_s;  // bin i covers [i * bin_s, (i + 1) * bin_s)
+  double peak() const;
+};
+ThroughputSeries output_throughput_series(const std::vector<RequestRecord>& records, double duration_s);
 
 }  // namespace kvmesh::load

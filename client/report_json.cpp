@@ -11,16 +11,18 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
+// Null when nothing was measured (TTFT, TPOT and ITL of --no-stream runs), never 0.
 void put_stats(json& j, const std::string& name, const Stats& s) {
-  j["mean_" + name + "_ms"] = s.mean;
-  j["median_" + name + "_ms"] = s.p50;
-  j["std_" + name + "_ms"] = s.std;
-  j["min_" + name + "_ms"] = s.min;
-  j["max_" + name + "_ms"] = s.max;
-  j["p50_" + name + "_ms"] = s.p50;
-  j["p90_" + name + "_ms"] = s.p90;
-  j["p95_" + name + "_ms"] = s.p95;
-  j["p99_" + name + "_ms"] = s.p99;
+  const auto v = [&](double x) { return s.n > 0 ? json(x) : json(nullptr); };
+  j["mean_" + name + "_ms"] = v(s.mean);
+  j["median_" + name + "_ms"] = v(s.p50);
+  j["std_" + name + "_ms"] = v(s.std);
+  j["min_" + name + "_ms"] = v(s.min);
+  j["max_" + name + "_ms"] = v(s.max);
+  j["p50_" + name + "_ms"] = v(s.p50);
+  j["p90_" + name + "_ms"] = v(s.p90);
+  j["p95_" + name + "_ms"] = v(s.p95);
+  j["p99_" + name + "_ms"] = v(s.p99);
 }
 
 json slo_json(const SloSpec& slo) {
@@ -72,7 +74,8 @@ json run_json(const RunReport& run, const LoadConfig& c) {
   j["disconnected"] = s.disconnected;
   j["not_sent"] = s.not_sent;
   j["errors_by_kind"] = s.errors;
-  j["total_input_tokens"] = s.total_input_tokens;
+  const bool inputs_unknown = s.completed > 0 && s.prompt_tokens_unknown == s.completed;
+  j["total_input_tokens"] = inputs_unknown ? json(nullptr) : json(s.total_input_tokens);
   j["total_output_tokens"] = s.total_output_tokens;
   j["total_cached_tokens"] = s.total_cached_tokens;
   j["request_throughput"] = s.request_throughput;
@@ -80,12 +83,14 @@ json run_json(const RunReport& run, const LoadConfig& c) {
   j["output_throughput"] = s.output_throughput;
   j["total_token_throughput"] = s.total_token_throughput;
   j["max_output_tokens_per_s"] = s.max_output_tokens_per_s;
+  j["max_output_tokens_per_s_bin_s"] = s.peak_bin_s;
   j["max_concurrent_requests"] = s.max_concurrent_requests;
   j["slo"] = slo_json(c.slo);
   j["goodput_fraction"] = s.goodput_fraction;
   j["slo_breached"] = s.slo_breached;
   j["output_len_mismatches"] = s.output_len_mismatches;
   j["usage_missing"] = s.usage_missing;
+  j["prompt_tokens_unknown"] = s.prompt_tokens_unknown;
   put_stats(j, "ttft", s.ttft);
   put_stats(j, "tpot", s.tpot);
   put_stats(j, "itl", s.itl);
@@ -94,7 +99,7 @@ json run_json(const RunReport& run, const LoadConfig& c) {
   json input_lens = json::array(), output_lens = json::array(), ttfts = json::array();
   for (const RequestRecord& r : run.output.records) {
     if (!r.ok()) continue;
-    input_lens.push_back(r.prompt_tokens);
+    input_lens.push_back(r.prompt_tokens >= 0 ? json(r.prompt_tokens) : json(nullptr));
     output_lens.push_back(r.completion_tokens);
     ttfts.push_back(r.has_ttft() ? json(r.ttft_ms() / 1e3) : json(nullptr));
   }
@@ -133,7 +138,7 @@ std::string requests_jsonl(const std::vector<RunReport>& runs, const LoadConfig&
                 {"ttft_ms", r.has_ttft() ? json(r.ttft_ms()) : json(nullptr)},
                 {"tpot_ms", r.has_tpot() ? json(r.tpot_ms()) : json(nullptr)},
                 {"itl_ms", r.itls_ms()},
-                {"prompt_tokens", r.prompt_tokens},
+                {"prompt_tokens", r.prompt_tokens >= 0 ? json(r.prompt_tokens) : json(nullptr)},
                 {"completion_tokens", r.completion_tokens},
                 {"cached_tokens", r.cached_tokens},
                 {"expected_input_tokens", r.expected_input_tokens},

@@ -75,12 +75,20 @@ std::string summary_table(const RunReport& run, const LoadConfig& config) {
   if (s.not_sent > 0) row(out, "Not sent (stopped early):", std::to_string(s.not_sent));
   for (const auto& [kind, n] : s.errors) row(out, "  errors: " + kind, std::to_string(n));
   row(out, "Benchmark duration (s):", fmt("%.2f", s.duration_s));
-  row(out, "Total input tokens:", std::to_string(s.total_input_tokens));
+  if (s.completed > 0 && s.prompt_tokens_unknown == s.completed) {
+    row(out, "Total input tokens:", "unknown (the server reported no prompt_tokens)");
+  } else {
+    row(out, "Total input tokens:", std::to_string(s.total_input_tokens) +
+                                        (s.prompt_tokens_unknown > 0 ? " (" + std::to_string(s.prompt_tokens_unknown) +
+                                                                           " requests not reported)"
+                                                                     : ""));
+  }
   row(out, "Total generated tokens:", std::to_string(s.total_output_tokens));
   if (s.total_cached_tokens > 0) row(out, "Prompt tokens from the prefix cache:", std::to_string(s.total_cached_tokens));
   row(out, "Request throughput (req/s):", fmt("%.2f", s.request_throughput));
   row(out, "Output token throughput (tok/s):", fmt("%.2f", s.output_throughput));
-  row(out, "Peak output token throughput (tok/s):", fmt("%.2f", s.max_output_tokens_per_s));
+  row(out, "Peak output token throughput (tok/s):",
+      fmt("%.2f", s.max_output_tokens_per_s) + " (" + fmt("%g", s.peak_bin_s) + " s bins)");
   row(out, "Peak concurrent requests:", std::to_string(s.max_concurrent_requests));
   row(out, "Total token throughput (tok/s):", fmt("%.2f", s.total_token_throughput));
   if (s.slo_set) {
@@ -116,8 +124,10 @@ std::string sweep_table(const std::vector<RunReport>& runs) {
   out += buf;
   for (const RunReport& r : runs) {
     const RunSummary& s = r.summary;
-    std::snprintf(buf, sizeof buf, "%-12s %10.2f %12.2f %10.2f %10.2f %10.2f %10.2f %8lld\n", r.label.c_str(),
-                  s.request_throughput, s.output_throughput, s.ttft.p50, s.ttft.p99, s.tpot.p50, s.e2el.p99,
+    const auto ms = [](const Stats& st, double v) { return st.n > 0 ? fmt("%.2f", v) : std::string("-"); };
+    std::snprintf(buf, sizeof buf, "%-12s %10.2f %12.2f %10s %10s %10s %10s %8lld\n", r.label.c_str(),
+                  s.request_throughput, s.output_throughput, ms(s.ttft, s.ttft.p50).c_str(),
+                  ms(s.ttft, s.ttft.p99).c_str(), ms(s.tpot, s.tpot.p50).c_str(), ms(s.e2el, s.e2el.p99).c_str(),
                   static_cast<long long>(s.failed));
     out += buf;
   }

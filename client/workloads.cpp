@@ -16,6 +16,7 @@ namespace {
 using nlohmann::json;
 
 constexpr int kFitRounds = 8;
+constexpr const char* kNotCounted = "lengths in words: the server has no /tokenize; prompt tokens from its usage";
 
 uint64_t mix(uint64_t a, uint64_t b) {
   Rng rng(a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL));
@@ -73,6 +74,7 @@ const std::vector<std::string>& prompt_words() {
 }
 
 std::vector<std::string> single_token_words(TokenService& tokens, const std::vector<std::string>& words) {
+  if (!tokens.can_count()) return words;
   std::string joined;
   for (const std::string& w : words) joined += " " + w;
   const auto all = tokens.count({joined});
@@ -135,6 +137,7 @@ int64_t fit_lengths(TokenService& tokens, bool chat, const std::vector<std::stri
 
 bool build_random(const WorkloadInputs& in, Workload& out, std::string& error) {
   const LoadConfig& c = *in.config;
+  const bool exact = in.tokens->can_count();
   const auto words = single_token_words(*in.tokens, prompt_words());
   if (words.size() < 16) {
     error = "the server's tokenizer splits the prompt words (is /tokenize answering?)";
@@ -155,16 +158,17 @@ bool build_random(const WorkloadInputs& in, Workload& out, std::string& error) {
     texts.push_back(random_text(words, n_in, rng.next()));
     targets.push_back(n_in);
     SessionSpec s;
-    s.turns.push_back(TurnSpec{"", n_in, static_cast<int32_t>(n_out)});
+    s.turns.push_back(TurnSpec{"", exact ? n_in : -1, static_cast<int32_t>(n_out)});
     out.sessions.push_back(std::move(s));
   }
-  const int64_t left = fit_lengths(*in.tokens, c.chat(), words, texts, targets, in.seed);
+  const int64_t left = exact ? fit_lengths(*in.tokens, c.chat(), words, texts, targets, in.seed) : 0;
   for (size_t i = 0; i < texts.size(); ++i) out.sessions[i].turns[0].text = std::move(texts[i]);
   out.summary = "random: " + std::to_string(in.n_sessions) + " prompts, input " + std::to_string(c.input_len.lo) +
                 (c.input_len.fixed() ? "" : ":" + std::to_string(c.input_len.hi)) + " tokens, output " +
                 std::to_string(c.output_len.lo) +
                 (c.output_len.fixed() ? "" : ":" + std::to_string(c.output_len.hi)) + " tokens";
   if (left > 0) out.summary += " (" + std::to_string(left) + " prompts off by a token or more)";
+  if (!exact) out.summary += std::string(" (") + kNotCounted + ")";
   return true;
 }
 
@@ -189,7 +193,7 @@ bool build_multiturn(const WorkloadInputs& in, Workload& out, std::string& error
       out.system_prompts.push_back(random_text(words, c.system_prompt_len, mix(in.seed ^ 0x5157, k)));
       targets.push_back(c.system_prompt_len);
     }
-    fit_lengths(*in.tokens, false, words, out.system_prompts, targets, in.seed ^ 0x5157);
+    if (in.tokens->can_count()) fit_lengths(*in.tokens, false, words, out.system_prompts, targets, in.seed ^ 0x5157);
   }
   out.sessions.clear();
   for (int64_t s = 0; s < in.n_sessions; ++s) {
@@ -207,6 +211,7 @@ bool build_multiturn(const WorkloadInputs& in, Workload& out, std::string& error
                 " turns, " + std::to_string(c.num_system_prompts) + " shared system prompt(s) of " +
                 std::to_string(c.system_prompt_len) + " tokens, user turns of " + std::to_string(c.input_len.lo) +
                 (c.input_len.fixed() ? "" : ":" + std::to_string(c.input_len.hi)) + " tokens";
+  if (!in.tokens->can_count()) out.summary += std::string(" (") + kNotCounted + ")";
   return true;
 }
 

@@ -14,10 +14,13 @@
 
 namespace kvmesh::load {
 
-// Counts tokens the way the server does. The HTTP one calls /tokenize; tests use a fake.
+// Counts tokens the way the server does. The HTTP one calls /tokenize; tests use a fake. A
+// server without /tokenize gets one that counts nothing (can_count() false): prompts are then
+// built from words without exact lengths and their token counts come from the server's usage.
 class TokenService {
  public:
   virtual ~TokenService() = default;
+  virtual bool can_count() const { return true; }
   // Tokens of each text as a completion prompt; -1 where it could not be counted.
   virtual std::vector<int64_t> count(const std::vector<std::string>& texts) = 0;
   // Tokens of [{"role": "user", "content": text}] after the chat template (with the assistant
@@ -48,7 +51,8 @@ struct Workload {
 // The words random prompts are made of: common English words that are one GPT-2 token each
 // with a leading space, so a prompt of N words is N tokens.
 const std::vector<std::string>& prompt_words();
-// Words of `words` that the server counts as one token each (one /tokenize when all are).
+// Words of `words` that the server counts as one token each (one /tokenize when all are; all of
+// them when the server cannot count).
 std::vector<std::string> single_token_words(TokenService& tokens, const std::vector<std::string>& words);
 // `n_words` words drawn by `rng_seed`, each with a leading space.
 std::string random_text(const std::vector<std::string>& words, int64_t n_words, uint64_t rng_seed);

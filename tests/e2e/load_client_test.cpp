@@ -266,6 +266,13 @@ TEST_F(LoadClientTest, DurationRampSweepAndNoStream) {
   EXPECT_EQ(r["completed"], 4);
   EXPECT_EQ(r["total_output_tokens"], 20);
   EXPECT_EQ(r["ttfts"][0], nullptr);  // not measured without streaming
+  for (const char* metric : {"ttft", "tpot", "itl"}) {
+    for (const char* stat : {"mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99"}) {
+      const std::string key = std::string(stat) + "_" + metric + "_ms";
+      EXPECT_TRUE(r[key].is_null()) << key << " = " << r[key];
+    }
+  }
+  EXPECT_GT(r["mean_e2el_ms"].get<double>(), 0.0);
 }
 
 // Requests dropped mid-stream are cancelled by the server and leave no KV pages behind.

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -140,6 +141,56 @@ TEST(LoadFlags, ParseAndValidate) {
   EXPECT_EQ(h.exit_code, 0);
   EXPECT_NE(h.message.find("--min-goodput-fraction"), std::string::npos);
   EXPECT_NE(h.message.find("3 SLO breached"), std::string::npos);
+}
+
+// vLLM benchmark_serving's flag names mean kvmesh-load's own.
+TEST(LoadFlags, VllmAliases) {
+  const char* argv[] = {"kvmesh-load", "--num-prompts", "7", "--max-concurrency", "3", "--request-rate", "2.5",
+                        "--result-filename", "x.json", "--random-input-len", "12", "--random-output-len", "9"};
+  auto out = parse_load_flags(13, argv);
+  ASSERT_EQ(out.exit_code, -1) << out.message;
+  EXPECT_EQ(out.config.num_requests, 7);
+  EXPECT_EQ(out.config.concurrency, 3);
+  EXPECT_EQ(out.config.rate, 2.5);
+  EXPECT_EQ(out.config.result_json, "x.json");
+  EXPECT_EQ(out.config.input_len.lo, 12);
+  EXPECT_EQ(out.config.output_len.hi, 9);
+  const char* inf[] = {"kvmesh-load", "--request-rate", "inf", "--save-result"};
+  out = parse_load_flags(4, inf);
+  ASSERT_EQ(out.exit_code, -1) << out.message;
+  EXPECT_FALSE(out.config.open_loop());
+  EXPECT_EQ(out.config.result_json.rfind("kvmesh-load-", 0), 0u) << out.config.result_json;
+  const char* named[] = {"kvmesh-load", "--save-result", "--result-filename", "y.json"};
+  EXPECT_EQ(parse_load_flags(4, named).config.result_json, "y.json");
+}
+
+// An unknown flag is named, with the nearest known one; --help shows a default for every option.
+TEST(LoadFlags, UnknownFlagAndHelpDefaults) {
+  const char* typo[] = {"kvmesh-load", "--num-prompt", "5"};
+  auto out = parse_load_flags(3, typo);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_EQ(out.message, "kvmesh-load: error: unknown flag --num-prompt (did you mean --num-prompts?) (see --help)");
+  const char* far[] = {"kvmesh-load", "--concurency=4"};
+  EXPECT_NE(parse_load_flags(2, far).message.find("unknown flag --concurency (did you mean --concurrency?)"),
+            std::string::npos);
+  const char* help[] = {"kvmesh-load", "--help"};
+  const std::string text = parse_load_flags(2, help).message;
+  // Each option's entry: its first line and the indented lines after it. One with a value type
+  // (not a plain on/off flag) shows "=DEFAULT" or says "default:" in its description.
+  std::vector<std::string> entries;
+  std::istringstream lines(text.substr(0, text.find("\n\n", text.find("Options:"))));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("  -", 0) == 0) entries.push_back(line);
+    else if (!entries.empty() && line.rfind("     ", 0) == 0) entries.back() += line;
+  }
+  ASSERT_GT(entries.size(), 40u) << text;
+  for (const std::string& e : entries) {
+    const bool typed = e.find(" TEXT") != std::string::npos || e.find(" INT") != std::string::npos ||
+                       e.find(" UINT") != std::string::npos || e.find(" FLOAT") != std::string::npos;
+    if (!typed) continue;
+    const std::string head = e.substr(0, e.find("  ", 2));
+    EXPECT_TRUE(head.find('=') != std::string::npos || e.find("default: ") != std::string::npos) << e;
+  }
 }
 
 TEST(LoadSse, SplitsEventsAcrossReads) {
