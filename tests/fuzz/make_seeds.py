@@ -92,6 +92,8 @@ def safetensors_seeds():
     odd = {"a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]},
            "b": {"dtype": "F32", "shape": [-1], "data_offsets": [8, 8]}}
     write("safetensors", "bad_dtype_shape", b"\1" + json.dumps(odd).encode() + b"\0" + bytes(8))
+    empty = {"e": {"dtype": "F32", "shape": [3, 1 << 62, 0], "data_offsets": [0, 0]}}
+    write("safetensors", "empty_overflowing_shape", b"\1" + json.dumps(empty).encode() + b"\0")
     write("safetensors", "header_too_long", b"\0" + struct.pack("<Q", 1 << 40) + b"{}")
     write("safetensors", "short_file", b"\0" + b"\x02\0\0")
     write("safetensors", "not_json", b"\1" + b"{\"a\": [1, 2" + b"\0")
