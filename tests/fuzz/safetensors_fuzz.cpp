@@ -42,12 +42,18 @@ const std::string& memory_file(const std::string& bytes) {
 
 bool is_float(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
 
-void read_every_tensor(const SafetensorsFile& file, uint64_t file_size) {
+// Every tensor lies inside the data section (the bytes after the 8-byte length and the header).
+void read_every_tensor(const SafetensorsFile& file, const std::string& contents) {
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, contents.data(), 8);
+  const char* data = contents.data() + 8 + header_len;
+  const uint64_t data_size = contents.size() - 8 - header_len;
   for (const auto& [name, info] : file.tensors()) {
-    FUZZ_CHECK(info.begin <= info.end && info.end <= file_size);
+    FUZZ_CHECK(info.begin <= info.end && info.end <= data_size);
     FUZZ_CHECK(static_cast<uint64_t>(info.numel()) * dtype_size(info.dtype) == info.nbytes());
     std::vector<uint8_t> bytes(info.nbytes());
     FUZZ_CHECK(file.read_bytes(name, 0, info.nbytes(), bytes.data()).is_ok());
+    FUZZ_CHECK(bytes.empty() || std::memcmp(bytes.data(), data + info.begin, bytes.size()) == 0);
     FUZZ_CHECK(!file.read_bytes(name, info.nbytes(), 1, bytes.data()).is_ok());
     FUZZ_CHECK(!file.read_bytes(name, 1, UINT64_MAX, bytes.data()).is_ok());
     const uint64_t numel = static_cast<uint64_t>(info.numel());
@@ -88,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes = file_bytes(data, size);
   const std::string& path = memory_file(bytes);
   auto file = SafetensorsFile::open(path);
-  if (file.is_ok()) read_every_tensor(*file.value(), bytes.size());
+  if (file.is_ok()) read_every_tensor(*file.value(), bytes);
   read_through_checkpoint(path);
   return 0;
 }
