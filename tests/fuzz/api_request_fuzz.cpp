@@ -1,7 +1,6 @@
-// Fuzzes request parsing of the OpenAI-style endpoints with the shipped GPT-2 tokenizer. Input: a
-// byte choosing the parser (completions, chat, either, /tokenize, /detokenize), then the body. A
-// refusal must be a 400 or 404 whose JSON body serializes; an accepted request must hold only
-// values the engine can run (ids in the vocabulary, prompts that fit the context, fields in range).
+// Fuzzes request parsing (completions, chat, either, /tokenize, /detokenize by the first byte; the
+// body after it). A refusal must be a 400 or 404 whose body serializes; an accepted request holds
+// only what the engine can run (ids in the vocabulary, prompts that fit, fields in range).
 #include <cmath>
 #include <cstdint>
 #include <string>

@@ -1,8 +1,6 @@
-// Fuzzes the KV disk tier's slot header: decode_slot_header and check_slot_identity on arbitrary
-// header bytes, and DiskStore::scan and load on a slot file holding them, which must accept exactly
-// the slots those functions accept. Input: a mode byte (bit 0: write the header's own hash at its
-// end, so mutations reach the field checks; bit 1: which of two slots), then the 128 header bytes
-// and the page (both zero-padded).
+// Fuzzes the KV disk tier's slot header (decode_slot_header, check_slot_identity) and DiskStore's
+// scan and load, which must accept exactly the slots those accept. Input: a mode byte (bit 0: fix
+// the header's own hash; bit 1: slot 0 or 1), then the 128 header bytes and the page, zero-padded.
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>

@@ -1,10 +1,10 @@
-// Fuzzes the safetensors reader: SafetensorsFile::open on arbitrary file bytes, then every read of
-// every tensor it accepted, and Checkpoint::open_file over the same file. Input: a mode byte, then
-// either the whole file (even mode) or a header text, a 0 byte and the data section (odd mode: the
+// Fuzzes the safetensors reader (SafetensorsFile::open, every read, Checkpoint::open_file). Input:
+// a mode byte, then the whole file (even) or header text, a 0 byte and the data section (odd: the
 // 8-byte header length is written for it, so mutations reach the JSON checks).
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>

@@ -1,7 +1,6 @@
-// Fuzzes the shipped GPT-2 tokenizer. Input: a mode byte, then text (even mode) or token ids as
-// little-endian int32 (odd mode, any value). Text: every id is in the vocabulary and decoding gives
-// the text back byte for byte. Ids: decode is the concatenation of each id's bytes (nothing for an
-// id outside the vocabulary), and encoding that text decodes to it again.
+// Fuzzes the shipped GPT-2 tokenizer. Input: a mode byte, then text (even: its ids are in the
+// vocabulary and decode to it byte for byte) or little-endian int32 ids (odd, any value: decode is
+// each id's bytes joined, nothing for an unknown id, and encoding that text decodes back to it).
 #include <cstdint>
 #include <cstring>
 #include <string>
