@@ -91,7 +91,9 @@ Result<TensorInfo> parse_entry(const std::string& where, const std::string& name
     }
     uint64_t dim = d.get<uint64_t>();
     info.shape.push_back(static_cast<int64_t>(dim));
-    overflow = overflow || __builtin_mul_overflow(numel, dim, &numel);
+    // Each partial product must fit int64 too: TensorInfo::numel() multiplies in this order.
+    overflow = overflow || __builtin_mul_overflow(numel, dim, &numel) ||
+               numel > static_cast<uint64_t>(INT64_MAX);
   }
   uint64_t need = 0;
   if (overflow || __builtin_mul_overflow(numel, dtype_size(info.dtype), &need) ||

@@ -10,6 +10,7 @@ packages=(
   libopenblas-dev
   libgtest-dev googletest
   libcli11-dev
+  clang libclang-rt-14-dev  # the libFuzzer targets (tests/fuzz)
   curl ca-certificates procps iproute2
   shellcheck python3-yaml
 )

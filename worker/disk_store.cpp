@@ -21,26 +21,9 @@
 namespace kvmesh {
 namespace {
 
-constexpr uint64_t kSlotMagic = 0x544f4c53564b4d4bull;  // "KMKVSLOT"
-constexpr uint32_t kSlotVersion = 1;
 constexpr int64_t kHeaderChecksumAt = DiskStore::kHeaderBytes - 8;
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-// The fields of a slot header; encoded little-endian at fixed offsets into kHeaderBytes bytes,
-// the last 8 being a hash of the rest.
-struct SlotHeader {
-  uint64_t magic = kSlotMagic;
-  uint32_t version = kSlotVersion;
-  uint32_t header_bytes = DiskStore::kHeaderBytes;
-  uint64_t fingerprint = 0;
-  int32_t rank = 0, tp = 0, pp = 0, slot = 0;
-  uint64_t page_hash = 0;
-  int32_t n_tokens = 0;
-  uint32_t reserved = 0;
-  uint64_t payload_bytes = 0;
-  uint64_t payload_checksum = 0;
-};
 
 template <typename T>
 void put_at(uint8_t* out, size_t at, T v) { std::memcpy(out + at, &v, sizeof(T)); }
@@ -49,58 +32,6 @@ T get_at(const uint8_t* in, size_t at) {
   T v;
   std::memcpy(&v, in + at, sizeof(T));
   return v;
-}
-
-void encode_header(const SlotHeader& h, uint8_t* out) {
-  std::memset(out, 0, DiskStore::kHeaderBytes);
-  put_at(out, 0, h.magic);
-  put_at(out, 8, h.version);
-  put_at(out, 12, h.header_bytes);
-  put_at(out, 16, h.fingerprint);
-  put_at(out, 24, h.rank);
-  put_at(out, 28, h.tp);
-  put_at(out, 32, h.pp);
-  put_at(out, 36, h.slot);
-  put_at(out, 40, h.page_hash);
-  put_at(out, 48, h.n_tokens);
-  put_at(out, 52, h.reserved);
-  put_at(out, 56, h.payload_bytes);
-  put_at(out, 64, h.payload_checksum);
-  put_at(out, kHeaderChecksumAt, hash64(out, kHeaderChecksumAt));
-}
-
-// Checks magic, version, size and the header's own hash; fills h.
-Status decode_header(const uint8_t* in, SlotHeader* h) {
-  if (get_at<uint64_t>(in, 0) != kSlotMagic) return data_loss("no page header (bad magic)");
-  if (get_at<uint64_t>(in, kHeaderChecksumAt) != hash64(in, kHeaderChecksumAt))
-    return data_loss("page header checksum mismatch");
-  h->magic = kSlotMagic;
-  h->version = get_at<uint32_t>(in, 8);
-  h->header_bytes = get_at<uint32_t>(in, 12);
-  if (h->version != kSlotVersion) return data_loss("page header version " + std::to_string(h->version));
-  if (h->header_bytes != DiskStore::kHeaderBytes) return data_loss("page header size mismatch");
-  h->fingerprint = get_at<uint64_t>(in, 16);
-  h->rank = get_at<int32_t>(in, 24);
-  h->tp = get_at<int32_t>(in, 28);
-  h->pp = get_at<int32_t>(in, 32);
-  h->slot = get_at<int32_t>(in, 36);
-  h->page_hash = get_at<uint64_t>(in, 40);
-  h->n_tokens = get_at<int32_t>(in, 48);
-  h->reserved = get_at<uint32_t>(in, 52);
-  h->payload_bytes = get_at<uint64_t>(in, 56);
-  h->payload_checksum = get_at<uint64_t>(in, 64);
-  return Status::ok();
-}
-
-// Whether a decoded header belongs to this store's identity, slot and page size.
-Status check_identity(const SlotHeader& h, const DiskIdentity& id, int32_t slot, int64_t page_bytes) {
-  if (h.fingerprint != id.fingerprint) return data_loss("page from another model or configuration");
-  if (h.rank != id.rank) return data_loss("page of rank " + std::to_string(h.rank));
-  if (h.tp != id.tp || h.pp != id.pp) return data_loss("page from another TP x PP layout");
-  if (h.slot != slot) return data_loss("page written for slot " + std::to_string(h.slot));
-  if (h.payload_bytes != static_cast<uint64_t>(page_bytes)) return data_loss("page size mismatch");
-  if (h.n_tokens < 0 || h.reserved != 0) return data_loss("malformed page header");
-  return Status::ok();
 }
 
 // Positioned vectored I/O until every byte moved; short transfers continue where they stopped.
@@ -140,6 +71,59 @@ Status make_dirs(const std::string& dir) {
 }
 
 }  // namespace
+
+// ---- slot headers ----
+
+void encode_slot_header(const DiskSlotHeader& h, uint8_t* out) {
+  std::memset(out, 0, DiskStore::kHeaderBytes);
+  put_at(out, 0, h.magic);
+  put_at(out, 8, h.version);
+  put_at(out, 12, h.header_bytes);
+  put_at(out, 16, h.fingerprint);
+  put_at(out, 24, h.rank);
+  put_at(out, 28, h.tp);
+  put_at(out, 32, h.pp);
+  put_at(out, 36, h.slot);
+  put_at(out, 40, h.page_hash);
+  put_at(out, 48, h.n_tokens);
+  put_at(out, 52, h.reserved);
+  put_at(out, 56, h.payload_bytes);
+  put_at(out, 64, h.payload_checksum);
+  put_at(out, kHeaderChecksumAt, hash64(out, kHeaderChecksumAt));
+}
+
+Status decode_slot_header(const uint8_t* in, DiskSlotHeader* h) {
+  if (get_at<uint64_t>(in, 0) != kDiskSlotMagic) return data_loss("no page header (bad magic)");
+  if (get_at<uint64_t>(in, kHeaderChecksumAt) != hash64(in, kHeaderChecksumAt))
+    return data_loss("page header checksum mismatch");
+  h->magic = kDiskSlotMagic;
+  h->version = get_at<uint32_t>(in, 8);
+  h->header_bytes = get_at<uint32_t>(in, 12);
+  if (h->version != kDiskSlotVersion) return data_loss("page header version " + std::to_string(h->version));
+  if (h->header_bytes != DiskStore::kHeaderBytes) return data_loss("page header size mismatch");
+  h->fingerprint = get_at<uint64_t>(in, 16);
+  h->rank = get_at<int32_t>(in, 24);
+  h->tp = get_at<int32_t>(in, 28);
+  h->pp = get_at<int32_t>(in, 32);
+  h->slot = get_at<int32_t>(in, 36);
+  h->page_hash = get_at<uint64_t>(in, 40);
+  h->n_tokens = get_at<int32_t>(in, 48);
+  h->reserved = get_at<uint32_t>(in, 52);
+  h->payload_bytes = get_at<uint64_t>(in, 56);
+  h->payload_checksum = get_at<uint64_t>(in, 64);
+  return Status::ok();
+}
+
+Status check_slot_identity(const DiskSlotHeader& h, const DiskIdentity& id, int32_t slot,
+                           int64_t page_bytes) {
+  if (h.fingerprint != id.fingerprint) return data_loss("page from another model or configuration");
+  if (h.rank != id.rank) return data_loss("page of rank " + std::to_string(h.rank));
+  if (h.tp != id.tp || h.pp != id.pp) return data_loss("page from another TP x PP layout");
+  if (h.slot != slot) return data_loss("page written for slot " + std::to_string(h.slot));
+  if (h.payload_bytes != static_cast<uint64_t>(page_bytes)) return data_loss("page size mismatch");
+  if (h.n_tokens < 0 || h.reserved != 0) return data_loss("malformed page header");
+  return Status::ok();
+}
 
 namespace {
 
@@ -269,7 +253,7 @@ Status DiskStore::prepare_file(int64_t file_bytes) {
 
 Status DiskStore::store(int32_t slot, uint64_t page_hash, int32_t n_tokens, const void* page) {
   KVMESH_CHECK(slot >= 0 && slot < n_slots_);
-  SlotHeader h;
+  DiskSlotHeader h;
   h.fingerprint = identity_.fingerprint;
   h.rank = identity_.rank;
   h.tp = identity_.tp;
@@ -280,7 +264,7 @@ Status DiskStore::store(int32_t slot, uint64_t page_hash, int32_t n_tokens, cons
   h.payload_bytes = static_cast<uint64_t>(page_bytes_);
   h.payload_checksum = hash64(page, static_cast<size_t>(page_bytes_));
   uint8_t header[kHeaderBytes];
-  encode_header(h, header);
+  encode_slot_header(h, header);
   // One write: a torn write leaves a header whose payload checksum fails.
   iovec iov[2] = {{header, sizeof(header)}, {const_cast<void*>(page), static_cast<size_t>(page_bytes_)}};
   Status s = io_all(fd_, iov, 2, slot_offset(slot), /*write=*/true);
@@ -295,9 +279,9 @@ Status DiskStore::load(int32_t slot, uint64_t page_hash, int32_t n_tokens, void*
   iovec iov[2] = {{header, sizeof(header)}, {page, static_cast<size_t>(page_bytes_)}};
   Status s = io_all(fd_, iov, 2, slot_offset(slot), /*write=*/false);
   if (!s.is_ok()) return s.with_context(where);
-  SlotHeader h;
-  s = decode_header(header, &h);
-  if (s.is_ok()) s = check_identity(h, identity_, slot, page_bytes_);
+  DiskSlotHeader h;
+  s = decode_slot_header(header, &h);
+  if (s.is_ok()) s = check_slot_identity(h, identity_, slot, page_bytes_);
   if (s.is_ok() && h.page_hash != page_hash) s = data_loss("page hash mismatch");
   if (s.is_ok() && h.n_tokens != n_tokens) s = data_loss("token count mismatch");
   if (s.is_ok() && h.payload_checksum != hash64(page, static_cast<size_t>(page_bytes_)))
@@ -318,9 +302,9 @@ std::vector<DiskPage> DiskStore::scan() const {
   for (int32_t slot = 0; slot < n_slots_; ++slot) {
     iovec iov[1] = {{header, sizeof(header)}};
     if (!io_all(fd_, iov, 1, slot_offset(slot), /*write=*/false).is_ok()) continue;
-    SlotHeader h;
-    if (!decode_header(header, &h).is_ok()) continue;
-    if (!check_identity(h, identity_, slot, page_bytes_).is_ok()) continue;
+    DiskSlotHeader h;
+    if (!decode_slot_header(header, &h).is_ok()) continue;
+    if (!check_slot_identity(h, identity_, slot, page_bytes_).is_ok()) continue;
     pages.push_back({slot, h.page_hash, h.n_tokens});
   }
   return pages;

@@ -91,4 +91,29 @@ class DiskStore {
   bool preallocated_ = false;
 };
 
+// One slot's header: these fields little-endian at fixed offsets in DiskStore::kHeaderBytes bytes
+// (zeros after them), the last 8 bytes a hash of the rest.
+constexpr uint64_t kDiskSlotMagic = 0x544f4c53564b4d4bull;  // "KMKVSLOT"
+constexpr uint32_t kDiskSlotVersion = 1;
+struct DiskSlotHeader {
+  uint64_t magic = kDiskSlotMagic;
+  uint32_t version = kDiskSlotVersion;
+  uint32_t header_bytes = DiskStore::kHeaderBytes;
+  uint64_t fingerprint = 0;
+  int32_t rank = 0, tp = 0, pp = 0, slot = 0;
+  uint64_t page_hash = 0;
+  int32_t n_tokens = 0;
+  uint32_t reserved = 0;
+  uint64_t payload_bytes = 0;
+  uint64_t payload_checksum = 0;
+};
+// Writes DiskStore::kHeaderBytes bytes to out.
+void encode_slot_header(const DiskSlotHeader& h, uint8_t* out);
+// Reads DiskStore::kHeaderBytes bytes: data_loss unless the magic, the header's own hash, the
+// version and the size match; then fills *h.
+Status decode_slot_header(const uint8_t* in, DiskSlotHeader* h);
+// Whether a decoded header belongs to this identity, slot and page size (data_loss if not).
+Status check_slot_identity(const DiskSlotHeader& h, const DiskIdentity& id, int32_t slot,
+                           int64_t page_bytes);
+
 }  // namespace kvmesh

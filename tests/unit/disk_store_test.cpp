@@ -120,6 +120,31 @@ TEST(DiskStore, EveryHeaderFieldIsChecked) {
   EXPECT_EQ(store->load(1, 77, 16, back.data()).code(), StatusCode::data_loss);
 }
 
+TEST(DiskStore, SlotHeaderEncodeDecodeAndIdentity) {
+  const DiskIdentity id{0x1234abcd5678ef90ull, 1, 2, 1};
+  DiskSlotHeader h;
+  h.fingerprint = id.fingerprint;
+  h.rank = 1, h.tp = 2, h.pp = 1, h.slot = 3, h.n_tokens = 16;
+  h.page_hash = 77, h.payload_bytes = kPageBytes, h.payload_checksum = 99;
+  uint8_t bytes[DiskStore::kHeaderBytes];
+  encode_slot_header(h, bytes);
+  DiskSlotHeader back;
+  ASSERT_TRUE(decode_slot_header(bytes, &back).is_ok());
+  EXPECT_EQ(back.page_hash, 77u);
+  EXPECT_EQ(back.n_tokens, 16);
+  EXPECT_EQ(back.payload_checksum, 99u);
+  EXPECT_TRUE(check_slot_identity(back, id, 3, kPageBytes).is_ok());
+  EXPECT_EQ(check_slot_identity(back, id, 2, kPageBytes).code(), StatusCode::data_loss);
+  EXPECT_EQ(check_slot_identity(back, id, 3, kPageBytes + 1).code(), StatusCode::data_loss);
+  EXPECT_EQ(check_slot_identity(back, {id.fingerprint, 0, 2, 1}, 3, kPageBytes).code(), StatusCode::data_loss);
+  back.n_tokens = -1;
+  EXPECT_EQ(check_slot_identity(back, id, 3, kPageBytes).code(), StatusCode::data_loss);
+  bytes[40] ^= 1;  // any field: the header's own hash no longer matches
+  EXPECT_EQ(decode_slot_header(bytes, &back).code(), StatusCode::data_loss);
+  bytes[0] ^= 1;
+  EXPECT_NE(decode_slot_header(bytes, &back).message().find("bad magic"), std::string::npos);
+}
+
 TEST(DiskStore, CorruptedPayloadOrHeaderFailsTheLoad) {
   TempDir dir;
   auto store = open_ok(options_for(dir.path()));

@@ -269,6 +269,19 @@ TEST(Safetensors, CorruptFiles) {
   expect_open_error(raw_file(R"({"__metadata__":{"format":1}})", 0), "__metadata__");
 }
 
+// An empty tensor whose leading dimensions multiply past int64 would overflow numel() on the way
+// to 0; one with its 0 first multiplies to 0 at every step and is fine.
+TEST(Safetensors, EmptyTensorWithOverflowingLeadingDimsIsRefused) {
+  expect_open_error(raw_file(R"({"w":{"dtype":"F32","shape":[3,4611686018427387904,0],"data_offsets":[0,0]}})", 0),
+                    "overflows");
+  TempDir dir;
+  const std::string path = dir.file("x.safetensors");
+  write_file(path, raw_file(R"({"w":{"dtype":"F32","shape":[0,4611686018427387904,3],"data_offsets":[0,0]}})", 0));
+  auto f = SafetensorsFile::open(path);
+  ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+  EXPECT_EQ((*f)->find("w")->numel(), 0);
+}
+
 TEST(Safetensors, MetadataAndEmptyHeaderAccepted) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
