@@ -19,16 +19,20 @@ double seconds_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Polls a request until it completes or timeout_s passes (timeout_s <= 0: no deadline).
-Status wait_bounded(MPI_Request* request, double timeout_s, const char* what) {
+// Polls a request until it completes or timeout_s passes (timeout_s <= 0: no deadline); the error
+// names what did not arrive, and from which rank when one is awaited (rank >= 0: that rank, or one
+// it waits on, stopped answering).
+Status wait_bounded(MPI_Request* request, double timeout_s, const char* what, int rank = -1) {
   const double start = seconds_now();
   for (int polls = 0;; ++polls) {
     int done = 0;
     MPI_Test(request, &done, MPI_STATUS_IGNORE);
     if (done) return Status::ok();
     if (timeout_s > 0 && seconds_now() - start > timeout_s) {
-      return unavailable(std::string(what) + " timed out after " + std::to_string(static_cast<int>(timeout_s)) +
-                         " s: a rank stopped answering");
+      char bound[64];
+      std::snprintf(bound, sizeof bound, " within --step-timeout %g s", timeout_s);
+      return unavailable(std::string("a rank stopped answering: ") + what +
+                         (rank >= 0 ? " from rank " + std::to_string(rank) : std::string()) + bound);
     }
     if (polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 1000 : 50));
   }
@@ -57,11 +61,11 @@ static Status broadcast_bytes(MPI_Comm comm, std::string* bytes, double timeout_
   unsigned long long length = bytes->size();
   MPI_Request req;
   MPI_Ibcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, comm, &req);
-  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, timeout_s, "plan broadcast"));
+  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, timeout_s, "the step plan did not reach every rank"));
   if (length > (1ull << 31)) return invalid_argument("step plan of " + std::to_string(length) + " bytes");
   bytes->resize(length);
   MPI_Ibcast(bytes->data(), static_cast<int>(length), MPI_BYTE, 0, comm, &req);
-  return wait_bounded(&req, timeout_s, "plan broadcast");
+  return wait_bounded(&req, timeout_s, "the step plan did not reach every rank");
 }
 
 DistributedExecutor::DistributedExecutor(std::unique_ptr<Worker> worker, ControlChannel channel,
@@ -88,11 +92,11 @@ Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
   unsigned long long length = 0;
   MPI_Request req;
   MPI_Irecv(&length, 1, MPI_UNSIGNED_LONG_LONG, sampler, kResultLengthTag, channel_.comm().comm, &req);
-  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "step result"));
+  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "no step result", sampler));
   if (length > (1ull << 31)) return invalid_argument("step result of " + std::to_string(length) + " bytes");
   std::string reply(length, '\0');
   MPI_Irecv(reply.data(), static_cast<int>(length), MPI_BYTE, sampler, kResultBytesTag, channel_.comm().comm, &req);
-  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "step result"));
+  KVMESH_RETURN_IF_ERROR(wait_bounded(&req, options_.step_timeout_s, "no step result", sampler));
   KVMESH_ASSIGN_OR_RETURN(*result, decode_step_result(reply));
   return Status::ok();
 }

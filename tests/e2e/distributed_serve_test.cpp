@@ -1,11 +1,14 @@
 // kvmesh-serve under mpirun at TP=2 x PP=2: 16 concurrent HTTP clients get exactly the results of
-// a single process, and a rank killed with SIGKILL ends the whole job quickly instead of hanging.
+// a single process, and a rank that is killed or stops answering ends the whole job quickly, after
+// every open request got its error (an SSE error event and [DONE], or a 503).
 #include <gtest/gtest.h>
 
 #include <dirent.h>
 
 #include <fstream>
 #include <future>
+#include <optional>
+#include <tuple>
 #include <thread>
 
 #include "server_process.h"
@@ -120,6 +123,87 @@ TEST(DistributedServe, KilledRankEndsTheJobWithinBound) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_TRUE(rank_pids(port).empty()) << "ranks left running";
+}
+
+// What the clients of a job saw when one of its ranks got `sig`, timed from the signal.
+struct LostRank {
+  StreamedResult stream;
+  int plain_status = 0;
+  nlohmann::json plain;
+  double stream_s = -1, plain_s = -1, exit_s = -1;
+  std::optional<int> exit_code;
+};
+
+LostRank lose_rank(int n_ranks, std::vector<std::string> args, int victim, int sig) {
+  using Clock = std::chrono::steady_clock;
+  LostRank out;
+  std::string error;
+  const std::string port = std::to_string(17100 + (::getpid() + sig) % 800);
+  args.insert(args.end(), {"--model", hf_model_dir(), "--port", port, "--step-timeout", "3",
+                           "--debug-step-delay-ms", "20"});
+  auto grid = ServerProcess::start_mpi(n_ranks, args, &error);
+  EXPECT_NE(grid, nullptr) << error;
+  if (grid == nullptr) return out;
+  pid_t victim_pid = -1;
+  for (const auto& [pid, rank] : rank_pids(port))
+    if (rank == victim) victim_pid = pid;
+  EXPECT_GT(victim_pid, 0);
+  Clock::time_point signalled;
+  auto seconds_since = [&signalled] { return std::chrono::duration<double>(Clock::now() - signalled).count(); };
+  nlohmann::json body = {{"prompt", {464, 2068}}, {"max_tokens", 500}, {"ignore_eos", true}, {"temperature", 0}};
+  auto plain = std::async(std::launch::async, [&, body] {
+    auto reply = post_for_json(grid->port(), "/v1/completions", body);
+    out.plain_s = seconds_since();
+    return reply;
+  });
+  nlohmann::json streamed = body;
+  streamed["stream"] = true;
+  auto stream = std::async(std::launch::async, [&] {
+    StreamedResult r = stream_completion(grid->port(), "/v1/completions", streamed, {}, 30000);
+    out.stream_s = seconds_since();
+    return r;
+  });
+  EXPECT_TRUE(eventually([&] { return grid->metric("kvmesh_num_requests_running") == 2.0; }, 20000))
+      << "both requests should be running before the rank is lost";
+  signalled = Clock::now();
+  ::kill(victim_pid, sig);
+  out.stream = stream.get();
+  std::tie(out.plain_status, out.plain) = plain.get();
+  out.exit_code = grid->wait_exit(30000);
+  out.exit_s = seconds_since();
+  ::kill(victim_pid, SIGCONT);  // nothing stays behind, stopped or not
+  ::kill(victim_pid, SIGKILL);
+  EXPECT_TRUE(eventually([&] { return rank_pids(port).empty(); }, 5000)) << "ranks left running";
+  std::fprintf(stderr, "signal %d to rank %d: stream error after %.2f s, 503 after %.2f s, job exit after %.2f s\n",
+               sig, victim, out.stream_s, out.plain_s, out.exit_s);
+  return out;
+}
+
+// Both clients get the error that names the cause, within the step timeout (3 s) plus a margin.
+void expect_told(const LostRank& r, const std::string& cause) {
+  ASSERT_EQ(r.stream.status, 200) << r.stream.error;
+  ASSERT_EQ(r.stream.error_events.size(), 1u) << "the stream ends with one error event";
+  const nlohmann::json& event = r.stream.error_events[0]["error"];
+  EXPECT_EQ(event["type"], "service_unavailable");
+  EXPECT_NE(event["message"].get<std::string>().find(cause), std::string::npos) << event;
+  EXPECT_TRUE(r.stream.done) << "[DONE] follows the error event";
+  EXPECT_EQ(r.plain_status, 503) << r.plain;
+  EXPECT_NE(r.plain["error"]["message"].get<std::string>().find(cause), std::string::npos) << r.plain;
+  EXPECT_LT(r.stream_s, 3 + 10);
+  EXPECT_LT(r.plain_s, 3 + 10);
+  ASSERT_TRUE(r.exit_code.has_value()) << "the job must end";
+  EXPECT_NE(*r.exit_code, 0);
+}
+
+TEST(DistributedServe, StoppedRankFailsEveryRequestThenEndsTheJob) {
+  const LostRank r = lose_rank(4, {"--tp", "2", "--pp", "2"}, 1, SIGSTOP);
+  expect_told(r, "a rank stopped answering");
+  EXPECT_EQ(r.exit_code, std::optional<int>(3));
+}
+
+TEST(DistributedServe, KilledRankFailsEveryRequestBeforeTheJobEnds) {
+  const LostRank r = lose_rank(2, {"--tp", "2"}, 1, SIGKILL);
+  expect_told(r, "mpirun stopped it");
 }
 
 }  // namespace
