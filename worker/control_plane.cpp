@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -38,6 +39,13 @@ Status wait_bounded(MPI_Request* request, double timeout_s, const char* what, in
   }
 }
 
+// KVMESH_DEBUG_FAIL_STEP_RANK=<rank>: that rank's first step with sequences fails after it ran
+// (tests of a step that fails on one rank only); -1 when unset.
+int debug_fail_step_rank() {
+  const char* named = std::getenv("KVMESH_DEBUG_FAIL_STEP_RANK");
+  return named == nullptr ? -1 : std::atoi(named);
+}
+
 }  // namespace
 
 struct ControlChannel::Comm {
@@ -68,6 +76,13 @@ static Status broadcast_bytes(MPI_Comm comm, std::string* bytes, double timeout_
   return wait_bounded(&req, timeout_s, "the step plan did not reach every rank");
 }
 
+static void send_result(MPI_Comm comm, const StepResult& result) {
+  std::string reply = encode_step_result(result);
+  unsigned long long length = reply.size();
+  MPI_Send(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, kResultLengthTag, comm);
+  MPI_Send(reply.data(), static_cast<int>(length), MPI_BYTE, 0, kResultBytesTag, comm);
+}
+
 DistributedExecutor::DistributedExecutor(std::unique_ptr<Worker> worker, ControlChannel channel,
                                          const ControlOptions& options)
     : worker_(std::move(worker)), channel_(std::move(channel)), options_(options) {}
@@ -80,9 +95,20 @@ DistributedExecutor::~DistributedExecutor() {
 Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
   std::string bytes = encode_step_plan(plan);
   KVMESH_RETURN_IF_ERROR(broadcast_bytes(channel_.comm().comm, &bytes, options_.step_timeout_s));
-  KVMESH_RETURN_IF_ERROR(worker_->execute(plan, result));
+  const Status local = worker_->execute(plan, result);
   const int sampler = worker_->layout().sampler_rank();
-  if (sampler == 0) return Status::ok();
+  if (sampler == 0) return local;
+  // The sampling rank answers every plan, failed or not; its answer is taken even when this rank's
+  // step failed, so that the next step's wait gets the next step's answer.
+  StepResult remote;
+  KVMESH_RETURN_IF_ERROR(receive_result(sampler, &remote));
+  KVMESH_RETURN_IF_ERROR(local);
+  if (remote.error_code != StatusCode::ok) return Status(remote.error_code, remote.error);
+  *result = std::move(remote);
+  return Status::ok();
+}
+
+Status DistributedExecutor::receive_result(int sampler, StepResult* result) {
   const double wait_started = seconds_now();
   struct CountWait {
     Worker& worker;
@@ -119,7 +145,9 @@ void print_rank_timing(const Worker& worker) {
 
 Status run_worker_loop(Worker& worker, ControlChannel channel, const ControlOptions& options) {
   MPI_Comm comm = channel.comm().comm;
+  const int rank = worker.layout().rank;
   const bool sampler = worker.layout().is_sampler();
+  int fail_rank = debug_fail_step_rank();
   Status status;
   for (;;) {
     std::string bytes;
@@ -133,17 +161,21 @@ Status run_worker_loop(Worker& worker, ControlChannel channel, const ControlOpti
     if (plan->shutdown) break;
     StepResult result;
     Status step = worker.execute(*plan, &result);
-    if (!step.is_ok()) {
-      // Every rank validates the same plan and fails alike; rank 0 reports it.
-      std::fprintf(stderr, "kvmesh worker rank %d: step %llu failed: %s\n", worker.layout().rank,
-                   static_cast<unsigned long long>(plan->step_id), step.to_string().c_str());
-      continue;
+    if (step.is_ok() && fail_rank == rank && !plan->seqs.empty()) {
+      fail_rank = -1;  // once
+      step = internal_error("the step failed on purpose (KVMESH_DEBUG_FAIL_STEP_RANK)");
     }
-    if (!sampler) continue;
-    std::string reply = encode_step_result(result);
-    unsigned long long length = reply.size();
-    MPI_Send(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, kResultLengthTag, comm);
-    MPI_Send(reply.data(), static_cast<int>(length), MPI_BYTE, 0, kResultBytesTag, comm);
+    if (!step.is_ok()) {
+      // The ranks ran the same collectives (a failing rank goes on with its peers), so they stay
+      // in step: the sampling rank reports the failure at once and every rank takes the next plan.
+      std::fprintf(stderr, "kvmesh worker rank %d: step %llu failed: %s\n", rank,
+                   static_cast<unsigned long long>(plan->step_id), step.to_string().c_str());
+      result = StepResult{};
+      result.step_id = plan->step_id;
+      result.error_code = step.code();
+      result.error = "rank " + std::to_string(rank) + ": " + step.message();
+    }
+    if (sampler) send_result(comm, result);
   }
   if (options.report_timing) print_rank_timing(worker);
   return status;

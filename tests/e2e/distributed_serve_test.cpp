@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <stdlib.h>
 
 #include <fstream>
 #include <future>
@@ -204,6 +205,31 @@ TEST(DistributedServe, StoppedRankFailsEveryRequestThenEndsTheJob) {
 TEST(DistributedServe, KilledRankFailsEveryRequestBeforeTheJobEnds) {
   const LostRank r = lose_rank(2, {"--tp", "2"}, 1, SIGKILL);
   expect_told(r, "mpirun stopped it");
+}
+
+// A step that fails on the sampling rank alone (told to, once) ends that step's request with the
+// rank's error at once, not after --step-timeout; the ranks stay in step and the job serves on.
+TEST(DistributedServe, StepFailedOnTheSamplingRankFailsItsRequestAndTheJobServesOn) {
+  std::string error;
+  const std::string port = "16" + std::to_string(100 + ::getpid() % 800);
+  ::setenv("KVMESH_DEBUG_FAIL_STEP_RANK", "1", 1);  // inherited by mpirun and its ranks
+  auto grid = ServerProcess::start_mpi(
+      2, {"--model", hf_model_dir(), "--pp", "2", "--port", port, "--step-timeout", "60"}, &error);
+  ::unsetenv("KVMESH_DEBUG_FAIL_STEP_RANK");
+  ASSERT_NE(grid, nullptr) << error;
+  const nlohmann::json body = {{"prompt", {464, 2068}}, {"max_tokens", 4}, {"temperature", 0}};
+  const auto started = std::chrono::steady_clock::now();
+  auto [status, failed] = post_for_json(grid->port(), "/v1/completions", body);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(status, 500) << failed;
+  EXPECT_NE(failed.dump().find("rank 1: the step failed on purpose"), std::string::npos) << failed;
+  EXPECT_LT(seconds, 30) << "rank 0 waited for the step timeout (60 s)";
+  std::fprintf(stderr, "the failed step's error reached the client after %.2f s\n", seconds);
+  auto [status2, ok] = post_for_json(grid->port(), "/v1/completions", body);
+  EXPECT_EQ(status2, 200) << ok;
+  for (const auto& [pid, rank] : rank_pids(port))
+    if (rank == 0) ::kill(pid, SIGTERM);
+  EXPECT_EQ(grid->wait_exit(30000), std::optional<int>(0));
 }
 
 }  // namespace
