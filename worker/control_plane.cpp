@@ -46,6 +46,13 @@ int debug_fail_step_rank() {
   return named == nullptr ? -1 : std::atoi(named);
 }
 
+// The told failure, once: `*fail_rank` is this rank's and the step ran sequences.
+Status fail_if_told(int* fail_rank, int rank, const StepPlan& plan) {
+  if (*fail_rank != rank || plan.seqs.empty()) return Status::ok();
+  *fail_rank = -1;
+  return internal_error("the step failed on purpose (KVMESH_DEBUG_FAIL_STEP_RANK)");
+}
+
 }  // namespace
 
 struct ControlChannel::Comm {
@@ -85,7 +92,8 @@ static void send_result(MPI_Comm comm, const StepResult& result) {
 
 DistributedExecutor::DistributedExecutor(std::unique_ptr<Worker> worker, ControlChannel channel,
                                          const ControlOptions& options)
-    : worker_(std::move(worker)), channel_(std::move(channel)), options_(options) {}
+    : worker_(std::move(worker)), channel_(std::move(channel)), options_(options),
+      fail_rank_(debug_fail_step_rank()) {}
 
 DistributedExecutor::~DistributedExecutor() {
   if (!shut_down_) (void)shutdown();
@@ -95,7 +103,8 @@ DistributedExecutor::~DistributedExecutor() {
 Status DistributedExecutor::execute(const StepPlan& plan, StepResult* result) {
   std::string bytes = encode_step_plan(plan);
   KVMESH_RETURN_IF_ERROR(broadcast_bytes(channel_.comm().comm, &bytes, options_.step_timeout_s));
-  const Status local = worker_->execute(plan, result);
+  Status local = worker_->execute(plan, result);
+  if (local.is_ok()) local = fail_if_told(&fail_rank_, 0, plan);
   const int sampler = worker_->layout().sampler_rank();
   if (sampler == 0) return local;
   // The sampling rank answers every plan, failed or not; its answer is taken even when this rank's
@@ -161,10 +170,7 @@ Status run_worker_loop(Worker& worker, ControlChannel channel, const ControlOpti
     if (plan->shutdown) break;
     StepResult result;
     Status step = worker.execute(*plan, &result);
-    if (step.is_ok() && fail_rank == rank && !plan->seqs.empty()) {
-      fail_rank = -1;  // once
-      step = internal_error("the step failed on purpose (KVMESH_DEBUG_FAIL_STEP_RANK)");
-    }
+    if (step.is_ok()) step = fail_if_told(&fail_rank, rank, *plan);
     if (!step.is_ok()) {
       // The ranks ran the same collectives (a failing rank goes on with its peers), so they stay
       // in step: the sampling rank reports the failure at once and every rank takes the next plan.

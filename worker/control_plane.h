@@ -55,6 +55,7 @@ class DistributedExecutor : public StepExecutor {
   ControlChannel channel_;
   ControlOptions options_;
   bool shut_down_ = false;
+  int fail_rank_ = -1;  // KVMESH_DEBUG_FAIL_STEP_RANK (tests)
 };
 
 // Ranks 1..N-1: run plans until the shutdown plan; an undecodable plan is returned as an error (the
