@@ -212,7 +212,7 @@ TEST(DistributedServe, KilledRankFailsEveryRequestBeforeTheJobEnds) {
 // error at once, not after --step-timeout; the ranks stay in step and the job serves on.
 void expect_failed_step_then_served(int failing_rank) {
   std::string error;
-  const std::string port = std::to_string(16100 + failing_rank * 900 + ::getpid() % 800);
+  const std::string port = std::to_string((15 - failing_rank) * 1000 + 100 + ::getpid() % 800);
   ::setenv("KVMESH_DEBUG_FAIL_STEP_RANK", std::to_string(failing_rank).c_str(), 1);  // mpirun passes it on
   auto grid = ServerProcess::start_mpi(
       2, {"--model", hf_model_dir(), "--pp", "2", "--port", port, "--step-timeout", "60"}, &error);
