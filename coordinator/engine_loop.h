@@ -76,7 +76,9 @@ class EngineLoop {
   RequestQueue& queue_;
   Metrics& metrics_;
   EngineLoopOptions options_;
-  // The engine thread's, and fail_lost()'s from another thread (hence the mutex).
+  // The engine thread's, and fail_lost()'s from the watchdog: the one mutex outside the queues, since
+  // a lost rank can hold the engine thread in a step while its requests must still end. Never held
+  // across a step's MPI calls.
   std::mutex tickets_mu_;
   std::unordered_map<uint64_t, Ticket> tickets_;
   std::thread thread_;
