@@ -39,6 +39,8 @@ class EngineLoop {
   // The engine thread is running, has not failed, and came round its loop recently (not stuck
   // in a step).
   bool ready() const;
+  // The engine thread has not left its loop yet.
+  bool running() const { return running_.load(); }
   // A rank was lost (see EngineLoopOptions::lose_on_unavailable).
   bool lost() const { return lost_.load(); }
   // Seconds since the engine thread last came round its loop (a stuck step grows it).

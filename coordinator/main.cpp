@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -147,24 +148,28 @@ bool wait_signal(const sigset_t& set, int64_t ms, siginfo_t* info = nullptr) {
   return sigtimedwait(&set, info, &ts) > 0;
 }
 
-// Waits until nothing is in flight or `seconds` pass (a second signal cuts it short).
-void wait_in_flight(const HttpServer& server, const sigset_t& set, double seconds) {
+// Waits until nothing is in flight or `seconds` pass (a second signal cuts it short); `watch` runs
+// every round (it may end the job).
+void wait_in_flight(const HttpServer& server, const sigset_t& set, double seconds,
+                    const std::function<void()>& watch) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (server.n_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     if (wait_signal(set, 20)) return;
+    watch();
   }
 }
 
-void drain(HttpServer& server, RequestQueue& queue, const sigset_t& set, double timeout_s) {
+void drain(HttpServer& server, RequestQueue& queue, const sigset_t& set, double timeout_s,
+           const std::function<void()>& watch) {
   std::fprintf(stderr, "kvmesh-serve: draining: %lld requests in flight, up to %.0f s\n",
                static_cast<long long>(server.n_in_flight()), timeout_s);
   queue.set_draining();
-  wait_in_flight(server, set, timeout_s);
+  wait_in_flight(server, set, timeout_s, watch);
   if (server.n_in_flight() > 0) {
     std::fprintf(stderr, "kvmesh-serve: drain timeout: cancelling %lld requests\n",
                  static_cast<long long>(server.n_in_flight()));
     queue.cancel_all();
-    wait_in_flight(server, set, 2.0);
+    wait_in_flight(server, set, 2.0, watch);
   }
   server.stop();
 }
@@ -215,19 +220,25 @@ int serve(const ServerConfig& config, LoadedModel& model, DistributedExecutor* d
               "-d '{\"prompt\": \"The quick brown fox\", \"max_tokens\": 16, \"temperature\": 0}'\n",
               config.host.c_str(), (*server)->port());
   std::fflush(stdout);
-  siginfo_t sender{};
-  while (!wait_signal(stop_signals, 200, &sender)) {
+  // A lost rank ends the job, also while draining.
+  auto watch = [&] {
     if (distributed != nullptr) watch_ranks(loop, config.step_timeout_s);
     if (loop.lost()) end_lost_job(**server, mpi, 2.0);
-  }
+  };
+  siginfo_t sender{};
+  while (!wait_signal(stop_signals, 200, &sender)) watch();
   if (distributed != nullptr && sender.si_pid == getppid()) {
     // mpirun (or its daemon) ends the job, after a rank exited or was killed, or on its own stop,
     // and kills what is left a second later: no time to drain.
     loop.fail_lost("the job is ending: mpirun stopped it (a rank exited or the job was stopped)");
     end_lost_job(**server, mpi, 0.5);
   }
-  drain(**server, queue, stop_signals, config.drain_timeout_s);
+  drain(**server, queue, stop_signals, config.drain_timeout_s, watch);
   queue.stop();
+  while (loop.running()) {  // a step stuck on a lost rank would hold the join for good
+    watch();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   loop.join();
   if (distributed != nullptr) (void)distributed->shutdown();
   std::fprintf(stderr, "kvmesh-serve: stopped\n");

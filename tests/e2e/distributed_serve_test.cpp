@@ -136,19 +136,22 @@ struct LostRank {
   std::optional<int> exit_code;
 };
 
-LostRank lose_rank(int n_ranks, std::vector<std::string> args, int victim, int sig) {
+// drain_first: rank 0 is draining (SIGTERM) when the rank is lost.
+LostRank lose_rank(int n_ranks, std::vector<std::string> args, int victim, int sig, bool drain_first = false) {
   using Clock = std::chrono::steady_clock;
   LostRank out;
   std::string error;
-  const std::string port = std::to_string(17100 + (::getpid() + sig) % 800);
+  const std::string port = std::to_string(17100 + (::getpid() + sig + (drain_first ? 40 : 0)) % 800);
   args.insert(args.end(), {"--model", hf_model_dir(), "--port", port, "--step-timeout", "3",
                            "--debug-step-delay-ms", "20"});
   auto grid = ServerProcess::start_mpi(n_ranks, args, &error);
   EXPECT_NE(grid, nullptr) << error;
   if (grid == nullptr) return out;
-  pid_t victim_pid = -1;
-  for (const auto& [pid, rank] : rank_pids(port))
+  pid_t victim_pid = -1, leader_pid = -1;
+  for (const auto& [pid, rank] : rank_pids(port)) {
     if (rank == victim) victim_pid = pid;
+    if (rank == 0) leader_pid = pid;
+  }
   EXPECT_GT(victim_pid, 0);
   Clock::time_point signalled;
   auto seconds_since = [&signalled] { return std::chrono::duration<double>(Clock::now() - signalled).count(); };
@@ -167,6 +170,11 @@ LostRank lose_rank(int n_ranks, std::vector<std::string> args, int victim, int s
   });
   EXPECT_TRUE(eventually([&] { return grid->metric("kvmesh_num_requests_running") == 2.0; }, 20000))
       << "both requests should be running before the rank is lost";
+  if (drain_first) {
+    ::kill(leader_pid, SIGTERM);
+    EXPECT_TRUE(eventually([&] { return http_request(grid->port(), "GET", "/ready").status == 503; }, 10000))
+        << "rank 0 should be draining";
+  }
   signalled = Clock::now();
   ::kill(victim_pid, sig);
   out.stream = stream.get();
@@ -199,6 +207,12 @@ void expect_told(const LostRank& r, const std::string& cause) {
 
 TEST(DistributedServe, StoppedRankFailsEveryRequestThenEndsTheJob) {
   const LostRank r = lose_rank(4, {"--tp", "2", "--pp", "2"}, 1, SIGSTOP);
+  expect_told(r, "a rank stopped answering");
+  EXPECT_EQ(r.exit_code, std::optional<int>(3));
+}
+
+TEST(DistributedServe, RankStoppedWhileDrainingFailsEveryRequestThenEndsTheJob) {
+  const LostRank r = lose_rank(2, {"--tp", "2"}, 1, SIGSTOP, true);
   expect_told(r, "a rank stopped answering");
   EXPECT_EQ(r.exit_code, std::optional<int>(3));
 }
