@@ -132,6 +132,8 @@ struct LostRank {
   StreamedResult stream;
   int plain_status = 0;
   nlohmann::json plain;
+  int late_status = 0;  // a request sent just after the signal (queued behind the stuck step)
+  nlohmann::json late;
   double stream_s = -1, plain_s = -1, exit_s = -1;
   std::optional<int> exit_code;
 };
@@ -141,7 +143,7 @@ LostRank lose_rank(int n_ranks, std::vector<std::string> args, int victim, int s
   using Clock = std::chrono::steady_clock;
   LostRank out;
   std::string error;
-  const std::string port = std::to_string(17100 + (::getpid() + sig + (drain_first ? 40 : 0)) % 800);
+  const std::string port = std::to_string(17100 + (::getpid() + sig + victim * 100 + (drain_first ? 40 : 0)) % 800);
   args.insert(args.end(), {"--model", hf_model_dir(), "--port", port, "--step-timeout", "3",
                            "--debug-step-delay-ms", "20"});
   auto grid = ServerProcess::start_mpi(n_ranks, args, &error);
@@ -177,7 +179,9 @@ LostRank lose_rank(int n_ranks, std::vector<std::string> args, int victim, int s
   }
   signalled = Clock::now();
   ::kill(victim_pid, sig);
+  auto late = std::async(std::launch::async, [&, body] { return post_for_json(grid->port(), "/v1/completions", body); });
   out.stream = stream.get();
+  std::tie(out.late_status, out.late) = late.get();
   std::tie(out.plain_status, out.plain) = plain.get();
   out.exit_code = grid->wait_exit(30000);
   out.exit_s = seconds_since();
@@ -199,6 +203,7 @@ void expect_told(const LostRank& r, const std::string& cause) {
   EXPECT_TRUE(r.stream.done) << "[DONE] follows the error event";
   EXPECT_EQ(r.plain_status, 503) << r.plain;
   EXPECT_NE(r.plain["error"]["message"].get<std::string>().find(cause), std::string::npos) << r.plain;
+  EXPECT_EQ(r.late_status, 503) << r.late;
   EXPECT_LT(r.stream_s, 3 + 10);
   EXPECT_LT(r.plain_s, 3 + 10);
   ASSERT_TRUE(r.exit_code.has_value()) << "the job must end";
@@ -207,6 +212,14 @@ void expect_told(const LostRank& r, const std::string& cause) {
 
 TEST(DistributedServe, StoppedRankFailsEveryRequestThenEndsTheJob) {
   const LostRank r = lose_rank(4, {"--tp", "2", "--pp", "2"}, 1, SIGSTOP);
+  expect_told(r, "a rank stopped answering");
+  EXPECT_EQ(r.exit_code, std::optional<int>(3));
+}
+
+// The last stage stops: rank 0 is not in a collective with it, and its wait for the step's result
+// runs out instead.
+TEST(DistributedServe, StoppedLastStageFailsEveryRequestThenEndsTheJob) {
+  const LostRank r = lose_rank(4, {"--tp", "2", "--pp", "2"}, 3, SIGSTOP);
   expect_told(r, "a rank stopped answering");
   EXPECT_EQ(r.exit_code, std::optional<int>(3));
 }
