@@ -1,7 +1,10 @@
 // Serialization of StepPlan and StepResult: versioned, little-endian, bounds-checked on decode.
 #include "common/protocol.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <vector>
 
 #include "common/byte_io.h"
 
@@ -11,6 +14,7 @@ namespace {
 constexpr uint32_t kMaxSeqs = 1u << 16;
 constexpr uint32_t kMaxTokens = 1u << 24;
 constexpr uint32_t kMaxOps = 1u << 22;
+constexpr uint32_t kMaxErrorBytes = 1u << 16;
 constexpr uint8_t kPlanKind = 1;
 constexpr uint8_t kResultKind = 2;
 
@@ -153,6 +157,9 @@ std::string encode_step_result(const StepResult& result) {
   }
   w.put_vector(result.failed_cache_ops);
   w.put(result.timings);
+  w.put<int32_t>(static_cast<int32_t>(result.error_code));
+  const size_t n_error = std::min<size_t>(result.error.size(), kMaxErrorBytes);
+  w.put_vector(std::vector<char>(result.error.begin(), result.error.begin() + static_cast<std::ptrdiff_t>(n_error)));
   return w.take();
 }
 
@@ -175,6 +182,11 @@ Result<StepResult> decode_step_result(std::string_view bytes) {
   }
   result.failed_cache_ops = r.get_vector<int32_t>(kMaxOps);
   result.timings = r.get<StepTimings>();
+  const auto code = r.get<int32_t>();
+  if (code < 0 || code > static_cast<int32_t>(StatusCode::internal)) r.fail();
+  result.error_code = static_cast<StatusCode>(code);
+  const std::vector<char> error = r.get_vector<char>(kMaxErrorBytes);
+  result.error.assign(error.begin(), error.end());
   if (!r.ok() || !r.at_end()) return invalid_argument("step result: malformed or truncated message");
   return result;
 }

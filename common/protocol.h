@@ -123,12 +123,16 @@ struct StepResult {
   // disk_load leaves its host slot empty, a failed disk_store drops the page.
   std::vector<int32_t> failed_cache_ops;
   StepTimings timings;                     // measured on the sampling rank
+  // A step that failed on the sampling rank comes back at once as its status (no seqs), so rank 0
+  // ends the step's requests with it instead of waiting out the step timeout.
+  StatusCode error_code = StatusCode::ok;
+  std::string error;
 };
 
 // Wire format: magic, version, then the fields. Decoding checks every length, count and enum
 // value and fails with invalid_argument on anything malformed; it never reads out of bounds.
 constexpr uint32_t kProtocolMagic = 0x4b564d50;  // "KVMP"
-constexpr uint16_t kProtocolVersion = 2;
+constexpr uint16_t kProtocolVersion = 3;
 
 std::string encode_step_plan(const StepPlan& plan);
 Result<StepPlan> decode_step_plan(std::string_view bytes);

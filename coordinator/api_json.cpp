@@ -36,6 +36,15 @@ ApiError server_error(std::string message) {
   return error;
 }
 
+ApiError service_unavailable(std::string message) {
+  ApiError error;
+  error.http_status = 503;
+  error.message = std::move(message);
+  error.type = "service_unavailable";
+  error.code = "engine_unavailable";
+  return error;
+}
+
 Json error_body(const ApiError& error) {
   Json body = Json::object();
   body["message"] = error.message;

@@ -38,6 +38,7 @@ struct ApiError {
 ApiError bad_request(std::string message, std::string param = "");       // 400
 ApiError model_not_found(const std::string& model);                      // 404 model_not_found
 ApiError server_error(std::string message);                              // 500
+ApiError service_unavailable(std::string message);                       // 503 (the engine was lost)
 Json error_body(const ApiError& error);
 
 // Either a value or an ApiError.

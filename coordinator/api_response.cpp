@@ -97,6 +97,7 @@ std::optional<ApiError> check_outputs(const CompletionRequest& request, const st
                         std::to_string(request.n_choices()) + " choices");
   }
   for (const GenerationOutput& out : outputs) {
+    if (out.finish == FinishReason::error && out.unavailable) return service_unavailable(out.error);
     if (out.finish == FinishReason::error) return server_error(out.error.empty() ? "generation failed" : out.error);
     if (out.finish == FinishReason::cancelled) return server_error("the request was cancelled");
     if (out.finish == FinishReason::none) return server_error("internal error: a choice did not finish");
@@ -241,6 +242,7 @@ Json StreamBuilder::chunk(int32_t index, const GenerationDelta& delta) {
   const bool first = !state.started;
   state.started = true;
   state.total.append(delta);
+  if (delta.finish == FinishReason::error && delta.unavailable) return error_body(service_unavailable(delta.error));
   if (delta.finish == FinishReason::error) {
     return error_body(server_error(delta.error.empty() ? "generation failed" : delta.error));
   }

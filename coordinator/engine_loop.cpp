@@ -44,12 +44,12 @@ void EngineLoop::join() {
 
 void EngineLoop::run() {
   try {
-    for (;;) {
+    while (!lost_.load()) {
       heartbeat_ = Clock::now().time_since_epoch().count();
       QueueBatch batch = queue_.take(!engine_->has_work(), kIdleWait);
       apply(batch);
       if (batch.stop && !engine_->has_work()) break;
-      if (engine_->has_work()) {
+      if (engine_->has_work() && !lost_.load()) {
         // The test delay comes before the step, so a request that finds the engine idle gets its
         // first token one delay (plus compute) after it arrives, like every later token.
         if (options_.debug_step_delay_ms > 0) {
@@ -62,26 +62,55 @@ void EngineLoop::run() {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kvmesh-serve: engine thread failed: %s\n", e.what());
-    fail_everything(e.what());
+    fail_everything(std::string("the engine failed: ") + e.what(), false);
   }
   running_ = false;
 }
 
-// The loop cannot go on: new requests get 503 and every open request ends with an error.
-void EngineLoop::fail_everything(const std::string& why) {
+// The loop cannot go on: new requests get 503, and every open request and every request still in
+// the queue ends with an error.
+void EngineLoop::fail_everything(const std::string& message, bool unavailable) {
+  std::lock_guard<std::mutex> lock(tickets_mu_);
   failed_ = true;
-  queue_.stop();
+  queue_.stop();  // submit() refuses from here on, so the take below leaves nothing behind
   for (auto& [ticket, t] : tickets_) {
-    for (size_t i = 0; i < t.last_token_at.size(); ++i) {
-      ChoiceEvent event;
-      event.index = static_cast<int32_t>(i);
-      event.delta.finish = FinishReason::error;
-      event.delta.error = "the engine failed: " + why;
-      event.at = Clock::now();
-      t.channel->push(std::move(event));
-    }
+    fail_choices(*t.channel, 0, static_cast<int32_t>(t.last_token_at.size()), message, unavailable);
   }
   tickets_.clear();
+  QueueBatch queued = queue_.take(false, std::chrono::milliseconds(0));
+  for (Submission& s : queued.submissions) {
+    int32_t n_choices = 0;
+    for (const auto& p : s.prompts) n_choices += p.n;
+    fail_choices(*s.channel, 0, n_choices, message, unavailable);
+  }
+}
+
+void EngineLoop::fail_lost(const std::string& why) {
+  if (lose_claimed_.exchange(true)) return;  // the engine thread and the watchdog may both see it
+  std::fprintf(stderr, "kvmesh-serve: %s\n", why.c_str());
+  fail_everything(why, true);
+  lost_ = true;
+}
+
+void EngineLoop::fail_choices(DeltaChannel& channel, int32_t first, int32_t n, const std::string& message,
+                              bool unavailable) {
+  for (int32_t i = 0; i < n; ++i) {
+    ChoiceEvent event;
+    event.index = first + i;
+    event.delta.index = i;
+    event.delta.finish = FinishReason::error;
+    event.delta.error = message;
+    event.delta.unavailable = unavailable;
+    event.at = Clock::now();
+    metrics_.count_finish(FinishReason::error);
+    channel.push(std::move(event));
+  }
+}
+
+double EngineLoop::step_seconds() const {
+  const Clock::rep started = step_started_.load();
+  if (started == 0) return 0;
+  return std::chrono::duration<double>(Clock::now() - Clock::time_point(Clock::duration(started))).count();
 }
 
 double EngineLoop::stalled_seconds() const {
@@ -96,6 +125,7 @@ bool EngineLoop::ready() const {
 }
 
 void EngineLoop::apply(QueueBatch& batch) {
+  std::lock_guard<std::mutex> lock(tickets_mu_);
   for (Submission& s : batch.submissions) admit(s);
   for (uint64_t ticket : batch.cancels) cancel_ticket(ticket);
   if (batch.cancel_all) {
@@ -108,6 +138,10 @@ void EngineLoop::apply(QueueBatch& batch) {
 void EngineLoop::admit(Submission& s) {
   int32_t n_choices = 0;
   for (const auto& p : s.prompts) n_choices += p.n;
+  if (failed_.load()) {  // taken just before the loop was failed from another thread
+    fail_choices(*s.channel, 0, n_choices, "the engine is not running", true);
+    return;
+  }
   Ticket& t = tickets_[s.ticket];
   t.channel = s.channel;
   t.arrival = s.arrival;
@@ -123,16 +157,7 @@ void EngineLoop::admit(Submission& s) {
       t.seq_ids.push_back(*id);
       t.n_open += n;
     } else {
-      for (int32_t i = 0; i < n; ++i) {
-        ChoiceEvent event;
-        event.index = first_choice + i;
-        event.delta.index = i;
-        event.delta.finish = FinishReason::error;
-        event.delta.error = id.status().message();
-        event.at = Clock::now();
-        metrics_.count_finish(FinishReason::error);
-        t.channel->push(std::move(event));
-      }
+      fail_choices(*t.channel, first_choice, n, id.status().message(), false);
     }
     first_choice += n;
   }
@@ -146,6 +171,7 @@ void EngineLoop::cancel_ticket(uint64_t ticket) {
 }
 
 void EngineLoop::on_delta(uint64_t ticket, int32_t index, const GenerationDelta& delta) {
+  std::lock_guard<std::mutex> lock(tickets_mu_);
   auto it = tickets_.find(ticket);
   if (it == tickets_.end()) return;
   Ticket& t = it->second;
@@ -184,13 +210,12 @@ void EngineLoop::record_timing(Ticket& t, int32_t index, const GenerationDelta& 
 
 void EngineLoop::step_once() {
   published_this_step_ = false;
+  step_started_ = Clock::now().time_since_epoch().count();
   Status st = engine_->step();
+  step_started_ = 0;
   if (st.is_ok()) return;
   std::fprintf(stderr, "kvmesh-serve: engine step failed: %s\n", st.to_string().c_str());
-  if (options_.lose_on_unavailable && st.code() == StatusCode::unavailable) {
-    fail_everything("a rank stopped answering: " + st.message());
-    lost_ = true;
-  }
+  if (options_.lose_on_unavailable && st.code() == StatusCode::unavailable) fail_lost(st.message());
 }
 
 void EngineLoop::publish_kv_tiers() {

@@ -1,15 +1,19 @@
 // kvmesh-serve: parse flags -> build worker and engine -> start the engine loop -> run the HTTP
 // server -> on SIGTERM/SIGINT drain (/ready 503, running requests finish up to --drain-timeout)
-// -> exit 0. Exit 2 on bad flags, 1 when the model or the address cannot be used.
+// -> exit 0. Exit 2 on bad flags, 1 when the model or the address cannot be used, 3 when a rank is
+// lost (every open request gets a 503 error first).
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/data_dir.h"
 #include "common/hashing.h"
@@ -157,32 +161,57 @@ sigset_t block_stop_signals() {
   return set;
 }
 
-// True when a stop signal arrives within `ms`.
-bool wait_signal(const sigset_t& set, int64_t ms) {
+// True when a stop signal arrives within `ms` (its sender in *info when given).
+bool wait_signal(const sigset_t& set, int64_t ms, siginfo_t* info = nullptr) {
   timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
-  return sigtimedwait(&set, nullptr, &ts) > 0;
+  return sigtimedwait(&set, info, &ts) > 0;
 }
 
-// Waits until nothing is in flight or `seconds` pass (a second signal cuts it short).
-void wait_in_flight(const HttpServer& server, const sigset_t& set, double seconds) {
+// Waits until nothing is in flight or `seconds` pass (a second signal cuts it short); `watch` runs
+// every round (it may end the job).
+void wait_in_flight(const HttpServer& server, const sigset_t& set, double seconds,
+                    const std::function<void()>& watch) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (server.n_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     if (wait_signal(set, 20)) return;
+    watch();
   }
 }
 
-void drain(HttpServer& server, RequestQueue& queue, const sigset_t& set, double timeout_s) {
+void drain(HttpServer& server, RequestQueue& queue, const sigset_t& set, double timeout_s,
+           const std::function<void()>& watch) {
   std::fprintf(stderr, "kvmesh-serve: draining: %lld requests in flight, up to %.0f s\n",
                static_cast<long long>(server.n_in_flight()), timeout_s);
   queue.set_draining();
-  wait_in_flight(server, set, timeout_s);
+  wait_in_flight(server, set, timeout_s, watch);
   if (server.n_in_flight() > 0) {
     std::fprintf(stderr, "kvmesh-serve: drain timeout: cancelling %lld requests\n",
                  static_cast<long long>(server.n_in_flight()));
     queue.cancel_all();
-    wait_in_flight(server, set, 2.0);
+    wait_in_flight(server, set, 2.0, watch);
   }
   server.stop();
+}
+
+// A step that outlasts --step-timeout waits on a rank that stopped answering (inside a collective,
+// where no bounded wait sees it): the open requests fail now, not when the step returns.
+void watch_ranks(EngineLoop& loop, double step_timeout_s) {
+  char bound[64];
+  std::snprintf(bound, sizeof bound, "--step-timeout %g s", step_timeout_s);
+  if (loop.step_seconds() > step_timeout_s) {
+    loop.fail_lost(std::string("a rank stopped answering: a step waited longer than ") + bound);
+  } else if (loop.stalled_seconds() > step_timeout_s + 5.0) {
+    loop.fail_lost(std::string("the engine stopped: its loop has not come round within ") + bound + " + 5 s");
+  }
+}
+
+// After a lost rank: lets the HTTP sessions write the errors (up to flush_s), then ends the job.
+[[noreturn]] void end_lost_job(const HttpServer& server, MpiRuntime& mpi, double flush_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(flush_s);
+  while (server.n_in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::fprintf(stderr, "kvmesh-serve: a rank was lost; ending the job (exit 3)\n");
+  mpi.abort(3);
 }
 
 // Rank 0: HTTP in front of the engine loop until SIGTERM/SIGINT (drain) or a lost rank (exit 3).
@@ -211,16 +240,25 @@ int serve(const ServerConfig& config, LoadedModel& model, DistributedExecutor* d
               "-d '{\"prompt\": \"The quick brown fox\", \"max_tokens\": 16, \"temperature\": 0}'\n",
               config.host.c_str(), (*server)->port());
   std::fflush(stdout);
-  while (!wait_signal(stop_signals, 200)) {
-    const bool stuck = distributed != nullptr && loop.stalled_seconds() > config.step_timeout_s + 5.0;
-    if (loop.lost() || stuck) {
-      std::fprintf(stderr, "kvmesh-serve: a rank stopped answering; ending the job (exit 3)\n");
-      wait_signal(stop_signals, 1000);  // let the error responses reach their clients
-      mpi.abort(3);
-    }
+  // A lost rank ends the job, also while draining.
+  auto watch = [&] {
+    if (distributed != nullptr) watch_ranks(loop, config.step_timeout_s);
+    if (loop.lost()) end_lost_job(**server, mpi, 2.0);
+  };
+  siginfo_t sender{};
+  while (!wait_signal(stop_signals, 200, &sender)) watch();
+  if (distributed != nullptr && sender.si_pid == getppid()) {
+    // mpirun (or its daemon) ends the job, after a rank exited or was killed, or on its own stop,
+    // and kills what is left a second later: no time to drain.
+    loop.fail_lost("the job is ending: mpirun stopped it (a rank exited or the job was stopped)");
+    end_lost_job(**server, mpi, 0.5);
   }
-  drain(**server, queue, stop_signals, config.drain_timeout_s);
+  drain(**server, queue, stop_signals, config.drain_timeout_s, watch);
   queue.stop();
+  while (loop.running()) {  // a step stuck on a lost rank would hold the join for good
+    watch();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   loop.join();
   if (distributed != nullptr) (void)distributed->shutdown();
   std::fprintf(stderr, "kvmesh-serve: stopped\n");

@@ -32,6 +32,7 @@ void GenerationOutput::append(const GenerationDelta& delta) {
   if (delta.finish != FinishReason::none && finish == FinishReason::none) {
     finish = delta.finish;
     error = delta.error;
+    unavailable = delta.unavailable;
     stop_string = delta.stop_string;
     stop_token = delta.stop_token;
     score = delta.score;
@@ -47,6 +48,7 @@ GenerationDelta GenerationOutput::take_as_delta(int32_t index) {
   d.prompt_logprobs = std::move(prompt_logprobs);
   d.finish = finish;
   d.error = std::move(error);
+  d.unavailable = unavailable;
   d.stop_string = std::move(stop_string);
   d.stop_token = stop_token;
   d.n_prompt_tokens = n_prompt_tokens;

@@ -47,6 +47,7 @@ struct GenerationDelta {
   std::vector<PositionLogprobs> prompt_logprobs;  // prompt tokens 1.. (first delta only)
   FinishReason finish = FinishReason::none;
   std::string error;                         // when finish == error
+  bool unavailable = false;                  // the error is the service's (a lost rank): 503
   std::string stop_string;                   // the stop string that ended it (finish == stop)
   int32_t stop_token = -1;                   // or the stop/EOS token that ended it
   int32_t n_prompt_tokens = 0;
@@ -66,6 +67,7 @@ struct GenerationOutput {
   std::vector<PositionLogprobs> prompt_logprobs;
   FinishReason finish = FinishReason::none;
   std::string error;
+  bool unavailable = false;
   std::string stop_string;
   int32_t stop_token = -1;
   int32_t n_prompt_tokens = 0;

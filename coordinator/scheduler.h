@@ -82,11 +82,12 @@ class Scheduler {
   void beam_step(SequenceGroup& group, const std::vector<std::pair<Sequence*, const SeqResult*>>& results);
   void finish_beam_search(SequenceGroup& group);
   void finish_best_of(SequenceGroup& group);
+  // `unavailable`: an error that is the service's, not the request's (see GenerationDelta).
   void send_delta(SequenceGroup& group, Sequence& seq, const SeqResult* res, FinishReason finish,
-                  const std::string& error);
+                  const std::string& error, bool unavailable = false);
   void emit(SequenceGroup& group, GenerationDelta delta);
   // Ends every returned sequence not yet ended, and frees the group's pages.
-  void end_group(SequenceGroup& group, FinishReason finish, const std::string& error);
+  void end_group(SequenceGroup& group, FinishReason finish, const std::string& error, bool unavailable = false);
   void finish_member(SequenceGroup& group, Sequence& seq);
 
   SchedulerConfig config_;

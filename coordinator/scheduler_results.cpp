@@ -229,7 +229,7 @@ void Scheduler::finish_beam_search(SequenceGroup& group) {
 }
 
 void Scheduler::send_delta(SequenceGroup& group, Sequence& seq, const SeqResult* res,
-                           FinishReason finish_reason, const std::string& error) {
+                           FinishReason finish_reason, const std::string& error, bool unavailable) {
   GenerationDelta d;
   d.index = seq.index;
   if (res != nullptr) {
@@ -244,6 +244,7 @@ void Scheduler::send_delta(SequenceGroup& group, Sequence& seq, const SeqResult*
   d.text = finish_reason == FinishReason::none ? seq.text.take_ready() : seq.text.take_rest();
   d.finish = finish_reason;
   d.error = error;
+  d.unavailable = unavailable;
   if (finish_reason == FinishReason::stop) {
     d.stop_string = seq.text.matched_stop();
     const auto& ids = seq.request.stop_token_ids;
@@ -268,10 +269,11 @@ void Scheduler::emit(SequenceGroup& group, GenerationDelta delta) {
   if (group.sink) group.sink(delta);
 }
 
-void Scheduler::end_group(SequenceGroup& group, FinishReason finish_reason, const std::string& error) {
+void Scheduler::end_group(SequenceGroup& group, FinishReason finish_reason, const std::string& error,
+                          bool unavailable) {
   if (group.streams_members()) {
     for (auto& m : group.members)
-      if (m->status != SeqStatus::finished) send_delta(group, *m, nullptr, finish_reason, error);
+      if (m->status != SeqStatus::finished) send_delta(group, *m, nullptr, finish_reason, error, unavailable);
   }
   for (int32_t i = 0; i < group.request.n; ++i) {
     if (group.index_done[static_cast<size_t>(i)]) continue;
@@ -279,6 +281,7 @@ void Scheduler::end_group(SequenceGroup& group, FinishReason finish_reason, cons
     d.index = i;
     d.finish = finish_reason;
     d.error = error;
+    d.unavailable = unavailable;
     d.n_prompt_tokens = static_cast<int32_t>(group.request.prompt_ids.size());
     emit(group, std::move(d));
   }
@@ -288,8 +291,9 @@ void Scheduler::end_group(SequenceGroup& group, FinishReason finish_reason, cons
 }
 
 void Scheduler::fail_all(const Status& status) {
-  for (auto& g : running_) end_group(*g, FinishReason::error, status.message());
-  for (auto& g : waiting_) end_group(*g, FinishReason::error, status.message());
+  const bool unavailable = status.code() == StatusCode::unavailable;  // a lost rank, not the request
+  for (auto& g : running_) end_group(*g, FinishReason::error, status.message(), unavailable);
+  for (auto& g : waiting_) end_group(*g, FinishReason::error, status.message(), unavailable);
   running_.clear();
   waiting_.clear();
 }

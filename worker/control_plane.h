@@ -48,14 +48,19 @@ class DistributedExecutor : public StepExecutor {
   Worker& worker() { return *worker_; }
 
  private:
+  // The sampling rank's answer to the plan just broadcast (bounded by the step timeout).
+  Status receive_result(int sampler, StepResult* result);
+
   std::unique_ptr<Worker> worker_;
   ControlChannel channel_;
   ControlOptions options_;
   bool shut_down_ = false;
+  int fail_rank_ = -1;  // KVMESH_DEBUG_FAIL_STEP_RANK (tests)
 };
 
-// Ranks 1..N-1: run plans until the shutdown plan; an undecodable plan or a failed step is
-// returned as an error (the caller aborts the job).
+// Ranks 1..N-1: run plans until the shutdown plan; an undecodable plan is returned as an error (the
+// caller aborts the job). A failed step is logged, and the sampling rank sends it to rank 0 as the
+// step's result (StepResult::error_code), at once.
 Status run_worker_loop(Worker& worker, ControlChannel channel, const ControlOptions& options);
 
 }  // namespace kvmesh

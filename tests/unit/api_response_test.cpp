@@ -166,6 +166,12 @@ TEST_F(ApiJsonTest, FailedOutputsBecomeServerErrors) {
   EXPECT_FALSE(build_completion_response(r, {ok}, tok()).is_ok());                  // a choice missing
   EXPECT_FALSE(build_completion_response(r, {ok, GenerationOutput{}}, tok()).is_ok());  // unfinished
   EXPECT_TRUE(build_completion_response(r, {ok, ok}, tok()).is_ok());
+  bad.unavailable = true;  // the service lost a rank: 503, not the request's fault
+  auto lost = build_completion_response(r, {ok, bad}, tok());
+  ASSERT_FALSE(lost.is_ok());
+  EXPECT_EQ(lost.error().http_status, 503);
+  EXPECT_EQ(lost.error().type, "service_unavailable");
+  EXPECT_EQ(lost.error().message, "worker lost");
 }
 
 // ---- streams ------------------------------------------------------------------------------------
@@ -257,6 +263,11 @@ TEST_F(ApiJsonTest, StreamErrorDeltaBecomesErrorBody) {
   d.error = "rank 1 lost";
   EXPECT_EQ(dump_json(stream.chunk(0, d)),
             R"({"error":{"message":"rank 1 lost","type":"server_error","param":null,"code":null}})");
+  StreamBuilder lost_stream(parse_ok(R"({"prompt": "Hello", "stream": true})"), tok());
+  d.unavailable = true;
+  EXPECT_EQ(dump_json(lost_stream.chunk(0, d)),
+            R"({"error":{"message":"rank 1 lost","type":"service_unavailable","param":null,)"
+            R"("code":"engine_unavailable"}})");
 }
 
 TEST_F(ApiJsonTest, ChatStreamChunks) {

@@ -85,6 +85,30 @@ TEST(Protocol, ResultRoundTrip) {
   EXPECT_EQ(d->seqs[0].prompt_logprobs[1].chosen.token, 3);
   EXPECT_EQ(d->failed_cache_ops, std::vector<int32_t>{4});
   EXPECT_FLOAT_EQ(d->timings.cache_op_seconds[2], 0.25f);
+  EXPECT_EQ(d->error_code, StatusCode::ok);
+  EXPECT_TRUE(d->error.empty());
+}
+
+// A step that failed on the sampling rank travels as its status; a bad code or a cut message is
+// rejected.
+TEST(Protocol, FailedStepResultCarriesItsStatus) {
+  StepResult r;
+  r.step_id = 4;
+  r.error_code = StatusCode::io_error;
+  r.error = "rank 1: the device failed";
+  const std::string bytes = encode_step_result(r);
+  auto d = decode_step_result(bytes);
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->step_id, 4u);
+  EXPECT_EQ(d->error_code, StatusCode::io_error);
+  EXPECT_EQ(d->error, "rank 1: the device failed");
+  EXPECT_TRUE(d->seqs.empty());
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(decode_step_result(bytes.substr(0, n)).is_ok()) << "prefix of " << n << " bytes";
+  std::string bad_code = bytes;
+  const size_t code_at = bytes.size() - r.error.size() - 4 - 4;  // code, then the message's length
+  bad_code[code_at] = 99;
+  EXPECT_FALSE(decode_step_result(bad_code).is_ok());
 }
 
 TEST(Protocol, TruncatedAndCorruptMessagesAreRejected) {
