@@ -355,8 +355,6 @@ LoadFlagsOutcome parse_load_flags(int argc, const char* const* argv) {
   if (parsed.exit_code >= 0) {
     out.exit_code = parsed.exit_code;
     out.message = parsed.message;
-    const std::string unknown = parsed.exit_code == 2 ? unknown_cli_flag(app) : "";
-    if (!unknown.empty()) out.message = "kvmesh-load: error: " + unknown + " (see --help)";
     return out;
   }
   auto problem = apply_raw(raw, out.config);

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/checkpoint_maker.h"
+#include "common/cli_parse.h"
 
 namespace {
 
@@ -101,11 +102,9 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", o.dtype, "weight dtype: f32, f16 or bf16")->capture_default_str();
   app.add_option("--seed", o.seed, "random seed (same seed, same bytes)")->capture_default_str();
   app.add_flag("--no-tokenizer", o.no_tokenizer, "do not copy vocab.json and merges.txt");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : 1;
+  if (const kvmesh::CliOutcome parsed = kvmesh::parse_cli(app, argc, argv, "kvmesh-ckpt"); parsed.exit_code >= 0) {
+    std::fprintf(parsed.exit_code == 0 ? stdout : stderr, "%s\n", parsed.message.c_str());
+    return parsed.exit_code == 0 ? 0 : 1;
   }
 
   auto spec = build_spec(app, o);

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_parse.h"
 #include "common/config.h"
 #include "common/data_dir.h"
 #include "common/tokenizer.h"
@@ -214,12 +215,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 604800.0))
       ->capture_default_str();
   app.add_flag("--timing", options.timing, "Each rank prints its step and busy time at the end (pipeline bubble)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "kvmesh-generate: %s (see --help)\n", e.what());
-    return 2;
+  if (const kvmesh::CliOutcome parsed = kvmesh::parse_cli(app, argc, argv, "kvmesh-generate"); parsed.exit_code >= 0) {
+    std::fprintf(parsed.exit_code == 0 ? stdout : stderr, "%s\n", parsed.message.c_str());
+    return parsed.exit_code;
   }
   if (auto dtype = kvmesh::weight_dtype_from_flags(options.device, options.dtype); !dtype.is_ok()) {
     std::fprintf(stderr, "kvmesh-generate: %s (see --help)\n", dtype.status().message().c_str());

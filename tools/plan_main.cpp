@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_parse.h"
 #include "common/synthetic_models.h"
 #include "common/byte_size.h"
 #include "tools/cluster_plan.h"
@@ -81,11 +82,9 @@ int main(int argc, char** argv) {
   RawOptions raw;
   PlanOptions options;
   add_flags(app, raw, options);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    return fail(2, std::string(e.what()) + " (see --help)");
+  if (const CliOutcome parsed = parse_cli(app, argc, argv, "kvmesh-plan"); parsed.exit_code >= 0) {
+    std::fprintf(parsed.exit_code == 0 ? stdout : stderr, "%s\n", parsed.message.c_str());
+    return parsed.exit_code;
   }
   if (Status s = apply_raw(raw, options); !s.is_ok()) return fail(2, s.message());
   auto config = resolve_model_config(raw.model);

@@ -164,6 +164,21 @@ TEST(ServeFlags, BadFlagsExitTwoWithOneLine) {
   EXPECT_NE(err2.find("--kv-device-mem"), std::string::npos) << err2;
 }
 
+// An unknown flag names itself and the nearest known one, as every kvmesh program does.
+TEST(ServeFlags, UnknownFlagSuggestsTheNearest) {
+  const FlagsOutcome typo = parse({"--tensor-paralel-size", "2"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.message.find("unknown flag --tensor-paralel-size (did you mean --tensor-parallel-size?)"),
+            std::string::npos) << typo.message;
+  const FlagsOutcome far = parse({"--completely-different"});
+  EXPECT_EQ(far.exit_code, 2);
+  EXPECT_NE(far.message.find("unknown flag --completely-different"), std::string::npos) << far.message;
+  EXPECT_EQ(far.message.find("did you mean"), std::string::npos) << far.message;
+  auto [code, err] = run_to_exit({"--max-num-seq", "4"});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(err.find("did you mean --max-num-seqs?"), std::string::npos) << err;
+}
+
 TEST(ServeFlags, ModelLoadErrorsExitOneNamingTheFile) {
   auto [code, err] = run_to_exit({"--model", "/nonexistent/model"});
   EXPECT_EQ(code, 1);
