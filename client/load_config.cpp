@@ -56,14 +56,7 @@ struct RawFlags {
 std::string rate_inf_is_zero(std::string text) { return text == "inf" || text == "INF" ? "0" : text; }
 
 // --save-result without a file name: kvmesh-load-YYYYMMDD-HHMMSS.json here.
-std::string default_result_name() {
-  char buf[64];
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  std::strftime(buf, sizeof buf, "kvmesh-load-%Y%m%d-%H%M%S.json", &tm);
-  return buf;
-}
+std::string default_result_name() { return "kvmesh-load-" + local_time_stamp() + ".json"; }
 
 void add_target_flags(CLI::App& app, LoadConfig& c, RawFlags& raw) {
   app.add_option("--base-url", raw.base_url, "Server URL, http://HOST:PORT (default: from --host and --port)");
@@ -340,6 +333,15 @@ bool parse_base_url(const std::string& url, std::string& host, std::string& port
     return false;
   }
   return true;
+}
+
+std::string local_time_stamp() {
+  char buf[32];
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  return buf;
 }
 
 LoadFlagsOutcome parse_load_flags(int argc, const char* const* argv) {

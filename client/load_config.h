@@ -92,6 +92,9 @@ struct LoadFlagsOutcome {
 
 LoadFlagsOutcome parse_load_flags(int argc, const char* const* argv);
 
+// The local time as YYYYMMDD-HHMMSS: the result JSON's date and default file names.
+std::string local_time_stamp();
+
 // "128" or "100:200". Error text in `error` when it returns nothing.
 std::optional<LenRange> parse_len_range(const std::string& text, std::string& error);
 // --extra-body: a JSON object (compacted) that sets none of the fields kvmesh-load sets itself.

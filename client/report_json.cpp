@@ -46,19 +46,10 @@ json server_json(const ServerDelta& d) {
   return j;
 }
 
-std::string now_text() {
-  char buf[32];
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
-
 json run_json(const RunReport& run, const LoadConfig& c) {
   const RunSummary& s = run.summary;
   json j;
-  j["date"] = now_text();
+  j["date"] = local_time_stamp();
   j["backend"] = "openai";
   j["label"] = run.label;
   j["model_id"] = run.model;

@@ -40,7 +40,7 @@ Status file_open_error(const std::string& path, int err) {
   const std::string kind = non_regular_kind(path);
   if (kind.rfind("a dangling", 0) == 0) return not_found(path + ": is " + kind + ": no such file");
   if (!kind.empty()) return invalid_argument(path + ": is " + kind + ", not a regular file");
-  if (err == ENOENT) return not_found(path + ": no such file");
+  if (err == ENOENT) return not_found(path + ": cannot open: no such file");
   if (err == 0) return invalid_argument(path + ": not a regular file");
   return io_error(path + ": cannot open: " + std::strerror(err));
 }

@@ -10,17 +10,24 @@
 namespace kvmesh {
 
 StartupWatchdog::StartupWatchdog(double timeout_s, int rank, std::function<void()> end_job) {
-  if (!(timeout_s > 0)) return;
+  if (!(timeout_s > 0)) {
+    done_ = true;
+    return;
+  }
   thread_ = std::thread([this, timeout_s, rank, end_job = std::move(end_job)] {
     std::unique_lock<std::mutex> lock(mu_);
     const auto limit = std::chrono::duration<double>(timeout_s);
-    if (cv_.wait_for(lock, limit, [this] { return disarmed_; })) return;
+    if (cv_.wait_for(lock, limit, [this] { return disarmed_; })) {
+      done_ = true;
+      return;
+    }
     std::fprintf(stderr,
                  "kvmesh rank %d: start-up did not finish within %g s (--startup-timeout): this rank or a "
                  "peer is stuck loading, allocating or joining the others; ending the job\n",
                  rank, timeout_s);
     std::fflush(stderr);
     end_job();
+    done_ = true;
   });
 }
 

@@ -6,6 +6,7 @@
 // collective).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -24,11 +25,14 @@ class StartupWatchdog {
 
   // The start-up is over: the watchdog will not fire.
   void disarm();
+  // Whether the watchdog is done: it was disarmed (or has no timeout), or it fired.
+  bool done() const { return done_.load(); }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   bool disarmed_ = false;
+  std::atomic<bool> done_{false};
   std::thread thread_;
 };
 

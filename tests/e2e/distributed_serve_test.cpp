@@ -112,7 +112,9 @@ TEST(DistributedServe, KilledRankEndsTheJobWithinBound) {
                            {"ignore_eos", true}, {"temperature", 0}};
     return stream_completion(grid->port(), "/v1/completions", body, {}, 30000);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the stream is under way
+  // The stream is under way: its first tokens are out.
+  ASSERT_TRUE(eventually([&] { return grid->metric("kvmesh_generation_tokens_total") >= 2.0; }, 20000))
+      << grid->metrics();
   for (const auto& [pid, rank] : ranks)
     if (rank == 1) ::kill(pid, SIGKILL);
   const auto started = std::chrono::steady_clock::now();
@@ -123,8 +125,7 @@ TEST(DistributedServe, KilledRankEndsTheJobWithinBound) {
   const StreamedResult r = stream.get();
   EXPECT_FALSE(r.done && r.error_events.empty()) << "a stream that lost a rank must not end cleanly";
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_TRUE(rank_pids(port).empty()) << "ranks left running";
+  EXPECT_TRUE(eventually([&] { return rank_pids(port).empty(); }, 5000)) << "ranks left running";
 }
 
 // What the clients of a job saw when one of its ranks got `sig`, timed from the signal.

@@ -1,5 +1,6 @@
 // StartupWatchdog: ends the job (here: a flag) once its timeout passes without disarm(), never
-// after disarm(), and never with no timeout; the line it prints names the rank and the flag.
+// after disarm(), and never with no timeout; the line it prints names the rank and the flag. The
+// tests wait on the watchdog being done, not on the clock.
 #include "worker/startup_watchdog.h"
 
 #include <gtest/gtest.h>
@@ -12,12 +13,18 @@
 namespace kvmesh {
 namespace {
 
+// Waits (bounded) until the watchdog is done: disarmed, or fired.
+bool done_within(const StartupWatchdog& watchdog, int ms) {
+  for (int i = 0; i < ms / 5 && !watchdog.done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return watchdog.done();
+}
+
 TEST(StartupWatchdog, EndsTheJobOnceTheTimeoutPasses) {
   std::atomic<int> ended{0};
   ::testing::internal::CaptureStderr();
   {
     StartupWatchdog watchdog(0.2, 3, [&] { ++ended; });
-    for (int i = 0; i < 100 && ended.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(done_within(watchdog, 10000));
   }
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(ended.load(), 1);
@@ -30,14 +37,16 @@ TEST(StartupWatchdog, NeverFiresOnceDisarmedOrWithoutATimeout) {
   {
     StartupWatchdog watchdog(0.3, 0, [&] { ++ended; });
     watchdog.disarm();
-    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    // Done at once, without firing: a disarm the thread missed would fire after 0.3 s and be done
+    // only then, with `ended` counted.
+    ASSERT_TRUE(done_within(watchdog, 10000));
+    EXPECT_EQ(ended.load(), 0);
   }
   {
     StartupWatchdog unbounded(0.0, 0, [&] { ++ended; });
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_TRUE(unbounded.done());  // nothing to wait for
   }
-  { StartupWatchdog destroyed_early(0.3, 0, [&] { ++ended; }); }  // the destructor disarms
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  { StartupWatchdog destroyed_early(30.0, 0, [&] { ++ended; }); }  // the destructor disarms and joins
   EXPECT_EQ(ended.load(), 0);
 }
 
