@@ -24,6 +24,7 @@
 #include "worker/cuda/gemm.h"
 #include "worker/cuda/host_staging.h"
 #include "worker/cuda/kernels.h"
+#include "worker/cuda/layout/staged_batch.h"
 #include "worker/cuda/op_timeline.h"
 #include "worker/cuda/row_sampler.h"
 
@@ -218,6 +219,11 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // A staged batch: its layout's host array and where it sits on the device.
+  struct DeviceBatch {
+    StagedBatch staged;
+    const int32_t* meta = nullptr;  // staged.host on the device
+  };
   // The op's device time when op timing is on (op_timeline.h); k x n: a product's shape.
   TimedOp time_op(const char* op, int64_t k = 0, int64_t n = 0, double weight_bytes = 0.0) {
     return TimedOp(*timeline_, graphs_->recording(), op, k, n, weight_bytes);
@@ -266,7 +272,9 @@ class CudaBackend final : public Backend {
   }
   // x as the narrow operand of a matrix product: itself when already narrow, else cast into narrow_.
   const void* narrow_operand(const TensorView& x, KernelDType wd);
-  bool ensure_staged(const BatchLayout& batch);
+  // What was staged for batch, staging it first when the last batch staged was another; null
+  // when the backend has stopped on an error or nothing is staged.
+  const DeviceBatch* staged_for(const BatchLayout& batch);
   // A product's weights as the narrow dtype its operands take; false (error noted) for fp32.
   bool weight_operand_dtype(const TensorView& w, const char* what, KernelDType* wd);
   // Whether out [n, cols] = x [n, k] @ w fits together, w [k, cols] (or [cols, k] when
@@ -301,19 +309,8 @@ class CudaBackend final : public Backend {
   HostStaging staging_;
   Status error_;
   Status capture_error_;  // the first error of the graph being recorded
-  // Staged batch: [slots R | row_ctx R | row_table R | block tables ...] int32 on the device, R the
-  // rows the ops run (padded_rows for a graph's layout).
-  const BatchLayout* staged_ = nullptr;
-  size_t staged_tokens_ = 0;
-  int64_t staged_rows_ = 0;
-  int32_t staged_max_ctx_ = 0;         // the longest context of any row
-  int32_t staged_listed_max_ctx_ = 0;  // the longest context of the rows outside prefill tiles
-  const int32_t* staged_meta_ = nullptr;
-  int64_t n_tiles_ = 0, tiles_at_ = 0;    // prefill tiles (4 int32 each) staged at meta + tiles_at_
-  int64_t n_listed_ = 0, listed_at_ = 0;  // the rows outside tiles, at meta + listed_at_
-  bool staged_decode_only_ = false;       // every sequence has one row
-  std::vector<int32_t> meta_host_;
-  Buffer meta_;
+  DeviceBatch batch_;  // the batch staged last, or none (meta null)
+  Buffer meta_;                           // an eager batch's device copy
   std::map<int32_t, Buffer> graph_meta_;  // by padded_rows: a fixed address per graph shape
   Buffer ids_;        // [2T] tokens then positions, or [R] row indices
   std::vector<int32_t> ids_host_;  // the embedding's tokens then positions, uploaded in one copy
