@@ -35,6 +35,7 @@ inline nlohmann::json load_json_file(const std::string& path) {
 struct EngineOptions {
   int32_t block_size = 16;
   int64_t device_bytes = 64ll << 20;
+  double device_fraction = 0.0;  // > 0: the device pool is this share of the free device memory
   int64_t host_bytes = 0;
   int64_t disk_bytes = 0;
   std::string disk_dir;  // needed with disk_bytes
@@ -76,6 +77,7 @@ inline std::unique_ptr<Engine> make_engine(const std::string& model_dir, const E
   wo.model_dir = model_dir;
   wo.cache.block_size = o.block_size;
   wo.cache.device_bytes = o.device_bytes;
+  wo.cache.device_fraction = o.device_fraction;
   wo.cache.host_bytes = o.host_bytes;
   wo.cache.disk_bytes = o.disk_bytes;
   wo.cache.disk_dir = o.disk_dir;

@@ -4,9 +4,11 @@
 // log-probs of a pool large enough for all.
 // Batches differ between the two runs, so cuBLAS may round differently: log-probs agree within
 // 2e-3 and tokens until the first step whose top-2 margin is under 1e-2. Skips without a GPU.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <map>
 
 #include "engine_fixture.h"
 #include "temp_dir.h"
@@ -122,6 +124,30 @@ TEST(CudaKvTiers, PagesThroughHostAndDiskGiveTheSameTokens) {
   tiers.disk_bytes = 16ll << 20;
   tiers.disk_dir = dir.path();
   expect_tiers_give_the_same_tokens(tiers, Tier::disk);
+}
+
+// --gpu-memory-utilization: the device pool is the asked share of the memory the device still has
+// free once the weights are placed, whatever the byte budget says.
+TEST(CudaKvTiers, DevicePoolTakesTheAskedShareOfFreeMemory) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << "): the GPU KV pool needs one";
+  size_t free_before = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_before, &total), cudaSuccess);
+  std::map<double, int32_t> pages;
+  for (double fraction : {0.01, 0.02}) {
+    EngineOptions o = cuda_options(64ll << 20, 0);
+    o.device_fraction = fraction;
+    std::string error;
+    auto engine = make_engine(hf_fixture_dir(), o, &error);
+    ASSERT_NE(engine, nullptr) << error;
+    pages[fraction] = engine->capacity().device_pages;
+    const double most = fraction * static_cast<double>(free_before) / kBf16PageBytes;
+    EXPECT_LE(pages[fraction], most) << fraction;
+    EXPECT_GE(pages[fraction], 0.9 * most) << fraction << ": the weights and scratch take far less than a tenth";
+    auto outputs = run_all(*engine, growing_requests());
+    for (const GenerationOutput& out : outputs) EXPECT_TRUE(out.error.empty()) << out.error;
+  }
+  EXPECT_NE(pages[0.01], (64 << 20) / kBf16PageBytes) << "not the byte budget";
+  EXPECT_NEAR(pages[0.02], 2.0 * pages[0.01], 0.02 * pages[0.01]);
 }
 
 }  // namespace
