@@ -1,4 +1,5 @@
-// The engine: owns scheduler and worker, and runs one step at a time (schedule, execute, postprocess).
+// The engine: owns a scheduler and a StepExecutor (which runs each step on the workers), and runs one
+// step at a time (schedule, execute, postprocess).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/launch.sh: starts kvmesh-serve on a cluster: one mpirun over a hostfile, TP x PP ranks,
 # one GPU per rank, TP groups inside a node and PP stages across nodes; forwards a supervisor's
-# SIGTERM to rank 0 so the server drains. See README.md ("Running on a cluster").
+# SIGTERM to rank 0 so the server drains. See docs/cluster.md ("Running on a cluster").
 set -euo pipefail
 
 usage() {

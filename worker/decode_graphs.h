@@ -1,11 +1,5 @@
-// DecodeGraphs: a stage's layers for decode steps (every sequence adds one token) as captured
-// graphs, one per batch-size bucket. The bucket's inputs live at fixed addresses (its layout,
-// staged by the backend, and activations of its own). A bucket's first step runs eagerly over the
-// padded rows (so NCCL and cuBLAS set up what that size needs outside any capture), its second
-// records the graph, and every later one copies its rows in, replays it, and copies the rows out. The ranks whose collectives
-// are recorded together (a TP group) agree after each recording: a graph is used only when every
-// one of them recorded it, since NCCL needs a collective captured on all its ranks or on none.
-// A covered step runs over its bucket's rows, replayed or not, so collective sizes match too.
+// DecodeGraphs: a stage's layers for decode steps as captured graphs, one per batch-size bucket.
+// Buckets, recording and the TP group's agreement: docs/gpu.md ("Decode graphs").
 #pragma once
 
 #include <functional>

@@ -1,8 +1,5 @@
 // Host memory blocks of the CPU backend (weights, activations, KV pool) and of host KV tiers:
-// zero-filled and committed page by page as first touched. Blocks of at least kHugePageBytes come
-// straight from mmap, aligned to 2 MiB and advised for transparent huge pages, so a decode step
-// that streams the weights takes one TLB entry per 2 MiB instead of one per 4 KiB (Linux
-// distributions commonly enable them only where advised).
+// zero-filled, committed as first touched, large blocks on transparent huge pages (docs/cpu.md).
 #pragma once
 
 #include <cstddef>

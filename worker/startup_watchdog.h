@@ -1,9 +1,5 @@
-// StartupWatchdog: bounds one rank's start-up in a job of many ranks. A rank held in its start-up
-// (a shard read from storage that stopped answering, a device allocation that never returns, a
-// peer stuck before an agreement) would otherwise hold every rank in the next MPI collective,
-// which has no timeout. Unless disarmed within its timeout, the watchdog prints one line naming
-// the rank and ends the job, from a thread of its own (the rank's main thread may be inside that
-// collective).
+// StartupWatchdog: bounds one rank's start-up in a job of many ranks; unless disarmed in time it
+// prints one line naming the rank and ends the job. Why: docs/cluster.md ("The start-up watchdog").
 #pragma once
 
 #include <atomic>

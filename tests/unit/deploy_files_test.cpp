@@ -57,7 +57,7 @@ TEST(DeployFiles, ShellScriptsAreShellcheckClean) {
   }
 }
 
-// Loads every YAML file with PyYAML and checks the fields the README promises. Only rank 0 serves
+// Loads every YAML file with PyYAML and checks the fields docs/cluster.md promises. Only rank 0 serves
 // HTTP (/metrics too): Prometheus must find exactly the pods it runs in, and no other.
 constexpr const char* kYamlCheck = R"PY(
 import os, re, sys, yaml

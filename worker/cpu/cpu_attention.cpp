@@ -1,14 +1,5 @@
-// CPU paged attention: K/V writes into pages and causal attention over a ragged batch. Pages hold
-// f32, bf16, f16 or i8 (+ scales); compute is fp32: rows are converted on write and on read.
-//
-// One work item is one head of up to kQueryRows consecutive rows of one sequence. Its keys and
-// values are read from the pages one tile of kKeyTile context positions at a time (converted to
-// fp32 once, the keys transposed) and shared by the item's rows. Each row's arithmetic is the same
-// whatever else its item holds: a score is its dot product summed over head_dim in order and then
-// scaled; the output is the sum over positions in order of e^(score - max) times the value, divided
-// at the end by the sum of those weights, taken in 16 lanes by position and then a fixed tree: all
-// fixed by the row and its context length alone. So a token's output does not depend on the
-// batch, the prefill chunking, the page size or the thread count.
+// CPU paged attention: K/V writes into pages and causal attention over a ragged batch (pages f32,
+// bf16, f16 or i8; compute fp32). Work items and why results do not depend on the batch: docs/cpu.md.
 #include "worker/cpu/cpu_attention.h"
 
 #include <algorithm>

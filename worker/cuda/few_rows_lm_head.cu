@@ -1,10 +1,5 @@
-// The LM head of a few rows (decode batches of up to kFewRowsMax): logits = x @ wte^T with the
-// embedding matrix [v, e] streamed once in 16-byte loads, the twin of CpuBackend::lm_head on the
-// same f16/bf16 operands. Each warp takes whole vocabulary rows: its lanes load a row's 16-byte
-// pieces (all of a lane's pieces in flight at once), multiply them with the same pieces of each row
-// of x (read through L1, which holds x after the first rows) and sum in fp32, then the warp adds
-// its lanes' sums in a fixed order. A row's logits never depend on how many rows the batch has.
-// Launched to overlap the kernel before it, a warp loads its first row of wte before it waits.
+// The LM head of a few rows (decode batches of up to kFewRowsMax), a warp per vocabulary row; the
+// twin of CpuBackend::lm_head. Details: docs/gpu.md.
 #include "worker/cuda/elem.cuh"
 #include "worker/cuda/launch.cuh"
 

@@ -1,14 +1,5 @@
-// Products of a few rows (decode batches of up to kFewRowsMax): out = act(x @ w + bias) with the
-// weights [k, n] streamed once in 16-byte loads, the twin of CpuBackend::linear_act on the same
-// f16/bf16 operands. cuBLAS treats such a product as a general one and reads the weights at about a
-// third of the device's bandwidth; here every byte of them is loaded once, by many blocks at once.
-// Block (tile, split): 64 columns of w over one chunk of its rows. Each lane loads 8 columns of one
-// row (lanes 0-7 a row's 128 bytes, four rows per warp), multiplies them with the rows of x (staged
-// in shared memory as fp32) and accumulates in fp32; the lanes' and warps' sums are added in a
-// fixed order, and the chunks' sums by the last block of a tile to finish (a counter per tile), which
-// then adds the bias, applies the activation and writes out. A row's result never depends on how
-// many rows the product has, so a graph's padded batch gives the same numbers as the rows alone.
-// Launched to overlap the kernel before it, a block loads its first rows of w before it waits.
+// Products of a few rows (decode batches of up to kFewRowsMax): out = act(x @ w + bias), the weights
+// streamed once in 16-byte loads; the twin of CpuBackend::linear_act. Details: docs/gpu.md.
 #include "worker/cuda/elem.cuh"
 #include "worker/cuda/launch.cuh"
 

@@ -1,10 +1,5 @@
-// LayerNorm over the last dim: one block per row, mean then variance of (x - mean) in fp32; the twin
-// of CpuBackend::layer_norm (which accumulates in double). The output may be fp32 (safe in place,
-// out == x) or the bf16/f16 operand of the next matrix product. A second kernel first adds a
-// residual (x += y + bias, as bias_residual) and normalises the sum: the end of one block and the
-// start of the next in one pass. Rows of up to kThreads * kMaxPerThread values stay in registers:
-// every load of a thread is issued before the first is used (a decode row is one memory latency,
-// not one per element); longer rows loop over memory.
+// LayerNorm over the last dim, one block per row, alone or after a residual add; the twin of
+// CpuBackend::layer_norm. Details: docs/gpu.md.
 #include "worker/cuda/elem.cuh"
 #include "worker/cuda/launch.cuh"
 

@@ -1,13 +1,5 @@
-// Paged attention for prefill (many query rows per sequence, causal) and decode (one row), the twin
-// of cpu_paged_attention. One block per (row, head, split of the row's context); each warp scores
-// keys_per_warp keys at once (their page loads in flight together, so a short context costs about
-// one memory latency per kWarps * keys_per_warp keys rather than one per key), runs an online softmax in
-// fp32, and the warps then combine. A split takes an equal share of its own row's context, so a
-// graph recorded for a long context bound still spreads a short context over all its splits; each
-// split leaves its (max, sum, unnormalised output), and the last split of a (row, head) to finish
-// (a counter per pair) reduces them, so a split attention is still one kernel. Pages hold f32, f16
-// or bf16. With rows.write_slots (decode rows) the block holding a row's own position takes its K and V
-// from qkv and writes them to the row's slot, so no KV write kernel runs before.
+// Paged attention for prefill and decode, one block per (row, head, split of the context), writing
+// decode rows' K and V too; the twin of cpu_paged_attention. Details: docs/gpu.md.
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"

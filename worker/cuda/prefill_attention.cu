@@ -1,8 +1,5 @@
-// Tiled paged attention for prefill chunks with head_dim 64, the twin of cpu_paged_attention: one
-// block per (tile of up to 64 query rows of one sequence, head), one thread per query row. The
-// block stages 64 keys' K and V at a time in shared memory (read from the pages once per tile
-// instead of once per query row) and each thread runs an online softmax over them in fp32,
-// rescaling its output once per 16 keys.
+// Tiled paged attention for prefill chunks with head_dim 64, one block per (tile of up to 64 query
+// rows, head); the twin of cpu_paged_attention. Details: docs/gpu.md.
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"

@@ -1,8 +1,5 @@
-// Logits to sampling: per row, the max, its first index (greedy token) and log(sum(exp(logit)))
-// (a token's log-prob is logit - log_sum_exp); one block per row, each thread with kLoads loads in
-// flight (a row is a few memory latencies, not one per kThreads elements). The twin of
-// CpuBackend::row_stats, NaNs included: a NaN first logit is the row's max (nothing compares
-// greater), a later NaN never is.
+// Logits to sampling: per row, the max, its first index and log(sum(exp(logit))), one block per
+// row; the twin of CpuBackend::row_stats, NaNs included. Details: docs/gpu.md.
 #include <cfloat>
 
 #include "worker/cuda/elem.cuh"

@@ -1,24 +1,5 @@
-// Logits to sampling on the device, the CUDA side of Backend::sample_rows and the twin of the host
-// sampler (worker/sampler.cpp: edited_logit, sample_token, log_softmax, position_logprobs). Rows
-// that draw, report top log-probs or edit their logits are copied, the copy edited (logit bias,
-// penalties, bans) and sorted by (logit descending, id ascending) with CUB's stable device-wide
-// radix sort over ids in ascending order, every such row at once: each key holds the row's sort
-// slot above its logit's descending order, so the sort keeps rows apart and uses the whole device
-// (a segmented sort takes one block per row, a long wait for a batch of one row of 50k logits).
-// Then one block per row takes the first argmax and the log-sum-exp of the raw logits, applies
-// top-k, temperature, min-p and top-p to the sorted copy and draws u = counter_uniform(seed,
-// position) as sample_token does (each tile of candidates summed once, so the walks for the kept
-// mass, the top-p cut and the draw each scan only the tile they stop in), and writes the token, its
-// log-prob and the top n_top (from the raw logits: with edits, by n_top rounds of a block argmax).
-//
-// Exactness: the same operations in the same order, in double, each product and difference
-// rounded on its own (no fused multiply-add) as on the host. What still differs: CUDA's exp and
-// log are within 1 ulp (the host's within about half), and the cumulative sums of the
-// probabilities are added tile by tile (each thread's consecutive items, then across the block)
-// rather than strictly left to right, which may move a cumulative sum over n candidates by up to
-// about n double ulps (typically sqrt(n)): about 1e-11 relative at n = 50k. A draw landing that
-// close to the boundary between two candidates, or a min-p / top-p cut that close, may therefore
-// pick the neighbour; log-probs may differ in the last float bit.
+// Logits to sampling on the device: the CUDA side of Backend::sample_rows and the twin of the host
+// sampler (worker/sampler.cpp). How it sorts and draws, and how exact it is: docs/gpu.md.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
