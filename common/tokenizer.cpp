@@ -278,6 +278,7 @@ struct Tokenizer::Impl {
   std::array<int32_t, 256> byte_ids_{};            // id of each one-byte token, or -1
   std::unordered_map<uint64_t, MergeRule> merges_;  // pair_key(left, right) -> rule
   int32_t eos_id_ = -1;
+  int32_t prompt_bos_ = -1;  // put before every prompt (encode_prompt); -1: none
 
   // Pre-token bytes -> ids. encode() is const and may run on many threads at once.
   mutable std::shared_mutex cache_mutex_;
@@ -473,6 +474,15 @@ Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_s
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->id_to_bytes_.size()); }
 
 int32_t Tokenizer::eos_token_id() const { return impl_->eos_id_; }
+
+std::vector<int32_t> Tokenizer::encode_prompt(std::string_view text) const {
+  std::vector<int32_t> ids = encode(text);
+  if (impl_->prompt_bos_ >= 0) ids.insert(ids.begin(), impl_->prompt_bos_);
+  return ids;
+}
+
+void Tokenizer::set_prompt_bos(int32_t id) { impl_->prompt_bos_ = id; }
+int32_t Tokenizer::prompt_bos() const { return impl_->prompt_bos_; }
 
 size_t utf8_complete_prefix(std::string_view bytes) {
   const size_t n = bytes.size();

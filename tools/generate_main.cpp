@@ -112,6 +112,7 @@ int generate(const Options& options, MpiRuntime& mpi) {
   if (!loaded.is_ok()) return say(loaded.status().message());
   if (Status covers = check_tokenizer_decodes(**loaded, config->vocab_size, options.model_dir); !covers.is_ok())
     return say(covers.message());
+  if (config->prepend_bos) (*loaded)->set_prompt_bos(config->bos_token_id);
   std::shared_ptr<const Tokenizer> tokenizer(std::move(loaded).value());
 
   const ServedModel served{config->name, config->n_positions, config->vocab_size,

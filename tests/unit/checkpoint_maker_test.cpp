@@ -73,7 +73,7 @@ TEST(CheckpointMaker, TinyModelReopensWithEveryTensor) {
   };
   Status st = make_random_checkpoint(spec);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
-  const auto headers = gpt2_tensor_headers(spec.config, DType::f32);
+  const auto headers = model_tensor_headers(spec.config, DType::f32);
   EXPECT_EQ(headers.size(), 2u + 12u * 2u + 2u);
   EXPECT_EQ(calls, static_cast<int>(headers.size()));
   EXPECT_EQ(last_done, last_total);
