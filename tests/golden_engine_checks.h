@@ -1,5 +1,5 @@
 // An in-process engine against a reference golden.json (tests/data/hf-*/): prompt log-probs and the
-// last position's top 20, and greedy tokens with their log-probs. Shared by the families' suites.
+// last position's top 20 (greedy tokens: narrow_weights_golden.h's expect_golden_greedy).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,12 +12,13 @@
 
 #include "engine_fixture.h"
 #include "fixture_checks.h"
+#include "narrow_weights_golden.h"
 
 namespace kvmesh::testing {
 
 // Every case's prompt log-probs and last top 20 within tol; ids must agree unless two neighbours
 // are too close to order reliably.
-inline void expect_golden_prompt_logprobs(Engine& engine, const nlohmann::json& golden, double tol,
+inline void expect_golden_prompt_logprobs_and_top20(Engine& engine, const nlohmann::json& golden, double tol,
                                           const std::string& where = "") {
   for (const auto& c : golden["cases"]) {
     auto prompt = c["prompt"].get<std::vector<int32_t>>();
@@ -44,21 +45,6 @@ inline void expect_golden_prompt_logprobs(Engine& engine, const nlohmann::json& 
                                       (i + 1 < 20 && std::abs(top_lps[i] - top_lps[i + 1]) < 2 * tol);
       if (!close_to_neighbour) EXPECT_EQ(top[i].token, top_ids[i]) << at << " rank " << i;
     }
-  }
-}
-
-// Every case's greedy tokens (where the reference's margin is clear) and their log-probs.
-inline void expect_golden_greedy(Engine& engine, const nlohmann::json& golden, double clear_margin, double tol,
-                                 const std::string& where = "") {
-  for (const auto& c : golden["cases"]) {
-    auto prompt = c["prompt"].get<std::vector<int32_t>>();
-    GenerationRequest r = greedy_request(prompt, static_cast<int32_t>(c["greedy"].size()));
-    r.sampling.n_logprobs = 0;
-    auto out = generate_blocking(engine, r);
-    ASSERT_TRUE(out.is_ok()) << where << out.status().to_string();
-    expect_fixture_greedy_logprobs(out->token_ids, chosen_logprobs(out->logprobs), c, clear_margin, tol,
-                                   where + " prompt of " + std::to_string(prompt.size()));
-    EXPECT_EQ(out->finish, FinishReason::length) << where;
   }
 }
 

@@ -42,7 +42,7 @@ class HfFamilies : public ::testing::TestWithParam<FamilyRun> {
   std::unique_ptr<Engine> engine_;
 };
 
-TEST_P(HfFamilies, PromptLogprobsAndLastTop20) { expect_golden_prompt_logprobs(*engine_, golden_, 1e-4); }
+TEST_P(HfFamilies, PromptLogprobsAndLastTop20) { expect_golden_prompt_logprobs_and_top20(*engine_, golden_, 1e-4); }
 
 TEST_P(HfFamilies, GreedyTokensWhereMarginIsClear) { expect_golden_greedy(*engine_, golden_, 1e-3, 1e-4); }
 

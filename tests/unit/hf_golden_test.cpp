@@ -25,9 +25,19 @@ class HfGolden : public ::testing::Test {
 
 TEST_F(HfGolden, LogitEditsTakeEffect) { expect_logit_edits_take_effect(*engine_, golden_, 1e-5); }
 
-TEST_F(HfGolden, PromptLogprobsAndLastTop20) { expect_golden_prompt_logprobs(*engine_, golden_, 1e-4); }
+TEST_F(HfGolden, PromptLogprobsAndLastTop20) { expect_golden_prompt_logprobs_and_top20(*engine_, golden_, 1e-4); }
 
-TEST_F(HfGolden, GreedyTokensWhereMarginIsClear) { expect_golden_greedy(*engine_, golden_, 1e-3, 1e-4); }
+TEST_F(HfGolden, GreedyTokensWhereMarginIsClear) {
+  for (const auto& c : golden_["cases"]) {
+    auto prompt = c["prompt"].get<std::vector<int32_t>>();
+    GenerationRequest r = greedy_request(prompt, static_cast<int32_t>(c["greedy"].size()));
+    r.sampling.n_logprobs = 0;
+    auto out = generate_blocking(*engine_, r);
+    ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+    expect_fixture_greedy_logprobs(out->token_ids, chosen_logprobs(out->logprobs), c, 1e-3, 1e-4);
+    EXPECT_EQ(out->finish, FinishReason::length);
+  }
+}
 
 }  // namespace
 }  // namespace kvmesh::testing
