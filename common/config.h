@@ -30,6 +30,8 @@ struct ModelConfig {
   int bos_token_id = 50256;      // -1: none (null in config.json); 50256 when absent
   int eos_token_id = 50256;      // -1: none (null in config.json); 50256 when absent
   bool prepend_bos = false;      // the tokenizer puts bos_token_id before every prompt
+  bool vocab_padded = false;     // rows past the tokenizer's ids pad the embedding (OPT: 50272 rows
+                                 // for 50265 tokens); those ids decode to nothing
   int position_offset = 0;       // position p uses row p + position_offset of the position table
   bool scale_attention = true;   // scores are q.k / sqrt(head_dim); false: q.k unscaled
   bool qkv_bias = true;          // q, k and v projections have biases (else they are zero)

@@ -2,6 +2,7 @@
 // pre-tokenizer regex by hand, applies merges by rank, and decodes ids back to bytes.
 #include "common/tokenizer.h"
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <functional>
@@ -456,10 +457,12 @@ std::string Tokenizer::token_bytes(int32_t id) const {
   return impl_->id_to_bytes_[id];
 }
 
-Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where) {
+Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where,
+                               bool padded_tail) {
   int64_t missing = 0;
   int32_t first = -1;
-  for (int32_t id = 0; id < model_vocab_size; ++id) {
+  const int32_t checked = padded_tail ? std::min(model_vocab_size, tokenizer.vocab_size()) : model_vocab_size;
+  for (int32_t id = 0; id < checked; ++id) {
     if (!tokenizer.token_bytes(id).empty()) continue;
     if (first < 0) first = id;
     ++missing;

@@ -54,8 +54,10 @@ class Tokenizer {
 
 // invalid_argument when the tokenizer cannot decode every id a model with `model_vocab_size`
 // logits can produce (a vocabulary smaller than the model's, or with holes), naming how many and
-// the first; `where` (the model directory) starts the message.
-Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where);
+// the first; `where` (the model directory) starts the message. padded_tail: ids past the
+// tokenizer's own are padding rows of the model (ModelConfig::vocab_padded), not missing.
+Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where,
+                               bool padded_tail = false);
 
 // Length of the longest prefix of `bytes` that is complete UTF-8 (a partial character at the end
 // is left out; invalid bytes count as complete so they never stall a stream).

@@ -114,6 +114,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
 
 void set_defaults(ModelConfig* c) {
   c->model_type = "gpt_neo";
+  c->vocab_padded = false;
   c->prepend_bos = false;
   c->position_offset = 0;
   c->scale_attention = false;

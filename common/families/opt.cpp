@@ -42,6 +42,7 @@ Status parse(const json& j, const std::string& source, ModelConfig* c) {
   KVMESH_RETURN_IF_ERROR(get_optional_int(j, source, "eos_token_id", -1, &c->eos_token_id));
   c->layer_norm_epsilon = 1e-5f;  // nn.LayerNorm's default: OPTConfig has no field for it
   c->prepend_bos = c->bos_token_id >= 0;
+  c->vocab_padded = true;
   c->position_offset = kPositionOffset;
   return get_activation(j, source, Activation::relu, &c->activation);
 }
@@ -80,6 +81,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
 void set_defaults(ModelConfig* c) {
   c->model_type = "opt";
   c->prepend_bos = true;
+  c->vocab_padded = true;
   c->position_offset = kPositionOffset;
   c->scale_attention = true;
   c->qkv_bias = true;

@@ -226,6 +226,7 @@ TEST(ModelFamilies, LoadsOptReference) {
   EXPECT_EQ(r->position_offset, 2);
   EXPECT_EQ(r->activation, Activation::relu);
   EXPECT_TRUE(r->prepend_bos);
+  EXPECT_TRUE(r->vocab_padded);
   EXPECT_EQ(r->bos_token_id, 2);
   EXPECT_EQ(r->eos_token_id, 2);
   EXPECT_TRUE(r->qkv_bias);
