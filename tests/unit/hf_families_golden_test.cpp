@@ -1,7 +1,8 @@
 // The CPU engine reproduces the OPT and GPT-Neo references (tests/data/hf-opt-3l32d,
 // hf-gptneo-4l32d, made by tests/reference/hf_families_reference.py): prompt log-probs, top 20 and
 // greedy tokens, with whole prompts in one step and with small pages and prefill chunks (GPT-Neo's
-// window of 7 then spans pages and chunks), and with every prompt batched together.
+// window of 7 then spans pages and chunks), with every prompt batched together, and with decode
+// steps replaying graphs recorded on the CPU backend.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -16,11 +17,12 @@ struct FamilyRun {
   const char* dir;
   int32_t block_size;
   int32_t max_batch_tokens;
+  bool record_graphs = false;  // decode steps replay graphs recorded on the CPU backend
 };
 
 std::string run_name(const ::testing::TestParamInfo<FamilyRun>& info) {
   std::string s = std::string(info.param.dir) + "_b" + std::to_string(info.param.block_size) + "_t" +
-                  std::to_string(info.param.max_batch_tokens);
+                  std::to_string(info.param.max_batch_tokens) + (info.param.record_graphs ? "_graphs" : "");
   for (char& ch : s)
     if (ch == '-') ch = '_';
   return s;
@@ -34,6 +36,7 @@ class HfFamilies : public ::testing::TestWithParam<FamilyRun> {
     EngineOptions o;
     o.block_size = GetParam().block_size;
     o.max_batch_tokens = GetParam().max_batch_tokens;
+    o.record_graphs = GetParam().record_graphs;
     std::string error;
     engine_ = make_engine(dir, o, &error);
     ASSERT_NE(engine_, nullptr) << error;
@@ -63,7 +66,8 @@ TEST_P(HfFamilies, GreedyTokensBatchedTogether) {
 INSTANTIATE_TEST_SUITE_P(Families, HfFamilies,
                          ::testing::Values(FamilyRun{"hf-opt-3l32d", 16, 2048}, FamilyRun{"hf-opt-3l32d", 4, 8},
                                            FamilyRun{"hf-gptneo-4l32d", 16, 2048},
-                                           FamilyRun{"hf-gptneo-4l32d", 4, 5}),
+                                           FamilyRun{"hf-gptneo-4l32d", 4, 5},
+                                           FamilyRun{"hf-gptneo-4l32d", 4, 2048, true}),
                          run_name);
 
 }  // namespace
