@@ -51,8 +51,11 @@ Status read_matrix(const WeightSource& ckpt, const TensorNaming& n, const std::s
   KVMESH_RETURN_IF_ERROR(read_block(ckpt, full, {out_total, in_total}, out, in, &block));
   dst->assign(block.size(), 0.0f);
   const int64_t rows = out.size(), cols = in.size();
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) (*dst)[c * rows + r] = block[r * cols + c];
+  constexpr int64_t kTile = 64;  // transposed in tiles that stay in cache
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile)
+      for (int64_t r = r0; r < std::min(rows, r0 + kTile); ++r)
+        for (int64_t c = c0; c < std::min(cols, c0 + kTile); ++c) (*dst)[c * rows + r] = block[r * cols + c];
   return Status::ok();
 }
 
@@ -168,7 +171,7 @@ Status check_no_unused_tensors(const WeightSource& ckpt, const ModelConfig& c) {
   for (size_t i = 0; i < unused.size() && i < 4; ++i) shown += (i ? ", " : "") + unused[i];
   if (unused.size() > 4) shown += ", ...";
   return invalid_argument(ckpt.describe() + ": " + std::to_string(unused.size()) +
-                          " tensors are not part of the model config.json describes (" + c.model_type + ", n_layer " +
+                          " tensors are not part of the model config.json describes (n_layer " +
                           std::to_string(c.n_layer) + "): " + shown +
                           "; is config.json the checkpoint's own?");
 }
