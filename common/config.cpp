@@ -79,8 +79,10 @@ Status ModelConfig::validate() const {
     return invalid_argument(range_msg("eos_token_id", eos_token_id, -1, vocab_size - 1) + " (-1: none)");
   }
   if (find_family_by_type(model_type) == nullptr) return invalid_argument("model_type '" + model_type + "' is unknown");
-  if (prepend_bos && bos_token_id < 0) return invalid_argument("the family puts bos_token_id before prompts but it is null");
-  if (position_offset < 0 || position_offset > 1024) return invalid_argument(range_msg("position_offset", position_offset, 0, 1024));
+  if (prepend_bos && bos_token_id < 0)
+    return invalid_argument("the family puts bos_token_id before prompts but it is null");
+  if (position_offset < 0 || position_offset > 1024)
+    return invalid_argument(range_msg("position_offset", position_offset, 0, 1024));
   if (!layer_window.empty() && static_cast<int>(layer_window.size()) != n_layer) {
     return invalid_argument("the attention layers describe " + std::to_string(layer_window.size()) +
                             " layers but the model has " + std::to_string(n_layer));

@@ -117,7 +117,8 @@ Status get_optional_int(const json& j, const std::string& source, const char* fi
 Status get_bool(const json& j, const std::string& source, const char* field, bool* out) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) return Status::ok();
-  if (!it->is_boolean()) return invalid_argument(source + ": field '" + field + "' must be a boolean, got " + brief(*it));
+  if (!it->is_boolean())
+    return invalid_argument(source + ": field '" + field + "' must be a boolean, got " + brief(*it));
   *out = it->get<bool>();
   return Status::ok();
 }
@@ -156,6 +157,13 @@ Status expect_bool(const json& j, const std::string& source, const char* field, 
   if (v == supported) return Status::ok();
   return invalid_argument(source + ": " + field + " = " + (supported ? "false" : "true") +
                           " is not supported: " + what);
+}
+
+Status check_heads_divide(const std::string& source, const char* width_field, const char* heads_field,
+                          const ModelConfig& c) {
+  if (c.n_head <= 0 || c.n_embd <= 0 || c.n_embd % c.n_head == 0) return Status::ok();
+  return invalid_argument(source + ": " + width_field + " (" + std::to_string(c.n_embd) + ") is not divisible by " +
+                          heads_field + " (" + std::to_string(c.n_head) + ")");
 }
 
 double float_as_short_double(float f) {

@@ -85,6 +85,9 @@ Status get_float(const json& j, const std::string& source, const char* field, fl
 Status get_activation(const json& j, const std::string& source, Activation fallback, Activation* out);
 // A boolean switch that must be absent, null or `supported` (else: "<field> = <v> is not supported: <what>").
 Status expect_bool(const json& j, const std::string& source, const char* field, bool supported, const char* what);
+// The width (n_embd) divisible by the head count, named by the family's fields.
+Status check_heads_divide(const std::string& source, const char* width_field, const char* heads_field,
+                          const ModelConfig& c);
 // The shortest decimal that reads back as the same float ("1e-05").
 double float_as_short_double(float f);
 }  // namespace config_fields

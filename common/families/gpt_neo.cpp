@@ -13,7 +13,8 @@ Status expand_attention_types(const json& j, const std::string& source, int wind
   const std::string where = source + ": field 'attention_types' ";
   auto it = j.find("attention_types");
   json types = it == j.end() ? json::parse(R"([[["global", "local"], 12]])") : *it;
-  if (!types.is_array()) return invalid_argument(where + "must be a list of [[types...], repeats], got " + brief(types));
+  if (!types.is_array())
+    return invalid_argument(where + "must be a list of [[types...], repeats], got " + brief(types));
   for (const json& item : types) {
     if (!item.is_array() || item.size() != 2 || !item[0].is_array() || !item[1].is_number_integer() ||
         item[1].get<int64_t>() < 0 || item[1].get<int64_t>() > 1024)
@@ -32,16 +33,14 @@ Status expand_attention_types(const json& j, const std::string& source, int wind
 
 Status parse(const json& j, const std::string& source, ModelConfig* c) {
   KVMESH_RETURN_IF_ERROR(expect_bool(j, source, "tie_word_embeddings", true,
-                                     "the output projection is the token embedding (wte); untied heads are not supported"));
+                                     "the output projection is the token embedding (wte); untied heads are "
+                                     "not supported"));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "num_layers", true, &c->n_layer));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "hidden_size", true, &c->n_embd));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "num_heads", true, &c->n_head));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "max_position_embeddings", true, &c->n_positions));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "vocab_size", true, &c->vocab_size));
-  if (c->n_head > 0 && c->n_embd > 0 && c->n_embd % c->n_head != 0) {
-    return invalid_argument(source + ": hidden_size (" + std::to_string(c->n_embd) + ") is not divisible by num_heads (" +
-                            std::to_string(c->n_head) + ")");
-  }
+  KVMESH_RETURN_IF_ERROR(check_heads_divide(source, "hidden_size", "num_heads", *c));
   c->n_inner = 0;
   KVMESH_RETURN_IF_ERROR(get_optional_int(j, source, "intermediate_size", 0, &c->n_inner));
   if (c->n_inner == 0 && c->n_embd > 0 && c->n_embd <= 65536) c->n_inner = 4 * c->n_embd;

@@ -26,15 +26,12 @@ Status parse(const json& j, const std::string& source, ModelConfig* c) {
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "ffn_dim", true, &c->n_inner));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "max_position_embeddings", true, &c->n_positions));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "vocab_size", true, &c->vocab_size));
-  if (c->n_head > 0 && c->n_embd > 0 && c->n_embd % c->n_head != 0) {
-    return invalid_argument(source + ": hidden_size (" + std::to_string(c->n_embd) + ") is not divisible by num_attention_heads (" +
-                            std::to_string(c->n_head) + ")");
-  }
+  KVMESH_RETURN_IF_ERROR(check_heads_divide(source, "hidden_size", "num_attention_heads", *c));
   int proj_dim = c->n_embd;
   KVMESH_RETURN_IF_ERROR(get_optional_int(j, source, "word_embed_proj_dim", c->n_embd, &proj_dim));
   if (proj_dim != c->n_embd) {
-    return invalid_argument(source + ": word_embed_proj_dim = " + std::to_string(proj_dim) + " differs from hidden_size = " +
-                            std::to_string(c->n_embd) +
+    return invalid_argument(source + ": word_embed_proj_dim = " + std::to_string(proj_dim) +
+                            " differs from hidden_size = " + std::to_string(c->n_embd) +
                             " (project_in/project_out, as in opt-350m): not supported");
   }
   c->bos_token_id = c->eos_token_id = 2;
