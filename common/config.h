@@ -35,6 +35,7 @@ struct ModelConfig {
   int position_offset = 0;       // position p uses row p + position_offset of the position table
   bool scale_attention = true;   // scores are q.k / sqrt(head_dim); false: q.k unscaled
   bool qkv_bias = true;          // q, k and v projections have biases (else they are zero)
+  bool tied_head = true;         // logits = x @ token embedding^T; false: a separate lm_head.weight
   std::vector<int> layer_window; // per layer: 0 attends to every earlier token, w > 0 to the last
                                  // w only; empty: every layer global
 
@@ -47,7 +48,7 @@ struct ModelConfig {
   float attention_scale() const;
   // Checks the fields are positive and consistent (n_embd divisible by n_head, ...).
   Status validate() const;
-  // Number of parameters (embeddings counted once, LM head tied).
+  // Number of parameters (the tensors of the checkpoint; a tied LM head counted once).
   int64_t n_params() const;
 };
 

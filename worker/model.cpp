@@ -149,7 +149,7 @@ Status Model::head(const float* x, const std::vector<int32_t>& rows) {
   }
   b.layer_norm(view(const_cast<float*>(head_rows), r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon,
                operand_view(rows_ln_.f32(), r, e));
-  b.lm_head(operand_view(rows_ln_.f32(), r, e), w_.wte, view(local_, r, vl));
+  b.lm_head(operand_view(rows_ln_.f32(), r, e), w_.head, view(local_, r, vl));
   return Status::ok();
 }
 

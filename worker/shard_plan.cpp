@@ -24,6 +24,10 @@ int64_t owned_elems(const ModelConfig& c, const ParallelLayout& l) {
     if (tp0) n += static_cast<int64_t>(c.n_positions + c.position_offset) * e;
   }
   if (l.last_stage() && tp0) n += 2 * e;
+  if (l.last_stage() && !c.tied_head) {
+    const Range v = l.vocab(c);
+    n += std::max<int64_t>(0, std::min<int64_t>(v.end, c.vocab_size) - v.begin) * e;
+  }
   return n;
 }
 

@@ -116,11 +116,12 @@ Status load_layer(const WeightSource& ckpt, const ModelConfig& c, const Parallel
   return Status::ok();
 }
 
-// This rank's vocabulary rows of the token embedding; rows past the real vocabulary (padding) stay zero.
+// This rank's vocabulary rows of the token embedding (or of an untied head: `tensor`); rows past the
+// real vocabulary (padding) stay zero.
 Status load_vocab_rows(const WeightSource& ckpt, const ModelConfig& c, const ParallelLayout& l,
-                       std::vector<float>* wte) {
+                       const std::string& tensor, std::vector<float>* wte) {
   const TensorNaming& n = family_of(c).names;
-  const std::string name = resolve(ckpt, n, n.tok_embed);
+  const std::string name = resolve(ckpt, n, tensor);
   const int64_t e = c.n_embd;
   const Range rows = l.vocab(c);
   const Range real{rows.begin, std::min<int64_t>(rows.end, c.vocab_size)};
@@ -182,7 +183,7 @@ Result<ModelWeights> load_weights(const WeightSource& ckpt, const ModelConfig& c
   ModelWeights w;
   const int64_t e = c.n_embd;
   if (layout.first_stage() || layout.last_stage())
-    KVMESH_RETURN_IF_ERROR(load_vocab_rows(ckpt, c, layout, &w.wte));
+    KVMESH_RETURN_IF_ERROR(load_vocab_rows(ckpt, c, layout, family_of(c).names.tok_embed, &w.wte));
   if (layout.first_stage()) KVMESH_RETURN_IF_ERROR(load_positions(ckpt, c, &w.wpe));
   const Range layers = layout.layers(c);
   w.layers.resize(static_cast<size_t>(layers.size()));
@@ -192,6 +193,7 @@ Result<ModelWeights> load_weights(const WeightSource& ckpt, const ModelConfig& c
     const TensorNaming& n = family_of(c).names;
     KVMESH_RETURN_IF_ERROR(read_vector(ckpt, n, n.final_norm_w, e, {0, e}, &w.lnf_w));
     KVMESH_RETURN_IF_ERROR(read_vector(ckpt, n, n.final_norm_b, e, {0, e}, &w.lnf_b));
+    if (!c.tied_head) KVMESH_RETURN_IF_ERROR(load_vocab_rows(ckpt, c, layout, n.head, &w.head));
   }
   return w;
 }
@@ -202,7 +204,7 @@ int64_t shard_weight_elems(const ModelConfig& c, const ParallelLayout& l) {
   int64_t n = l.layers(c).size() * per_layer;
   if (l.first_stage() || l.last_stage()) n += l.vocab(c).size() * e;
   if (l.first_stage()) n += static_cast<int64_t>(c.n_positions) * e;
-  if (l.last_stage()) n += 2 * e;
+  if (l.last_stage()) n += 2 * e + (c.tied_head ? 0 : l.vocab(c).size() * e);
   return n;
 }
 

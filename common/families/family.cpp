@@ -72,6 +72,7 @@ std::vector<ModelTensor> model_tensors(const ModelConfig& c) {
   }
   add(n.final_norm_w, {e});
   add(n.final_norm_b, {e});
+  if (!c.tied_head) t.push_back({n.head, {c.vocab_size, e}});  // the head model's own, unprefixed
   return t;
 }
 

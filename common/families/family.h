@@ -19,7 +19,7 @@ namespace kvmesh {
 struct TensorNaming {
   std::string base_prefix;  // what the ...ForCausalLM class puts before its base model's names
   std::string tok_embed, pos_embed, final_norm_w, final_norm_b;
-  std::string head = "lm_head.weight";  // a tied head's copy, when a file keeps one
+  std::string head = "lm_head.weight";  // an untied head, or a tied head's copy (never prefixed)
   std::string layer_prefix;
   std::string ln1_w, ln1_b;
   std::string qkv_w, qkv_b;                  // fused q|k|v ([E, 3E] in Conv1D layout); empty: separate
@@ -62,8 +62,8 @@ struct ModelTensor {
   std::string name;
   std::vector<int64_t> shape;
 };
-// Every tensor a model's checkpoint holds, in the order kvmesh-ckpt writes them (a tied head's
-// copy not included).
+// Every tensor a model's checkpoint holds, in the order kvmesh-ckpt writes them (an untied head
+// last; a tied head's copy not included).
 std::vector<ModelTensor> model_tensors(const ModelConfig& c);
 // A checkpoint name without the family's base prefix (as given when it has none).
 std::string strip_base_prefix(const std::string& name, const TensorNaming& names);

@@ -73,6 +73,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
 void set_defaults(ModelConfig* c) {
   const ModelConfig gpt2;
   c->model_type = gpt2.model_type;
+  c->tied_head = true;
   c->vocab_padded = false;
   c->prepend_bos = gpt2.prepend_bos;
   c->position_offset = gpt2.position_offset;

@@ -32,9 +32,7 @@ Status expand_attention_types(const json& j, const std::string& source, int wind
 }
 
 Status parse(const json& j, const std::string& source, ModelConfig* c) {
-  KVMESH_RETURN_IF_ERROR(expect_bool(j, source, "tie_word_embeddings", true,
-                                     "the output projection is the token embedding (wte); untied heads are "
-                                     "not supported"));
+  KVMESH_RETURN_IF_ERROR(get_bool(j, source, "tie_word_embeddings", &c->tied_head));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "num_layers", true, &c->n_layer));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "hidden_size", true, &c->n_embd));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "num_heads", true, &c->n_head));
@@ -105,6 +103,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
   j["num_heads"] = c.n_head;
   j["num_layers"] = c.n_layer;
   j["resid_dropout"] = 0;
+  if (!c.tied_head) j["tie_word_embeddings"] = false;
   j["use_cache"] = true;
   j["vocab_size"] = c.vocab_size;
   j["window_size"] = window;
@@ -113,6 +112,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
 
 void set_defaults(ModelConfig* c) {
   c->model_type = "gpt_neo";
+  c->tied_head = true;
   c->vocab_padded = false;
   c->prepend_bos = false;
   c->position_offset = 0;

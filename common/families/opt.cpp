@@ -18,8 +18,7 @@ Status parse(const json& j, const std::string& source, ModelConfig* c) {
   KVMESH_RETURN_IF_ERROR(expect_bool(j, source, "enable_bias", true, "projections always have biases"));
   KVMESH_RETURN_IF_ERROR(expect_bool(j, source, "layer_norm_elementwise_affine", true,
                                      "LayerNorms always have a weight and a bias"));
-  KVMESH_RETURN_IF_ERROR(expect_bool(j, source, "tie_word_embeddings", true,
-                                     "the output projection is the token embedding; untied heads are not supported"));
+  KVMESH_RETURN_IF_ERROR(get_bool(j, source, "tie_word_embeddings", &c->tied_head));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "num_hidden_layers", true, &c->n_layer));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "hidden_size", true, &c->n_embd));
   KVMESH_RETURN_IF_ERROR(get_int(j, source, "num_attention_heads", true, &c->n_head));
@@ -69,6 +68,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
   j["num_hidden_layers"] = c.n_layer;
   j["pad_token_id"] = 1;
   j["prefix"] = "</s>";
+  if (!c.tied_head) j["tie_word_embeddings"] = false;
   j["use_cache"] = true;
   j["vocab_size"] = c.vocab_size;
   j["word_embed_proj_dim"] = c.n_embd;
@@ -78,6 +78,7 @@ nlohmann::ordered_json to_json(const ModelConfig& c) {
 void set_defaults(ModelConfig* c) {
   c->model_type = "opt";
   c->prepend_bos = true;
+  c->tied_head = true;
   c->vocab_padded = true;
   c->position_offset = kPositionOffset;
   c->scale_attention = true;

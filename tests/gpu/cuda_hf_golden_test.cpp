@@ -51,8 +51,9 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaHfGolden, ::testing::Values(DType::bf16, DT
                            return std::string(info.param == DType::f16 ? "f16" : "bf16");
                          });
 
-// OPT and GPT-Neo (tests/data/hf-opt-3l32d, hf-gptneo-4l32d) in bf16: the families' positions,
-// activations, separate q/k/v and GPT-Neo's unscaled, windowed attention on the device, with pages
+// OPT and GPT-Neo (tests/data/hf-opt-3l32d, hf-opt-untied-2l32d, hf-gptneo-4l32d) in bf16: the
+// families' positions, activations, separate q/k/v and LM head, and GPT-Neo's unscaled, windowed
+// attention on the device, with pages
 // of 4 tokens so that the window of 7 spans pages.
 class CudaFamiliesGolden : public ::testing::TestWithParam<const char*> {
  protected:
@@ -79,9 +80,13 @@ TEST_P(CudaFamiliesGolden, GreedyTokensWhereMarginIsClear) {
   expect_golden_greedy(*engine_, golden_, kClearMargin, kLogprobTolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, CudaFamiliesGolden, ::testing::Values("hf-opt-3l32d", "hf-gptneo-4l32d"),
+INSTANTIATE_TEST_SUITE_P(Families, CudaFamiliesGolden,
+                         ::testing::Values("hf-opt-3l32d", "hf-opt-untied-2l32d", "hf-gptneo-4l32d"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param[3] == 'o' ? "opt" : "gptneo");
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s;
                          });
 
 }  // namespace

@@ -60,7 +60,8 @@ std::string layout_name(const ::testing::TestParamInfo<Layout>& info) {
 INSTANTIATE_TEST_SUITE_P(Layouts, ParallelFamilies,
                          ::testing::Values(Layout{"hf-opt-3l32d", 2, 1}, Layout{"hf-opt-3l32d", 1, 2},
                                            Layout{"hf-opt-3l32d", 2, 2}, Layout{"hf-gptneo-4l32d", 2, 1},
-                                           Layout{"hf-gptneo-4l32d", 1, 2}, Layout{"hf-gptneo-4l32d", 2, 2}),
+                                           Layout{"hf-gptneo-4l32d", 1, 2}, Layout{"hf-gptneo-4l32d", 2, 2},
+                                           Layout{"hf-opt-untied-2l32d", 2, 2}),
                          layout_name);
 
 }  // namespace

@@ -102,7 +102,9 @@ def opt_forward(w, cfg, ids):
         h = linear(relu(linear(h, p("fc1.weight"), p("fc1.bias"))), p("fc2.weight"), p("fc2.bias"))
         x = residual + h
     x = layer_norm(x, f("final_layer_norm.weight"), f("final_layer_norm.bias"), 1e-5)
-    return x @ f("embed_tokens.weight").T  # lm_head tied to embed_tokens
+    if cfg.get("tie_word_embeddings", True):
+        return x @ f("embed_tokens.weight").T  # lm_head tied to embed_tokens
+    return x @ w["lm_head.weight"].astype(np.float64).T
 
 
 # ---- GPT-Neo (modeling_gpt_neo.py) ----
@@ -144,7 +146,7 @@ def random_weights(rng, shapes):
             a = 1.0 + 0.1 * rng.standard_normal(shape)
         elif name.endswith(".bias"):
             a = 0.05 * rng.standard_normal(shape)
-        elif "embed" in name or name.endswith("wte.weight") or name.endswith("wpe.weight"):
+        elif "embed" in name or name.endswith("wte.weight") or name.endswith("wpe.weight") or name == "lm_head.weight":
             a = 0.3 * rng.standard_normal(shape)
         else:
             a = 0.15 * rng.standard_normal(shape)
@@ -163,7 +165,10 @@ def opt_shapes(cfg):
         s += [(p + "self_attn_layer_norm.weight", (e,)), (p + "self_attn_layer_norm.bias", (e,)),
               (p + "fc1.weight", (i, e)), (p + "fc1.bias", (i,)), (p + "fc2.weight", (e, i)), (p + "fc2.bias", (e,)),
               (p + "final_layer_norm.weight", (e,)), (p + "final_layer_norm.bias", (e,))]
-    return s + [("model.decoder.final_layer_norm.weight", (e,)), ("model.decoder.final_layer_norm.bias", (e,))]
+    s += [("model.decoder.final_layer_norm.weight", (e,)), ("model.decoder.final_layer_norm.bias", (e,))]
+    if not cfg.get("tie_word_embeddings", True):
+        s.append(("lm_head.weight", (cfg["vocab_size"], e)))
+    return s
 
 
 def gpt_neo_shapes(cfg):
@@ -189,6 +194,10 @@ OPT_CONFIG = {
     "pad_token_id": 1, "prefix": "</s>", "torch_dtype": "float32", "use_cache": True, "vocab_size": 4096,
     "word_embed_proj_dim": 32,
 }
+
+# An OPT whose head is its own matrix (tie_word_embeddings false), with a small vocabulary.
+OPT_UNTIED_CONFIG = dict(OPT_CONFIG, _name_or_path="hf-opt-untied-2l32d", num_hidden_layers=2, vocab_size=512,
+                         tie_word_embeddings=False)
 
 GPT_NEO_CONFIG = {
     "_name_or_path": "hf-gptneo-4l32d", "activation_function": "gelu_new", "architectures": ["GPTNeoForCausalLM"],
@@ -259,6 +268,8 @@ def main():
     # Prompts shorter than, about and well past the window (7) and a 16-token page.
     write_model(out_dir, "hf-gptneo-4l32d", GPT_NEO_CONFIG, gpt_neo_shapes(GPT_NEO_CONFIG), gpt_neo_forward,
                 prompts(rng, None, [1, 5, 8, 19, 37]), seed=4321)
+    write_model(out_dir, "hf-opt-untied-2l32d", OPT_UNTIED_CONFIG, opt_shapes(OPT_UNTIED_CONFIG), opt_forward,
+                [[2] + [int(t) for t in rng.integers(3, 500, size=n)] for n in (4, 13)], seed=99)
 
 
 if __name__ == "__main__":

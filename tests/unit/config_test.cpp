@@ -272,12 +272,30 @@ TEST(ModelFamilies, BadConfigsNameTheField) {
   expect_error(opt_config(R"("word_embed_proj_dim": 32)"), "word_embed_proj_dim = 32");
   expect_error(opt_config(R"("do_layer_norm_before": false)"), "do_layer_norm_before = false is not supported");
   expect_error(opt_config(R"("enable_bias": false)"), "enable_bias = false");
-  expect_error(opt_config(R"("tie_word_embeddings": false)"), "tie_word_embeddings = false");
+  expect_error(opt_config(R"("tie_word_embeddings": 0)"), "'tie_word_embeddings' must be a boolean");
   expect_error(opt_config(R"("model_type": "bloom")"), "model_type 'bloom' is not supported");
   // One line each.
   auto r = parse_model_config(opt_config(R"("word_embed_proj_dim": 32)"), "cfg/config.json");
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+}
+
+TEST(ModelFamilies, UntiedHeads) {
+  auto r = load_model_config(KVMESH_TEST_DATA_DIR "/hf-opt-untied-2l32d/config.json");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->tied_head);
+  auto tied = load_model_config(KVMESH_TEST_DATA_DIR "/hf-opt-3l32d/config.json");
+  ASSERT_TRUE(tied.is_ok());
+  EXPECT_TRUE(tied->tied_head);
+  auto untied = parse_model_config(model_config_to_json(*r), "written");
+  ASSERT_TRUE(untied.is_ok()) << untied.status().to_string();
+  EXPECT_FALSE(untied->tied_head);
+  EXPECT_EQ(untied->n_params(), r->n_params());
+  EXPECT_EQ(r->n_params() - 512 * 32, [&] {  // the head's rows counted once more than a tied model
+    ModelConfig t = *r;
+    t.tied_head = true;
+    return t.n_params();
+  }());
 }
 
 TEST(ModelFamilies, WrittenConfigsReadBack) {

@@ -1,5 +1,5 @@
 // The CPU engine reproduces the OPT and GPT-Neo references (tests/data/hf-opt-3l32d,
-// hf-gptneo-4l32d, made by tests/reference/hf_families_reference.py): prompt log-probs, top 20 and
+// hf-opt-untied-2l32d (a separate LM head), hf-gptneo-4l32d, made by tests/reference/hf_families_reference.py): prompt log-probs, top 20 and
 // greedy tokens, with whole prompts in one step and with small pages and prefill chunks (GPT-Neo's
 // window of 7 then spans pages and chunks), with every prompt batched together, and with decode
 // steps replaying graphs recorded on the CPU backend.
@@ -65,6 +65,7 @@ TEST_P(HfFamilies, GreedyTokensBatchedTogether) {
 
 INSTANTIATE_TEST_SUITE_P(Families, HfFamilies,
                          ::testing::Values(FamilyRun{"hf-opt-3l32d", 16, 2048}, FamilyRun{"hf-opt-3l32d", 4, 8},
+                                           FamilyRun{"hf-opt-untied-2l32d", 16, 2048},
                                            FamilyRun{"hf-gptneo-4l32d", 16, 2048},
                                            FamilyRun{"hf-gptneo-4l32d", 4, 5},
                                            FamilyRun{"hf-gptneo-4l32d", 4, 2048, true}),
