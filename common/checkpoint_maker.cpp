@@ -1,8 +1,9 @@
-// Random GPT-2 checkpoint writer: deterministic per-tensor generators (splitmix64 + Box-Muller),
+// Random checkpoint writer (any family, by the model description): deterministic per-tensor generators (splitmix64 + Box-Muller),
 // streamed into model.safetensors, plus config.json and the GPT-2 tokenizer files.
 #include "common/checkpoint_maker.h"
 
 #include "common/data_dir.h"
+#include "common/families/family.h"
 #include "common/synthetic_models.h"
 
 #include <algorithm>
@@ -55,17 +56,19 @@ struct InitRule {
   float std;
 };
 
-// HF GPT-2 init, with LayerNorm parameters and biases perturbed so that tests exercise them.
+// Hugging Face's init, with LayerNorm parameters and biases perturbed so that tests exercise them.
 InitRule init_rule(const std::string& name, const ModelConfig& c) {
-  auto ends_with = [&](const char* suffix) {
-    const std::string s(suffix);
-    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  const TensorNaming& n = family_of(c).names;
+  auto ends_with = [&](const std::string& s) {
+    return !s.empty() && name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
   };
-  const bool is_ln = name.find(".ln_") != std::string::npos;
-  if (is_ln && ends_with(".weight")) return {1.0f, 0.05f};
-  if (is_ln) return {0.0f, 0.02f};
+  const bool norm_weight = ends_with(n.ln1_w) || ends_with(n.ln2_w) || ends_with(n.final_norm_w);
+  const bool norm_bias = ends_with(n.ln1_b) || ends_with(n.ln2_b) || ends_with(n.final_norm_b);
+  if (norm_weight) return {1.0f, 0.05f};
+  if (norm_bias) return {0.0f, 0.02f};
   if (ends_with(".bias")) return {0.0f, 0.01f};
-  if (ends_with("c_proj.weight")) return {0.0f, 0.02f / std::sqrt(2.0f * static_cast<float>(c.n_layer))};
+  if (ends_with(n.out_w) || ends_with(n.fc2_w))  // residual projections
+    return {0.0f, 0.02f / std::sqrt(2.0f * static_cast<float>(c.n_layer))};
   return {0.0f, 0.02f};
 }
 
@@ -99,7 +102,7 @@ void make_chunks(const CheckpointSpec& spec, size_t tensor, const InitRule& rule
 }
 
 Status write_tensors(const CheckpointSpec& spec, const std::string& path) {
-  const std::vector<TensorHeader> headers = gpt2_tensor_headers(spec.config, spec.dtype);
+  const std::vector<TensorHeader> headers = model_tensor_headers(spec.config, spec.dtype);
   KVMESH_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::create(path, headers, {{"format", "pt"}}));
   const int64_t n_threads =
       spec.n_threads > 0 ? spec.n_threads : std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 8);
@@ -150,7 +153,8 @@ Status copy_tokenizer(const std::string& out_dir) {
 }  // namespace
 
 Result<ModelConfig> preset_model_config(const std::string& preset) {
-  const std::string known = "(gpt2-124m, gpt2-medium, gpt2-large, gpt2-xl, tiny)";
+  const std::string known = "(gpt2-124m, gpt2-medium, gpt2-large, gpt2-xl, tiny, or a synthetic shape such as "
+                            "opt-125m or gpt-neo-125m)";
   if (preset == "tiny") {
     ModelConfig c;
     c.name = preset;
@@ -163,39 +167,15 @@ Result<ModelConfig> preset_model_config(const std::string& preset) {
     return c;
   }
   const std::string shape = preset == "gpt2" ? "gpt2-124m" : preset;
-  if (shape.rfind("gpt2-", 0) != 0) return invalid_argument("unknown preset '" + preset + "' " + known);
-  auto config = synthetic_model_config(shape);  // the GPT-2 family's shapes live there
+  auto config = synthetic_model_config(shape);  // every family's published shapes live there
   if (!config.is_ok()) return invalid_argument("unknown preset '" + preset + "' " + known);
   config->name = preset;
   return config;
 }
 
-std::vector<TensorHeader> gpt2_tensor_headers(const ModelConfig& c, DType dtype) {
-  const int64_t e = c.n_embd;
-  const int64_t inner = c.n_inner;
+std::vector<TensorHeader> model_tensor_headers(const ModelConfig& c, DType dtype) {
   std::vector<TensorHeader> t;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    t.push_back({"transformer." + name, dtype, std::move(shape)});
-  };
-  add("wte.weight", {c.vocab_size, e});
-  add("wpe.weight", {c.n_positions, e});
-  for (int i = 0; i < c.n_layer; ++i) {
-    const std::string p = "h." + std::to_string(i) + ".";
-    add(p + "ln_1.weight", {e});
-    add(p + "ln_1.bias", {e});
-    add(p + "attn.c_attn.weight", {e, 3 * e});
-    add(p + "attn.c_attn.bias", {3 * e});
-    add(p + "attn.c_proj.weight", {e, e});
-    add(p + "attn.c_proj.bias", {e});
-    add(p + "ln_2.weight", {e});
-    add(p + "ln_2.bias", {e});
-    add(p + "mlp.c_fc.weight", {e, inner});
-    add(p + "mlp.c_fc.bias", {inner});
-    add(p + "mlp.c_proj.weight", {inner, e});
-    add(p + "mlp.c_proj.bias", {e});
-  }
-  add("ln_f.weight", {e});
-  add("ln_f.bias", {e});
+  for (ModelTensor& m : model_tensors(c)) t.push_back({std::move(m.name), dtype, std::move(m.shape)});
   return t;
 }
 

@@ -1,4 +1,4 @@
-// Random GPT-2 checkpoints in Hugging Face layout (config.json, model.safetensors, tokenizer
+// Random checkpoints of any family in Hugging Face layout (config.json, model.safetensors, tokenizer
 // files), written by kvmesh-ckpt and by tests that need a model of a given shape.
 #pragma once
 
@@ -26,12 +26,13 @@ struct CheckpointSpec {
 };
 
 // Named model shapes: "gpt2-124m" (alias "gpt2"), "gpt2-medium", "gpt2-large", "gpt2-xl", "tiny"
-// (2 layers, 64 wide, 4 heads, 128 positions, GPT-2 vocabulary).
+// (2 layers, 64 wide, 4 heads, 128 positions, GPT-2 vocabulary), and the other synthetic shapes
+// (common/synthetic_models.h: opt-125m, gpt-neo-125m, ...), each with its family's choices.
 Result<ModelConfig> preset_model_config(const std::string& preset);
 
-// The tensors GPT2LMHeadModel saves ("transformer.wte.weight", ...; no lm_head: it is tied to wte),
-// in the order kvmesh-ckpt writes them. Conv1D weights are [in, out].
-std::vector<TensorHeader> gpt2_tensor_headers(const ModelConfig& config, DType dtype);
+// The tensors the family's ...ForCausalLM saves ("transformer.wte.weight", ...; no lm_head: it is
+// tied to the token embedding), in the order kvmesh-ckpt writes them (common/families: model_tensors).
+std::vector<TensorHeader> model_tensor_headers(const ModelConfig& config, DType dtype);
 
 // Writes spec.out_dir/{model.safetensors, config.json[, vocab.json, merges.txt]}. Weights follow the
 // Hugging Face init (normal(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)) with small

@@ -14,9 +14,12 @@ namespace kvmesh {
 enum class Activation { gelu_new, gelu, gelu_fast, relu };
 const char* activation_name(Activation a);
 
-// Hyper-parameters of a GPT-2-family model, as in Hugging Face's config.json.
+// The model description: hyper-parameters (GPT-2's names) and the choices in which decoder families
+// differ, filled from config.json by the family's file (common/families/). Every part of the engine
+// reads these fields; none looks at the family itself. The defaults are GPT-2's.
 struct ModelConfig {
   std::string name = "gpt2";     // served model name (directory base name by default)
+  std::string model_type = "gpt2";  // config.json's model_type: selects the tensor names (families/)
   int n_layer = 0;
   int n_embd = 0;
   int n_head = 0;
@@ -27,20 +30,35 @@ struct ModelConfig {
   Activation activation = Activation::gelu_new;
   int bos_token_id = 50256;      // -1: none (null in config.json); 50256 when absent
   int eos_token_id = 50256;      // -1: none (null in config.json); 50256 when absent
+  bool prepend_bos = false;      // the tokenizer puts bos_token_id before every prompt
+  bool vocab_padded = false;     // rows past the tokenizer's ids pad the embedding (OPT: 50272 rows
+                                 // for 50265 tokens); those ids decode to nothing
+  int position_offset = 0;       // position p uses row p + position_offset of the position table
+  bool scale_attention = true;   // scores are q.k / sqrt(head_dim); false: q.k unscaled
+  bool qkv_bias = true;          // q, k and v projections have biases (else they are zero)
+  bool tied_head = true;         // logits = x @ token embedding^T; false: a separate lm_head.weight
+  std::vector<int> layer_window; // per layer: 0 attends to every earlier token, w > 0 to the last
+                                 // w only; empty: every layer global
 
   int head_dim() const { return n_embd / n_head; }
+  // The attention window of layer i (0: global).
+  int window(int layer) const {
+    return layer >= 0 && layer < static_cast<int>(layer_window.size()) ? layer_window[layer] : 0;
+  }
+  // The factor attention scores are multiplied by.
+  float attention_scale() const;
   // Checks the fields are positive and consistent (n_embd divisible by n_head, ...).
   Status validate() const;
-  // Number of parameters (embeddings counted once, LM head tied).
+  // Number of parameters (the tensors of the checkpoint; a tied LM head counted once).
   int64_t n_params() const;
 };
 
-// Parses config.json text (GPT-2 family; model_type absent or "gpt2") and validates it. Errors are
-// invalid_argument naming `source` (the file) and the field.
+// Parses config.json text (model_type absent or "gpt2", "opt", "gpt_neo": common/families/) and
+// validates it. Errors are invalid_argument naming `source` (the file) and the field.
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
 // Reads and parses a config.json (not_found when missing); name = the directory's base name.
 Result<ModelConfig> load_model_config(const std::string& path);
-// config.json text for a ModelConfig (what kvmesh-ckpt writes).
+// config.json text for a ModelConfig, in its family's Hugging Face fields (what kvmesh-ckpt writes).
 std::string model_config_to_json(const ModelConfig& config);
 
 struct ParallelConfig {

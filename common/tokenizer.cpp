@@ -2,6 +2,7 @@
 // pre-tokenizer regex by hand, applies merges by rank, and decodes ids back to bytes.
 #include "common/tokenizer.h"
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <functional>
@@ -278,6 +279,7 @@ struct Tokenizer::Impl {
   std::array<int32_t, 256> byte_ids_{};            // id of each one-byte token, or -1
   std::unordered_map<uint64_t, MergeRule> merges_;  // pair_key(left, right) -> rule
   int32_t eos_id_ = -1;
+  int32_t prompt_bos_ = -1;  // put before every prompt (encode_prompt); -1: none
 
   // Pre-token bytes -> ids. encode() is const and may run on many threads at once.
   mutable std::shared_mutex cache_mutex_;
@@ -455,10 +457,12 @@ std::string Tokenizer::token_bytes(int32_t id) const {
   return impl_->id_to_bytes_[id];
 }
 
-Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where) {
+Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where,
+                               bool padded_tail) {
   int64_t missing = 0;
   int32_t first = -1;
-  for (int32_t id = 0; id < model_vocab_size; ++id) {
+  const int32_t checked = padded_tail ? std::min(model_vocab_size, tokenizer.vocab_size()) : model_vocab_size;
+  for (int32_t id = 0; id < checked; ++id) {
     if (!tokenizer.token_bytes(id).empty()) continue;
     if (first < 0) first = id;
     ++missing;
@@ -473,6 +477,15 @@ Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_s
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->id_to_bytes_.size()); }
 
 int32_t Tokenizer::eos_token_id() const { return impl_->eos_id_; }
+
+std::vector<int32_t> Tokenizer::encode_prompt(std::string_view text) const {
+  std::vector<int32_t> ids = encode(text);
+  if (impl_->prompt_bos_ >= 0) ids.insert(ids.begin(), impl_->prompt_bos_);
+  return ids;
+}
+
+void Tokenizer::set_prompt_bos(int32_t id) { impl_->prompt_bos_ = id; }
+int32_t Tokenizer::prompt_bos() const { return impl_->prompt_bos_; }
 
 size_t utf8_complete_prefix(std::string_view bytes) {
   const size_t n = bytes.size();

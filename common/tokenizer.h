@@ -32,6 +32,12 @@ class Tokenizer {
   // Text (UTF-8; invalid bytes are encoded byte by byte) to token ids. Special tokens such as
   // <|endoftext|> are plain text.
   std::vector<int32_t> encode(std::string_view text) const;
+  // A prompt's ids: encode(text), after the BOS id when one is set (set_prompt_bos).
+  std::vector<int32_t> encode_prompt(std::string_view text) const;
+  // The id put before every prompt (a model description's bos_token_id when its family does
+  // so, as Hugging Face's OPT tokenizer does); -1: none (the default).
+  void set_prompt_bos(int32_t id);
+  int32_t prompt_bos() const;
   // Token ids to bytes. The result may end inside a multi-byte UTF-8 character; ids outside the
   // vocabulary decode to nothing.
   std::string decode(const std::vector<int32_t>& ids) const;
@@ -48,8 +54,10 @@ class Tokenizer {
 
 // invalid_argument when the tokenizer cannot decode every id a model with `model_vocab_size`
 // logits can produce (a vocabulary smaller than the model's, or with holes), naming how many and
-// the first; `where` (the model directory) starts the message.
-Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where);
+// the first; `where` (the model directory) starts the message. padded_tail: ids past the
+// tokenizer's own are padding rows of the model (ModelConfig::vocab_padded), not missing.
+Status check_tokenizer_decodes(const Tokenizer& tokenizer, int32_t model_vocab_size, const std::string& where,
+                               bool padded_tail = false);
 
 // Length of the longest prefix of `bytes` that is complete UTF-8 (a partial character at the end
 // is left out; invalid bytes count as complete so they never stall a stream).

@@ -143,7 +143,7 @@ void read_prompts(FieldReader& reader, const ServedModel& served, const Tokenize
                   CompletionRequest& r) {
   const JsonIn* prompt = reader.find("prompt");
   if (!prompt) return reader.fail("`prompt` is required", "prompt");
-  if (prompt->is_string()) return add_prompt(reader, tokenizer.encode(prompt->get<std::string>()), r);
+  if (prompt->is_string()) return add_prompt(reader, tokenizer.encode_prompt(prompt->get<std::string>()), r);
   if (!prompt->is_array()) return reader.fail_expected("prompt", kPromptShape, *prompt);
   if (prompt->empty()) return reader.fail("`prompt` must not be empty", "prompt");
   if (prompt->front().is_number()) {
@@ -155,7 +155,7 @@ void read_prompts(FieldReader& reader, const ServedModel& served, const Tokenize
   for (const JsonIn& item : *prompt) {
     if (reader.failed()) return;
     if (strings && item.is_string()) {
-      add_prompt(reader, tokenizer.encode(item.get<std::string>()), r);
+      add_prompt(reader, tokenizer.encode_prompt(item.get<std::string>()), r);
     } else if (!strings && item.is_array()) {
       std::vector<int32_t> ids;
       if (read_token_ids(reader, item, served.vocab_size, "prompt", ids)) add_prompt(reader, std::move(ids), r);
@@ -305,7 +305,7 @@ ApiResult<CompletionRequest> chat_from_json(const JsonIn& body, const ServedMode
   auto max_tokens = reader.integer("max_completion_tokens", 1, kInt32Max);
   if (!max_tokens) max_tokens = reader.integer("max_tokens", 1, kInt32Max);
   if (!reader.failed()) {
-    r.prompts.push_back(tokenizer.encode(render_gpt2_chat(r.messages)));
+    r.prompts.push_back(tokenizer.encode_prompt(render_gpt2_chat(r.messages)));
     r.params.stop.push_back(kChatStop);
   }
   return finish_request(reader, served, max_tokens, "messages", std::move(r));
@@ -348,12 +348,12 @@ ApiResult<std::vector<int32_t>> parse_tokenize_request(std::string_view body, co
     read_messages(reader, messages);
     const bool generation_prompt = reader.boolean("add_generation_prompt").value_or(true);
     if (reader.failed()) return reader.error();
-    return tokenizer.encode(render_gpt2_chat(messages, generation_prompt));
+    return tokenizer.encode_prompt(render_gpt2_chat(messages, generation_prompt));
   }
   const JsonIn* prompt = reader.find("prompt");
   if (!prompt) return bad_request("`prompt` or `messages` is required", "prompt");
   if (!prompt->is_string()) return bad_request("`prompt` must be a string, got " + shown(*prompt), "prompt");
-  return tokenizer.encode(prompt->get<std::string>());
+  return tokenizer.encode_prompt(prompt->get<std::string>());
 }
 
 ApiResult<std::vector<int32_t>> parse_detokenize_request(std::string_view body, const ServedModel& served) {

@@ -103,7 +103,8 @@ Result<LoadedModel> load_model(const ServerConfig& config, MpiRuntime& mpi, Rank
   KVMESH_ASSIGN_OR_RETURN(ModelConfig model_config, resolve_model_config(dir));
   KVMESH_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
                           Tokenizer::from_model_dir(dir, shipped_gpt2_tokenizer_dir()));
-  KVMESH_RETURN_IF_ERROR(check_tokenizer_decodes(*tokenizer, model_config.vocab_size, dir));
+  KVMESH_RETURN_IF_ERROR(check_tokenizer_decodes(*tokenizer, model_config.vocab_size, dir, model_config.vocab_padded));
+  if (model_config.prepend_bos) tokenizer->set_prompt_bos(model_config.bos_token_id);
   if (config.max_model_len > 0) {
     if (config.max_model_len > model_config.n_positions) {
       return invalid_argument("--max-model-len " + std::to_string(config.max_model_len) +

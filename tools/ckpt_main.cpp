@@ -1,5 +1,5 @@
-// kvmesh-ckpt: writes a random GPT-2 checkpoint in Hugging Face layout (config.json,
-// model.safetensors, vocab.json, merges.txt) for tests and benchmarks without a real model.
+// kvmesh-ckpt: writes a random checkpoint of a family (GPT-2, OPT, GPT-Neo) in Hugging Face layout
+// (config.json, model.safetensors, vocab.json, merges.txt) for tests and benchmarks without a real model.
 #include <unistd.h>
 
 #include <chrono>
@@ -12,13 +12,15 @@
 
 #include "common/checkpoint_maker.h"
 #include "common/cli_parse.h"
+#include "common/families/family.h"
 
 namespace {
 
 struct Options {
   std::string out_dir;
   std::string preset = "gpt2-124m";
-  int layers = 0, embd = 0, heads = 0, positions = 0, vocab = 0, inner = 0;
+  std::string arch;
+  int layers = 0, embd = 0, heads = 0, positions = 0, vocab = 0, inner = 0, window = 0;
   std::string dtype = "f32";
   uint64_t seed = 1;
   bool no_tokenizer = false;
@@ -34,6 +36,18 @@ kvmesh::Result<kvmesh::CheckpointSpec> build_spec(const CLI::App& app, const Opt
   if (given("--positions")) c.n_positions = o.positions;
   if (given("--vocab")) c.vocab_size = o.vocab;
   c.n_inner = (given("--inner") && o.inner != 0) ? o.inner : 4 * c.n_embd;
+  if (given("--arch")) {
+    const kvmesh::ModelFamily* family = kvmesh::find_family_by_arch(o.arch);
+    if (family == nullptr) return kvmesh::invalid_argument("--arch must be gpt2, opt or gpt-neo, not '" + o.arch + "'");
+    family->set_defaults(&c);
+  } else if (given("--layers")) {
+    kvmesh::family_of(c).set_defaults(&c);  // per-layer choices follow the new layer count
+  }
+  if (given("--window")) {
+    if (o.window < 1) return kvmesh::invalid_argument("--window must be at least 1");
+    if (c.layer_window.empty()) return kvmesh::invalid_argument("--window: the model has no local attention layers");
+    for (int& w : c.layer_window) w = w > 0 ? o.window : 0;
+  }
   if (c.vocab_size > 0 && c.vocab_size <= c.eos_token_id) {  // a vocabulary cut below <|endoftext|>
     c.bos_token_id = c.vocab_size - 1;
     c.eos_token_id = c.vocab_size - 1;
@@ -88,11 +102,14 @@ class ProgressPrinter {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kvmesh-ckpt: write a random GPT-2 checkpoint (Hugging Face layout)"};
+  CLI::App app{"kvmesh-ckpt: write a random GPT-2, OPT or GPT-Neo checkpoint (Hugging Face layout)"};
   Options o;
   app.add_option("--out", o.out_dir, "output directory (created if missing)")->required();
-  app.add_option("--preset", o.preset, "gpt2-124m, gpt2-medium, gpt2-large, gpt2-xl or tiny")
+  app.add_option("--preset", o.preset,
+                 "gpt2-124m, gpt2-medium, gpt2-large, gpt2-xl, tiny, or a synthetic shape (opt-125m, gpt-neo-125m, ...)")
       ->capture_default_str();
+  app.add_option("--arch", o.arch, "model family: gpt2, opt or gpt-neo (default: the preset's)");
+  app.add_option("--window", o.window, "gpt-neo: window_size of the local attention layers (default 256)");
   app.add_option("--layers", o.layers, "n_layer (default: the preset's)");
   app.add_option("--embd", o.embd, "n_embd");
   app.add_option("--heads", o.heads, "n_head (must divide n_embd)");

@@ -112,8 +112,9 @@ int generate(const Options& options, MpiRuntime& mpi) {
   if (!config.is_ok()) return say(config.status().message());
   auto loaded = Tokenizer::from_model_dir(options.model_dir, shipped_gpt2_tokenizer_dir());
   if (!loaded.is_ok()) return say(loaded.status().message());
-  if (Status covers = check_tokenizer_decodes(**loaded, config->vocab_size, options.model_dir); !covers.is_ok())
+  if (Status covers = check_tokenizer_decodes(**loaded, config->vocab_size, options.model_dir, config->vocab_padded); !covers.is_ok())
     return say(covers.message());
+  if (config->prepend_bos) (*loaded)->set_prompt_bos(config->bos_token_id);
   std::shared_ptr<const Tokenizer> tokenizer(std::move(loaded).value());
 
   const ServedModel served{config->name, config->n_positions, config->vocab_size,

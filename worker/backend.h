@@ -1,6 +1,7 @@
 // The ops a model forward needs, behind one interface so CPU and CUDA run the same model code.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -79,6 +80,19 @@ struct KvPoolView {
     return reinterpret_cast<float*>(page_ptr(page) + scales_offset()) +
            row_index(layer, kv, offset) * n_heads;
   }
+};
+
+// How a layer attends: scores are q.k * scale; with window > 0 a row at position i sees only the
+// keys at positions j with i - window < j <= i (local attention), else every j <= i.
+struct AttentionSpec {
+  float scale = 0.0f;  // 0: 1/sqrt(head_dim)
+  int32_t window = 0;
+
+  float scale_for(int32_t head_dim) const {
+    return scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
+  }
+  // The first context position a row at `position` sees.
+  int32_t first_key(int32_t position) const { return window > 0 && position >= window ? position - window + 1 : 0; }
 };
 
 // Per-row statistics of a logits matrix, for greedy sampling and log-probs.
@@ -167,16 +181,16 @@ class Backend {
   // Writes K and V of every token (columns [E, 2E) and [2E, 3E) of qkv) into layer's pages.
   virtual void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
                         KvPoolView pool) = 0;
-  // Causal attention of each token's Q (columns [0, E) of qkv) over its sequence's pages.
-  // out: [T, E]
+  // Causal attention of each token's Q (columns [0, E) of qkv) over its sequence's pages, as
+  // spec says (scale, window).    out: [T, E]
   virtual void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
-                         KvPoolView pool, TensorView out) = 0;
+                         KvPoolView pool, TensorView out, const AttentionSpec& spec = {}) = 0;
   // kv_write, then attention: one op so a device backend can write each decode row's K and V from
   // within its attention kernel.
   virtual void kv_write_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
-                                  KvPoolView pool, TensorView out) {
+                                  KvPoolView pool, TensorView out, const AttentionSpec& spec = {}) {
     kv_write(qkv, batch, layer, pool);
-    attention(qkv, batch, layer, pool, out);
+    attention(qkv, batch, layer, pool, out, spec);
   }
   // logits = x @ wte^T                                     x: [R, E], logits: [R, V]
   virtual void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) = 0;

@@ -182,6 +182,12 @@ uint64_t kv_model_fingerprint(const std::string& model, uint64_t synthetic_seed,
   f.add(c.vocab_size);
   f.add(c.layer_norm_epsilon);
   f.add(static_cast<int32_t>(c.activation));
+  f.add_string(c.model_type);
+  f.add(static_cast<int32_t>(c.position_offset));
+  f.add(static_cast<int32_t>(c.scale_attention));
+  f.add(static_cast<int32_t>(c.qkv_bias));
+  f.add(static_cast<int32_t>(c.tied_head));
+  for (int w : c.layer_window) f.add(static_cast<int32_t>(w));
   if (is_synthetic_model(model)) {
     f.add_string(model);
     f.add(synthetic_seed);

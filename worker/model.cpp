@@ -1,4 +1,4 @@
-// Model: the GPT-2 forward of one pipeline stage, written once over Backend ops; tensor parallelism
+// Model: the decoder forward of one pipeline stage (as the model description says), written once over Backend ops; tensor parallelism
 // lives at the edges (masked embedding + all-reduce, row-parallel outputs + all-reduce, gathered LM head).
 #include "worker/model.h"
 
@@ -103,7 +103,9 @@ void Model::attention_block(int layer, const BatchLayout& batch, KvPoolView pool
   const int64_t e = config_.n_embd;
   Backend& b = *backend_;
   b.linear(operand_view(s.ln, n, e), w.qkv_w, &w.qkv_b, view(s.qkv, n, 3 * el_));
-  b.kv_write_attention(view(s.qkv, n, 3 * el_), batch, layer, pool, operand_view(s.attn, n, el_));
+  const AttentionSpec spec{config_.attention_scale(),
+                           config_.window(static_cast<int>(layout_.layers(config_).begin) + layer)};
+  b.kv_write_attention(view(s.qkv, n, 3 * el_), batch, layer, pool, operand_view(s.attn, n, el_), spec);
   b.linear(operand_view(s.attn, n, el_), w.attn_out_w, nullptr, view(s.h, n, e));
   if (layout_.tp > 1) collectives_->tp_all_reduce_sum(s.h, n * e);
   b.add_bias_residual_layer_norm(view(x, n, e), view(s.h, n, e), w.attn_out_b, w.ln2_w, w.ln2_b,
@@ -147,7 +149,7 @@ Status Model::head(const float* x, const std::vector<int32_t>& rows) {
   }
   b.layer_norm(view(const_cast<float*>(head_rows), r, e), w_.lnf_w, w_.lnf_b, config_.layer_norm_epsilon,
                operand_view(rows_ln_.f32(), r, e));
-  b.lm_head(operand_view(rows_ln_.f32(), r, e), w_.wte, view(local_, r, vl));
+  b.lm_head(operand_view(rows_ln_.f32(), r, e), w_.head, view(local_, r, vl));
   return Status::ok();
 }
 

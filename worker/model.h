@@ -1,4 +1,5 @@
-// Model: the GPT-2 forward of one pipeline stage over a ragged batch and the paged KV cache, written
+// Model: the decoder forward (as the model description says) of one pipeline stage over a ragged
+// batch and the paged KV cache, written
 // once over Backend ops on the backend's memory; tensor parallelism lives only at the edges
 // (embedding, row-parallel outputs, LM head) through Collectives.
 #pragma once

@@ -60,6 +60,9 @@ Result<PlacedWeights> place_weights(Backend& backend, ModelWeights& w, const Mod
     KVMESH_RETURN_IF_ERROR(p.vector(w.lnf_w, &out.lnf_w));
     KVMESH_RETURN_IF_ERROR(p.vector(w.lnf_b, &out.lnf_b));
   }
+  out.head = out.wte;
+  if (!w.head.empty())
+    KVMESH_RETURN_IF_ERROR(p.matrix(w.head, static_cast<int64_t>(w.head.size()) / e, e, &out.head));
   return out;
 }
 

@@ -31,6 +31,7 @@ struct PlacedWeights {
   TensorView wpe;                   // [P, E] (first stage)
   std::vector<PlacedLayer> layers;  // this stage's layers
   TensorView lnf_w, lnf_b;          // [1, E] (last stage)
+  TensorView head;                  // [Vl, E] the LM head (last stage): wte when tied
   std::vector<Buffer> storage;      // what the backend allocated for them
 };
 

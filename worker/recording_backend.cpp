@@ -60,9 +60,9 @@ class RecordingBackend final : public Backend {
     run([=, this] { inner_->kv_write(qkv, *at, layer, pool); });
   }
   void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
-                 TensorView out) override {
+                 TensorView out, const AttentionSpec& spec = {}) override {
     const BatchLayout* at = &batch;
-    run([=, this] { inner_->attention(qkv, *at, layer, pool, out); });
+    run([=, this] { inner_->attention(qkv, *at, layer, pool, out, spec); });
   }
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override {
     run([=, this] { inner_->lm_head(x, wte, logits); });

@@ -15,15 +15,19 @@ namespace {
 int64_t owned_elems(const ModelConfig& c, const ParallelLayout& l) {
   const int64_t e = c.n_embd, el = l.heads(c).size() * c.head_dim(), il = l.inner(c).size();
   const bool tp0 = l.tp_rank() == 0;
-  int64_t per_layer = e * 3 * el + 3 * el + el * e + e * il + il + il * e;
+  int64_t per_layer = e * 3 * el + (c.qkv_bias ? 3 * el : 0) + el * e + e * il + il + il * e;
   if (tp0) per_layer += 4 * e /* ln_1, ln_2 */ + 2 * e /* attn_out and fc2 biases */;
   int64_t n = l.layers(c).size() * per_layer;
   if (l.first_stage()) {
     const Range v = l.vocab(c);
     n += std::max<int64_t>(0, std::min<int64_t>(v.end, c.vocab_size) - v.begin) * e;
-    if (tp0) n += static_cast<int64_t>(c.n_positions) * e;
+    if (tp0) n += static_cast<int64_t>(c.n_positions + c.position_offset) * e;
   }
   if (l.last_stage() && tp0) n += 2 * e;
+  if (l.last_stage() && !c.tied_head) {
+    const Range v = l.vocab(c);
+    n += std::max<int64_t>(0, std::min<int64_t>(v.end, c.vocab_size) - v.begin) * e;
+  }
   return n;
 }
 

@@ -2,7 +2,9 @@
 #include "worker/weight_source.h"
 
 #include <cmath>
+#include <map>
 
+#include "common/families/family.h"
 #include "common/hashing.h"
 #include "common/safetensors.h"
 #include "common/synthetic_models.h"
@@ -28,24 +30,13 @@ class CheckpointSource final : public WeightSource {
 
 class SyntheticSource final : public WeightSource {
  public:
-  SyntheticSource(const ModelConfig& c, uint64_t seed) : config_(c), seed_(seed) {}
+  SyntheticSource(const ModelConfig& c, uint64_t seed) : config_(c), seed_(seed) {
+    for (ModelTensor& t : model_tensors(c)) shapes_[strip(t.name)] = std::move(t.shape);
+  }
 
   Result<std::vector<int64_t>> shape(const std::string& raw) const override {
-    const std::string name = strip(raw);
-    const int64_t e = config_.n_embd, inner = config_.n_inner;
-    if (name == "wte.weight") return std::vector<int64_t>{config_.vocab_size, e};
-    if (name == "wpe.weight") return std::vector<int64_t>{config_.n_positions, e};
-    if (name == "ln_f.weight" || name == "ln_f.bias") return std::vector<int64_t>{e};
-    const auto dot = name.find('.', 2);
-    const std::string leaf = dot == std::string::npos ? "" : name.substr(dot + 1);
-    if (leaf == "attn.c_attn.weight") return std::vector<int64_t>{e, 3 * e};
-    if (leaf == "attn.c_attn.bias") return std::vector<int64_t>{3 * e};
-    if (leaf == "attn.c_proj.weight") return std::vector<int64_t>{e, e};
-    if (leaf == "mlp.c_fc.weight") return std::vector<int64_t>{e, inner};
-    if (leaf == "mlp.c_fc.bias") return std::vector<int64_t>{inner};
-    if (leaf == "mlp.c_proj.weight") return std::vector<int64_t>{inner, e};
-    if (leaf == "attn.c_proj.bias" || leaf == "mlp.c_proj.bias" || leaf.rfind("ln_", 0) == 0)
-      return std::vector<int64_t>{e};
+    auto it = shapes_.find(strip(raw));
+    if (it != shapes_.end()) return it->second;
     return not_found(config_.name + ": no tensor '" + raw + "'");
   }
 
@@ -55,7 +46,7 @@ class SyntheticSource final : public WeightSource {
     const std::string name = strip(raw);
     const int64_t cols = dims.back();
     const uint64_t key = splitmix64(seed_ ^ fnv1a64(name.data(), name.size()));
-    const bool is_ln = name.find("ln_") != std::string::npos;
+    const bool is_ln = is_norm(name);
     const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
     const float mean = is_ln && is_weight ? 1.0f : 0.0f;
     const float std = is_ln ? 0.05f : (is_weight ? 0.02f : 0.01f);
@@ -72,8 +63,15 @@ class SyntheticSource final : public WeightSource {
   uint64_t bytes_read() const override { return 0; }
 
  private:
-  static std::string strip(const std::string& name) {
-    return name.rfind("transformer.", 0) == 0 ? name.substr(12) : name;
+  std::string strip(const std::string& name) const { return strip_base_prefix(name, family_of(config_).names); }
+  // A LayerNorm's weight or bias (drawn around 1 and 0 rather than as a matrix).
+  bool is_norm(const std::string& name) const {
+    const TensorNaming& n = family_of(config_).names;
+    auto ends_with = [&](const std::string& leaf) {
+      return !leaf.empty() && name.size() >= leaf.size() && name.compare(name.size() - leaf.size(), leaf.size(), leaf) == 0;
+    };
+    return ends_with(n.ln1_w) || ends_with(n.ln1_b) || ends_with(n.ln2_w) || ends_with(n.ln2_b) ||
+           name == n.final_norm_w || name == n.final_norm_b;
   }
   // A standard normal from (key, index) by Box-Muller on one 64-bit hash.
   static float normal(uint64_t key, uint64_t index) {
@@ -85,6 +83,7 @@ class SyntheticSource final : public WeightSource {
 
   ModelConfig config_;
   uint64_t seed_;
+  std::map<std::string, std::vector<int64_t>> shapes_;  // by name without the base prefix
 };
 
 }  // namespace

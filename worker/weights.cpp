@@ -1,11 +1,12 @@
-// Loading one rank's shard of GPT-2 weights by name and byte range, with shape checks that name the
-// tensor and the checkpoint.
+// Loading one rank's shard of weights by the names and layout the model description gives, by byte
+// range, with shape checks that name the tensor and the checkpoint.
 #include "worker/weights.h"
 
 #include <algorithm>
 #include <set>
 #include <string>
 
+#include "common/families/family.h"
 #include "worker/weight_source.h"
 
 namespace kvmesh {
@@ -33,24 +34,58 @@ Status read_block(const WeightSource& ckpt, const std::string& name, const std::
   return ckpt.read_f32(name, rows.begin, rows.end, cols.begin, cols.end, out->data());
 }
 
-Status read_full(const WeightSource& ckpt, const std::string& name, const std::vector<int64_t>& dims,
-                 std::vector<float>* out) {
-  const Range rows{0, dims.size() == 2 ? dims[0] : 1};
-  return read_block(ckpt, name, dims, rows, {0, dims.back()}, out);
+// The name a checkpoint holds a tensor under: with the family's base prefix when it has that one,
+// else as named (so a missing tensor's error names it as the description does).
+std::string resolve(const WeightSource& ckpt, const TensorNaming& n, const std::string& name) {
+  const std::string prefixed = n.base_prefix + name;
+  return !n.base_prefix.empty() && ckpt.shape(prefixed).is_ok() ? prefixed : name;
 }
 
-// qkv columns of the local heads: Q, K and V blocks side by side -> [E, 3 El] and [3 El].
-Status read_qkv(const WeightSource& ckpt, const std::string& p, int64_t e, Range cols, LayerWeights* w) {
-  const int64_t el = cols.size();
+// Input features `in` x output features `out` of a matrix of in_total x out_total, as [in, out]
+// (Conv1D layout) whatever the family stores: an [out, in] (nn.Linear) matrix is read and transposed.
+Status read_matrix(const WeightSource& ckpt, const TensorNaming& n, const std::string& name, int64_t in_total,
+                   int64_t out_total, Range in, Range out, std::vector<float>* dst) {
+  const std::string full = resolve(ckpt, n, name);
+  if (!n.linear_layout) return read_block(ckpt, full, {in_total, out_total}, in, out, dst);
+  std::vector<float> block;
+  KVMESH_RETURN_IF_ERROR(read_block(ckpt, full, {out_total, in_total}, out, in, &block));
+  dst->assign(block.size(), 0.0f);
+  const int64_t rows = out.size(), cols = in.size();
+  constexpr int64_t kTile = 64;  // transposed in tiles that stay in cache
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile)
+      for (int64_t r = r0; r < std::min(rows, r0 + kTile); ++r)
+        for (int64_t c = c0; c < std::min(cols, c0 + kTile); ++c) (*dst)[c * rows + r] = block[r * cols + c];
+  return Status::ok();
+}
+
+// Elements `cols` of a vector of `total`.
+Status read_vector(const WeightSource& ckpt, const TensorNaming& n, const std::string& name, int64_t total,
+                   Range cols, std::vector<float>* dst) {
+  return read_block(ckpt, resolve(ckpt, n, name), {total}, {0, 1}, cols, dst);
+}
+
+// qkv columns of the local heads: Q, K and V blocks side by side -> [E, 3 El] and [3 El], from one
+// fused matrix or three; biases zero where the family has none.
+Status read_qkv(const WeightSource& ckpt, const ModelConfig& c, int i, Range cols, LayerWeights* w) {
+  const TensorNaming& n = family_of(c).names;
+  const int64_t e = c.n_embd, el = cols.size();
+  const bool fused = !n.qkv_w.empty();
   w->qkv_w.assign(static_cast<size_t>(e * 3 * el), 0.0f);
   w->qkv_b.assign(static_cast<size_t>(3 * el), 0.0f);
+  const std::string* weights[3] = {&n.q_w, &n.k_w, &n.v_w};
+  const std::string* biases[3] = {&n.q_b, &n.k_b, &n.v_b};
   std::vector<float> block, bias;
   for (int part = 0; part < 3; ++part) {
-    const Range c{part * e + cols.begin, part * e + cols.end};
-    KVMESH_RETURN_IF_ERROR(read_block(ckpt, p + "attn.c_attn.weight", {e, 3 * e}, {0, e}, c, &block));
+    const int64_t shift = fused ? part * e : 0;
+    const Range c_part{shift + cols.begin, shift + cols.end};
+    const int64_t out_total = fused ? 3 * e : e;
+    KVMESH_RETURN_IF_ERROR(read_matrix(ckpt, n, n.layer(i, fused ? n.qkv_w : *weights[part]), e, out_total, {0, e},
+                                       c_part, &block));
     for (int64_t r = 0; r < e; ++r)
       std::copy_n(block.data() + r * el, el, w->qkv_w.data() + r * 3 * el + part * el);
-    KVMESH_RETURN_IF_ERROR(read_block(ckpt, p + "attn.c_attn.bias", {3 * e}, {0, 1}, c, &bias));
+    if (!c.qkv_bias) continue;
+    KVMESH_RETURN_IF_ERROR(read_vector(ckpt, n, n.layer(i, fused ? n.qkv_b : *biases[part]), out_total, c_part, &bias));
     std::copy_n(bias.data(), el, w->qkv_b.data() + part * el);
   }
   return Status::ok();
@@ -58,65 +93,79 @@ Status read_qkv(const WeightSource& ckpt, const std::string& p, int64_t e, Range
 
 Status load_layer(const WeightSource& ckpt, const ModelConfig& c, const ParallelLayout& l, int i,
                   LayerWeights* w) {
+  const TensorNaming& n = family_of(c).names;
   const int64_t e = c.n_embd, inner = c.n_inner, d = c.head_dim();
   const Range heads = l.heads(c);
   const Range cols{heads.begin * d, heads.end * d};
   const Range mlp = l.inner(c);
-  const std::string p = "h." + std::to_string(i) + ".";
-  KVMESH_RETURN_IF_ERROR(read_full(ckpt, p + "ln_1.weight", {e}, &w->ln1_w));
-  KVMESH_RETURN_IF_ERROR(read_full(ckpt, p + "ln_1.bias", {e}, &w->ln1_b));
-  KVMESH_RETURN_IF_ERROR(read_qkv(ckpt, p, e, cols, w));
-  KVMESH_RETURN_IF_ERROR(read_block(ckpt, p + "attn.c_proj.weight", {e, e}, cols, {0, e}, &w->attn_out_w));
-  KVMESH_RETURN_IF_ERROR(read_full(ckpt, p + "attn.c_proj.bias", {e}, &w->attn_out_b));
-  KVMESH_RETURN_IF_ERROR(read_full(ckpt, p + "ln_2.weight", {e}, &w->ln2_w));
-  KVMESH_RETURN_IF_ERROR(read_full(ckpt, p + "ln_2.bias", {e}, &w->ln2_b));
-  KVMESH_RETURN_IF_ERROR(read_block(ckpt, p + "mlp.c_fc.weight", {e, inner}, {0, e}, mlp, &w->fc1_w));
-  KVMESH_RETURN_IF_ERROR(read_block(ckpt, p + "mlp.c_fc.bias", {inner}, {0, 1}, mlp, &w->fc1_b));
-  KVMESH_RETURN_IF_ERROR(read_block(ckpt, p + "mlp.c_proj.weight", {inner, e}, mlp, {0, e}, &w->fc2_w));
-  KVMESH_RETURN_IF_ERROR(read_full(ckpt, p + "mlp.c_proj.bias", {e}, &w->fc2_b));
+  const Range all{0, e};
+  auto vec = [&](const std::string& leaf, int64_t total, Range r, std::vector<float>* dst) {
+    return read_vector(ckpt, n, n.layer(i, leaf), total, r, dst);
+  };
+  KVMESH_RETURN_IF_ERROR(vec(n.ln1_w, e, all, &w->ln1_w));
+  KVMESH_RETURN_IF_ERROR(vec(n.ln1_b, e, all, &w->ln1_b));
+  KVMESH_RETURN_IF_ERROR(read_qkv(ckpt, c, i, cols, w));
+  KVMESH_RETURN_IF_ERROR(read_matrix(ckpt, n, n.layer(i, n.out_w), e, e, cols, all, &w->attn_out_w));
+  KVMESH_RETURN_IF_ERROR(vec(n.out_b, e, all, &w->attn_out_b));
+  KVMESH_RETURN_IF_ERROR(vec(n.ln2_w, e, all, &w->ln2_w));
+  KVMESH_RETURN_IF_ERROR(vec(n.ln2_b, e, all, &w->ln2_b));
+  KVMESH_RETURN_IF_ERROR(read_matrix(ckpt, n, n.layer(i, n.fc1_w), e, inner, all, mlp, &w->fc1_w));
+  KVMESH_RETURN_IF_ERROR(vec(n.fc1_b, inner, mlp, &w->fc1_b));
+  KVMESH_RETURN_IF_ERROR(read_matrix(ckpt, n, n.layer(i, n.fc2_w), inner, e, mlp, all, &w->fc2_w));
+  KVMESH_RETURN_IF_ERROR(vec(n.fc2_b, e, all, &w->fc2_b));
   return Status::ok();
 }
 
-// This rank's vocabulary rows of wte; rows past the real vocabulary (padding) stay zero.
+// This rank's vocabulary rows of the token embedding (or of an untied head: `tensor`); rows past the
+// real vocabulary (padding) stay zero.
 Status load_vocab_rows(const WeightSource& ckpt, const ModelConfig& c, const ParallelLayout& l,
-                       std::vector<float>* wte) {
+                       const std::string& tensor, std::vector<float>* wte) {
+  const TensorNaming& n = family_of(c).names;
+  const std::string name = resolve(ckpt, n, tensor);
   const int64_t e = c.n_embd;
   const Range rows = l.vocab(c);
   const Range real{rows.begin, std::min<int64_t>(rows.end, c.vocab_size)};
   wte->assign(static_cast<size_t>(rows.size() * e), 0.0f);
-  if (real.size() <= 0) return check_shape(ckpt, "wte.weight", {c.vocab_size, e});
+  if (real.size() <= 0) return check_shape(ckpt, name, {c.vocab_size, e});
   std::vector<float> block;
-  KVMESH_RETURN_IF_ERROR(read_block(ckpt, "wte.weight", {c.vocab_size, e}, real, {0, e}, &block));
+  KVMESH_RETURN_IF_ERROR(read_block(ckpt, name, {c.vocab_size, e}, real, {0, e}, &block));
   std::copy(block.begin(), block.end(), wte->begin());
   return Status::ok();
 }
 
-// Whether `name` (without "transformer.") is a tensor of the model config.json describes: its
-// weights, the causal-mask buffers older GPT-2 files keep per layer, and a tied head's copy.
-bool used_by_model(const std::string& name, const ModelConfig& c) {
-  static const std::set<std::string> kTop = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias", "lm_head.weight"};
-  static const std::set<std::string> kLayer = {
-      "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias",
-      "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias",
-      "attn.bias", "attn.masked_bias"};
-  if (kTop.count(name)) return true;
-  if (name.rfind("h.", 0) != 0) return false;
-  const size_t dot = name.find('.', 2);
-  if (dot == std::string::npos || dot == 2 || dot > 11) return false;
-  for (size_t i = 2; i < dot; ++i)
+// The rows of positions 0 .. n_positions - 1: rows from position_offset on of the family's table.
+Status load_positions(const WeightSource& ckpt, const ModelConfig& c, std::vector<float>* wpe) {
+  const TensorNaming& n = family_of(c).names;
+  const int64_t e = c.n_embd, off = c.position_offset;
+  return read_block(ckpt, resolve(ckpt, n, n.pos_embed), {c.n_positions + off, e}, {off, c.n_positions + off},
+                    {0, e}, wpe);
+}
+
+// Whether `name` (without the base prefix) is a tensor of the model config.json describes: its
+// weights, the causal-mask buffers some files keep per layer, and a tied head's copy.
+bool used_by_model(const std::string& name, const ModelConfig& c, const std::set<std::string>& tensors) {
+  const TensorNaming& n = family_of(c).names;
+  if (tensors.count(name) || name == n.head) return true;
+  if (name.rfind(n.layer_prefix, 0) != 0) return false;
+  const size_t at = n.layer_prefix.size();
+  const size_t dot = name.find('.', at);
+  if (dot == std::string::npos || dot == at || dot > at + 9) return false;
+  for (size_t i = at; i < dot; ++i)
     if (name[i] < '0' || name[i] > '9') return false;
-  const long layer = std::stol(name.substr(2, dot - 2));
-  return layer < c.n_layer && kLayer.count(name.substr(dot + 1)) > 0;
+  const long layer = std::stol(name.substr(at, dot - at));
+  const std::string leaf = name.substr(dot + 1);
+  return layer < c.n_layer && std::find(n.ignored_leaves.begin(), n.ignored_leaves.end(), leaf) != n.ignored_leaves.end();
 }
 
 }  // namespace
 
 Status check_no_unused_tensors(const WeightSource& ckpt, const ModelConfig& c) {
+  const TensorNaming& n = family_of(c).names;
+  std::set<std::string> tensors;
+  for (const ModelTensor& t : model_tensors(c)) tensors.insert(strip_base_prefix(t.name, n));
   std::vector<std::string> unused;
-  for (const std::string& raw : ckpt.tensor_names()) {
-    const std::string name = raw.rfind("transformer.", 0) == 0 ? raw.substr(12) : raw;
-    if (!used_by_model(name, c)) unused.push_back(raw);
-  }
+  for (const std::string& raw : ckpt.tensor_names())
+    if (!used_by_model(strip_base_prefix(raw, n), c, tensors)) unused.push_back(raw);
   if (unused.empty()) return Status::ok();
   std::sort(unused.begin(), unused.end());
   std::string shown;
@@ -134,16 +183,17 @@ Result<ModelWeights> load_weights(const WeightSource& ckpt, const ModelConfig& c
   ModelWeights w;
   const int64_t e = c.n_embd;
   if (layout.first_stage() || layout.last_stage())
-    KVMESH_RETURN_IF_ERROR(load_vocab_rows(ckpt, c, layout, &w.wte));
-  if (layout.first_stage())
-    KVMESH_RETURN_IF_ERROR(read_full(ckpt, "wpe.weight", {c.n_positions, e}, &w.wpe));
+    KVMESH_RETURN_IF_ERROR(load_vocab_rows(ckpt, c, layout, family_of(c).names.tok_embed, &w.wte));
+  if (layout.first_stage()) KVMESH_RETURN_IF_ERROR(load_positions(ckpt, c, &w.wpe));
   const Range layers = layout.layers(c);
   w.layers.resize(static_cast<size_t>(layers.size()));
   for (int64_t i = layers.begin; i < layers.end; ++i)
     KVMESH_RETURN_IF_ERROR(load_layer(ckpt, c, layout, static_cast<int>(i), &w.layers[i - layers.begin]));
   if (layout.last_stage()) {
-    KVMESH_RETURN_IF_ERROR(read_full(ckpt, "ln_f.weight", {e}, &w.lnf_w));
-    KVMESH_RETURN_IF_ERROR(read_full(ckpt, "ln_f.bias", {e}, &w.lnf_b));
+    const TensorNaming& n = family_of(c).names;
+    KVMESH_RETURN_IF_ERROR(read_vector(ckpt, n, n.final_norm_w, e, {0, e}, &w.lnf_w));
+    KVMESH_RETURN_IF_ERROR(read_vector(ckpt, n, n.final_norm_b, e, {0, e}, &w.lnf_b));
+    if (!c.tied_head) KVMESH_RETURN_IF_ERROR(load_vocab_rows(ckpt, c, layout, n.head, &w.head));
   }
   return w;
 }
@@ -154,7 +204,7 @@ int64_t shard_weight_elems(const ModelConfig& c, const ParallelLayout& l) {
   int64_t n = l.layers(c).size() * per_layer;
   if (l.first_stage() || l.last_stage()) n += l.vocab(c).size() * e;
   if (l.first_stage()) n += static_cast<int64_t>(c.n_positions) * e;
-  if (l.last_stage()) n += 2 * e;
+  if (l.last_stage()) n += 2 * e + (c.tied_head ? 0 : l.vocab(c).size() * e);
   return n;
 }
 

@@ -32,6 +32,7 @@ struct ModelWeights {
   std::vector<float> wpe;             // [P, E] (first stage)
   std::vector<LayerWeights> layers;   // this stage's layers
   std::vector<float> lnf_w, lnf_b;    // [E] (last stage)
+  std::vector<float> head;            // [Vl, E] an untied head's vocabulary rows (last stage); empty: wte
 };
 
 // invalid_argument naming the first few tensors of the checkpoint that the model the config

@@ -51,5 +51,43 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaHfGolden, ::testing::Values(DType::bf16, DT
                            return std::string(info.param == DType::f16 ? "f16" : "bf16");
                          });
 
+// OPT and GPT-Neo (tests/data/hf-opt-3l32d, hf-opt-untied-2l32d, hf-gptneo-4l32d) in bf16: the
+// families' positions, activations, separate q/k/v and LM head, and GPT-Neo's unscaled, windowed
+// attention on the device, with pages
+// of 4 tokens so that the window of 7 spans pages.
+class CudaFamiliesGolden : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU usable (" << cuda_no_device_reason() << ")";
+    const std::string dir = std::string(KVMESH_TEST_DATA_DIR) + "/" + GetParam();
+    golden_ = load_json_file(dir + "/golden.json");
+    EngineOptions o;
+    o.device = DeviceKind::cuda;
+    o.kv_dtype = DType::bf16;
+    o.weight_dtype = DType::bf16;
+    o.block_size = 4;
+    std::string error;
+    engine_ = make_engine(dir, o, &error);
+    ASSERT_NE(engine_, nullptr) << error;
+  }
+  nlohmann::json golden_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_P(CudaFamiliesGolden, PromptLogprobs) { expect_golden_prompt_logprobs(*engine_, golden_, kLogprobTolerance); }
+
+TEST_P(CudaFamiliesGolden, GreedyTokensWhereMarginIsClear) {
+  expect_golden_greedy(*engine_, golden_, kClearMargin, kLogprobTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, CudaFamiliesGolden,
+                         ::testing::Values("hf-opt-3l32d", "hf-opt-untied-2l32d", "hf-gptneo-4l32d"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (ch == '-') ch = '_';
+                           return s;
+                         });
+
 }  // namespace
 }  // namespace kvmesh::testing

@@ -397,8 +397,10 @@ void fill_history(Backend& cpu, const PagedCase& c, KvPoolView pool, int32_t lay
 }
 
 // one_op: the GPU writes and attends in kv_write_attention (for decode rows only, one kernel).
+// spec: the attention's scale and window (both backends get it).
 void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype, int32_t head_dim = 64,
-                 const SeqShapes& seqs = kMixedSeqs, int32_t n_pages = 211, bool one_op = false) {
+                 const SeqShapes& seqs = kMixedSeqs, int32_t n_pages = 211, bool one_op = false,
+                 const AttentionSpec& spec = {}) {
   const int32_t block_size = 16, n_layers = 2, n_heads = 3, layer = 1;
   const int64_t e = n_heads * head_dim;
   PagedCase c = make_case(block_size, n_pages, seqs);
@@ -417,15 +419,15 @@ void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype, int3
   std::vector<float> want(static_cast<size_t>(c.n_rows * e));
   cpu.kv_write(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool);
   cpu.attention(TensorView::of(qkv.data(), {c.n_rows, 3 * e}), c.batch, layer, pool,
-                TensorView::of(want.data(), {c.n_rows, e}));
+                TensorView::of(want.data(), {c.n_rows, e}), spec);
 
   TensorView qkv_g = self->device(qkv, c.n_rows, 3 * e), out = self->device_poisoned(c.n_rows, e);
   gpu.prepare_batch(c.batch);
   if (one_op) {
-    gpu.kv_write_attention(qkv_g, c.batch, layer, gpool, out);
+    gpu.kv_write_attention(qkv_g, c.batch, layer, gpool, out, spec);
   } else {
     gpu.kv_write(qkv_g, c.batch, layer, gpool);
-    gpu.attention(qkv_g, c.batch, layer, gpool, out);
+    gpu.attention(qkv_g, c.batch, layer, gpool, out, spec);
   }
   std::vector<uint8_t> gpu_pool(pool_bytes);
   gpu.download(gpu_pool.data(), dev_pool->data(), pool_bytes);
@@ -436,7 +438,7 @@ void check_paged(CudaOps* self, Backend& cpu, Backend& gpu, DType kv_dtype, int3
   // Into the bf16 operand of the next product: the fp32 results, rounded.
   TensorView narrow = self->device_poisoned(c.n_rows, e);
   narrow.dtype = DType::bf16;
-  gpu.attention(qkv_g, c.batch, layer, gpool, narrow);
+  gpu.attention(qkv_g, c.batch, layer, gpool, narrow, spec);
   EXPECT_EQ(self->host_bf16(narrow), bf16_rounded(got)) << dtype_name(kv_dtype);
 }
 
@@ -478,6 +480,20 @@ TEST_F(CudaOps, PagedAttentionAtHeadWidthsOfEveryLaneLoad) {
 // A batch with prefill chunks: the one op is the two ops (the tiles read rows the chunk writes).
 TEST_F(CudaOps, KvWriteAttentionOverPrefillChunks) {
   check_paged(this, *cpu_, *gpu_, DType::bf16, 64, kMixedSeqs, 211, true);
+}
+
+// GPT-Neo's attention: unscaled scores, local layers over the last `window` positions only: tiled
+// prefill chunks (windows inside one staged block of keys and across blocks), the row kernel (head
+// width 80), split long decodes (a window wider than one split, and narrower), in one kernel too.
+TEST_F(CudaOps, WindowedUnscaledPagedAttention) {
+  for (const int32_t window : {1, 7, 100, 600}) {
+    SCOPED_TRACE("window " + std::to_string(window));
+    const AttentionSpec spec{1.0f, window};
+    check_paged(this, *cpu_, *gpu_, DType::f32, 64, kMixedSeqs, 211, false, spec);
+    check_paged(this, *cpu_, *gpu_, DType::bf16, 80, kMixedSeqs, 211, false, spec);
+    check_paged(this, *cpu_, *gpu_, DType::bf16, 64, kDecodeSeqs, 211, true, spec);
+  }
+  check_paged(this, *cpu_, *gpu_, DType::f32, 64, kMixedSeqs, 211, true, AttentionSpec{0.5f, 0});  // scaled, global
 }
 
 // A decode graph's ops: the batch padded to more rows (which write no page), attention split for

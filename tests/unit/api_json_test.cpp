@@ -415,6 +415,27 @@ TEST_F(ApiJsonTest, TokenizeAndDetokenize) {
   }
 }
 
+// A model whose family puts BOS before prompts (OPT): text prompts, chat and /tokenize start with
+// it; prompts given as token ids are the client's own and stay as sent.
+TEST_F(ApiJsonTest, PromptBosFromTheModelDescription) {
+  auto loaded = Tokenizer::from_vocab_merges(KVMESH_DATA_DIR "/gpt2/vocab.json", KVMESH_DATA_DIR "/gpt2/merges.txt");
+  ASSERT_TRUE(loaded.is_ok());
+  Tokenizer& bos_tok = **loaded;
+  bos_tok.set_prompt_bos(2);
+  auto ids = parse_tokenize_request(R"({"prompt": "Hello world"})", served_, bos_tok);
+  ASSERT_TRUE(ids.is_ok());
+  EXPECT_EQ(ids.value(), (std::vector<int32_t>{2, 15496, 995}));
+  auto text = parse_completion_request(R"({"prompt": "Hello world", "max_tokens": 1})", served_, bos_tok);
+  ASSERT_TRUE(text.is_ok());
+  EXPECT_EQ(text.value().prompts[0], (std::vector<int32_t>{2, 15496, 995}));
+  auto given = parse_completion_request(R"({"prompt": [15496, 995], "max_tokens": 1})", served_, bos_tok);
+  ASSERT_TRUE(given.is_ok());
+  EXPECT_EQ(given.value().prompts[0], (std::vector<int32_t>{15496, 995}));
+  auto chat = parse_chat_request(R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})", served_, bos_tok);
+  ASSERT_TRUE(chat.is_ok());
+  EXPECT_EQ(chat.value().prompts[0].front(), 2);
+}
+
 TEST_F(ApiJsonTest, ModelsAndErrorBodies) {
   EXPECT_EQ(dump_json(build_models_response(served_)),
             R"({"object":"list","data":[{"id":"gpt2","object":"model","created":1700000000,"owned_by":"kvmesh",)"

@@ -2,6 +2,7 @@
 // every tensor in HF layout, is byte-identical for a seed, and reads back in f16/bf16; kvmesh-ckpt's
 // progress is redrawn in place on a terminal and a few plain lines anywhere else.
 #include "common/checkpoint_maker.h"
+#include "common/families/family.h"
 
 #include <gtest/gtest.h>
 
@@ -74,7 +75,7 @@ TEST(CheckpointMaker, TinyModelReopensWithEveryTensor) {
   };
   Status st = make_random_checkpoint(spec);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
-  const auto headers = gpt2_tensor_headers(spec.config, DType::f32);
+  const auto headers = model_tensor_headers(spec.config, DType::f32);
   EXPECT_EQ(headers.size(), 2u + 12u * 2u + 2u);
   EXPECT_EQ(calls, static_cast<int>(headers.size()));
   EXPECT_EQ(last_done, last_total);
@@ -190,6 +191,46 @@ TEST(CheckpointMaker, RejectsBadSpecs) {
   EXPECT_TRUE(tiny->validate().is_ok());
 }
 
+// OPT and GPT-Neo checkpoints carry their families' Hugging Face names, shapes and config.json
+// fields, and read back as the same description.
+TEST(CheckpointMaker, OtherFamiliesInHuggingFaceLayout) {
+  TempDir tmp;
+  for (const ModelFamily* family : {&opt_family(), &gpt_neo_family()}) {
+    const std::string out = tmp.sub(family->arch);
+    CheckpointSpec spec = tiny_spec(out);
+    family->set_defaults(&spec.config);
+    spec.config.bos_token_id = spec.config.eos_token_id = 2;
+    spec.copy_tokenizer = false;
+    if (!spec.config.layer_window.empty()) spec.config.layer_window[1] = 5;
+    ASSERT_TRUE(make_random_checkpoint(spec).is_ok()) << family->arch;
+    auto config = load_model_config(out + "/config.json");
+    ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+    EXPECT_EQ(config->model_type, family->model_type);
+    EXPECT_EQ(config->layer_window, spec.config.layer_window);
+    EXPECT_EQ(config->position_offset, spec.config.position_offset);
+    EXPECT_EQ(config->n_params(), spec.config.n_params());
+    auto ck = Checkpoint::open_dir(out);
+    ASSERT_TRUE(ck.is_ok()) << ck.status().to_string();
+    const auto headers = model_tensor_headers(spec.config, DType::f32);
+    EXPECT_EQ((*ck)->tensor_names().size(), headers.size());
+    auto shape = [&](const std::string& name) {
+      const TensorInfo* info = (*ck)->find(name, nullptr);
+      return info == nullptr ? std::vector<int64_t>{} : info->shape;
+    };
+    if (family == &opt_family()) {
+      EXPECT_EQ(shape("model.decoder.embed_positions.weight"), (std::vector<int64_t>{34, 64}));  // offset 2
+      EXPECT_EQ(shape("model.decoder.layers.1.self_attn.q_proj.bias"), (std::vector<int64_t>{64}));
+      EXPECT_EQ(shape("model.decoder.layers.1.fc1.weight"), (std::vector<int64_t>{256, 64}));  // [out, in]
+      EXPECT_EQ(shape("model.decoder.final_layer_norm.weight"), (std::vector<int64_t>{64}));
+    } else {
+      EXPECT_EQ(shape("transformer.h.1.attn.attention.q_proj.weight"), (std::vector<int64_t>{64, 64}));
+      EXPECT_EQ(shape("transformer.h.1.attn.attention.q_proj.bias"), (std::vector<int64_t>{}));  // none
+      EXPECT_EQ(shape("transformer.h.1.attn.attention.out_proj.bias"), (std::vector<int64_t>{64}));
+      EXPECT_EQ(shape("transformer.h.0.mlp.c_proj.weight"), (std::vector<int64_t>{64, 256}));
+    }
+  }
+}
+
 // The kvmesh-ckpt program, when it has been built next to this test.
 TEST(CheckpointMaker, CommandLine) {
   const std::string bin = std::string(KVMESH_BIN_DIR) + "/tools/kvmesh-ckpt";
@@ -211,6 +252,17 @@ TEST(CheckpointMaker, CommandLine) {
   EXPECT_EQ(run("--out " + tmp.sub("x") + " --preset tiny --dtype f64"), 1);
   EXPECT_EQ(run("--out " + tmp.sub("x") + " --preset nope"), 1);
   EXPECT_EQ(run("--layers 2"), 1);  // --out missing
+  EXPECT_EQ(run("--out " + tmp.sub("neo") + " --preset tiny --arch gpt-neo --window 5 --no-tokenizer"), 0);
+  auto neo = load_model_config(tmp.sub("neo") + "/config.json");
+  ASSERT_TRUE(neo.is_ok()) << neo.status().to_string();
+  EXPECT_EQ(neo->layer_window, (std::vector<int>{0, 5}));
+  EXPECT_EQ(run("--out " + tmp.sub("opt") + " --preset tiny --arch opt --no-tokenizer"), 0);
+  auto opt = load_model_config(tmp.sub("opt") + "/config.json");
+  ASSERT_TRUE(opt.is_ok()) << opt.status().to_string();
+  EXPECT_EQ(opt->model_type, "opt");
+  EXPECT_EQ(run("--out " + tmp.sub("x") + " --preset tiny --arch llama"), 1);
+  EXPECT_NE(slurp(tmp.sub("stderr.txt")).find("--arch"), std::string::npos);
+  EXPECT_EQ(run("--out " + tmp.sub("x") + " --preset tiny --window 5"), 1);  // GPT-2 has no local layers
   EXPECT_FALSE(fs::exists(tmp.sub("x") + "/model.safetensors"));
 }
 

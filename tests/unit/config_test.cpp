@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -221,6 +222,126 @@ TEST(KvDtypeNames, ParseExactlyTheListedNames) {
     EXPECT_FALSE(parse_kv_dtype(name, &got)) << name;
     EXPECT_EQ(got, DType::i64) << name;
   }
+}
+
+}  // namespace
+}  // namespace kvmesh
+
+namespace kvmesh {
+namespace {
+
+// ---- Families other than GPT-2: OPT and GPT-Neo configs fill the same description ----
+
+TEST(ModelFamilies, LoadsOptReference) {
+  auto r = load_model_config(KVMESH_TEST_DATA_DIR "/hf-opt-3l32d/config.json");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->model_type, "opt");
+  EXPECT_EQ(r->n_layer, 3);
+  EXPECT_EQ(r->n_embd, 32);
+  EXPECT_EQ(r->n_head, 4);
+  EXPECT_EQ(r->n_inner, 128);  // ffn_dim
+  EXPECT_EQ(r->n_positions, 64);
+  EXPECT_EQ(r->position_offset, 2);
+  EXPECT_EQ(r->activation, Activation::relu);
+  EXPECT_TRUE(r->prepend_bos);
+  EXPECT_TRUE(r->vocab_padded);
+  EXPECT_EQ(r->bos_token_id, 2);
+  EXPECT_EQ(r->eos_token_id, 2);
+  EXPECT_TRUE(r->qkv_bias);
+  EXPECT_FLOAT_EQ(r->attention_scale(), 1.0f / std::sqrt(8.0f));
+  EXPECT_EQ(r->window(0), 0);
+}
+
+TEST(ModelFamilies, LoadsGptNeoReference) {
+  auto r = load_model_config(KVMESH_TEST_DATA_DIR "/hf-gptneo-4l32d/config.json");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->model_type, "gpt_neo");
+  EXPECT_EQ(r->n_layer, 4);
+  EXPECT_EQ(r->n_inner, 128);  // intermediate_size null -> 4 * hidden_size
+  EXPECT_EQ(r->layer_window, (std::vector<int>{0, 7, 0, 7}));
+  EXPECT_FALSE(r->scale_attention);
+  EXPECT_FLOAT_EQ(r->attention_scale(), 1.0f);
+  EXPECT_FALSE(r->qkv_bias);
+  EXPECT_FALSE(r->prepend_bos);
+  EXPECT_EQ(r->position_offset, 0);
+  EXPECT_EQ(r->activation, Activation::gelu_new);
+}
+
+std::string opt_config(const std::string& extra = "") {
+  std::string s = R"({"model_type": "opt", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                      "ffn_dim": 256, "max_position_embeddings": 128, "vocab_size": 1000)";
+  return s + (extra.empty() ? "" : ", " + extra) + "}";
+}
+
+std::string neo_config(const std::string& extra = "") {
+  std::string s = R"({"model_type": "gpt_neo", "num_layers": 4, "hidden_size": 64, "num_heads": 4,
+                      "max_position_embeddings": 128, "vocab_size": 1000, "bos_token_id": 0, "eos_token_id": 0)";
+  return s + (extra.empty() ? "" : ", " + extra) + "}";
+}
+
+TEST(ModelFamilies, BadConfigsNameTheField) {
+  expect_error(neo_config(R"("attention_types": [[["global", "local"], 3]])"), "attention_types describes 6 layers but num_layers is 4");
+  expect_error(neo_config(R"("attention_types": [[["global", "sliding"], 2]])"), "attention_types");
+  expect_error(neo_config(R"("attention_types": "global")"), "attention_types");
+  expect_error(neo_config(R"("attention_types": [[["global", "local"], 2]], "window_size": 0)"), "window_size = 0");
+  expect_error(neo_config(R"("attention_types": [[["global", "local"], 2]], "num_heads": 5)"),
+               "hidden_size (64) is not divisible by num_heads (5)");
+  expect_error(opt_config(R"("num_attention_heads": 6)"), "hidden_size (64) is not divisible by num_attention_heads (6)");
+  expect_error(opt_config(R"("word_embed_proj_dim": 32)"), "word_embed_proj_dim = 32");
+  expect_error(opt_config(R"("do_layer_norm_before": false)"), "do_layer_norm_before = false is not supported");
+  expect_error(opt_config(R"("enable_bias": false)"), "enable_bias = false");
+  expect_error(opt_config(R"("tie_word_embeddings": 0)"), "'tie_word_embeddings' must be a boolean");
+  expect_error(opt_config(R"("model_type": "bloom")"), "model_type 'bloom' is not supported");
+  // One line each.
+  auto r = parse_model_config(opt_config(R"("word_embed_proj_dim": 32)"), "cfg/config.json");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+}
+
+TEST(ModelFamilies, UntiedHeads) {
+  auto r = load_model_config(KVMESH_TEST_DATA_DIR "/hf-opt-untied-2l32d/config.json");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->tied_head);
+  auto tied = load_model_config(KVMESH_TEST_DATA_DIR "/hf-opt-3l32d/config.json");
+  ASSERT_TRUE(tied.is_ok());
+  EXPECT_TRUE(tied->tied_head);
+  auto untied = parse_model_config(model_config_to_json(*r), "written");
+  ASSERT_TRUE(untied.is_ok()) << untied.status().to_string();
+  EXPECT_FALSE(untied->tied_head);
+  EXPECT_EQ(untied->n_params(), r->n_params());
+  EXPECT_EQ(r->n_params() - 512 * 32, [&] {  // the head's rows counted once more than a tied model
+    ModelConfig t = *r;
+    t.tied_head = true;
+    return t.n_params();
+  }());
+}
+
+TEST(ModelFamilies, WrittenConfigsReadBack) {
+  for (const std::string& text : {opt_config(), neo_config(R"("attention_types": [[["global", "local"], 2]], "window_size": 12)")}) {
+    auto c = parse_model_config(text, "in");
+    ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+    auto back = parse_model_config(model_config_to_json(*c), "written");
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_EQ(back->model_type, c->model_type);
+    EXPECT_EQ(back->n_layer, c->n_layer);
+    EXPECT_EQ(back->n_inner, c->n_inner);
+    EXPECT_EQ(back->layer_window, c->layer_window);
+    EXPECT_EQ(back->position_offset, c->position_offset);
+    EXPECT_EQ(back->scale_attention, c->scale_attention);
+    EXPECT_EQ(back->bos_token_id, c->bos_token_id);
+    EXPECT_EQ(back->n_params(), c->n_params());
+  }
+}
+
+TEST(ModelFamilies, ParameterCountsOfPublishedShapes) {
+  auto opt = parse_model_config(R"({"model_type": "opt", "num_hidden_layers": 12, "hidden_size": 768,
+      "num_attention_heads": 12, "ffn_dim": 3072, "max_position_embeddings": 2048, "vocab_size": 50272})", "opt-125m");
+  ASSERT_TRUE(opt.is_ok()) << opt.status().to_string();
+  EXPECT_EQ(opt->n_params(), 125239296);  // facebook/opt-125m
+  auto neo = parse_model_config(R"({"model_type": "gpt_neo", "num_layers": 12, "hidden_size": 768, "num_heads": 12,
+      "attention_types": [[["global", "local"], 6]], "max_position_embeddings": 2048, "vocab_size": 50257})", "neo");
+  ASSERT_TRUE(neo.is_ok()) << neo.status().to_string();
+  EXPECT_EQ(neo->n_params(), 125198592);  // EleutherAI/gpt-neo-125M
 }
 
 }  // namespace

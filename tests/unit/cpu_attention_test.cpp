@@ -31,26 +31,29 @@ std::vector<float> random_qkv(int n_positions, Shape s, uint32_t seed) {
   return qkv;
 }
 
-// Causal softmax attention of position t over positions [0, t], in double. out: [n_heads, head_dim]
-std::vector<double> dense_attention(const std::vector<float>& qkv, Shape s, int t) {
+// Causal softmax attention of position t over positions [0, t] (over (t - window, t] with a
+// window), in double, scores scaled as spec says. out: [n_heads, head_dim]
+std::vector<double> dense_attention(const std::vector<float>& qkv, Shape s, int t, const AttentionSpec& spec = {}) {
+  const int first = spec.window > 0 ? std::max(0, t - spec.window + 1) : 0;
+  const double scale = spec.scale != 0.0f ? spec.scale : 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   const int64_t e = static_cast<int64_t>(s.n_heads) * s.head_dim;
   auto at = [&](int pos, int part, int h, int c) {
     return static_cast<double>(qkv[static_cast<size_t>(pos * 3 * e + part * e + h * s.head_dim + c)]);
   };
   std::vector<double> out(static_cast<size_t>(e), 0.0);
   for (int h = 0; h < s.n_heads; ++h) {
-    std::vector<double> w(static_cast<size_t>(t + 1));
-    for (int j = 0; j <= t; ++j) {
+    std::vector<double> w(static_cast<size_t>(t + 1 - first));
+    for (int j = first; j <= t; ++j) {
       double dot = 0.0;
       for (int c = 0; c < s.head_dim; ++c) dot += at(t, 0, h, c) * at(j, 1, h, c);
-      w[static_cast<size_t>(j)] = dot / std::sqrt(static_cast<double>(s.head_dim));
+      w[static_cast<size_t>(j - first)] = dot * scale;
     }
     const double top = *std::max_element(w.begin(), w.end());
     double sum = 0.0;
     for (double& x : w) sum += (x = std::exp(x - top));
-    for (int j = 0; j <= t; ++j)
+    for (int j = first; j <= t; ++j)
       for (int c = 0; c < s.head_dim; ++c)
-        out[static_cast<size_t>(h * s.head_dim + c)] += w[static_cast<size_t>(j)] / sum * at(j, 2, h, c);
+        out[static_cast<size_t>(h * s.head_dim + c)] += w[static_cast<size_t>(j - first)] / sum * at(j, 2, h, c);
   }
   return out;
 }
@@ -90,8 +93,8 @@ struct SeqRows {
   int n;
 };
 
-// Runs one step (K/V write, then attention) over the sequences' rows; returns out [T, e].
-std::vector<float> run_step(const Pool& pool, Shape s, const std::vector<SeqRows>& seqs) {
+// Runs one step (K/V write, then attention as spec says) over the sequences' rows; returns out [T, e].
+std::vector<float> run_step(const Pool& pool, Shape s, const std::vector<SeqRows>& seqs, const AttentionSpec& spec = {}) {
   const int64_t e = static_cast<int64_t>(s.n_heads) * s.head_dim;
   const int bs = pool.view().block_size;
   BatchLayout batch;
@@ -110,7 +113,7 @@ std::vector<float> run_step(const Pool& pool, Shape s, const std::vector<SeqRows
   const TensorView qkv = TensorView::of(rows.data(), {n_rows, 3 * e});
   std::vector<float> out(static_cast<size_t>(n_rows * e));
   cpu_kv_write(qkv, batch, 0, pool.view());
-  cpu_paged_attention(qkv, batch, 0, pool.view(), TensorView::of(out.data(), {n_rows, e}));
+  cpu_paged_attention(qkv, batch, 0, pool.view(), TensorView::of(out.data(), {n_rows, e}), spec);
   return out;
 }
 
@@ -144,6 +147,34 @@ TEST(CpuAttention, MatchesDenseAttentionOverARaggedBatch) {
         max_err = std::max(max_err, std::fabs(out[static_cast<size_t>(r.row * e + i)] - want[static_cast<size_t>(i)]));
     }
     EXPECT_LT(max_err, 2e-6) << "head_dim " << s.head_dim;
+  }
+}
+
+// Local attention (GPT-Neo): each row sees its last `window` positions only, and unscaled scores;
+// every row of a ragged batch (a prompt from scratch, chunks after cached tokens, a decode) against
+// the dense reference, windows narrower than a page, across pages and key tiles, and wider than
+// the context.
+TEST(CpuAttention, WindowedUnscaledMatchesDenseAttention) {
+  for (Shape s : {Shape{3, 8}, Shape{2, 64}, Shape{1, 80}}) {
+    for (int window : {1, 7, 16, 70, 1000}) {
+      const int64_t e = static_cast<int64_t>(s.n_heads) * s.head_dim;
+      const AttentionSpec spec{s.head_dim == 8 ? 1.0f : 0.125f, window};
+      Pool pool(s, 16, 64);
+      const auto a = random_qkv(150, s, 1), b = random_qkv(75, s, 2), c = random_qkv(131, s, 3);
+      const auto ta = pool.take_pages(150), tb = pool.take_pages(75), tc = pool.take_pages(131);
+      run_step(pool, s, {{&b, &tb, 0, 70}, {&c, &tc, 0, 130}}, spec);
+      const auto out = run_step(pool, s, {{&a, &ta, 0, 150}, {&b, &tb, 70, 5}, {&c, &tc, 130, 1}}, spec);
+      double max_err = 0.0;
+      auto check = [&](const std::vector<float>& qkv, int position, int row) {
+        const auto want = dense_attention(qkv, s, position, spec);
+        for (int64_t i = 0; i < e; ++i)
+          max_err = std::max(max_err, std::fabs(out[static_cast<size_t>(row * e + i)] - want[static_cast<size_t>(i)]));
+      };
+      for (int p = 0; p < 150; ++p) check(a, p, p);
+      for (int p = 70; p < 75; ++p) check(b, p, 150 + p - 70);
+      check(c, 130, 155);
+      EXPECT_LT(max_err, 2e-6) << "head_dim " << s.head_dim << " window " << window;
+    }
   }
 }
 

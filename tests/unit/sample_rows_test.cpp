@@ -146,8 +146,8 @@ class NotHostMemory final : public Backend {
     cpu_->kv_write(qkv, batch, layer, pool);
   }
   void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
-                 TensorView out) override {
-    cpu_->attention(qkv, batch, layer, pool, out);
+                 TensorView out, const AttentionSpec& spec = {}) override {
+    cpu_->attention(qkv, batch, layer, pool, out, spec);
   }
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override {
     cpu_->lm_head(x, wte, logits);

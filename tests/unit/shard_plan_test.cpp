@@ -1,6 +1,8 @@
 // ShardPlan: per-rank ownership adds up to the whole model for every layout, and ranges are right.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "common/synthetic_models.h"
 #include "worker/shard_plan.h"
 
@@ -53,6 +55,25 @@ TEST(ShardPlan, UnevenLayersAndPaddedVocabulary) {
   const ParallelLayout last{4, 1, 3};
   EXPECT_EQ(last.vocab(c).begin, 78);
   EXPECT_EQ(last.vocab(c).end, 104);
+}
+
+// OPT (a position table 2 rows longer, q/k/v biases) and GPT-Neo (no q/k/v biases), and a
+// separate LM head: every parameter still owned exactly once, for the published shapes.
+TEST(ShardPlan, OtherFamiliesOwnEveryParameterOnce) {
+  for (const char* name : {"synthetic:opt-125m", "synthetic:opt-66b", "synthetic:gpt-neo-125m", "synthetic:gpt-neo-2.7b"}) {
+    auto c = synthetic_model_config(name);
+    ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+    c->tied_head = std::string(name).find("66b") == std::string::npos;  // one with a separate head
+    for (int tp : {1, 2, 4}) {
+      for (int pp : {1, 3}) {
+        int64_t owned = 0;
+        for (const auto& s : plan_shards(*c, tp, pp, CacheConfig{})) owned += s.weight_elems_owned;
+        EXPECT_EQ(owned, c->n_params()) << name << " tp " << tp << " pp " << pp;
+      }
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(synthetic_model_config("synthetic:opt-175b")->n_params()), 174.6e9, 0.5e9);
+  EXPECT_NEAR(static_cast<double>(synthetic_model_config("synthetic:gpt-neo-1.3b")->n_params()), 1.3157e9, 0.01e9);
 }
 
 }  // namespace

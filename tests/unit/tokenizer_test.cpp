@@ -30,6 +30,15 @@ class Gpt2TokenizerTest : public ::testing::Test {
   static const Tokenizer& tok() { return *testing::gpt2_tokenizer(); }
 };
 
+// A model whose embedding has padding rows past the tokenizer's ids (OPT: 50272 rows for 50265
+// tokens) is accepted when its description says so, and refused otherwise; a hole inside the
+// tokenizer's own ids is refused either way.
+TEST_F(Gpt2TokenizerTest, PaddedVocabularyTail) {
+  EXPECT_FALSE(check_tokenizer_decodes(tok(), 50264, "m").is_ok());
+  EXPECT_TRUE(check_tokenizer_decodes(tok(), 50264, "m", /*padded_tail=*/true).is_ok());
+  EXPECT_TRUE(check_tokenizer_decodes(tok(), 50257, "m").is_ok());
+}
+
 TEST_F(Gpt2TokenizerTest, ReferenceCases) {
   std::ifstream in(std::string(KVMESH_TEST_DATA_DIR) + "/gpt2-tokenizer-cases.json");
   ASSERT_TRUE(in) << "missing gpt2-tokenizer-cases.json";

@@ -1,5 +1,6 @@
-// CPU paged attention: K/V writes into pages and causal attention over a ragged batch (pages f32,
-// bf16, f16 or i8; compute fp32). Work items and why results do not depend on the batch: docs/cpu.md.
+// CPU paged attention: K/V writes into pages and causal attention over a ragged batch, each row over
+// its whole context or its window (pages f32, bf16, f16 or i8; compute fp32). Work items and why
+// results do not depend on the batch: docs/cpu.md.
 #include "worker/cpu/cpu_attention.h"
 
 #include <algorithm>
@@ -154,21 +155,25 @@ struct Item {
   int32_t layer, h, t_begin, t_end;
   const float* q_all;  // [T, 3E] qkv
   int64_t e;
-  float scale;
+  const AttentionSpec& spec;
   float* o_all;  // [T, E]
 };
 
 [[gnu::always_inline]] inline void attend_rows(const Item& item, Scratch& s) {
-  const auto& [pool, span, layer, h, t_begin, t_end, q_all, e, scale, o_all] = item;
+  const auto& [pool, span, layer, h, t_begin, t_end, q_all, e, spec, o_all] = item;
   const int32_t d = pool.head_dim;
+  const float scale = spec.scale_for(d);
   const int64_t head_bytes = static_cast<int64_t>(d) * dtype_size(pool.dtype);
   const int32_t n_rows = t_end - t_begin;
   auto n_ctx = [&](int32_t r) { return span.n_past + (t_begin + r - span.token_begin) + 1; };  // causal
+  auto lo = [&](int32_t r) { return spec.first_key(n_ctx(r) - 1); };  // first key the window keeps
   const int32_t max_ctx = n_ctx(n_rows - 1);
+  const int32_t j_start = lo(0) / kKeyTile * kKeyTile;  // rows' windows start no earlier than row 0's
   s.k_tile.resize(static_cast<size_t>(d) * kKeyTile);
   s.kv_tile.resize(static_cast<size_t>(kKeyTile) * d);
   s.kv_rows.resize(kKeyTile);
-  const int64_t stride = (max_ctx + kKeyTile - 1) / kKeyTile * kKeyTile;  // whole tiles per row
+  // Whole tiles per row, and 16 lanes more: exp_minus_max writes up to 16 past a row's last position.
+  const int64_t stride = (max_ctx + kKeyTile - 1) / kKeyTile * kKeyTile + 16;
   s.scores.resize(static_cast<size_t>(n_rows * stride));
   auto query = [&](int32_t r) { return q_all + (t_begin + r) * 3 * e + h * d; };
   auto scores = [&](int32_t r) { return s.scores.data() + r * stride; };
@@ -180,29 +185,31 @@ struct Item {
                              s.kv_tile.data() + static_cast<int64_t>(i) * d);
   };
 
-  for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
+  for (int32_t j0 = j_start; j0 < max_ctx; j0 += kKeyTile) {
     const int32_t n = std::min(kKeyTile, max_ctx - j0);
     load_tile(0, j0, n);
     transpose_keys(s.kv_rows.data(), n, d, s.k_tile.data());
     for (int32_t r = 0; r < n_rows; ++r) {
       const int32_t n_r = std::min(n, n_ctx(r) - j0);
-      if (n_r > 0) tile_scores(query(r), s.k_tile.data(), d, scale, scores(r) + j0);
+      if (n_r > 0 && j0 + kKeyTile > lo(r)) tile_scores(query(r), s.k_tile.data(), d, scale, scores(r) + j0);
     }
   }
 
-  // Unnormalised weights e^(score - max); each output row is divided by their sum at the end.
+  // Unnormalised weights e^(score - max) over each row's window; each output row is divided by
+  // their sum at the end.
   s.sums.resize(static_cast<size_t>(n_rows));
   for (int32_t r = 0; r < n_rows; ++r) {
-    s.sums[r] = exp_minus_max(scores(r), n_ctx(r));
+    s.sums[r] = exp_minus_max(scores(r) + lo(r), n_ctx(r) - lo(r));
     std::fill_n(o_all + (t_begin + r) * e + h * d, d, 0.0f);
   }
 
-  for (int32_t j0 = 0; j0 < max_ctx; j0 += kKeyTile) {
+  for (int32_t j0 = j_start; j0 < max_ctx; j0 += kKeyTile) {
     const int32_t n = std::min(kKeyTile, max_ctx - j0);
     load_tile(1, j0, n);
     for (int32_t r = 0; r < n_rows; ++r) {
-      const int32_t n_r = std::min(n, n_ctx(r) - j0);
-      if (n_r > 0) accumulate_values(scores(r) + j0, s.kv_rows.data(), n_r, d, o_all + (t_begin + r) * e + h * d);
+      const int32_t a = std::max(j0, lo(r)), b = std::min(j0 + n, n_ctx(r));
+      if (b > a)
+        accumulate_values(scores(r) + a, s.kv_rows.data() + (a - j0), b - a, d, o_all + (t_begin + r) * e + h * d);
     }
   }
   for (int32_t r = 0; r < n_rows; ++r) {
@@ -236,10 +243,9 @@ void cpu_kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer
 }
 
 void cpu_paged_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
-                         KvPoolView pool, TensorView out) {
+                         KvPoolView pool, TensorView out, const AttentionSpec& spec) {
   const int32_t n_heads = pool.n_heads, d = pool.head_dim;
   const int64_t e = static_cast<int64_t>(n_heads) * d;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   // Work items: (sequence, first row, end row) x head.
   struct Rows {
     int32_t seq;
@@ -264,7 +270,7 @@ void cpu_paged_attention(const TensorView& qkv, const BatchLayout& batch, int32_
     for (int64_t w = 0; w < n_work; ++w) {
       const Rows& rows = blocks[w / n_heads];
       attend({pool, batch.seqs[rows.seq], layer, static_cast<int32_t>(w % n_heads), rows.begin,
-              rows.end, q_all, e, scale, o_all},
+              rows.end, q_all, e, spec, o_all},
              scratch);
     }
   }

@@ -1,4 +1,4 @@
-// CPU paged attention: K/V writes into pages and causal attention over a ragged batch.
+// CPU paged attention: K/V writes into pages and causal (optionally windowed) attention over a ragged batch.
 #pragma once
 
 #include "worker/backend.h"
@@ -6,7 +6,8 @@
 namespace kvmesh {
 
 void cpu_kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool);
+// Scores scaled and keys limited to a window as spec says (backend.h: AttentionSpec).
 void cpu_paged_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
-                         KvPoolView pool, TensorView out);
+                         KvPoolView pool, TensorView out, const AttentionSpec& spec = {});
 
 }  // namespace kvmesh

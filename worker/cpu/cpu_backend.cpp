@@ -155,8 +155,8 @@ class CpuBackend final : public Backend {
   }
 
   void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
-                 TensorView out) override {
-    cpu_paged_attention(qkv, batch, layer, pool, out);
+                 TensorView out, const AttentionSpec& spec = {}) override {
+    cpu_paged_attention(qkv, batch, layer, pool, out, spec);
   }
 
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override {

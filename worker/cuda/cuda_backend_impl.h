@@ -159,11 +159,11 @@ class CudaBackend final : public Backend {
   }
   void kv_write(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool) override;
   void attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
-                 TensorView out) override;
+                 TensorView out, const AttentionSpec& spec = {}) override;
   // A batch of decode rows only (one token per sequence): the attention kernel writes each row's K
   // and V itself (one launch fewer per layer); other batches: kv_write, then attention.
   void kv_write_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
-                          TensorView out) override;
+                          TensorView out, const AttentionSpec& spec = {}) override;
   void lm_head(const TensorView& x, const TensorView& wte, TensorView logits) override;
   void gather_rows(const TensorView& x, const std::vector<int32_t>& rows, TensorView out) override;
   void row_stats(const TensorView& logits, RowStats* stats) override;
@@ -260,7 +260,7 @@ class CudaBackend final : public Backend {
   // attention's launches; write_own_kv: the row kernel also writes each row's K and V (decode
   // rows only, no prefill tiles).
   void attend(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool, TensorView out,
-              bool write_own_kv);
+              const AttentionSpec& spec, bool write_own_kv);
   // An activation's dtype: fp32, or the weights' (a matrix product's narrow operand); else an error.
   bool activation_dtype(const TensorView& t, KernelDType* out) {
     if (t.dtype == DType::f32 || t.dtype == matmul_input_dtype()) {

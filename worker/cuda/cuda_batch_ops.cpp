@@ -62,27 +62,28 @@ void CudaBackend::kv_write(const TensorView& qkv, const BatchLayout& batch, int3
 }
 
 void CudaBackend::attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
-                            KvPoolView pool, TensorView out) {
+                            KvPoolView pool, TensorView out, const AttentionSpec& spec) {
   const TimedOp timed = time_op("attention");
-  attend(qkv, batch, layer, pool, out, false);
+  attend(qkv, batch, layer, pool, out, spec, false);
 }
 
 void CudaBackend::kv_write_attention(const TensorView& qkv, const BatchLayout& batch, int32_t layer,
-                                     KvPoolView pool, TensorView out) {
+                                     KvPoolView pool, TensorView out, const AttentionSpec& spec) {
   const TimedOp timed = time_op("kv_write + attention");
   if (!enter()) return;
   const DeviceBatch* b = staged_for(batch);
   if (b == nullptr) return;
   if (b->staged.decode_only) {  // (prefill tiles need chunks of kMinTiledRows rows)
-    attend(qkv, batch, layer, pool, out, true);
+    attend(qkv, batch, layer, pool, out, spec, true);
     return;
   }
   kv_write(qkv, batch, layer, pool);
-  attention(qkv, batch, layer, pool, out);
+  attention(qkv, batch, layer, pool, out, spec);
 }
 
 void CudaBackend::attend(const TensorView& qkv, const BatchLayout& batch, int32_t layer, KvPoolView pool,
-                         TensorView out, bool write_own_kv) {
+                         TensorView out, const AttentionSpec& spec, bool write_own_kv) {
+  const float scale = spec.scale_for(pool.head_dim);
   KvPoolGeometry g;
   KernelDType od = KernelDType::f32;
   if (!enter()) return;
@@ -97,7 +98,8 @@ void CudaBackend::attend(const TensorView& qkv, const BatchLayout& batch, int32_
   int32_t max_ctx = s.max_ctx;
   if (s.n_tiles > 0 && prefill_attention_serves(g)) {
     if (!check(launch_prefill_attention(qkv.f32(), reinterpret_cast<const PrefillTile*>(meta + s.tiles_at),
-                                        s.n_tiles, meta, layer, g, out.data, od, on_stream()),
+                                        s.n_tiles, meta, layer, g, scale, spec.window, out.data, od,
+                                        on_stream()),
                "prefill attention"))
       return;
     rows.listed = meta + s.listed_at;
@@ -117,7 +119,7 @@ void CudaBackend::attend(const TensorView& qkv, const BatchLayout& batch, int32_
     partial = static_cast<float*>(scratch(partial_, bytes));
     if (partial == nullptr) return;
   }
-  check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, n_splits, partial,
+  check(launch_paged_attention(qkv.f32(), rows, n_rows, layer, g, scale, spec.window, n_splits, partial,
                                static_cast<int32_t*>(arrivals_.data()), out.data, od, on_stream()),
         "attention");
 }

@@ -116,9 +116,9 @@ cudaError_t launch_bias_residual(float* x, const float* y, const float* bias, in
 cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, int32_t layer,
                             const KvPoolGeometry& pool, KernelStream stream);
 
-// Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scaled
-// by 1/sqrt(head_dim). Each (row, head) is split over n_splits equal shares of that row's own
-// context; with n_splits > 1, partial ([T, n_heads, n_splits, head_dim + 2] floats) holds each
+// Causal attention of each row's Q (columns [0, E) of qkv) over its context in the pages, scores
+// scaled by `scale`; with window > 0 a row sees only its last `window` positions (itself included).
+// Each (row, head) is split over n_splits equal shares of that row's own (windowed) context; with n_splits > 1, partial ([T, n_heads, n_splits, head_dim + 2] floats) holds each
 // share's (max, sum, unnormalised output) and the last share of a (row, head) to finish combines
 // them, counting in arrivals ([n, n_heads] int32, zero before and zero again after; one launch at
 // a time may use them: kMaxSplitPairs of them are the most a launch needs). A row with no context
@@ -126,19 +126,21 @@ cudaError_t launch_kv_write(const float* qkv, const int32_t* slots, int64_t n, i
 // or the listed ones. out is stored in out_dtype (fp32, or the bf16/f16 operand of the next matrix
 // product).    out: [T, E]
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
-                                   int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
+                                   int32_t layer, const KvPoolGeometry& pool, float scale, int32_t window,
+                                   int32_t n_splits,
                                    float* partial, int32_t* arrivals, void* out, KernelDType out_dtype,
                                    KernelStream stream);
 // (row, head) pairs a split attention launch may have at most (n * n_heads), so one zeroed array
 // of arrivals serves every launch.
 constexpr int64_t kMaxSplitPairs = 1024;
 
-// The same attention for the query rows of prefill tiles, K/V read once per tile (head_dim 64
-// only: prefill_attention_serves).    out: [T, E]
+// The same attention (scale, window) for the query rows of prefill tiles, K/V read once per tile
+// (head_dim 64 only: prefill_attention_serves).    out: [T, E]
 bool prefill_attention_serves(const KvPoolGeometry& pool);
 cudaError_t launch_prefill_attention(const float* qkv, const PrefillTile* tiles, int64_t n_tiles,
                                      const int32_t* tables, int32_t layer, const KvPoolGeometry& pool,
-                                     void* out, KernelDType out_dtype, KernelStream stream);
+                                     float scale, int32_t window, void* out, KernelDType out_dtype,
+                                     KernelStream stream);
 
 // out[i] = x[rows[i]]     x: [*, e], out: [r, e]
 cudaError_t launch_gather_rows(const float* x, const int32_t* rows, int64_t r, int64_t e, float* out,

@@ -1,5 +1,6 @@
-// Paged attention for prefill and decode, one block per (row, head, split of the context), writing
-// decode rows' K and V too; the twin of cpu_paged_attention. Details: docs/gpu.md.
+// Paged attention for prefill and decode (causal, optionally over a window of the last positions),
+// one block per (row, head, split of the context), writing decode rows' K and V too; the twin of
+// cpu_paged_attention. Details: docs/gpu.md.
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"
@@ -98,7 +99,7 @@ __device__ __forceinline__ void load_head_part(const T* row, int lane, int d, bo
 template <typename T, int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* qkv, AttentionRows rows, int32_t layer, KvPoolGeometry pool,
-                     float scale, float* partial, int32_t* arrivals, void* out, KernelDType out_dtype) {
+                     float scale, int32_t window, float* partial, int32_t* arrivals, void* out, KernelDType out_dtype) {
   begin_after_previous_kernel();
   __shared__ float warp_max[kWarps], warp_sum_[kWarps];
   __shared__ float warp_acc[kWarps][32 * kPerLane];
@@ -111,8 +112,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int32_t n_ctx = rows.row_ctx[t];
   const int32_t* table = rows.tables + rows.row_table[t];
-  const int32_t share = (n_ctx + n_splits - 1) / n_splits;  // keys per split of this row
-  const int32_t begin = min(n_ctx, split * share);
+  const int32_t first = window > 0 ? max(0, n_ctx - window) : 0;  // the row's first visible key
+  const int32_t share = (n_ctx - first + n_splits - 1) / n_splits;  // keys per split of this row
+  const int32_t begin = min(n_ctx, first + split * share);
   const int32_t end = min(n_ctx, begin + share);
   const T* kv = static_cast<const T*>(pool.data);
   // The row's own position, when this kernel writes its K and V: from qkv, not from the pages.
@@ -218,48 +220,48 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <typename T, int kPerLane>
 cudaError_t launch_typed(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
-                         const KvPoolGeometry& pool, int32_t n_splits, float* partial, int32_t* arrivals,
-                         void* out, KernelDType out_dtype, KernelStream stream) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(pool.head_dim));
+                         const KvPoolGeometry& pool, float scale, int32_t window, int32_t n_splits, float* partial,
+                         int32_t* arrivals, void* out, KernelDType out_dtype, KernelStream stream) {
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(pool.n_heads),
                   static_cast<unsigned>(n_splits));
-  return launch_kernel(attention_kernel<T, kPerLane>, grid, kWarps * 32, stream, qkv, rows, layer, pool, scale, partial,
+  return launch_kernel(attention_kernel<T, kPerLane>, grid, kWarps * 32, stream, qkv, rows, layer, pool, scale, window, partial,
                        arrivals, out, out_dtype);
 }
 
 // The kernel whose lanes own just enough of the head (fewer registers for small heads).
 template <typename T>
 cudaError_t launch_for_head(const float* qkv, const AttentionRows& rows, int64_t n, int32_t layer,
-                            const KvPoolGeometry& pool, int32_t n_splits, float* partial,
+                            const KvPoolGeometry& pool, float scale, int32_t window, int32_t n_splits, float* partial,
                             int32_t* arrivals, void* out, KernelDType out_dtype, KernelStream stream) {
   if (pool.head_dim <= 64)
-    return launch_typed<T, 2>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype, stream);
+    return launch_typed<T, 2>(qkv, rows, n, layer, pool, scale, window, n_splits, partial, arrivals, out, out_dtype, stream);
   if (pool.head_dim <= 128)
-    return launch_typed<T, 4>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype, stream);
-  return launch_typed<T, kMaxHeadDim / 32>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype,
+    return launch_typed<T, 4>(qkv, rows, n, layer, pool, scale, window, n_splits, partial, arrivals, out, out_dtype, stream);
+  return launch_typed<T, kMaxHeadDim / 32>(qkv, rows, n, layer, pool, scale, window, n_splits, partial, arrivals, out, out_dtype,
                                            stream);
 }
 
 }  // namespace
 
 cudaError_t launch_paged_attention(const float* qkv, const AttentionRows& rows, int64_t n,
-                                   int32_t layer, const KvPoolGeometry& pool, int32_t n_splits,
-                                   float* partial, int32_t* arrivals, void* out, KernelDType out_dtype,
-                                   KernelStream stream) {
+                                   int32_t layer, const KvPoolGeometry& pool, float scale, int32_t window,
+                                   int32_t n_splits, float* partial, int32_t* arrivals, void* out,
+                                   KernelDType out_dtype, KernelStream stream) {
   if (n <= 0) return cudaSuccess;
+  if (window < 0) return cudaErrorInvalidValue;
   if (pool.head_dim < 1 || pool.head_dim > kMaxHeadDim || n_splits < 1 || n_splits > 65535 ||
       pool.n_heads > 65535 ||
       (n_splits > 1 && (partial == nullptr || arrivals == nullptr || n * pool.n_heads > kMaxSplitPairs)))
     return cudaErrorInvalidValue;
   switch (pool.dtype) {
     case KernelDType::f16:
-      return launch_for_head<__half>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype,
+      return launch_for_head<__half>(qkv, rows, n, layer, pool, scale, window, n_splits, partial, arrivals, out, out_dtype,
                                      stream);
     case KernelDType::bf16:
-      return launch_for_head<__nv_bfloat16>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out,
+      return launch_for_head<__nv_bfloat16>(qkv, rows, n, layer, pool, scale, window, n_splits, partial, arrivals, out,
                                             out_dtype, stream);
     default:
-      return launch_for_head<float>(qkv, rows, n, layer, pool, n_splits, partial, arrivals, out, out_dtype,
+      return launch_for_head<float>(qkv, rows, n, layer, pool, scale, window, n_splits, partial, arrivals, out, out_dtype,
                                     stream);
   }
 }

@@ -1,5 +1,5 @@
-// Tiled paged attention for prefill chunks with head_dim 64, one block per (tile of up to 64 query
-// rows, head); the twin of cpu_paged_attention. Details: docs/gpu.md.
+// Tiled paged attention for prefill chunks with head_dim 64 (scaled as asked, optionally windowed),
+// one block per (tile of up to 64 query rows, head); the twin of cpu_paged_attention. Details: docs/gpu.md.
 #include <cmath>
 
 #include "worker/cuda/elem.cuh"
@@ -18,7 +18,7 @@ static_assert(kKeys % kChunk == 0, "chunks tile a staged block of keys");
 template <typename T>
 __global__ void __launch_bounds__(kRows)
     prefill_attention_kernel(const float* qkv, const PrefillTile* tiles, const int32_t* tables,
-                             int32_t layer, KvPoolGeometry pool, float scale, void* out,
+                             int32_t layer, KvPoolGeometry pool, float scale, int32_t window, void* out,
                              KernelDType out_dtype) {
   begin_after_previous_kernel();
   __shared__ __align__(16) float k_tile[kKeys][kDim];
@@ -33,8 +33,10 @@ __global__ void __launch_bounds__(kRows)
   const int32_t* table = tables + tile.table_at;
   const bool active = i < tile.n_rows;
   const int64_t row = static_cast<int64_t>(tile.row_begin) + i;
-  const int32_t last_key = tile.n_past + i;  // causal: keys [0, last_key]
+  const int32_t last_key = tile.n_past + i;  // causal: keys [first_key, last_key]
+  const int32_t first_key = window > 0 ? last_key - window + 1 : 0;  // (may be negative: none cut)
   const int32_t n_keys = tile.n_past + tile.n_rows;  // keys any row of the tile sees
+  const int32_t tile_first = window > 0 ? max(0, tile.n_past - window + 1) : 0;  // row 0's first key
 
   float q[kDim], acc[kDim];
   if (active) {
@@ -55,7 +57,7 @@ __global__ void __launch_bounds__(kRows)
   }
   float m = -INFINITY, l = 0.0f;
 
-  for (int32_t base = 0; base < n_keys; base += kKeys) {
+  for (int32_t base = tile_first; base < n_keys; base += kKeys) {
     const int32_t tile_keys = min(kKeys, n_keys - base);
     __syncthreads();  // the previous tile is no longer read
     if (i < tile_keys) {
@@ -80,7 +82,7 @@ __global__ void __launch_bounds__(kRows)
       for (int k = 0; k < kChunk; ++k) {
         const int key = c0 + k;
         float dot = -INFINITY;
-        if (key < tile_keys && base + key <= last_key) {
+        if (key < tile_keys && base + key <= last_key && base + key >= first_key) {
           const float4* k4 = reinterpret_cast<const float4*>(k_tile[key]);
           dot = 0.0f;
 #pragma unroll
@@ -92,7 +94,7 @@ __global__ void __launch_bounds__(kRows)
         s[k] = dot;
         chunk_max = fmaxf(chunk_max, dot);
       }
-      if (chunk_max == -INFINITY) continue;  // every key of the chunk is after this row
+      if (chunk_max == -INFINITY) continue;  // every key of the chunk is outside this row's window
       const float m_new = fmaxf(m, chunk_max);
       const float correction = expf(m - m_new);  // 0 while m is -inf
       l *= correction;
@@ -132,12 +134,11 @@ __global__ void __launch_bounds__(kRows)
 
 template <typename T>
 cudaError_t launch_typed(const float* qkv, const PrefillTile* tiles, int64_t n_tiles, const int32_t* tables,
-                         int32_t layer, const KvPoolGeometry& pool, void* out, KernelDType out_dtype,
-                         KernelStream stream) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
+                         int32_t layer, const KvPoolGeometry& pool, float scale, int32_t window, void* out,
+                         KernelDType out_dtype, KernelStream stream) {
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(pool.n_heads));
-  return launch_kernel(prefill_attention_kernel<T>, grid, kRows, stream, qkv, tiles, tables, layer, pool, scale, out,
-                       out_dtype);
+  return launch_kernel(prefill_attention_kernel<T>, grid, kRows, stream, qkv, tiles, tables, layer, pool, scale,
+                       window, out, out_dtype);
 }
 
 }  // namespace
@@ -146,16 +147,17 @@ bool prefill_attention_serves(const KvPoolGeometry& pool) { return pool.head_dim
 
 cudaError_t launch_prefill_attention(const float* qkv, const PrefillTile* tiles, int64_t n_tiles,
                                      const int32_t* tables, int32_t layer, const KvPoolGeometry& pool,
-                                     void* out, KernelDType out_dtype, KernelStream stream) {
+                                     float scale, int32_t window, void* out, KernelDType out_dtype,
+                                     KernelStream stream) {
   if (n_tiles <= 0) return cudaSuccess;
-  if (!prefill_attention_serves(pool) || n_tiles > 2147483647 || pool.n_heads > 65535)
+  if (!prefill_attention_serves(pool) || window < 0 || n_tiles > 2147483647 || pool.n_heads > 65535)
     return cudaErrorInvalidValue;
   switch (pool.dtype) {
     case KernelDType::f16:
-      return launch_typed<__half>(qkv, tiles, n_tiles, tables, layer, pool, out, out_dtype, stream);
+      return launch_typed<__half>(qkv, tiles, n_tiles, tables, layer, pool, scale, window, out, out_dtype, stream);
     case KernelDType::bf16:
-      return launch_typed<__nv_bfloat16>(qkv, tiles, n_tiles, tables, layer, pool, out, out_dtype, stream);
-    default: return launch_typed<float>(qkv, tiles, n_tiles, tables, layer, pool, out, out_dtype, stream);
+      return launch_typed<__nv_bfloat16>(qkv, tiles, n_tiles, tables, layer, pool, scale, window, out, out_dtype, stream);
+    default: return launch_typed<float>(qkv, tiles, n_tiles, tables, layer, pool, scale, window, out, out_dtype, stream);
   }
 }
 
