@@ -43,7 +43,9 @@ inline void expect_golden_prompt_logprobs_and_top20(Engine& engine, const nlohma
       EXPECT_NEAR(top[i].logprob, top_lps[i], tol) << at << " rank " << i;
       const bool close_to_neighbour = (i > 0 && std::abs(top_lps[i] - top_lps[i - 1]) < 2 * tol) ||
                                       (i + 1 < 20 && std::abs(top_lps[i] - top_lps[i + 1]) < 2 * tol);
-      if (!close_to_neighbour) EXPECT_EQ(top[i].token, top_ids[i]) << at << " rank " << i;
+      if (!close_to_neighbour) {
+        EXPECT_EQ(top[i].token, top_ids[i]) << at << " rank " << i;
+      }
     }
   }
 }
