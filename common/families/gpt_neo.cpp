@@ -124,27 +124,17 @@ void set_defaults(ModelConfig* c) {
   c->bos_token_id = c->eos_token_id = 50256;
 }
 
+// GPT-2's names (GPT-Neo keeps its embeddings, norms and MLP), with attention as separate
+// nn.Linear q/k/v and out_proj under attn.attention.
 TensorNaming naming() {
-  TensorNaming n;
-  n.base_prefix = "transformer.";
-  n.tok_embed = "wte.weight";
-  n.pos_embed = "wpe.weight";
-  n.final_norm_w = "ln_f.weight";
-  n.final_norm_b = "ln_f.bias";
-  n.layer_prefix = "h.";
-  n.ln1_w = "ln_1.weight";
-  n.ln1_b = "ln_1.bias";
+  TensorNaming n = gpt2_family().names;
+  n.qkv_w.clear();
+  n.qkv_b.clear();
   n.q_w = "attn.attention.q_proj.weight";
   n.k_w = "attn.attention.k_proj.weight";
   n.v_w = "attn.attention.v_proj.weight";
   n.out_w = "attn.attention.out_proj.weight";
   n.out_b = "attn.attention.out_proj.bias";
-  n.ln2_w = "ln_2.weight";
-  n.ln2_b = "ln_2.bias";
-  n.fc1_w = "mlp.c_fc.weight";
-  n.fc1_b = "mlp.c_fc.bias";
-  n.fc2_w = "mlp.c_proj.weight";
-  n.fc2_b = "mlp.c_proj.bias";
   n.ignored_leaves = {"attn.attention.bias", "attn.attention.masked_bias"};
   n.linear_layout = true;
   return n;
